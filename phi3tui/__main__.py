@@ -1,0 +1,3 @@
+from phi3tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""The Textual app: one mode per screen, the global keys, the long-lived workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import import_module
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from phi3tui.core.workspace import Workspace
+
+# mode name -> (module, class, title). Screens are imported only when first shown.
+SCREENS = {
+    "data": ("phi3tui.screens.data", "DataScreen", "Data"),
+    "config": ("phi3tui.screens.config", "ConfigScreen", "Config"),
+    "train": ("phi3tui.screens.train", "TrainScreen", "Train"),
+    "chat": ("phi3tui.screens.chat", "ChatScreen", "Chat"),
+    "export": ("phi3tui.screens.export", "ExportScreen", "Export"),
+}
+
+
+def screen_class(mode: str) -> type[Screen]:
+    module, cls, _ = SCREENS[mode]
+    return getattr(import_module(module), cls)
+
+
+def _mode_factory(mode: str):
+    return lambda: screen_class(mode)()
+
+
+class Phi3App(App):
+    TITLE = "phi3tui"
+    CSS = """
+    Screen { layout: vertical; }
+    #placeholder { padding: 1 2; }
+    """
+    MODES = {mode: _mode_factory(mode) for mode in SCREENS}
+    BINDINGS = [
+        Binding("f1,1", "switch_mode('data')", "Data", key_display="F1", id="app.mode.data"),
+        Binding("f2,2", "switch_mode('config')", "Config", key_display="F2", id="app.mode.config"),
+        Binding("f3,3", "switch_mode('train')", "Train", key_display="F3", id="app.mode.train"),
+        Binding("f4,4", "switch_mode('chat')", "Chat", key_display="F4", id="app.mode.chat"),
+        Binding("f5,5", "switch_mode('export')", "Export", key_display="F5", id="app.mode.export"),
+        Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.quit_ctrl_c"),
+    ]
+
+    def __init__(self, workspace: Workspace, start_mode: str = "data", **kwargs):
+        super().__init__(**kwargs)
+        self.workspace = workspace
+        self.start_mode = start_mode
+        self.live_run_text = ""
+
+    def on_mount(self) -> None:
+        self.title = f"phi3tui — {self.workspace.name}"
+        self.switch_mode(self.start_mode)
+
+    # -- help and palette -------------------------------------------------
+    def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        from phi3tui.screens.help import describe_bindings
+
+        sections = [("Everywhere", describe_bindings(self.BINDINGS) + [("ctrl+p", "Command palette")])]
+        for mode, (_, _, title) in SCREENS.items():
+            sections.append((title, describe_bindings(screen_class(mode).BINDINGS)))
+        return sections
+
+    def action_help(self) -> None:
+        from phi3tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(self.key_sections()))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for mode, (_, _, title) in SCREENS.items():
+            yield SystemCommand(
+                f"Go to {title}", f"Switch to the {title} screen", lambda m=mode: self.switch_mode(m)
+            )
+        yield SystemCommand("Help: keys", "Every screen's keys", self.action_help)
+        # Every described binding of the current screen is also a palette command.
+        for binding in getattr(screen, "BINDINGS", []):
+            if isinstance(binding, tuple):
+                binding = Binding(*binding)
+            if binding.description and binding.action:
+                yield SystemCommand(
+                    f"{screen.TITLE or screen.__class__.__name__}: {binding.description}",
+                    f"key {binding.key_display or binding.key}",
+                    lambda a=binding.action, s=screen: self.run_action(a, s),
+                )

@@ -1,0 +1,46 @@
+"""`phi3tui demo [DIR] [--headless]`: build the offline demo workspace and open it, or run the whole job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_DIR = "phi3tui-demo"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="build (or reuse) the offline demo workspace and open it",
+        description=(
+            "Build a demo workspace with a tiny random-weight Phi-3 (real architecture and tokenizer), "
+            "a few hundred question/answer records and a lora_config.yaml, all offline; then open the app "
+            "on it, or with --headless run the whole job (check data, train, compare, fuse, GGUF, Modelfile)."
+        ),
+    )
+    p.add_argument("dir", nargs="?", default=DEFAULT_DIR, help=f"workspace folder (default: ./{DEFAULT_DIR})")
+    p.add_argument("--headless", action="store_true", help="run every step with no UI and print each result")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the model, data and config even if present")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from phi3tui.core.demo import build_demo
+
+    target = Path(args.dir)
+    try:
+        result = build_demo(target, force=args.rebuild)
+    except (FileExistsError, OSError) as exc:
+        print(f"phi3tui demo: {exc}", file=sys.stderr)
+        return 2
+    verb = "built" if result.created else "reusing"
+    print(f"{verb} demo workspace {result.workspace.root}")
+    if args.headless:
+        from phi3tui.core.pipeline import run_pipeline
+
+        return run_pipeline(result.workspace, out=sys.stdout)
+    from phi3tui.app import Phi3App
+
+    Phi3App(result.workspace).run()
+    return 0

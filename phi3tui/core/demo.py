@@ -1,0 +1,298 @@
+"""Build the offline demo workspace: a tiny random-weight Phi-3, its tokenizer, data and config.
+
+Nothing is downloaded. The model has the real Phi-3 architecture (fused qkv_proj and gate_up_proj)
+at a toy size, so every screen, test and benchmark exercises the real mlx-lm code paths in seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from phi3tui.core.atomic import atomic_write_text
+from phi3tui.core.demo_pairs import MISCONCEPTIONS
+from phi3tui.core.workspace import CONFIG_NAME, Workspace
+
+# Phi-3's added tokens, in the order Phi-3-mini-4k-instruct numbers them (32000…32010 there).
+PHI3_ADDED_TOKENS = (
+    "<|endoftext|>",
+    "<|assistant|>",
+    "<|placeholder1|>",
+    "<|placeholder2|>",
+    "<|placeholder3|>",
+    "<|placeholder4|>",
+    "<|system|>",
+    "<|end|>",
+    "<|placeholder5|>",
+    "<|placeholder6|>",
+    "<|user|>",
+)
+
+# The chat template Phi-3-mini-4k-instruct ships in its tokenizer_config.json.
+PHI3_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+SPM_VOCAB_SIZE = 1000  # SentencePiece pieces at most; the Phi-3 added tokens follow them
+VOCAB_PAD_MULTIPLE = 64  # the model's vocabulary is padded above the tokenizer's, like Phi-3's 32064
+
+DEMO_MODEL_CONFIG = {
+    "architectures": ["Phi3ForCausalLM"],
+    "model_type": "phi3",
+    "hidden_size": 64,
+    "num_hidden_layers": 4,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "rope_scaling": None,
+    "max_position_embeddings": 4096,
+    "original_max_position_embeddings": 4096,
+    "sliding_window": 2047,
+    "tie_word_embeddings": False,
+    "hidden_act": "silu",
+    "torch_dtype": "float32",
+    "bos_token_id": 1,
+}
+
+# The tutorial's lora_config.yaml, key for key, made valid for today's mlx-lm
+# (num_layers instead of lora_layers, full module paths in keys) and tuned for the tiny model.
+DEMO_CONFIG_YAML = """\
+# The path to the local model directory or Hugging Face repo.
+model: "model"
+# Whether or not to train (boolean)
+train: true
+
+# Directory with {train, valid, test}.jsonl files
+data: "data"
+
+# The PRNG seed
+seed: 0
+
+# Number of layers to fine-tune (the tutorial's lora_layers; -1 means all)
+num_layers: -1
+
+# Minibatch size.
+batch_size: 4
+
+# Iterations to train for.
+iters: 100
+
+# Number of validation batches, -1 uses the entire validation set.
+val_batches: -1
+
+# Adam learning rate.
+learning_rate: 1e-3
+
+# Number of training steps between loss reporting.
+steps_per_report: 10
+
+# Number of training steps between validations.
+steps_per_eval: 25
+
+# Load path to resume training with the given adapter weights.
+resume_adapter_file: null
+
+# Save/load path for the trained adapter weights.
+adapter_path: "adapters"
+
+# Save the model every N iterations.
+save_every: 50
+
+# Evaluate on the test set after training
+test: false
+
+# Number of test set batches, -1 uses the entire test set.
+test_batches: -1
+
+# Maximum sequence length.
+max_seq_length: 256
+
+# Use gradient checkpointing to reduce memory use.
+grad_checkpoint: false
+
+# LoRA parameters can only be specified in a config file
+lora_parameters:
+  # The layer keys to apply LoRA to: full module paths inside a block.
+  keys: ["self_attn.o_proj", "self_attn.qkv_proj", "mlp.gate_up_proj", "mlp.down_proj"]
+  rank: 16
+  scale: 2.0
+  dropout: 0.0
+"""
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    workspace: Workspace
+    created: bool  # False when an existing demo workspace was reused
+
+
+def tutorial_text(question: str, answer: str) -> str:
+    """One record in the tutorial's exact text format."""
+    return f"<|user|>\n{question} <|end|>\n<|assistant|> \n{answer} <|end|>"
+
+
+def split_pairs(pairs, seed: int = 0, valid_fraction: float = 0.1, test_fraction: float = 0.1):
+    """Shuffle reproducibly and split into train / valid / test lists."""
+    items = list(pairs)
+    random.Random(seed).shuffle(items)
+    n_valid = max(1, int(len(items) * valid_fraction))
+    n_test = max(1, int(len(items) * test_fraction))
+    return items[n_valid + n_test :], items[:n_valid], items[n_valid : n_valid + n_test]
+
+
+def write_demo_data(data_dir: Path, seed: int = 0) -> dict[str, int]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    train, valid, test = split_pairs(MISCONCEPTIONS, seed=seed)
+    counts = {}
+    for name, rows in (("train", train), ("valid", valid), ("test", test)):
+        lines = [json.dumps({"text": tutorial_text(q, a)}, ensure_ascii=False) for q, a in rows]
+        atomic_write_text(data_dir / f"{name}.jsonl", "\n".join(lines) + "\n")
+        counts[name] = len(rows)
+    return counts
+
+
+def _train_sentencepiece(corpus: list[str]) -> bytes:
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus),
+        model_writer=buffer,
+        model_type="bpe",
+        vocab_size=SPM_VOCAB_SIZE,
+        byte_fallback=True,
+        character_coverage=1.0,
+        normalization_rule_name="identity",
+        add_dummy_prefix=True,
+        split_digits=True,
+        allow_whitespace_only_pieces=True,
+        remove_extra_whitespaces=False,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+    )
+    return buffer.getvalue()
+
+
+def write_demo_tokenizer(model_dir: Path) -> dict[str, int]:
+    """Train a SentencePiece BPE model on the demo corpus and save it the way Phi-3 ships.
+
+    Returns the ids of the Phi-3 special tokens.
+    """
+    from tokenizers.models import BPE
+    from transformers import LlamaTokenizer
+    from transformers.convert_slow_tokenizer import SentencePieceExtractor
+
+    corpus = [q for q, _ in MISCONCEPTIONS] + [a for _, a in MISCONCEPTIONS]
+    model_dir.mkdir(parents=True, exist_ok=True)
+    spm_path = model_dir / "tokenizer.model"
+    spm_path.write_bytes(_train_sentencepiece(corpus))
+
+    # transformers 5 cannot read tokenizer.model directly (it yields an empty vocabulary): convert.
+    extracted = SentencePieceExtractor(str(spm_path)).extract(BPE)
+    tokenizer = LlamaTokenizer(
+        vocab=extracted["vocab"],
+        merges=extracted["merges"],
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        add_bos_token=False,
+        add_eos_token=False,
+        legacy=False,
+    )
+    from tokenizers import AddedToken
+
+    tokenizer.add_tokens(
+        [AddedToken(t, special=True, normalized=False, rstrip=True) for t in PHI3_ADDED_TOKENS],
+        special_tokens=True,
+    )
+    tokenizer.chat_template = PHI3_CHAT_TEMPLATE
+    tokenizer.model_max_length = 4096
+    tokenizer.save_pretrained(str(model_dir))
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<unk>", "<s>", "</s>", *PHI3_ADDED_TOKENS)}
+    _tidy_tokenizer_config(model_dir)
+    return ids
+
+
+def _tidy_tokenizer_config(model_dir: Path) -> None:
+    """Make tokenizer_config.json explicit the way Phi-3's is (add_bos_token false, a Llama class)."""
+    path = model_dir / "tokenizer_config.json"
+    cfg = json.loads(path.read_text())
+    cfg["add_bos_token"] = False
+    cfg["add_eos_token"] = False
+    cfg["tokenizer_class"] = "LlamaTokenizer"
+    cfg["chat_template"] = PHI3_CHAT_TEMPLATE
+    atomic_write_text(path, json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_demo_model(model_dir: Path, seed: int = 0) -> None:
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import phi3
+
+    ids = write_demo_tokenizer(model_dir)
+    config = dict(DEMO_MODEL_CONFIG)
+    n_tokens = max(ids.values()) + 1
+    config["vocab_size"] = -(-n_tokens // VOCAB_PAD_MULTIPLE) * VOCAB_PAD_MULTIPLE
+    if config["vocab_size"] == n_tokens:
+        config["vocab_size"] += VOCAB_PAD_MULTIPLE
+    config["eos_token_id"] = ids["<|endoftext|>"]
+    config["pad_token_id"] = ids["<|endoftext|>"]
+    mx.random.seed(seed)
+    model = phi3.Model(phi3.ModelArgs.from_dict(config))
+    mx.eval(model.parameters())
+    weights = dict(tree_flatten(model.parameters()))
+    mx.save_safetensors(str(model_dir / "model.safetensors"), weights, metadata={"format": "mlx"})
+    atomic_write_text(model_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    generation = {
+        "bos_token_id": ids["<s>"],
+        "eos_token_id": [ids["<|endoftext|>"], ids["<|assistant|>"], ids["<|end|>"]],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+    atomic_write_text(model_dir / "generation_config.json", json.dumps(generation, indent=2) + "\n")
+
+
+def build_demo(target: Path | str, force: bool = False) -> DemoResult:
+    """Create the demo workspace at ``target``, or reuse it when it is already complete."""
+    root = Path(target).expanduser().resolve()
+    ws = Workspace(root)
+    model_dir = root / "model"
+    complete = (
+        (model_dir / "model.safetensors").is_file()
+        and (model_dir / "tokenizer.model").is_file()
+        and (root / "data" / "train.jsonl").is_file()
+        and (root / CONFIG_NAME).is_file()
+    )
+    if complete and not force:
+        return DemoResult(ws, created=False)
+    if root.exists() and any(root.iterdir()) and not complete and not (root / ".phi3tui-demo").exists():
+        raise FileExistsError(
+            f"{root} is not empty and is not a phi3tui demo workspace; choose an empty or new folder"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".phi3tui-demo").write_text("built by phi3tui demo\n")
+    if model_dir.exists() and force:
+        shutil.rmtree(model_dir)
+    write_demo_model(model_dir)
+    write_demo_data(root / "data")
+    if not (root / CONFIG_NAME).exists() or force:
+        atomic_write_text(root / CONFIG_NAME, DEMO_CONFIG_YAML)
+    (root / "runs").mkdir(exist_ok=True)
+    (root / "exports").mkdir(exist_ok=True)
+    return DemoResult(ws, created=True)

@@ -1,0 +1,60 @@
+"""The whole job, headless: what `phi3tui demo --headless` runs, step by step.
+
+Each step lives in the core module that owns it, as a function ``demo_step(workspace, state) -> str``
+that returns a one-line result or raises. ``state`` carries results between steps (run id, paths).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from importlib import import_module
+from typing import TextIO
+
+from phi3tui.core.workspace import Workspace
+
+# (step title, module that owns it). A module without demo_step means the step is not built yet.
+STEPS = (
+    ("check the data", "phi3tui.core.dataset"),
+    ("train", "phi3tui.core.runs"),
+    ("compare base and adapted answers", "phi3tui.core.chat"),
+    ("fuse", "phi3tui.core.export.fuse"),
+    ("write the GGUF", "phi3tui.core.export.gguf"),
+    ("write the Modelfile", "phi3tui.core.export.ollama"),
+)
+
+
+def find_step(module_name: str):
+    try:
+        module = import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    return getattr(module, "demo_step", None)
+
+
+def run_pipeline(ws: Workspace, out: TextIO) -> int:
+    state: dict = {}
+    failed = missing = 0
+    for number, (title, module_name) in enumerate(STEPS, 1):
+        step = find_step(module_name)
+        label = f"[{number}/{len(STEPS)}] {title}"
+        if step is None:
+            missing += 1
+            print(f"{label}: not built yet ({module_name}.demo_step does not exist)", file=out, flush=True)
+            continue
+        start = time.perf_counter()
+        try:
+            result = step(ws, state)
+        except Exception as exc:  # a step's failure is reported, and the job goes on where it can
+            failed += 1
+            print(f"{label}: FAILED: {exc}", file=out, flush=True)
+            tail = traceback.format_exc().strip().splitlines()[-3:]
+            for line in tail:
+                print(f"    {line}", file=out)
+            continue
+        print(f"{label}: ok ({time.perf_counter() - start:.1f} s) {result}", file=out, flush=True)
+    built = len(STEPS) - missing
+    print(f"{built - failed}/{built} built steps succeeded; {missing} not built yet", file=out, flush=True)
+    return 1 if failed else 0

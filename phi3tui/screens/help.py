@@ -1,0 +1,51 @@
+"""The help screen (?): the keys of every screen, and the global ones."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+def describe_bindings(bindings) -> list[tuple[str, str]]:
+    rows = []
+    for b in bindings:
+        if isinstance(b, tuple):
+            b = Binding(*b)
+        if not b.description:
+            continue
+        rows.append((b.key_display or b.key, b.description))
+    return rows
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 76; max-width: 100%; height: 90%;
+        border: round $accent; background: $panel; padding: 0 1;
+    }
+    """
+    BINDINGS = [
+        Binding("escape,q,question_mark", "dismiss", "Close", id="help.close"),
+    ]
+
+    def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]):
+        super().__init__()
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        lines = ["[b]phi3tui keys[/b]  (esc closes)", ""]
+        for title, rows in self.sections:
+            lines.append(f"[b]{escape(title)}[/b]")
+            for key, desc in rows:
+                lines.append(f"  [b]{escape(key):<14}[/b] {escape(desc)}")
+            lines.append("")
+        with VerticalScroll():
+            yield Static("\n".join(lines), id="help-text")
+
+    def action_dismiss(self) -> None:
+        self.dismiss(None)

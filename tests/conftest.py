@@ -1,0 +1,65 @@
+"""Shared fixtures: the demo workspace is built once per session (real tokenizer, real tiny Phi-3)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Tests never reach the network: mlx-lm / transformers must find everything on disk.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory) -> Path:
+    """The demo workspace, built once through core/demo.py. Do not modify: use `demo_workspace`."""
+    from phi3tui.core.demo import build_demo
+
+    root = tmp_path_factory.mktemp("demo-template") / "ws"
+    build_demo(root)
+    return root
+
+
+@pytest.fixture
+def demo_workspace(demo_template, tmp_path) -> Path:
+    """A private copy of the demo workspace that a test may change freely."""
+    target = tmp_path / "ws"
+    shutil.copytree(demo_template, target)
+    return target
+
+
+@pytest.fixture
+def demo_model(demo_template) -> Path:
+    """The demo model folder (read-only by convention)."""
+    return demo_template / "model"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent (it sits beside the repository in CI and development)")
+    return SHARED_DATA
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
+    """Run `python -m phi3tui ARGS` in a real subprocess and return the CompletedProcess."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "phi3tui", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )

@@ -1,0 +1,102 @@
+"""The five-screen shell, driven by keys at 80×24 with Pilot."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from phi3tui.app import SCREENS, Phi3App
+from phi3tui.core.workspace import Workspace
+from tests.conftest import REPO
+
+MODE_KEYS = [("1", "data"), ("2", "config"), ("3", "train"), ("4", "chat"), ("5", "export")]
+FKEYS = [("f1", "data"), ("f2", "config"), ("f3", "train"), ("f4", "chat"), ("f5", "export")]
+
+
+async def _visit(app, pilot, key, mode):
+    # Leave any focused input so digit keys reach the app.
+    app.set_focus(None)
+    await pilot.press(key)
+    await pilot.pause()
+    assert app.current_mode == mode
+    module, cls, title = SCREENS[mode]
+    assert type(app.screen).__name__ == cls
+    header = app.screen.query_one("WorkspaceHeader")
+    assert title in str(header.render())
+    assert app.workspace.name in str(header.render())
+
+
+@pytest.mark.parametrize("keys", [MODE_KEYS, FKEYS], ids=["digits", "function-keys"])
+async def test_every_mode_by_key_at_80x24(demo_workspace, keys):
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        for key, mode in reversed(keys):
+            await _visit(app, pilot, key, mode)
+        for key, mode in keys:
+            await _visit(app, pilot, key, mode)
+
+
+async def test_help_lists_keys_of_every_screen(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.set_focus(None)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HelpScreen"
+        text = str(app.screen.query_one("#help-text").render())
+        for _, _, title in SCREENS.values():
+            assert title in text
+        assert "Quit" in text and "F3" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert type(app.screen).__name__ != "HelpScreen"
+
+
+async def test_palette_lists_mode_switches(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for _, _, title in SCREENS.values():
+            assert f"Go to {title}" in titles
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert "CommandPalette" in type(app.screen).__name__
+        await pilot.press(*"go to export")
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert app.current_mode == "export"
+
+
+async def test_quit_with_q(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.set_focus(None)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code in (0, None)
+    assert not app.is_running
+
+
+def test_no_heavy_import_before_first_paint(demo_template):
+    """mlx, mlx_lm and transformers stay unimported until after the first screen is painted."""
+    code = f"""
+import asyncio, sys
+from phi3tui.app import Phi3App
+from phi3tui.core.workspace import Workspace
+
+async def main():
+    app = Phi3App(Workspace.open({str(demo_template)!r}))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        heavy = sorted(m for m in ("mlx", "mlx.core", "mlx_lm", "transformers") if m in sys.modules)
+        print("HEAVY", heavy)
+asyncio.run(main())
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
