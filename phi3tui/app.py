@@ -21,6 +21,19 @@ SCREENS = {
 }
 
 
+# The app's own theme variables (used as $train-loss etc. in CSS, app.colour(...) in code),
+# each defaulting to one of Textual's base colours when a theme does not set it.
+APP_COLOUR_ROLES = {
+    "train-loss": "primary",
+    "val-loss": "warning",
+    "base-model": "secondary",
+    "adapted-model": "accent",
+    "good": "success",
+    "warn": "warning",
+    "bad": "error",
+}
+
+
 def screen_class(mode: str) -> type[Screen]:
     module, cls, _ = SCREENS[mode]
     return getattr(import_module(module), cls)
@@ -53,6 +66,19 @@ class Phi3App(App):
         self.workspace = workspace
         self.start_mode = start_mode
         self.live_run_text = ""
+
+    def get_css_variables(self) -> dict[str, str]:
+        # The app's own colour roles: a theme may set them; otherwise each takes the value of
+        # the Textual base colour it defaults to. Screens and plots use only these and Textual's own.
+        variables = super().get_css_variables()
+        for role, source in APP_COLOUR_ROLES.items():
+            variables.setdefault(role, variables[source])
+        self.theme_variables = variables
+        return variables
+
+    def colour(self, role: str) -> str:
+        """A resolved colour (e.g. '#4EBF71') for one of APP_COLOUR_ROLES, for plots and rich text."""
+        return self.theme_variables.get(role) or self.get_css_variables()[role]
 
     def on_mount(self) -> None:
         self.title = f"phi3tui — {self.workspace.name}"
