@@ -1,0 +1,156 @@
+"""A record through the model's eyes: the text mlx-lm feeds, its tokens, and which ones the loss counts.
+
+Tokens come from mlx-lm's own dataset classes (mlx_lm/tuner/datasets.py), so what is shown is what
+training uses, mask offset included. mlx_lm is imported lazily, inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class TokenizerError(Exception):
+    """The model's tokenizer could not be loaded. str() names the model and says what to do."""
+
+
+def load_tokenizer(model: str | Path):
+    """The model's tokenizer, loaded by mlx-lm (mlx_lm.utils.load_tokenizer), exactly as training loads it."""
+    if not model:
+        raise TokenizerError("no model is set: set `model:` in lora_config.yaml or pass --model")
+    try:
+        from mlx_lm.utils import load_tokenizer as mlx_load_tokenizer
+    except ImportError as exc:  # pragma: no cover - mlx-lm is a dependency
+        raise TokenizerError(f"mlx-lm is not installed ({exc})") from None
+    try:
+        return mlx_load_tokenizer(Path(model))
+    except Exception as exc:  # mlx-lm/transformers/hub raise many kinds
+        raise TokenizerError(
+            f"cannot load the tokenizer of {model}: {type(exc).__name__}: {exc}; "
+            "check the model path (or download the model once with network access)"
+        ) from None
+
+
+def is_phi3_model(model: str | Path | None) -> bool:
+    """Phi-3 by its config.json model_type, or by name when the model is a repo id."""
+    if not model:
+        return False
+    config = Path(model) / "config.json"
+    if config.is_file():
+        try:
+            return json.loads(config.read_text(encoding="utf-8")).get("model_type") == "phi3"
+        except (OSError, ValueError):
+            return False
+    name = str(model).lower()
+    return "phi-3" in name or "phi3" in name
+
+
+def dataset_for(record: dict, fmt: str, tokenizer, settings):
+    """The mlx-lm dataset object (TextDataset / ChatDataset / CompletionsDataset) for one record."""
+    from mlx_lm.tuner.datasets import ChatDataset, CompletionsDataset, TextDataset
+
+    if fmt == "text":
+        if settings.mask_prompt:
+            raise ValueError("Prompt masking not supported for text dataset.")
+        return TextDataset([record], tokenizer, text_key=settings.text_feature)
+    if fmt == "chat":
+        return ChatDataset([record], tokenizer, chat_key=settings.chat_feature, mask_prompt=settings.mask_prompt)
+    if fmt == "completions":
+        return CompletionsDataset(
+            [record], tokenizer, settings.prompt_feature, settings.completion_feature, settings.mask_prompt
+        )
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def tokens_and_offset(record: dict, fmt: str, tokenizer, settings) -> tuple[list[int], int]:
+    """(token ids, mask offset) exactly as mlx-lm's dataset `process` returns them."""
+    tokens, offset = dataset_for(record, fmt, tokenizer, settings).process(record)
+    return list(tokens), int(offset)
+
+
+def special_token_texts(tokenizer) -> list[str]:
+    """The added/special token strings (e.g. <|user|>, <|end|>), longest first."""
+    hf = getattr(tokenizer, "_tokenizer", tokenizer)
+    texts = set(getattr(hf, "all_special_tokens", []) or [])
+    try:
+        texts.update(str(t) for t in hf.get_added_vocab())
+    except Exception:  # a tokenizer without added tokens
+        pass
+    return sorted((t for t in texts if t), key=len, reverse=True)
+
+
+@dataclass
+class Token:
+    id: int
+    piece: str  # the vocabulary entry, e.g. '▁the' or '<|user|>'
+    trained: bool  # counts toward the loss
+    special: bool
+
+
+@dataclass
+class RenderedRecord:
+    text: str  # the string mlx-lm tokenizes (template applied, EOS appended for text as mlx-lm does)
+    segments: list[tuple[str, bool]]  # text split into (piece, is_special_token)
+    tokens: list[Token]
+    offset: int  # tokens before this index are masked (mask_prompt)
+    truncated_at: int | None  # max_seq_length, when the record is longer
+
+    @property
+    def trained_count(self) -> int:
+        return sum(1 for t in self.tokens if t.trained)
+
+
+def _segments(text: str, specials: list[str]) -> list[tuple[str, bool]]:
+    if not specials:
+        return [(text, False)]
+    pattern = re.compile("|".join(re.escape(s) for s in specials))
+    out: list[tuple[str, bool]] = []
+    pos = 0
+    for m in pattern.finditer(text):
+        if m.start() > pos:
+            out.append((text[pos : m.start()], False))
+        out.append((m.group(0), True))
+        pos = m.end()
+    if pos < len(text):
+        out.append((text[pos:], False))
+    return out
+
+
+def render_record(record: dict, fmt: str, tokenizer, settings) -> RenderedRecord:
+    """One record as mlx-lm will feed it: text, special tokens, tokens, and the loss mask."""
+    ids, offset = tokens_and_offset(record, fmt, tokenizer, settings)
+    if fmt == "text":
+        text = record[settings.text_feature]
+        encoded = tokenizer.encode(text)
+        if len(ids) > len(encoded):  # mlx-lm appended EOS
+            text += tokenizer.eos_token or ""
+    else:
+        if fmt == "chat":
+            messages = record[settings.chat_feature]
+        else:
+            messages = [
+                {"role": "user", "content": record[settings.prompt_feature]},
+                {"role": "assistant", "content": record[settings.completion_feature]},
+            ]
+        text = tokenizer.apply_chat_template(messages, tools=record.get("tools"), tokenize=False)
+    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    specials = special_token_texts(tokenizer)
+    special_set = set(specials)
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    limit = settings.max_seq_length
+    # The first token is never a target (the loss predicts token i from tokens before it);
+    # mlx-lm's mask keeps positions from the offset on, up to the truncated length.
+    first_trained = max(offset, 1)
+    tokens = [
+        Token(i, str(p), first_trained <= n < limit, i in special_ids or str(p) in special_set)
+        for n, (i, p) in enumerate(zip(ids, pieces))
+    ]
+    return RenderedRecord(
+        text=text,
+        segments=_segments(text, specials),
+        tokens=tokens,
+        offset=offset,
+        truncated_at=limit if len(ids) > limit else None,
+    )
