@@ -1,0 +1,265 @@
+"""Which keys `mlx_lm lora` accepts, read from the installed mlx-lm itself.
+
+Top-level keys, defaults, help text, types and choices come from `mlx_lm.lora.CONFIG_DEFAULTS` and
+`mlx_lm.lora.build_parser()`, so a newer mlx-lm's keys appear without code changes (in the "other"
+group). Only the config-only nested keys (lora_parameters, lr_schedule, optimizer_config) and the
+dataset feature keys read by `mlx_lm.tuner.datasets` need our own words. mlx_lm is imported lazily.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+# Groups in form order; a key mlx-lm adds later lands in "other".
+GROUPS = (
+    "model & data",
+    "length & schedule",
+    "LoRA",
+    "evaluation",
+    "saving",
+    "memory",
+    "logging",
+    "other",
+)
+
+GROUP_OF = {
+    "model": "model & data",
+    "data": "model & data",
+    "train": "model & data",
+    "fine_tune_type": "model & data",
+    "mask_prompt": "model & data",
+    "seed": "model & data",
+    "trust_remote_code": "model & data",
+    "hf_dataset": "model & data",
+    "text_feature": "model & data",
+    "prompt_feature": "model & data",
+    "completion_feature": "model & data",
+    "chat_feature": "model & data",
+    "iters": "length & schedule",
+    "epochs": "length & schedule",
+    "batch_size": "length & schedule",
+    "learning_rate": "length & schedule",
+    "optimizer": "length & schedule",
+    "optimizer_config": "length & schedule",
+    "lr_schedule": "length & schedule",
+    "grad_accumulation_steps": "length & schedule",
+    "num_layers": "LoRA",
+    "lora_parameters": "LoRA",
+    "val_batches": "evaluation",
+    "steps_per_eval": "evaluation",
+    "test": "evaluation",
+    "test_batches": "evaluation",
+    "adapter_path": "saving",
+    "save_every": "saving",
+    "resume_adapter_file": "saving",
+    "max_seq_length": "memory",
+    "grad_checkpoint": "memory",
+    "clear_cache_threshold": "memory",
+    "steps_per_report": "logging",
+    "report_to": "logging",
+    "project_name": "logging",
+}
+
+# Keys mlx-lm reads from a config file that have no command-line flag (so no help text there).
+CONFIG_ONLY_HELP = {
+    "lora_parameters.keys": (
+        "Modules to adapt, as paths inside a block (self_attn.o_proj); empty means every linear layer of the "
+        "trained blocks."
+    ),
+    "lora_parameters.rank": "LoRA rank: the inner size of the two small matrices.",
+    "lora_parameters.scale": (
+        "Multiplier of the LoRA output (mlx-lm has no alpha: scale plays the role of alpha / rank)."
+    ),
+    "lora_parameters.dropout": "Dropout on the LoRA input while training (0 to 1).",
+    "lr_schedule.name": "An mlx.optimizers.schedulers function: cosine_decay, linear_schedule, ...; empty for none.",
+    "lr_schedule.arguments": "That function's arguments, the initial learning rate first (e.g. 1e-5, 1000).",
+    "lr_schedule.warmup": "Linear warm-up steps before the schedule starts (0 for none).",
+    "lr_schedule.warmup_init": "Learning rate at the start of the warm-up.",
+    "optimizer_config": "Extra arguments for the chosen optimizer, e.g. {weight_decay: 0.01} for adamw.",
+    "hf_dataset": "Hugging Face dataset(s) with splits and feature names (instead of data).",
+    "text_feature": "Key of the text field in each record (default text).",
+    "prompt_feature": "Key of the prompt field in completion records (default prompt).",
+    "completion_feature": "Key of the completion field in completion records (default completion).",
+    "chat_feature": "Key of the message list in chat records (default messages).",
+    "epochs": "Passes over the train split; sets iters from the split's size and the batch size.",
+}
+
+# Config-only keys mlx-lm reads (tuner/datasets.py) though CONFIG_DEFAULTS does not list them.
+DATASET_KEYS = {"hf_dataset": None, "text_feature": "text", "prompt_feature": "prompt",
+                "completion_feature": "completion", "chat_feature": "messages"}
+
+LORA_PARAMETER_KINDS = {"keys": "list", "rank": "int", "scale": "float", "dropout": "float"}
+LR_SCHEDULE_KINDS = {"name": "choice", "arguments": "floats", "warmup": "int", "warmup_init": "float"}
+
+# Keys only the command line can set (not part of a config file).
+CLI_ONLY = {"config"}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One editable key. `path` is ("batch_size",) or ("lora_parameters", "rank")."""
+
+    path: tuple[str, ...]
+    group: str
+    kind: str  # int | float | bool | str | choice | list | floats | mapping | size
+    default: Any
+    help: str
+    choices: tuple[str, ...] = field(default=())
+
+    @property
+    def key(self) -> str:
+        return ".".join(self.path)
+
+
+@lru_cache(maxsize=1)
+def mlx_lm_defaults() -> dict:
+    from mlx_lm.lora import CONFIG_DEFAULTS
+
+    return dict(CONFIG_DEFAULTS)
+
+
+@lru_cache(maxsize=1)
+def _parser_actions() -> dict:
+    from mlx_lm.lora import build_parser
+
+    return {a.dest: a for a in build_parser()._actions if a.dest not in ("help",)}
+
+
+def known_top_level_keys() -> set[str]:
+    return (set(mlx_lm_defaults()) | set(_parser_actions()) | set(DATASET_KEYS)) - CLI_ONLY
+
+
+def _kind_of(action, default) -> tuple[str, tuple[str, ...]]:
+    if action is not None and action.choices:
+        return "choice", tuple(action.choices)
+    if action is not None and action.nargs == 0:
+        return "bool", ()
+    typ = getattr(action, "type", None)
+    if typ is int:
+        return "int", ()
+    if typ is float:
+        return "float", ()
+    if typ is not None and typ is not str and callable(typ):
+        return "size", ()  # e.g. _parse_size: "1GB" or a number of bytes
+    if isinstance(default, bool):
+        return "bool", ()
+    if isinstance(default, int):
+        return "int", ()
+    if isinstance(default, float):
+        return "float", ()
+    if isinstance(default, dict):
+        return "mapping", ()
+    return "str", ()
+
+
+@lru_cache(maxsize=1)
+def schedule_names() -> tuple[str, ...]:
+    import inspect
+
+    import mlx.optimizers.schedulers as schedulers
+
+    return tuple(
+        name for name, fn in inspect.getmembers(schedulers, inspect.isfunction)
+        if not name.startswith("_") and name != "join_schedules" and fn.__module__ == schedulers.__name__
+    )
+
+
+def config_fields() -> list[FieldSpec]:
+    """Every key the installed `mlx_lm lora` accepts, grouped, nested keys spelled out."""
+    defaults = mlx_lm_defaults()
+    actions = _parser_actions()
+    specs: list[FieldSpec] = []
+    keys = list(defaults) + [k for k in actions if k not in defaults] + [k for k in DATASET_KEYS if k not in defaults]
+    for key in keys:
+        if key in CLI_ONLY:
+            continue
+        action = actions.get(key)
+        default = defaults.get(key, DATASET_KEYS.get(key))
+        if key == "lora_parameters":
+            lora_defaults = default or {}
+            for sub, kind in LORA_PARAMETER_KINDS.items():
+                specs.append(FieldSpec(("lora_parameters", sub), "LoRA", kind, lora_defaults.get(sub),
+                                       CONFIG_ONLY_HELP[f"lora_parameters.{sub}"]))
+            continue
+        if key == "lr_schedule":
+            sched_defaults = {"name": None, "arguments": None, "warmup": 0, "warmup_init": 0.0}
+            for sub, kind in LR_SCHEDULE_KINDS.items():
+                specs.append(FieldSpec(("lr_schedule", sub), GROUP_OF[key], kind, sched_defaults[sub],
+                                       CONFIG_ONLY_HELP[f"lr_schedule.{sub}"],
+                                       schedule_names() if sub == "name" else ()))
+            continue
+        kind, choices = _kind_of(action, default)
+        if key == "optimizer_config":
+            kind = "mapping"
+        help_text = (action.help if action is not None and action.help else CONFIG_ONLY_HELP.get(key, ""))
+        specs.append(FieldSpec((key,), GROUP_OF.get(key, "other"), kind, default, help_text, choices))
+        if key == "iters":
+            specs.append(FieldSpec(("epochs",), "length & schedule", "float", None, CONFIG_ONLY_HELP["epochs"]))
+    order = {g: i for i, g in enumerate(GROUPS)}
+    return sorted(specs, key=lambda s: order[s.group])  # stable: mlx-lm's order inside a group
+
+
+def spec_for(path: tuple[str, ...]) -> FieldSpec | None:
+    return next((s for s in config_fields() if s.path == tuple(path)), None)
+
+
+def iters_for_epochs(epochs: float, train_size: int, batch_size: int) -> int:
+    """Iterations that make `epochs` passes over a train split of `train_size` records."""
+    if train_size <= 0 or batch_size <= 0 or epochs <= 0:
+        raise ValueError("epochs, the train split's size and batch_size must all be positive")
+    return max(1, math.ceil(epochs * train_size / batch_size))
+
+
+def epochs_for_iters(iters: int, train_size: int, batch_size: int) -> float:
+    if train_size <= 0:
+        return 0.0
+    return iters * batch_size / train_size
+
+
+# Starting points. Each is a set of values laid over the current file (other keys stay as they are).
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick check": {
+        "train": True,
+        "iters": 5,
+        "batch_size": 1,
+        "val_batches": 2,
+        "steps_per_report": 1,
+        "steps_per_eval": 5,
+        "save_every": 5,
+        "max_seq_length": 512,
+        "test": False,
+        "num_layers": 2,
+        "lora_parameters": {"rank": 4, "scale": 10.0, "dropout": 0.0},
+    },
+    "Phi-3-mini LoRA on a 16 GB Mac": {
+        "model": "microsoft/Phi-3-mini-4k-instruct",
+        "train": True,
+        "fine_tune_type": "lora",
+        "num_layers": -1,
+        "batch_size": 1,
+        "iters": 1000,
+        "learning_rate": 1e-5,
+        "max_seq_length": 1024,
+        "grad_checkpoint": True,
+        "lora_parameters": {"keys": ["self_attn.qkv_proj", "self_attn.o_proj"], "rank": 16, "scale": 2.0,
+                            "dropout": 0.05},
+    },
+    "QLoRA on a 4-bit model": {
+        "model": "mlx-community/Phi-3-mini-4k-instruct-4bit",
+        "train": True,
+        "fine_tune_type": "lora",
+        "num_layers": -1,
+        "batch_size": 2,
+        "iters": 1000,
+        "learning_rate": 1e-4,
+        "max_seq_length": 2048,
+        "grad_checkpoint": True,
+        "lora_parameters": {
+            "keys": ["self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"],
+            "rank": 8, "scale": 2.0, "dropout": 0.0,
+        },
+    },
+}

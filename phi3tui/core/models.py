@@ -1,0 +1,387 @@
+"""The model a config names: where it is, what it is, what LoRA would train in it, what memory it needs.
+
+The structure comes from config.json alone: mlx arrays are lazy, so building an mlx-lm model without
+evaluating it allocates nothing (Phi-3-mini's 3.8 B parameters build in milliseconds), and mlx-lm's own
+`linear_to_lora_layers` on it gives the exact trainable parameter count a run would print.
+Also: the local Hugging Face cache (huggingface_hub's scan) and downloads on request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+BYTES_PER_DTYPE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+class ModelNotFound(Exception):
+    """The model setting names nothing usable. str() says what was tried and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    value: str  # the config's `model:` value
+    folder: Path | None  # a folder with config.json; None when it is a repo not in the cache
+    kind: str  # "local folder" | "Hugging Face cache" | "not downloaded"
+
+    @property
+    def available(self) -> bool:
+        return self.folder is not None
+
+
+def locate_model(value: str, workspace_root: Path | str) -> ModelLocation:
+    """A local folder (relative to the workspace), or a Hugging Face repo id looked up in the cache."""
+    if not isinstance(value, str) or not value.strip():
+        raise ModelNotFound("model is empty; give a local model folder or a Hugging Face repo id")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path(workspace_root) / path
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(f"model folder {path} has no config.json; point model at an mlx-lm model folder")
+        return ModelLocation(value, path, "local folder")
+    if path.exists():
+        raise ModelNotFound(f"model {path} is a file; point model at a model folder or a Hugging Face repo id")
+    if not REPO_ID_RE.match(value):
+        raise ModelNotFound(
+            f"model {value!r} is neither a folder (looked for {path}) nor a Hugging Face repo id (owner/name)"
+        )
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(value, "config.json")
+    if isinstance(cached, str):
+        return ModelLocation(value, Path(cached).parent, "Hugging Face cache")
+    return ModelLocation(value, None, "not downloaded")
+
+
+def read_model_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelNotFound(f"{path} cannot be read as JSON ({exc}); re-download or repair the model") from None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the Config screen shows about a model, from its config.json."""
+
+    config: dict
+    location: ModelLocation | None = None
+
+    @property
+    def model_type(self) -> str:
+        return str(self.config.get("model_type", "?"))
+
+    @property
+    def architecture(self) -> str:
+        arch = self.config.get("architectures") or [self.model_type]
+        return arch[0] if isinstance(arch, list) else str(arch)
+
+    def _text(self, *keys):
+        for source in (self.config, self.config.get("text_config") or {}):
+            for k in keys:
+                if k in source:
+                    return source[k]
+        return None
+
+    @property
+    def num_blocks(self) -> int | None:
+        return self._text("num_hidden_layers", "n_layer", "num_layers")
+
+    @property
+    def hidden_size(self) -> int | None:
+        return self._text("hidden_size", "n_embd", "d_model")
+
+    @property
+    def vocab_size(self) -> int | None:
+        return self._text("vocab_size")
+
+    @property
+    def quantization(self) -> dict | None:
+        q = self.config.get("quantization") or self.config.get("quantization_config")
+        return q if isinstance(q, dict) else None
+
+    @property
+    def dtype(self) -> str:
+        return str(self._text("torch_dtype", "dtype") or "float16")
+
+    def summary(self) -> str:
+        q = self.quantization
+        quant = f"{q.get('bits', '?')}-bit (group {q.get('group_size', '?')})" if q else f"{self.dtype}, not quantized"
+        return (
+            f"{self.architecture} ({self.model_type}) · {self.num_blocks} blocks · hidden {self.hidden_size} · "
+            f"vocab {self.vocab_size} · {quant}"
+        )
+
+
+def build_structure(config: dict):
+    """The mlx-lm model for this config.json, its weights unallocated (never evaluated), quantized as the
+    config says. Raises ModelNotFound when mlx-lm does not support the architecture."""
+    import mlx.nn as nn
+    from mlx_lm.utils import _get_classes
+
+    if config.get("model_file"):
+        raise ModelNotFound("this model needs its own code (model_file); it cannot be checked without running it")
+    try:
+        model_class, args_class = _get_classes(config)
+        model = model_class(args_class.from_dict(config))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelNotFound(f"mlx-lm cannot build model_type {config.get('model_type')!r}: {exc}") from None
+    q = config.get("quantization")
+    if isinstance(q, dict) and "bits" in q:
+        group = q.get("group_size", 64)
+
+        def predicate(path, module):
+            if path in q:  # per-layer settings, as mlx-lm writes them
+                return q[path]
+            weight = getattr(module, "weight", None)
+            return hasattr(module, "to_quantized") and weight is not None and weight.shape[-1] % group == 0
+
+        nn.quantize(model, group_size=group, bits=q["bits"], mode=q.get("mode", "affine"), class_predicate=predicate)
+    return model
+
+
+def adaptable_modules(model) -> list[str]:
+    """Module paths inside a block that LoRA can wrap (the names `lora_parameters.keys` must use)."""
+    import mlx.nn as nn
+    from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchLinear
+
+    kinds = (nn.Linear, nn.QuantizedLinear, SwitchLinear, QuantizedSwitchLinear, nn.Embedding, nn.QuantizedEmbedding)
+    names: dict[str, None] = {}
+    for block in model.layers:
+        for name, module in block.named_modules():
+            if name and (hasattr(module, "to_lora") or isinstance(module, kinds)):
+                names[name] = None
+    return sorted(names)
+
+
+def top_level_modules(model) -> list[str]:
+    """Adaptable modules outside the blocks (mlx-lm also matches keys such as lm_head there)."""
+    import mlx.nn as nn
+
+    return sorted(
+        name for name, m in model.named_modules()
+        if name and not name.startswith("layers.") and not name.startswith("model.layers.")
+        and isinstance(m, (nn.Linear, nn.QuantizedLinear, nn.Embedding, nn.QuantizedEmbedding))
+    )
+
+
+@dataclass(frozen=True)
+class LoraPlan:
+    trainable: int
+    total: int
+    adapted: tuple[str, ...]  # full module paths that became LoRA layers
+    blocks: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.trainable / self.total if self.total else 0.0
+
+    def summary(self) -> str:
+        # The same figures, formatted as mlx-lm prints them ("Trainable parameters: X% (aM/bM)").
+        return f"{self.percent:.3f}% ({self.trainable / 1e6:.3f}M/{self.total / 1e6:.3f}M)"
+
+
+def plan_lora(config: dict, num_layers: int, lora_parameters: dict | None, fine_tune_type: str = "lora") -> LoraPlan:
+    """What training would adapt: mlx-lm's own LoRA conversion applied to the unallocated structure."""
+    from mlx.utils import tree_flatten
+    from mlx_lm.tuner.lora import LoRAEmbedding, LoRALinear, LoRASwitchLinear
+    from mlx_lm.tuner.dora import DoRAEmbedding, DoRALinear
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+    from mlx_lm.utils import get_total_parameters
+
+    model = build_structure(config)
+    model.freeze()
+    blocks = len(model.layers)
+    if fine_tune_type == "full":
+        for block in model.layers[-max(num_layers, 0):]:
+            block.unfreeze()
+        adapted: tuple[str, ...] = ()
+    else:
+        linear_to_lora_layers(model, num_layers, dict(lora_parameters or {}), use_dora=fine_tune_type == "dora")
+        kinds = (LoRALinear, LoRASwitchLinear, LoRAEmbedding, DoRALinear, DoRAEmbedding)
+        adapted = tuple(n for n, m in model.named_modules() if isinstance(m, kinds))
+    trainable = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
+    return LoraPlan(trainable, get_total_parameters(model), adapted, blocks)
+
+
+def weight_bytes(config: dict) -> int:
+    """Bytes of the weights as loaded: quantized layers packed, the rest at the config's dtype."""
+    from mlx.utils import tree_flatten
+
+    model = build_structure(config)
+    info = ModelInfo(config)
+    per = BYTES_PER_DTYPE.get(info.dtype, 2)
+    total = 0
+    for name, array in tree_flatten(model.parameters()):
+        if str(array.dtype).endswith("uint32"):
+            total += array.size * 4  # packed quantized weights
+        else:
+            total += array.size * per
+    return total
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: int
+    lora: int  # adapter weights + their gradients
+    optimizer: int
+    activations: int  # with the config's grad_checkpoint setting
+    activations_other: int  # with the opposite setting
+    grad_checkpoint: bool
+    machine: int  # this machine's memory
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.lora + self.optimizer + self.activations
+
+    @property
+    def total_other(self) -> int:
+        return self.weights + self.lora + self.optimizer + self.activations_other
+
+    def summary(self) -> str:
+        other = "without" if self.grad_checkpoint else "with"
+        return (
+            f"~{human_bytes(self.total)} of {human_bytes(self.machine)} (weights {human_bytes(self.weights)}, "
+            f"LoRA+grads {human_bytes(self.lora)}, optimizer {human_bytes(self.optimizer)}, activations "
+            f"{human_bytes(self.activations)}); {other} grad_checkpoint ~{human_bytes(self.total_other)}"
+        )
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "muon": 1, "sgd": 0, "adafactor": 1}
+
+
+def estimate_memory(config: dict, plan: LoraPlan, values: dict, machine_bytes: int | None = None) -> MemoryEstimate:
+    """A rough peak: weights, trainable parameters (+ gradients, float32), optimizer state and activations.
+
+    Activations follow Korthikanti et al. (2022): per block and token about (34·h + 5·heads·seq) bytes at
+    16 bits without checkpointing; with grad_checkpoint each block keeps only its input (2·h bytes) and
+    one block's full activations live at a time. Plus the logits (batch·seq·vocab, float32, about 3 copies).
+    """
+    if machine_bytes is None:
+        import psutil
+
+        machine_bytes = psutil.virtual_memory().total
+    info = ModelInfo(config)
+    h = info.hidden_size or 0
+    heads = info._text("num_attention_heads", "n_head") or 1
+    vocab = info.vocab_size or 0
+    batch = int(values.get("batch_size") or 1)
+    seq = int(values.get("max_seq_length") or 2048)
+    tokens = batch * seq
+    per_block = tokens * (34 * h + 5 * heads * seq)
+    trained = plan.blocks if values.get("num_layers", 16) in (-1, 0) else min(plan.blocks, int(values.get("num_layers", 16)))
+    logits = tokens * vocab * 4 * 3
+    # Blocks below the trained ones need no saved activations (nothing upstream is trained).
+    full = trained * per_block + logits
+    checkpointed = trained * tokens * h * 2 + per_block + logits
+    optimizer_name = str(values.get("optimizer") or "adam").lower()
+    lora = plan.trainable * 4 * 2
+    optimizer = plan.trainable * 4 * OPTIMIZER_STATES.get(optimizer_name, 2)
+    ckpt = bool(values.get("grad_checkpoint"))
+    return MemoryEstimate(
+        weight_bytes(config), lora, optimizer,
+        checkpointed if ckpt else full, full if ckpt else checkpointed, ckpt, machine_bytes,
+    )
+
+
+# -- the local Hugging Face cache and downloads -------------------------------------------------
+@dataclass(frozen=True)
+class CachedModel:
+    repo_id: str
+    size_on_disk: int
+    folder: Path  # the newest snapshot folder
+    has_config: bool
+
+
+def cached_models() -> list[CachedModel]:
+    """Model repos in the local Hugging Face cache (HF_HUB_CACHE), newest first; [] when there is none."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir()
+    except CacheNotFound:
+        return []
+    found = []
+    for repo in info.repos:
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        newest = max(repo.revisions, key=lambda r: r.last_modified)
+        has_config = any(f.file_name == "config.json" for f in newest.files)
+        found.append((repo.last_modified, CachedModel(repo.repo_id, repo.size_on_disk, newest.snapshot_path, has_config)))
+    return [m for _, m in sorted(found, key=lambda x: x[0], reverse=True)]
+
+
+class DownloadCancelled(Exception):
+    pass
+
+
+def download_model(
+    repo_id: str,
+    on_progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    config_only: bool = False,
+) -> Path:
+    """Download a model the way mlx-lm would (its file patterns) into the Hugging Face cache.
+
+    Reports (bytes done, bytes total) through on_progress; setting `cancel` stops it with
+    DownloadCancelled. Offline (HF_HUB_OFFLINE) or unreachable, it raises ModelNotFound with the reason.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    if not REPO_ID_RE.match(repo_id):
+        raise ModelNotFound(f"{repo_id!r} is not a Hugging Face repo id (owner/name)")
+    cancel = cancel or threading.Event()
+    state = {"done": 0, "total": 0}
+
+    class Progress(hf_tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = False
+            super().__init__(*args, **kwargs)
+            if self.unit == "B" and self.total:
+                state["total"] += int(self.total)
+                if on_progress:
+                    on_progress(state["done"], state["total"])
+
+        def update(self, n=1):
+            if cancel.is_set():
+                raise DownloadCancelled(f"download of {repo_id} cancelled")
+            if self.unit == "B" and n:
+                state["done"] += int(n)
+                if on_progress:
+                    on_progress(state["done"], state["total"])
+            return super().update(n)
+
+    if config_only:
+        patterns = ["config.json"]
+    else:
+        from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
+
+        patterns = list(DEFAULT_ALLOW_PATTERNS)
+    try:
+        folder = snapshot_download(repo_id, allow_patterns=patterns, tqdm_class=Progress)
+    except DownloadCancelled:
+        raise
+    except Exception as exc:  # offline mode, no network, unknown repo, gated repo: all say why
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFound(f"cannot download {repo_id}: {reason}") from None
+    if cancel.is_set():
+        raise DownloadCancelled(f"download of {repo_id} cancelled")
+    return Path(folder)
