@@ -1,0 +1,346 @@
+"""Ollama packaging: a linted Modelfile with an explicit Phi-3 template, then `ollama create` when it can.
+
+Always an explicit TEMPLATE: Ollama otherwise guesses one from the GGUF's chat template, and for the
+current Phi-3 template its nearest match is zephyr (wrong turn markers and stops).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from phi3tui.core.atomic import atomic_write_text
+from phi3tui.core.export import ExportError
+from phi3tui.core.export.paths import refuse_overwrite
+
+# Phi-3's chat format in Go template syntax: the same text the model's HF chat template renders.
+PHI3_TEMPLATE = (
+    "{{- range .Messages }}"
+    '{{- if eq .Role "system" }}<|system|>\n{{ .Content }}<|end|>\n'
+    '{{ else if eq .Role "user" }}<|user|>\n{{ .Content }}<|end|>\n'
+    '{{ else if eq .Role "assistant" }}<|assistant|>\n{{ .Content }}<|end|>\n'
+    "{{ end }}{{- end }}<|assistant|>\n"
+)
+PHI3_STOPS = ("<|end|>", "<|user|>", "<|assistant|>", "<|endoftext|>")
+DEFAULT_NUM_CTX = 4096
+OLLAMA_QUANTIZE = ("q4_K_M", "q4_K_S", "q8_0")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)?(:[a-zA-Z0-9._-]+)?$")
+KNOWN_PARAMETERS = {
+    "stop": str, "num_ctx": int, "num_predict": int, "num_keep": int, "repeat_last_n": int, "seed": int, "top_k": int,
+    "temperature": float, "top_p": float, "min_p": float, "repeat_penalty": float,
+}
+TEMPLATE_FIELDS = {".Messages", ".Role", ".Content", ".System", ".Prompt", ".Response", ".Tools", ".ToolCalls", ".Think"}
+
+
+def modelfile_text(
+    from_path: str, adapter_path: str | None = None, num_ctx: int = DEFAULT_NUM_CTX,
+    system: str | None = None, comment: str | None = None,
+) -> str:
+    """The Modelfile: FROM the GGUF (or base GGUF + ADAPTER), the Phi-3 TEMPLATE, its stops and num_ctx."""
+    lines = []
+    if comment:
+        lines += [f"# {line}" for line in comment.splitlines()]
+    lines.append(f"FROM {from_path}")
+    if adapter_path:
+        lines.append(f"ADAPTER {adapter_path}")
+    lines.append(f'TEMPLATE """{PHI3_TEMPLATE}"""')
+    if system:
+        lines.append(f'SYSTEM """{system}"""')
+    lines += [f'PARAMETER stop "{s}"' for s in PHI3_STOPS]
+    lines.append(f"PARAMETER num_ctx {num_ctx}")
+    return "\n".join(lines) + "\n"
+
+
+# -- lint -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Instruction:
+    line: int
+    command: str
+    value: str
+
+
+def parse_modelfile(text: str) -> tuple[list[Instruction], list[str]]:
+    """(instructions, problems): Modelfile syntax, with triple-quoted multi-line values."""
+    instructions, problems = [], []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        raw = lines[i]
+        stripped = raw.strip()
+        i += 1
+        if not stripped or stripped.startswith("#"):
+            continue
+        command, _, value = stripped.partition(" ")
+        start = i
+        value = value.strip()
+        if '"""' in value:
+            body = value.split('"""', 1)[1]
+            while '"""' not in body:
+                if i >= len(lines):
+                    problems.append(f"line {start}: {command} opens \"\"\" but never closes it")
+                    break
+                body += "\n" + lines[i]
+                i += 1
+            value = body.split('"""', 1)[0]
+        instructions.append(Instruction(start, command.upper(), value))
+    return instructions, problems
+
+
+def lint_template(template: str, line: int) -> list[str]:
+    problems = []
+    actions = re.findall(r"{{-?\s*(.*?)\s*-?}}", template, re.S)
+    if template.count("{{") != template.count("}}") or len(actions) != template.count("{{"):
+        problems.append(f"line {line}: TEMPLATE has unbalanced {{{{ }}}}")
+    depth = 0
+    for action in actions:
+        word = action.split()[0] if action.split() else ""
+        if word in ("if", "range", "with", "block", "define"):
+            depth += 1
+        elif word == "end":
+            depth -= 1
+            if depth < 0:
+                problems.append(f"line {line}: TEMPLATE has an {{{{ end }}}} with no block to close")
+                depth = 0
+        for name in re.findall(r"(?<![\w$])\.[A-Z]\w*", action):
+            if name not in TEMPLATE_FIELDS:
+                problems.append(f"line {line}: TEMPLATE uses {name}, which Ollama does not provide")
+    if depth > 0:
+        problems.append(f"line {line}: TEMPLATE leaves {depth} block(s) without {{{{ end }}}}")
+    return problems
+
+
+def lint_modelfile(text: str, base_dir: Path | None = None, min_ctx: int = 0) -> list[str]:
+    """Problems that would make `ollama create` fail or the model misbehave; [] when it is fine."""
+    instructions, problems = parse_modelfile(text)
+    known = {"FROM", "ADAPTER", "TEMPLATE", "SYSTEM", "PARAMETER", "LICENSE", "MESSAGE", "REQUIRES", "RENDERER", "PARSER"}
+    froms = [x for x in instructions if x.command == "FROM"]
+    if len(froms) != 1:
+        problems.append(f"the Modelfile needs exactly one FROM (it has {len(froms)})")
+    if instructions and instructions[0].command != "FROM":
+        problems.append(f"line {instructions[0].line}: FROM must come first")
+    if len([x for x in instructions if x.command == "ADAPTER"]) > 1:
+        problems.append("Ollama supports only one ADAPTER")
+    stops, num_ctx = set(), None
+    for ins in instructions:
+        if ins.command not in known:
+            problems.append(f"line {ins.line}: unknown instruction {ins.command}")
+        elif ins.command in ("FROM", "ADAPTER") and base_dir is not None and _looks_like_path(ins.value):
+            target = Path(ins.value).expanduser()
+            target = target if target.is_absolute() else base_dir / target
+            if not target.exists():
+                problems.append(f"line {ins.line}: {ins.command} {ins.value}: no such file")
+        elif ins.command == "TEMPLATE":
+            problems += lint_template(ins.value, ins.line)
+        elif ins.command == "PARAMETER":
+            key, _, value = ins.value.partition(" ")
+            value = value.strip()
+            if key not in KNOWN_PARAMETERS:
+                problems.append(f"line {ins.line}: unknown PARAMETER {key}")
+                continue
+            kind = KNOWN_PARAMETERS[key]
+            if kind is str:
+                stops.add(value.strip('"'))
+                continue
+            try:
+                number = kind(value)
+            except ValueError:
+                problems.append(f"line {ins.line}: PARAMETER {key} needs a{'n integer' if kind is int else ' number'}, not {value!r}")
+                continue
+            if key == "num_ctx":
+                num_ctx = number
+    if not any(x.command == "TEMPLATE" for x in instructions):
+        problems.append("no TEMPLATE: Ollama would guess one from the GGUF (for Phi-3 it guesses zephyr)")
+    missing = [s for s in PHI3_STOPS if s not in stops]
+    if missing:
+        problems.append(f"PARAMETER stop is missing for {', '.join(missing)}")
+    if min_ctx and (num_ctx or 0) < min_ctx:
+        problems.append(f"PARAMETER num_ctx is {num_ctx}, less than the training max_seq_length {min_ctx}")
+    return problems
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith((".", "/", "~")) or value.endswith(".gguf")
+
+
+# -- writing the Modelfile ------------------------------------------------------------------------
+
+
+@dataclass
+class ModelfilePlan:
+    path: Path
+    text: str
+    name: str
+
+
+def write_modelfile(
+    out_dir: Path, gguf_path: Path, name: str, adapter_gguf: Path | None = None, num_ctx: int = DEFAULT_NUM_CTX,
+    min_ctx: int = 0, system: str | None = None, force: bool = False,
+) -> ModelfilePlan:
+    """Write out_dir/Modelfile (FROM paths relative to it), after linting it."""
+    check_model_name(name)
+    out_dir = Path(out_dir)
+    path = out_dir / "Modelfile"
+    refuse_overwrite(path, force)
+
+    def rel(p: Path) -> str:
+        p = Path(p).resolve()
+        try:
+            return "./" + p.relative_to(out_dir.resolve()).as_posix()
+        except ValueError:
+            return str(p)
+
+    text = modelfile_text(
+        rel(gguf_path), rel(adapter_gguf) if adapter_gguf else None, num_ctx=max(num_ctx, min_ctx), system=system,
+        comment=f"{name}: made by phi3tui. Create it with: ollama create {name} -f Modelfile",
+    )
+    problems = lint_modelfile(text, out_dir, min_ctx=min_ctx)
+    if problems:
+        raise ExportError("the Modelfile does not pass its checks: " + "; ".join(problems))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+    return ModelfilePlan(path, text, name)
+
+
+def check_model_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise ExportError(
+            f"Ollama model name {name!r} is not valid: use lowercase letters, digits, '.', '_', '-' (and an optional :tag)"
+        )
+
+
+# -- talking to Ollama ----------------------------------------------------------------------------
+
+
+def ollama_host() -> str:
+    host = os.environ.get("OLLAMA_HOST", "127.0.0.1:11434")
+    if not host.startswith(("http://", "https://")):
+        host = "http://" + host
+    return host.rstrip("/")
+
+
+@dataclass
+class OllamaStatus:
+    binary: str | None
+    server_version: str | None
+    reason: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.binary and self.server_version)
+
+
+def ollama_status(timeout: float = 2.0) -> OllamaStatus:
+    binary = shutil.which("ollama")
+    if binary is None:
+        return OllamaStatus(None, None, "ollama is not installed (https://ollama.com/download)")
+    try:
+        with urllib.request.urlopen(f"{ollama_host()}/api/version", timeout=timeout) as response:
+            version = json.loads(response.read().decode()).get("version", "?")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return OllamaStatus(binary, None, f"the ollama server at {ollama_host()} does not answer ({exc}); start it with `ollama serve`")
+    return OllamaStatus(binary, version)
+
+
+def model_exists(name: str, timeout: float = 5.0) -> bool:
+    with urllib.request.urlopen(f"{ollama_host()}/api/tags", timeout=timeout) as response:
+        models = json.loads(response.read().decode()).get("models", [])
+    wanted = {name, name if ":" in name else f"{name}:latest"}
+    return any(m.get("name") in wanted or m.get("model") in wanted for m in models)
+
+
+def create_commands(modelfile: Path, name: str, quantize: str | None = None, prompt: str = "Hello, who are you?") -> list[str]:
+    """The exact commands to run by hand."""
+    q = f" --quantize {quantize}" if quantize else ""
+    return [f"cd {modelfile.parent}", f"ollama create {name} -f {modelfile.name}{q}", f'ollama run {name} "{prompt}"']
+
+
+def create_model(
+    modelfile: Path, name: str, quantize: str | None = None, on_line: Callable[[str], None] = lambda line: None,
+) -> None:
+    """`ollama create NAME -f Modelfile [--quantize Q]`, reporting each progress line."""
+    if quantize and quantize not in OLLAMA_QUANTIZE:
+        raise ExportError(f"--quantize {quantize}: Ollama quantizes to {', '.join(OLLAMA_QUANTIZE)}")
+    cmd = ["ollama", "create", name, "-f", str(modelfile)] + (["--quantize", quantize] if quantize else [])
+    proc = subprocess.Popen(cmd, cwd=modelfile.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        for part in line.replace("\r", "\n").splitlines():
+            if part.strip():
+                tail = (tail + [part.strip()])[-5:]
+                on_line(part.strip())
+    if proc.wait() != 0:
+        raise ExportError(f"`{' '.join(cmd)}` failed: {' | '.join(tail)}")
+
+
+def test_prompt(name: str, prompt: str, timeout: float = 300) -> str:
+    """One answer from the new model through Ollama's API (no streaming)."""
+    body = json.dumps({"model": name, "messages": [{"role": "user", "content": prompt}], "stream": False,
+                       "options": {"num_predict": 32, "temperature": 0}}).encode()
+    request = urllib.request.Request(f"{ollama_host()}/api/chat", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read().decode())["message"]["content"]
+
+
+@dataclass
+class OllamaResult:
+    modelfile: Path
+    name: str
+    created: bool
+    reason: str = ""
+    commands: list[str] = field(default_factory=list)
+    answer: str | None = None
+
+    def summary(self) -> str:
+        if self.created:
+            return f"ollama model {self.name} created from {self.modelfile}; test answer: {self.answer!r}"
+        return f"{self.modelfile} written; {self.reason}; run: " + " && ".join(self.commands)
+
+
+def package(
+    out_dir: Path, gguf_path: Path, name: str, adapter_gguf: Path | None = None, num_ctx: int = DEFAULT_NUM_CTX,
+    min_ctx: int = 0, system: str | None = None, quantize: str | None = None, replace: bool = False,
+    force: bool = False, create: bool = True, on_line: Callable[[str], None] = lambda line: None,
+    prompt: str = "Hello, who are you?",
+) -> OllamaResult:
+    """Write the Modelfile; create the Ollama model when Ollama is installed and its server answers."""
+    if quantize and quantize not in OLLAMA_QUANTIZE:
+        raise ExportError(f"--quantize {quantize}: Ollama quantizes to {', '.join(OLLAMA_QUANTIZE)}")
+    plan = write_modelfile(out_dir, gguf_path, name, adapter_gguf, num_ctx, min_ctx, system, force)
+    commands = create_commands(plan.path, name, quantize, prompt)
+    if not create:
+        return OllamaResult(plan.path, name, False, "ollama create not requested", commands)
+    status = ollama_status()
+    if not status.ready:
+        return OllamaResult(plan.path, name, False, status.reason, commands)
+    if model_exists(name) and not replace:
+        raise ExportError(f"an Ollama model named {name} exists; choose another name or confirm replacing it (--yes)")
+    create_model(plan.path, name, quantize, on_line)
+    return OllamaResult(plan.path, name, True, commands=commands, answer=test_prompt(name, prompt))
+
+
+def demo_step(workspace, state: dict) -> str:
+    """Headless demo: the Modelfile beside the GGUF; `ollama create` only when Ollama is there and answers."""
+    root = Path(workspace.root)
+    gguf_path = state.get("gguf_path")
+    if not gguf_path:
+        found = sorted((root / "exports").glob("*/*.gguf"), key=lambda p: p.stat().st_mtime)
+        found = [p for p in found if "-lora-" not in p.name]
+        if not found:
+            raise ExportError("no GGUF: run the GGUF step first (`phi3tui export gguf`)")
+        gguf_path = str(found[-1])
+    gguf_path = Path(gguf_path)
+    name = state.get("export_name") or gguf_path.parent.name
+    result = package(gguf_path.parent, gguf_path, name, force=True, replace=True)
+    state["modelfile"] = str(result.modelfile)
+    return result.summary()

@@ -1,0 +1,287 @@
+"""Is the GGUF right? Read it back with gguf's reader; run it in llama.cpp and compare with MLX.
+
+The llama.cpp part needs the `verify` extra (llama-cpp-python) and runs in a separate process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from phi3tui.core.export import ExportError
+
+# Keys a phi3 model GGUF must carry, with their GGUF value type names.
+MODEL_KEYS = {
+    "general.architecture": "STRING",
+    "general.type": "STRING",
+    "general.name": "STRING",
+    "general.file_type": "UINT32",
+    "general.quantization_version": "UINT32",
+    "phi3.context_length": "UINT32",
+    "phi3.rope.scaling.original_context_length": "UINT32",
+    "phi3.embedding_length": "UINT32",
+    "phi3.feed_forward_length": "UINT32",
+    "phi3.block_count": "UINT32",
+    "phi3.attention.head_count": "UINT32",
+    "phi3.attention.head_count_kv": "UINT32",
+    "phi3.attention.layer_norm_rms_epsilon": "FLOAT32",
+    "phi3.rope.dimension_count": "UINT32",
+    "phi3.rope.freq_base": "FLOAT32",
+    "phi3.attention.sliding_window": "UINT32",
+    "tokenizer.ggml.model": "STRING",
+    "tokenizer.ggml.pre": "STRING",
+    "tokenizer.ggml.tokens": "ARRAY",
+    "tokenizer.ggml.scores": "ARRAY",
+    "tokenizer.ggml.token_type": "ARRAY",
+    "tokenizer.ggml.bos_token_id": "UINT32",
+    "tokenizer.ggml.eos_token_id": "UINT32",
+    "tokenizer.ggml.unknown_token_id": "UINT32",
+    "tokenizer.ggml.padding_token_id": "UINT32",
+    "tokenizer.ggml.add_bos_token": "BOOL",
+    "tokenizer.ggml.add_eos_token": "BOOL",
+    "tokenizer.chat_template": "STRING",
+}
+LORA_KEYS = {
+    "general.architecture": "STRING",
+    "general.type": "STRING",
+    "adapter.type": "STRING",
+    "adapter.lora.alpha": "FLOAT32",
+}
+
+# Agreement required per output type: mean cosine of the logit rows, and identical greedy tokens.
+# Random tiny models amplify quantization error; real models do better.
+TOLERANCES = {
+    "f32": (0.99999, True),
+    "f16": (0.9999, True),
+    "bf16": (0.999, False),
+    "q8_0": (0.995, False),
+    "q5_0": (0.9, False),
+    "q5_1": (0.9, False),
+    "q4_0": (0.8, False),
+    "q4_1": (0.8, False),
+}
+
+
+@dataclass
+class ReadBackReport:
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    n_tensors: int = 0
+    n_keys: int = 0
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        state = "complete" if self.ok else f"{len(self.problems)} problem(s)"
+        return f"{self.n_tensors} tensors, {self.n_keys} keys, {state}"
+
+
+def read_back(path: Path, expected=None, kind: str = "model") -> ReadBackReport:
+    """Open the file with gguf's reader; check every key (and its type), tensor, shape and type is there.
+
+    `expected` is the writer's result (GGUFResult or LoraResult): its tensors must be exactly the file's.
+    """
+    from gguf import GGUFReader
+
+    report = ReadBackReport(Path(path))
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as exc:  # the reader raises assorted errors on a damaged file
+        report.problems.append(f"gguf cannot read it: {exc}")
+        return report
+    fields = reader.fields
+    report.n_keys = len([k for k in fields if not k.startswith("GGUF.")])
+    report.n_tensors = len(reader.tensors)
+    wanted = MODEL_KEYS if kind == "model" else LORA_KEYS
+    for key, type_name in wanted.items():
+        f = fields.get(key)
+        if f is None:
+            report.problems.append(f"key {key} is missing")
+        elif f.types[0].name != type_name:
+            report.problems.append(f"key {key} is {f.types[0].name}, expected {type_name}")
+    for key in ("general.architecture", "general.type", "general.name", "general.file_type", "tokenizer.ggml.add_bos_token", "adapter.lora.alpha"):
+        if key in fields:
+            report.metadata[key] = fields[key].contents()
+    if report.metadata.get("general.architecture") != "phi3":
+        report.problems.append(f"general.architecture is {report.metadata.get('general.architecture')!r}, expected 'phi3'")
+    if kind == "model":
+        _check_model_fields(fields, report)
+    else:
+        if report.metadata.get("general.type") != "adapter":
+            report.problems.append("general.type is not 'adapter'")
+    if expected is not None:
+        want = {name: (tuple(shape), qtype) for name, shape, qtype in expected.tensors}
+        have = {t.name: (tuple(int(d) for d in reversed(list(t.shape))), t.tensor_type.name) for t in reader.tensors}
+        for name in sorted(set(want) - set(have)):
+            report.problems.append(f"tensor {name} is missing")
+        for name in sorted(set(have) - set(want)):
+            report.problems.append(f"unexpected tensor {name}")
+        for name in sorted(set(want) & set(have)):
+            if want[name] != have[name]:
+                report.problems.append(f"tensor {name} is {have[name]}, expected {want[name]}")
+    for t in reader.tensors:
+        if t.data.nbytes != t.n_bytes:
+            report.problems.append(f"tensor {t.name} data is {t.data.nbytes} bytes, expected {t.n_bytes}")
+    return report
+
+
+def _check_model_fields(fields, report: ReadBackReport) -> None:
+    import re
+
+    name = str(report.metadata.get("general.name", ""))
+    if not re.search(r"phi-?3", name, re.IGNORECASE):
+        report.problems.append(f"general.name {name!r} does not say Phi-3 (llama.cpp would tokenize special tokens differently)")
+    lengths = {k: len(fields[k].data) for k in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type") if k in fields}
+    if len(set(lengths.values())) > 1:
+        report.problems.append(f"vocabulary arrays differ in length: {lengths}")
+
+
+# -- llama.cpp ------------------------------------------------------------------------------------
+
+
+def llama_cpp_available() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+LLAMA_CPP_MISSING = "llama-cpp-python is not installed: `pip install 'phi3tui[verify]'` to compare with llama.cpp"
+
+
+def run_llama(gguf_path: Path, prompts: list[list[int]], max_tokens: int, n_ctx: int, lora: Path | None = None, timeout: float = 600):
+    """[(greedy tokens, prompt logits)] from llama.cpp, in a child process."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="phi3tui-llama-") as tmp:
+        request = {
+            "model": str(gguf_path), "lora": str(lora) if lora else None, "prompts": prompts,
+            "max_tokens": max_tokens, "n_ctx": n_ctx, "out": str(Path(tmp) / "out.npz"),
+        }
+        req_path = Path(tmp) / "request.json"
+        req_path.write_text(json.dumps(request), encoding="utf-8")
+        proc = subprocess.run(
+            [sys.executable, "-m", "phi3tui.core.export.llama_worker", str(req_path)],
+            capture_output=True, text=True, timeout=timeout,
+        )
+        if proc.returncode != 0:
+            reason = [line for line in proc.stderr.splitlines() if "error" in line.lower()][-3:] or proc.stderr.strip().splitlines()[-3:]
+            raise ExportError(f"llama.cpp could not run {gguf_path.name} (exit {proc.returncode}): {' | '.join(reason)}")
+        data = np.load(request["out"])
+        return [(data[f"tokens_{i}"].tolist(), data[f"logits_{i}"]) for i in range(len(prompts))]
+
+
+@dataclass
+class PromptAgreement:
+    prompt: str
+    mlx_tokens: list[int]
+    llama_tokens: list[int]
+    cosine: float
+    max_rel_diff: float
+    argmax_agree: float
+
+    @property
+    def same_tokens(self) -> bool:
+        return self.mlx_tokens == self.llama_tokens
+
+
+@dataclass
+class Agreement:
+    outtype: str
+    rows: list[PromptAgreement]
+    text: list[str] = field(default_factory=list)  # decoded greedy answers (MLX), for display
+
+    @property
+    def cosine(self) -> float:
+        return min(r.cosine for r in self.rows)
+
+    @property
+    def ok(self) -> bool:
+        min_cos, same = TOLERANCES.get(self.outtype, (0.8, False))
+        return self.cosine >= min_cos and (not same or all(r.same_tokens for r in self.rows))
+
+    def summary(self) -> str:
+        same = sum(r.same_tokens for r in self.rows)
+        min_cos, need_same = TOLERANCES.get(self.outtype, (0.8, False))
+        rule = f"cos >= {min_cos}" + (", same tokens" if need_same else "")
+        state = "agrees" if self.ok else "DISAGREES"
+        return (
+            f"llama.cpp {state} with MLX ({self.outtype}): greedy tokens equal on {same}/{len(self.rows)} prompts, "
+            f"logit cosine {self.cosine:.6f}, max rel diff {max(r.max_rel_diff for r in self.rows):.2e} (needs {rule})"
+        )
+
+
+def mlx_reference(model, tokenizer, prompts: list[str], max_tokens: int):
+    """[(prompt ids, greedy tokens, prompt logits)] from the MLX model in float32, greedy, no early stop."""
+    import mlx.core as mx
+    import numpy as np
+    from mlx_lm.generate import generate_step
+
+    from phi3tui.core.export.fuse import prompt_ids
+
+    model.set_dtype(mx.float32)
+    out = []
+    for prompt in prompts:
+        ids = prompt_ids(tokenizer, prompt)
+        logits = np.array(model(mx.array([ids]))[0].astype(mx.float32))
+        tokens = [int(t) for t, _ in generate_step(mx.array(ids), model, max_tokens=max_tokens, sampler=lambda x: mx.argmax(x, axis=-1))]
+        out.append((ids, tokens, logits))
+    return out
+
+
+def compare_logits(ref, got) -> tuple[float, float, float]:
+    """(mean row cosine, max relative difference, fraction of rows with the same argmax)."""
+    import numpy as np
+
+    ref = ref.astype(np.float64)
+    got = got.astype(np.float64)
+    cos = (ref * got).sum(-1) / (np.linalg.norm(ref, axis=-1) * np.linalg.norm(got, axis=-1) + 1e-30)
+    rel = np.abs(ref - got).max() / (np.abs(ref).max() + 1e-30)
+    agree = (ref.argmax(-1) == got.argmax(-1)).mean()
+    return float(cos.mean()), float(rel), float(agree)
+
+
+def context_for(config: dict, longest: int) -> int:
+    """n_ctx for the check: past original_max_position_embeddings for LongRoPE models (MLX always uses the long factors)."""
+    n = max(256, longest)
+    if config.get("rope_scaling") or (config.get("rope_parameters") or {}).get("rope_type") not in (None, "default"):
+        n = max(n, int(config.get("original_max_position_embeddings") or 0) + 256)
+    return n
+
+
+def compare_with_llama(
+    model, tokenizer, config: dict, gguf_path: Path, outtype: str, prompts: list[str],
+    max_tokens: int = 8, lora: Path | None = None,
+) -> Agreement:
+    """Run the same prompts through the MLX model and the GGUF in llama.cpp; measure their agreement."""
+    if not llama_cpp_available():
+        raise ExportError(LLAMA_CPP_MISSING)
+    ref = mlx_reference(model, tokenizer, prompts, max_tokens)
+    n_ctx = context_for(config, max(len(ids) for ids, _, _ in ref) + max_tokens + 1)
+    got = run_llama(gguf_path, [ids for ids, _, _ in ref], max_tokens, n_ctx, lora=lora)
+    rows = []
+    for prompt, (ids, tokens, logits), (l_tokens, l_logits) in zip(prompts, ref, got):
+        cos, rel, agree = compare_logits(logits, l_logits)
+        rows.append(PromptAgreement(prompt, tokens, l_tokens, cos, rel, agree))
+    return Agreement(outtype, rows, [tokenizer.decode(t) for _, t, _ in ref])
+
+
+def verify_gguf(model_dir: Path, gguf_path: Path, outtype: str, prompts: list[str], max_tokens: int = 8) -> Agreement:
+    """A model GGUF against the MLX folder it was written from."""
+    from mlx_lm.utils import load
+
+    model, tokenizer, config = load(str(model_dir), return_config=True)
+    return compare_with_llama(model, tokenizer, config, gguf_path, outtype, prompts, max_tokens)
+
+
+def verify_lora(base_model: str, adapter, base_gguf: Path, lora_gguf: Path, outtype: str, prompts: list[str], max_tokens: int = 8) -> Agreement:
+    """Base GGUF + LoRA GGUF in llama.cpp against MLX base + adapter."""
+    from phi3tui.core.export.fuse import load_adapted
+
+    model, tokenizer, config = load_adapted(base_model, adapter)
+    return compare_with_llama(model, tokenizer, config, base_gguf, outtype, prompts, max_tokens, lora=lora_gguf)
