@@ -1,15 +1,282 @@
-"""`phi3tui runs`: list, attach, stop and resume runs (not built yet: issue 5)."""
+"""`phi3tui runs list | attach ID | stop ID | kill ID | resume ID | promote ID | diff A B | delete ID | status --oneline`."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
+import time
+
+ID_HELP = "run id, a unique prefix of it, or `latest`"
+
+
+def add_workspace_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-w", "--workspace", default=".", metavar="DIR", help="the workspace folder (default: the current folder)"
+    )
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("runs", help="list, attach, stop and resume runs (not built yet)", description="list, attach, stop and resume runs. Not built yet (issue 5).")
-    p.set_defaults(func=run)
+    p = subparsers.add_parser(
+        "runs",
+        help="list, attach to, stop, resume and compare training runs",
+        description=(
+            "Training runs of a workspace (runs/<id>/). Runs are detached processes: attach from any "
+            "terminal, detach with ctrl+c, and the run goes on."
+        ),
+    )
+    sub = p.add_subparsers(title="actions", metavar="ACTION", dest="action", required=True)
+
+    a = sub.add_parser("list", help="every run with state, progress, best validation loss and age")
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_list)
+
+    a = sub.add_parser("attach", help="print a run's whole history, then follow it live until it ends")
+    a.add_argument("id", help=ID_HELP)
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_attach)
+
+    a = sub.add_parser("stop", help="ask a run to save its adapter at the next step and end as stopped")
+    a.add_argument("id", help=ID_HELP)
+    a.add_argument("--wait", action="store_true", help="wait until the run has stopped")
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_stop)
+
+    a = sub.add_parser("kill", help="end a run that does not answer a stop (recorded as failed; resumable)")
+    a.add_argument("id", help=ID_HELP)
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_kill)
+
+    a = sub.add_parser(
+        "resume",
+        help="start a stopped, failed or diverged run again from its last checkpoint "
+        "(iteration count, optimizer state and learning-rate schedule continue)",
+    )
+    a.add_argument("id", help=ID_HELP)
+    a.add_argument("--attach", action="store_true", help="follow the resumed run until it ends")
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_resume)
+
+    a = sub.add_parser("promote", help="copy the checkpoint with the best validation loss to adapters.safetensors")
+    a.add_argument("id", help=ID_HELP)
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_promote)
+
+    a = sub.add_parser("config", help="print a run's frozen config.yaml")
+    a.add_argument("id", help=ID_HELP)
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_config)
+
+    a = sub.add_parser("diff", help="the settings that differ between two runs' configs")
+    a.add_argument("a", help=ID_HELP)
+    a.add_argument("b", help=ID_HELP)
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_diff)
+
+    a = sub.add_parser("delete", help="delete a run folder (asks first; --yes to skip the question)")
+    a.add_argument("id", help=ID_HELP)
+    a.add_argument("-y", "--yes", action="store_true", help="delete without asking")
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_delete)
+
+    a = sub.add_parser("status", help="the live run (or the newest run) in one line")
+    a.add_argument("--oneline", action="store_true", help="one line, for a tmux status bar (the only format)")
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_status)
 
 
-def run(args) -> int:
-    print("phi3tui runs: not built yet (issue 5)", file=sys.stderr)
-    return 2
+def _fail(message: str, code: int = 2) -> int:
+    print(f"phi3tui runs: {message}", file=sys.stderr)
+    return code
+
+
+def _workspace(args):
+    from phi3tui.core.workspace import NotAWorkspace, Workspace
+
+    try:
+        return Workspace.open(args.workspace)
+    except NotAWorkspace as exc:
+        raise SystemExit(_fail(f"{exc}\nhint: {exc.hint}"))
+
+
+def _run_dir(args, ref: str | None = None):
+    from phi3tui.core.runs import RunError, find_run
+
+    ws = _workspace(args)
+    try:
+        return find_run(ws, ref or args.id)
+    except RunError as exc:
+        raise SystemExit(_fail(str(exc)))
+
+
+def _loss(value) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def cmd_list(args) -> int:
+    from phi3tui.core.runs import list_runs
+
+    runs = list_runs(_workspace(args))
+    if not runs:
+        print("no runs yet; start one with `phi3tui train`")
+        return 0
+    print(f"{'id':<22} {'state':<9} {'progress':>11} {'best val':>9}  age")
+    for s in runs:
+        progress = f"{s.iteration}/{s.iters}"
+        print(f"{s.id:<22} {s.state:<9} {progress:>11} {_loss(s.best_val_loss):>9}  {s.age_text()}")
+    return 0
+
+
+def format_record(r: dict) -> str:
+    from phi3tui.core.run_files import parse_float
+
+    kind = r.get("kind")
+    loss = parse_float(r.get("loss"))
+    if kind == "train":
+        return (
+            f"iter {r['iteration']:>6}  train loss {loss:.4f}  lr {r.get('lr', 0):.2e}  "
+            f"{r.get('it_per_s', 0):.2f} it/s  {r.get('tokens_per_s', 0):,.0f} tok/s  "
+            f"peak {r.get('peak_mem', 0):.2f} GB"
+        )
+    if kind == "val":
+        return f"iter {r['iteration']:>6}  val loss   {loss:.4f}  ({r.get('val_time', 0):.1f} s)"
+    if kind == "test":
+        return f"test loss {loss:.4f}  perplexity {parse_float(r.get('ppl')):.3f}"
+    return str(r)
+
+
+def follow(run_dir, out=sys.stdout, poll: float = 0.5) -> int:
+    """Print the run's history, then new records and alarms as they come, until the run ends."""
+    from phi3tui.core.run_files import END_STATES
+    from phi3tui.core.runs import MetricsTail, run_info
+
+    tail = MetricsTail(run_dir)
+    seen_alarms = 0
+    print(f"run {run_dir.name} (ctrl+c detaches; the run goes on)", file=out, flush=True)
+    while True:
+        info = run_info(run_dir)  # read before the metrics, so nothing written before the end is missed
+        records, reset = tail.poll()
+        if reset:
+            print("-- the run was resumed: its history after the checkpoint was replaced --", file=out)
+        for r in records:
+            print(format_record(r), file=out)
+        alarms = info.get("alarms") or []
+        for alarm in alarms[seen_alarms:]:
+            print(f"\a⚠ {alarm.get('kind')} at iteration {alarm.get('iteration')}: {alarm.get('message')}", file=out)
+        seen_alarms = len(alarms)
+        out.flush()
+        if info.get("state") in END_STATES:
+            print(f"run {run_dir.name} {info['state']}: {info.get('reason') or ''}", file=out, flush=True)
+            if info["state"] == "failed":
+                for line in info.get("log_tail") or []:
+                    print(f"  | {line}", file=out)
+            return 0 if info["state"] in ("finished", "stopped") else 1
+        time.sleep(poll)
+
+
+def cmd_attach(args) -> int:
+    run_dir = _run_dir(args)
+    try:
+        return follow(run_dir)
+    except KeyboardInterrupt:
+        print(f"\ndetached; the run goes on (`phi3tui runs attach {run_dir.name}` to come back)")
+        return 0
+
+
+def _control(args, action, done: str) -> int:
+    from phi3tui.core.runs import RunError
+
+    run_dir = _run_dir(args)
+    try:
+        result = action(run_dir)
+    except RunError as exc:
+        return _fail(str(exc), 1)
+    print(done.format(id=run_dir.name, result=result))
+    return 0
+
+
+def cmd_stop(args) -> int:
+    from phi3tui.core.runs import stop_run, wait_for_run
+
+    code = _control(args, stop_run, "asked run {id} to stop at its next step (it saves its adapter first)")
+    if code == 0 and args.wait:
+        info = wait_for_run(_run_dir(args))
+        print(f"run {info.get('id')} {info.get('state')}: {info.get('reason')}")
+    return code
+
+
+def cmd_kill(args) -> int:
+    from phi3tui.core.runs import kill_run
+
+    return _control(args, kill_run, "killed run {id}; `phi3tui runs resume {id}` continues it from its last checkpoint")
+
+
+def cmd_resume(args) -> int:
+    from phi3tui.core.runs import resume_run
+
+    code = _control(args, resume_run, "resumed run {id} from iteration {result}")
+    if code == 0 and args.attach:
+        return cmd_attach(args)
+    return code
+
+
+def cmd_promote(args) -> int:
+    from phi3tui.core.runs import promote_best
+
+    return _control(
+        args,
+        lambda d: "iteration {} (val loss {:.4f})".format(*promote_best(d)),
+        "run {id}: adapters.safetensors is now the checkpoint of {result}",
+    )
+
+
+def cmd_config(args) -> int:
+    from phi3tui.core.runs import run_config_text
+
+    print(run_config_text(_run_dir(args)), end="")
+    return 0
+
+
+def cmd_diff(args) -> int:
+    from phi3tui.core.runs import config_diff
+
+    a, b = _run_dir(args, args.a), _run_dir(args, args.b)
+    rows = config_diff(a, b)
+    if not rows:
+        print(f"runs {a.name} and {b.name} have the same settings")
+        return 0
+    print(f"{'setting':<28} {a.name:<24} {b.name}")
+    for key, va, vb in rows:
+        print(f"{key:<28} {str(va):<24} {vb}")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from phi3tui.core.runs import RunError, delete_run
+
+    run_dir = _run_dir(args)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            return _fail(f"refusing to delete run {run_dir.name} without --yes (no terminal to ask)")
+        if input(f"delete run {run_dir.name} and its adapters? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("kept")
+            return 1
+    try:
+        delete_run(run_dir)
+    except RunError as exc:
+        return _fail(str(exc), 1)
+    print(f"deleted run {run_dir.name}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from phi3tui.core.runs import status_oneline
+    from phi3tui.core.workspace import NotAWorkspace, Workspace
+
+    try:
+        ws = Workspace.open(args.workspace)
+    except NotAWorkspace:
+        print("no workspace")  # a status bar shows this rather than an error
+        return 0
+    print(status_oneline(ws))
+    return 0

@@ -25,6 +25,16 @@ class WorkspaceHeader(Static):
 
     def on_mount(self) -> None:
         self.update_text()
+        self.poll_live_run()
+        self.set_interval(2.0, self.poll_live_run)
+
+    def poll_live_run(self) -> None:
+        # Only the visible screen's header reads the run folders (cheap: run.json files only).
+        if self.screen.is_current:
+            from phi3tui.core.runs import live_run_summary
+
+            ws = getattr(self.app, "workspace", None)
+            self.run_text = live_run_summary(ws) if ws is not None else ""
 
     def watch_run_text(self) -> None:
         self.update_text()
@@ -40,7 +50,7 @@ class WorkspaceHeader(Static):
                 parts.append(f"model {model}")
             if not ws.writable:
                 parts.append("READ-ONLY")
-        run_text = getattr(app, "live_run_text", "")
+        run_text = self.run_text or getattr(app, "live_run_text", "")
         if run_text:
             parts.append(run_text)
         self.update(" │ ".join(parts))

@@ -1,0 +1,76 @@
+"""The loss plot: train and validation curves against iteration (one run, or several overlaid).
+
+textual-plotext rebuilds the whole chart on every repaint, on the UI thread, so the curves are
+downsampled to about twice the plot's width before they reach plotext: a 100,000-point run costs
+what a 500-point one does. The owner decides when new data is worth a redraw (see TrainScreen).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from textual.color import Color
+from textual_plotext import PlotextPlot
+
+from phi3tui.core.runs import downsample
+
+
+@dataclass
+class Curve:
+    label: str
+    xs: list
+    ys: list
+    role: str  # an app colour role: "train-loss", "val-loss", ...
+    marker: str = "braille"
+
+
+class LossPlot(PlotextPlot):
+    DEFAULT_CSS = """
+    LossPlot { height: 1fr; min-height: 8; }
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.curves: list[Curve] = []
+        self.log_scale = False
+        self.title = "loss"
+        self.drawn_points = 0  # points handed to plotext in the last draw (after downsampling)
+        self.draws = 0
+
+    def show_curves(self, curves: list[Curve], title: str = "loss") -> None:
+        self.curves = curves
+        self.title = title
+        self.rebuild()
+
+    def toggle_log_scale(self) -> bool:
+        self.log_scale = not self.log_scale
+        self.rebuild()
+        return self.log_scale
+
+    def on_resize(self) -> None:
+        self.rebuild()  # the downsampling depends on the width
+
+    def rebuild(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        width = max(self.size.width, 40)
+        drawn = 0
+        for curve in self.curves:
+            # NaN/inf (a diverged run) and non-positive values on a log axis cannot be drawn.
+            points = [
+                (x, y) for x, y in zip(curve.xs, curve.ys) if math.isfinite(y) and (y > 0 or not self.log_scale)
+            ]
+            if not points:
+                continue
+            xs, ys = downsample([p[0] for p in points], [p[1] for p in points], 2 * width)
+            drawn += len(xs)
+            colour = Color.parse(self.app.colour(curve.role)).rgb
+            plt.plot(xs, ys, label=curve.label, color=colour, marker=curve.marker)
+        plt.title(self.title + (" (log scale)" if self.log_scale else ""))
+        plt.xlabel("iteration")
+        plt.yscale("log" if self.log_scale else "linear")
+        self.drawn_points = drawn
+        self.draws += 1
+        self.refresh()
