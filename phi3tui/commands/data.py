@@ -110,8 +110,7 @@ def run_check(args) -> int:
 
 
 def run_import(args) -> int:
-    from phi3tui.core.importers import DataImportError, ImportOptions, import_file
-    from phi3tui.core.importers.truthfulqa import import_truthfulqa, looks_like_truthfulqa
+    from phi3tui.core.importers import DataImportError, ImportOptions, import_any
 
     options = ImportOptions(
         fmt=args.fmt,
@@ -126,12 +125,8 @@ def run_import(args) -> int:
         seed=args.seed,
         force=args.force,
     )
-    mapped = args.prompt_column or args.completion_column or args.text_column
     try:
-        if not mapped and looks_like_truthfulqa(args.source):
-            result = import_truthfulqa(args.source, args.out_dir, options)
-        else:
-            result = import_file(args.source, args.out_dir, options)
+        result = import_any(args.source, args.out_dir, options)
     except DataImportError as exc:
         print(f"phi3tui data import: {exc}", file=sys.stderr)
         return 2

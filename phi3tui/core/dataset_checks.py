@@ -352,7 +352,8 @@ def _check_split(report: Report, split: str, path: Path, phi3: bool, seen: dict,
                 elif line == 1 and text.startswith("\ufeff"):
                     add("error", split, line, "bom", "the file starts with a byte-order mark (BOM)", "save the file as UTF-8 without BOM")
                 else:
-                    add("error", split, line, "invalid-json", f"invalid JSON: {exc}", "fix the line so it is one JSON object")
+                    detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                    add("error", split, line, "invalid-json", f"invalid JSON: {detail}", "fix the line so it is one JSON object")
                 continue
             if type(value) is not dict:
                 add("error", split, line, "not-object", f"not a JSON object but {type(value).__name__}", "each line must be one {...} object")

@@ -43,7 +43,8 @@ def is_phi3_model(model: str | Path | None) -> bool:
             return json.loads(config.read_text(encoding="utf-8")).get("model_type") == "phi3"
         except (OSError, ValueError):
             return False
-    name = str(model).lower()
+    # A local folder is judged by its own name, a repo id ("microsoft/Phi-3-mini-4k-instruct") by all of it.
+    name = (Path(model).name if Path(model).is_dir() else str(model)).lower()
     return "phi-3" in name or "phi3" in name
 
 

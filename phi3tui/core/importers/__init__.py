@@ -12,6 +12,7 @@ from phi3tui.core.importers.common import (
     ImportResult,
     existing_splits,
     import_file,
+    options_from_values,
     parse_size,
     read_rows,
     tutorial_text,
@@ -23,8 +24,20 @@ __all__ = [
     "ImportOptions",
     "ImportResult",
     "existing_splits",
+    "import_any",
     "import_file",
+    "options_from_values",
     "parse_size",
     "read_rows",
     "tutorial_text",
 ]
+
+
+def import_any(source, out_dir, options: ImportOptions) -> ImportResult:
+    """A TruthfulQA CSV maps itself when no column is named; anything else needs the mapping."""
+    from phi3tui.core.importers.truthfulqa import import_truthfulqa, looks_like_truthfulqa
+
+    mapped = options.prompt_column or options.completion_column or options.text_column
+    if not mapped and looks_like_truthfulqa(source):
+        return import_truthfulqa(source, out_dir, options)
+    return import_file(source, out_dir, options)

@@ -270,3 +270,27 @@ def import_file(source: Path | str, out_dir: Path | str, options: ImportOptions)
         if stale.stem not in counts:
             stale.unlink()
     return ImportResult(out_dir, counts, len(records), skipped, len(records) - n_train - n_valid - n_test)
+
+
+def options_from_values(values: dict, force: bool = False) -> ImportOptions:
+    """ImportOptions from plain strings (the Data screen's form); empty strings mean "not set"."""
+    seed_text = str(values.get("seed") or "0").strip()
+    try:
+        seed = int(seed_text)
+    except ValueError:
+        raise DataImportError(f"seed {seed_text!r} is not a whole number") from None
+    for name in ("train", "valid", "test"):
+        parse_size(values.get(name))  # fail early, with the field's value in the message
+    return ImportOptions(
+        fmt=values.get("fmt") or "text",
+        prompt_column=values.get("prompt_column") or None,
+        completion_column=values.get("completion_column") or None,
+        text_column=values.get("text_column") or None,
+        system_column=values.get("system_column") or None,
+        train=values.get("train") or None,
+        valid=values.get("valid") or None,
+        test=values.get("test") or None,
+        shuffle=bool(values.get("shuffle")),
+        seed=seed,
+        force=force,
+    )
