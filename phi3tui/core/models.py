@@ -121,9 +121,22 @@ class ModelInfo:
         )
 
 
+def _cpu_stream():
+    """Build structures on the CPU stream: nothing is evaluated, and on Metal a worker thread has no GPU
+    stream of its own (see reference/mlx-lm.md)."""
+    import mlx.core as mx
+
+    return mx.stream(mx.cpu)
+
+
 def build_structure(config: dict):
     """The mlx-lm model for this config.json, its weights unallocated (never evaluated), quantized as the
     config says. Raises ModelNotFound when mlx-lm does not support the architecture."""
+    with _cpu_stream():
+        return _build_structure(config)
+
+
+def _build_structure(config: dict):
     import mlx.nn as nn
     from mlx_lm.utils import _get_classes
 
@@ -191,14 +204,19 @@ class LoraPlan:
 
 def plan_lora(config: dict, num_layers: int, lora_parameters: dict | None, fine_tune_type: str = "lora") -> LoraPlan:
     """What training would adapt: mlx-lm's own LoRA conversion applied to the unallocated structure."""
+    with _cpu_stream():
+        model = _build_structure(config)
+        model.freeze()
+        return _plan(model, num_layers, lora_parameters, fine_tune_type)
+
+
+def _plan(model, num_layers: int, lora_parameters: dict | None, fine_tune_type: str) -> LoraPlan:
     from mlx.utils import tree_flatten
-    from mlx_lm.tuner.lora import LoRAEmbedding, LoRALinear, LoRASwitchLinear
     from mlx_lm.tuner.dora import DoRAEmbedding, DoRALinear
+    from mlx_lm.tuner.lora import LoRAEmbedding, LoRALinear, LoRASwitchLinear
     from mlx_lm.tuner.utils import linear_to_lora_layers
     from mlx_lm.utils import get_total_parameters
 
-    model = build_structure(config)
-    model.freeze()
     blocks = len(model.layers)
     if fine_tune_type == "full":
         for block in model.layers[-max(num_layers, 0):]:
@@ -309,13 +327,13 @@ class CachedModel:
     has_config: bool
 
 
-def cached_models() -> list[CachedModel]:
+def cached_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
     """Model repos in the local Hugging Face cache (HF_HUB_CACHE), newest first; [] when there is none."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
     try:
-        info = scan_cache_dir()
+        info = scan_cache_dir(cache_dir)
     except CacheNotFound:
         return []
     found = []

@@ -1,0 +1,60 @@
+"""The migration list: each change an old lora_config.yaml needs, with why; the user keeps or drops each."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+
+class MigrationScreen(ModalScreen[set | None]):
+    """Dismisses with the ids of the accepted changes, or None when cancelled."""
+
+    DEFAULT_CSS = """
+    MigrationScreen { align: center middle; }
+    MigrationScreen > Vertical { width: 96%; height: 90%; border: thick $accent; background: $panel; padding: 0 1; }
+    MigrationScreen SelectionList { height: 1fr; }
+    MigrationScreen #migration-title { text-style: bold; }
+    """
+    BINDINGS = [
+        Binding("enter", "apply", "Apply selected", priority=True, id="config.migration.apply"),
+        Binding("a", "all", "Select all", id="config.migration.all"),
+        Binding("escape", "cancel", "Cancel", id="config.migration.cancel"),
+    ]
+
+    def __init__(self, changes: list, rejected: set[str]):
+        super().__init__()
+        self.changes = changes
+        self.rejected = rejected
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(
+                f"{len(self.changes)} change(s) make this file work with today's mlx-lm. "
+                "space: keep/drop one · enter: apply the kept ones to the form (save with ctrl+s) · escape: cancel",
+                id="migration-title",
+            )
+            items = []
+            for change in self.changes:
+                label = Text()
+                label.append(change.summary, style="bold")
+                label.append(f"\n  {change.why}\n")
+                items.append(Selection(label, change.id, change.id not in self.rejected))
+            yield SelectionList(*items, id="migration-list")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(SelectionList).focus()
+
+    def action_apply(self) -> None:
+        self.dismiss(set(self.query_one(SelectionList).selected))
+
+    def action_all(self) -> None:
+        self.query_one(SelectionList).select_all()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,197 @@
+"""Every lora_config.yaml key as a typed input, grouped, each with its help and mlx-lm's default.
+
+The fields come from core.config_schema (read from mlx-lm); this widget only shows them and posts
+`ConfigForm.Changed(path, value)` when the user enters a value that parses. It never writes files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, Label, Select, Static
+
+from phi3tui.core.config_document import load_values
+
+
+def _show(value: Any) -> str:
+    """A value as the user types it back: lists comma-separated, mappings in YAML flow style."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(_show(v) for v in value)
+    if isinstance(value, dict):
+        from phi3tui.core.config_document import _flow_text
+
+        return _flow_text(value)
+    return str(value)
+
+
+class BadValue(ValueError):
+    pass
+
+
+def parse_value(kind: str, text: str) -> Any:
+    """The typed value for `text` as mlx-lm would read it; None for an empty field. Raises BadValue."""
+    text = text.strip()
+    if not text:
+        return None
+    if kind in ("int", "float", "floats", "mapping", "size"):
+        loaded = load_values(f"v: {text if kind != 'floats' else '[' + text + ']'}").get("v")
+        if kind == "int":
+            if isinstance(loaded, bool) or not isinstance(loaded, int):
+                raise BadValue("a whole number")
+            return loaded
+        if kind == "float":
+            if isinstance(loaded, bool) or not isinstance(loaded, (int, float)):
+                raise BadValue("a number such as 1e-5")
+            return loaded
+        if kind == "floats":
+            if not isinstance(loaded, list) or not all(isinstance(v, (int, float)) for v in loaded):
+                raise BadValue("numbers separated by commas")
+            return loaded
+        if kind == "mapping":
+            if not isinstance(loaded, dict):
+                raise BadValue("a mapping such as {weight_decay: 0.01}")
+            return loaded
+        return loaded  # size: a number of bytes or text like 1GB, as mlx-lm's parser takes it
+    if kind == "list":
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+class FieldRow(Horizontal):
+    """One key: its name and its input; the help line (with mlx-lm's default) sits below it."""
+
+
+class ConfigForm(VerticalScroll):
+    DEFAULT_CSS = """
+    ConfigForm { height: 1fr; padding: 0 1; }
+    ConfigForm .group { text-style: bold; color: $accent; margin-top: 1; }
+    ConfigForm FieldRow { height: 1; }
+    ConfigForm FieldRow > .key { width: 24; }
+    ConfigForm FieldRow > Input, ConfigForm FieldRow > Select { width: 1fr; }
+    ConfigForm .help { color: $text-muted; padding-left: 24; }
+    ConfigForm .bad { color: $error; padding-left: 24; height: auto; display: none; }
+    ConfigForm .bad.-shown { display: block; }
+    ConfigForm Input.-invalid { color: $error; }
+    """
+
+    class Changed(Message):
+        def __init__(self, path: tuple[str, ...], value: Any):
+            super().__init__()
+            self.path = path
+            self.value = value
+
+    def __init__(self, fields: list, values: dict, unknown: list[str] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.fields = fields
+        self.values = values
+        self.unknown = unknown or []
+        self._loading = False
+        self._by_id = {self.field_id(f.path): f for f in fields}
+
+    @staticmethod
+    def field_id(path: tuple[str, ...]) -> str:
+        return "field-" + "--".join(path)
+
+    def widget_for(self, path: tuple[str, ...]):
+        return self.query_one("#" + self.field_id(path))
+
+    def compose(self) -> ComposeResult:
+        group = None
+        for spec in self.fields:
+            if spec.group != group:
+                group = spec.group
+                yield Label(group, classes="group")
+            with FieldRow():
+                yield Label(spec.key, classes="key")
+                yield self._input(spec)
+            default = _show(spec.default)
+            yield Static(f"{spec.help} (default: {default or 'none'})".strip(), classes="help", markup=False)
+            yield Static("", classes="bad", id=self.field_id(spec.path) + "-bad")
+        if self.unknown:
+            yield Label("other keys in this file (mlx-lm ignores them)", classes="group")
+            yield Static(", ".join(self.unknown), classes="help", markup=False)
+
+    def _input(self, spec):
+        value = self._get(spec.path)
+        wid = self.field_id(spec.path)
+        if spec.kind in ("bool", "choice"):
+            options = self._options(spec)
+            return Select(options, value=value if value in [v for _, v in options] else Select.NULL, allow_blank=True,
+                          prompt=f"default: {_show(spec.default) or 'none'}", id=wid, compact=True)
+        kind = {"int": "integer"}.get(spec.kind, "text")
+        return Input(_show(value), placeholder=_show(spec.default), type=kind, id=wid, select_on_focus=False,
+                     compact=True)
+
+    @staticmethod
+    def _options(spec) -> list[tuple[str, Any]]:
+        if spec.kind == "bool":
+            return [("true", True), ("false", False)]
+        return [(c, c) for c in spec.choices]
+
+    def _get(self, path: tuple[str, ...]):
+        node: Any = self.values
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        return node
+
+    def set_values(self, values: dict) -> None:
+        """Show new values (after a preset, a migration, a reload) without posting Changed."""
+        self.values = values
+        self._loading = True
+        try:
+            for spec in self.fields:
+                widget = self.widget_for(spec.path)
+                value = self._get(spec.path)
+                if isinstance(widget, Select):
+                    options = [v for _, v in self._options(spec)]
+                    widget.value = value if value in options and value is not None else Select.NULL
+                elif widget.has_focus and self._parse(spec, widget.value) == value:
+                    pass  # the user is typing this value: leave the cursor alone
+                else:
+                    widget.value = _show(value)
+                self.query_one("#" + self.field_id(spec.path) + "-bad", Static).remove_class("-shown")
+        finally:
+            self.call_after_refresh(self._done_loading)
+
+    def _done_loading(self) -> None:
+        self._loading = False
+
+    def _parse(self, spec, text):
+        try:
+            return parse_value(spec.kind, text)
+        except BadValue:
+            return object()
+
+    def _post(self, widget_id: str | None, raw) -> None:
+        if self._loading or widget_id is None or widget_id not in self._by_id:
+            return
+        spec = self._by_id[widget_id]
+        bad = self.query_one("#" + widget_id + "-bad", Static)
+        if isinstance(raw, str):
+            try:
+                value = parse_value(spec.kind, raw)
+            except BadValue as exc:
+                bad.update(f"{spec.key}: needs {exc}")
+                bad.add_class("-shown")
+                return
+        else:
+            value = raw
+        bad.update("")
+        bad.remove_class("-shown")
+        if value != self._get(spec.path):
+            self.post_message(self.Changed(spec.path, value))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._post(event.input.id, event.value)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self._post(event.select.id, None if event.value is Select.NULL else event.value)
