@@ -321,11 +321,17 @@ class Trainer:
         # The order of mlx_lm.lora.run / train_model, so the same config and seed give the same losses.
         np.random.seed(args.seed)
         print(f"phi3tui runner: loading {args.model}", flush=True)
-        model, tokenizer = load(
-            args.model,
-            tokenizer_config={"trust_remote_code": args.trust_remote_code},
-            trust_remote_code=args.trust_remote_code,
-        )
+        try:
+            model, tokenizer = load(
+                args.model,
+                tokenizer_config={"trust_remote_code": args.trust_remote_code},
+                trust_remote_code=args.trust_remote_code,
+            )
+        except Exception as exc:
+            raise RuntimeError(
+                f"model {args.model!r} could not be loaded (not a model folder in the workspace, "
+                f"nor a downloadable Hugging Face repo): {type(exc).__name__}: {exc}"
+            ) from exc
         train_set, valid_set, test_set = load_dataset(args, tokenizer)
         mx.random.seed(args.seed)
         model.freeze()

@@ -1,0 +1,192 @@
+"""The detached runner on the demo model: same losses as mlx-lm, stop/resume, kill -9, divergence, failures, two ranks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from phi3tui.core import runs
+from phi3tui.core.run_files import read_run_json
+from phi3tui.core.workspace import Workspace
+
+QUICK = dict(iters=20, steps_per_report=5, steps_per_eval=5, save_every=10, val_batches=4)
+
+# mlx-lm's own path: lora.main's config merge, lora.run's loading, lora.train_model's setup and trainer,
+# with a TrainingCallback to receive the figures (lora.run would replace it).
+REFERENCE = r"""
+import json, sys, types, yaml
+import numpy as np
+from mlx_lm import lora
+from mlx_lm.tuner.trainer import TrainingCallback
+from mlx_lm.utils import load
+from mlx_lm.tuner.datasets import load_dataset
+
+config, adapter_dir, out = sys.argv[1:4]
+args = yaml.load(open(config), lora.yaml_loader)
+for k, v in lora.CONFIG_DEFAULTS.items():
+    if args.get(k) is None:
+        args[k] = v
+args["adapter_path"] = adapter_dir
+args = types.SimpleNamespace(**args)
+records = []
+class Recorder(TrainingCallback):
+    def on_train_loss_report(self, info):
+        records.append({"kind": "train", "iteration": info["iteration"], "loss": info["train_loss"]})
+    def on_val_loss_report(self, info):
+        records.append({"kind": "val", "iteration": info["iteration"], "loss": info["val_loss"]})
+np.random.seed(args.seed)
+model, tokenizer = load(args.model)
+train_set, valid_set, test_set = load_dataset(args, tokenizer)
+lora.train_model(args, model, train_set, valid_set, Recorder())
+json.dump(records, open(out, "w"))
+"""
+
+
+def curve(run_dir: Path, kind: str) -> list[tuple[int, float]]:
+    m = runs.read_metrics(run_dir)
+    return list(zip(m.val_x, m.val_y)) if kind == "val" else list(zip(m.train_x, m.train_y))
+
+
+def wait_until(predicate, timeout=120, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_same_losses_as_mlx_lm_and_run_folder_layout(demo_workspace, tmp_path):
+    ws = Workspace.open(demo_workspace)
+    run_dir = runs.start_run(ws, overrides=dict(QUICK, test=True, test_batches=4))
+    ref_out = tmp_path / "ref.json"
+    ref = subprocess.run(
+        [sys.executable, "-c", REFERENCE, str(run_dir / "config.yaml"), str(tmp_path / "ref-adapters"), str(ref_out)],
+        cwd=demo_workspace, capture_output=True, text=True, timeout=300,
+    )
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    info = runs.wait_for_run(run_dir, timeout=300)
+    assert info["state"] == "finished", info
+    # The run folder of DESIGN.md, with mlx-lm's adapter file names.
+    for name in ("config.yaml", "run.json", "metrics.jsonl", "log.txt"):
+        assert (run_dir / name).is_file(), name
+    adapters = run_dir / "adapters"
+    for name in ("adapter_config.json", "adapters.safetensors", "0000010_adapters.safetensors", "0000020_adapters.safetensors"):
+        assert (adapters / name).is_file(), name
+
+    expected = json.loads(ref_out.read_text())
+    for kind in ("val", "train"):
+        ours = curve(run_dir, kind)
+        theirs = [(r["iteration"], r["loss"]) for r in expected if r["kind"] == kind]
+        assert [it for it, _ in ours] == [it for it, _ in theirs], kind
+        for (_, a), (_, b) in zip(ours, theirs):
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-6), kind
+    # Every train report carries the figures the screen shows; the test set was evaluated.
+    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in lines if r["kind"] == "train"]
+    assert all({"lr", "it_per_s", "tokens_per_s", "trained_tokens", "peak_mem", "time"} <= r.keys() for r in train)
+    test = [r for r in lines if r["kind"] == "test"]
+    assert len(test) == 1 and test[0]["ppl"] == pytest.approx(math.exp(test[0]["loss"]))
+    assert info["test_loss"] == pytest.approx(test[0]["loss"])
+
+
+def test_stop_then_resume_continues_curve_and_optimizer(demo_workspace):
+    import mlx.core as mx
+    from mlx_lm import load
+
+    ws = Workspace.open(demo_workspace)
+    straight = runs.start_run(ws, overrides=QUICK)
+    stopped = runs.start_run(ws, overrides=QUICK)
+    wait_until(lambda: (read_run_json(stopped).get("last_checkpoint") or 0) >= 10, what="first checkpoint")
+    runs.stop_run(stopped)
+    info = runs.wait_for_run(stopped, timeout=120)
+    assert info["state"] == "stopped", info
+    at = int(info["reason"].rsplit(" ", 1)[-1])
+    assert 10 <= at < 20
+    # The stop left an adapter that mlx-lm loads, and the optimizer state (step = iterations done) beside it.
+    model, _ = load(str(demo_workspace / "model"), adapter_path=str(stopped / "adapters"))
+    assert any("lora_a" in k for k, _ in __import__("mlx.utils").utils.tree_flatten(model.parameters()))
+    opt = mx.load(str(stopped / "adapters" / f"{at:07d}_optimizer.safetensors"))
+    assert int(opt["step"].item()) == at
+
+    assert runs.resume_run(stopped) == at
+    assert runs.wait_for_run(stopped, timeout=120)["state"] == "finished"
+    assert runs.wait_for_run(straight, timeout=120)["state"] == "finished"
+    # Validation is exactly that of the uninterrupted run: weights, optimizer state, step (hence the
+    # LR schedule), random state and data order were all restored.
+    assert curve(stopped, "val") == pytest.approx(curve(straight, "val"))
+    train_its = [it for it, _ in curve(stopped, "train")]
+    assert train_its == sorted(set(train_its)) and train_its[-1] == 20
+    assert any(it > at for it in train_its) and all(it <= 20 for it in train_its)
+    final = read_run_json(stopped)
+    assert final["iteration"] == 20 and final["resumes"][0]["from"] == at
+
+
+def test_kill_9_is_reported_failed_and_resumes(demo_workspace):
+    from tests.conftest import run_cli
+
+    ws = Workspace.open(demo_workspace)
+    run_dir = runs.start_run(ws, overrides=dict(QUICK, iters=400, save_every=5))
+    wait_until(lambda: (read_run_json(run_dir).get("last_checkpoint") or 0) >= 5, what="a checkpoint")
+    pid = read_run_json(run_dir)["runner_pid"]
+    os.kill(pid, signal.SIGKILL)  # dies without a word: no final state written
+    wait_until(lambda: runs.run_info(run_dir)["state"] == "failed", timeout=30, what="failed state")
+    info = read_run_json(run_dir)
+    assert "without recording a result" in info["reason"]
+    listed = run_cli("runs", "list", "-w", str(demo_workspace))
+    assert listed.returncode == 0 and f"{run_dir.name}" in listed.stdout and "failed" in listed.stdout
+
+    resumed = run_cli("runs", "resume", run_dir.name[:17], "-w", str(demo_workspace))
+    assert resumed.returncode == 0, resumed.stderr
+    start = read_run_json(run_dir)["resume_from"]
+    assert start >= 5 and start % 5 == 0
+    wait_until(lambda: (read_run_json(run_dir).get("iteration") or 0) > start + 5, what="progress after resume")
+    stop = run_cli("runs", "stop", run_dir.name, "--wait", "-w", str(demo_workspace))
+    assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stdout + stop.stderr
+    first_train_after = [it for it, _ in curve(run_dir, "train") if it > start]
+    assert first_train_after and first_train_after[0] <= start + QUICK["steps_per_report"]
+
+
+def test_huge_learning_rate_ends_diverged(demo_workspace):
+    import mlx.core as mx
+
+    ws = Workspace.open(demo_workspace)
+    run_dir = runs.start_run(ws, overrides=dict(QUICK, learning_rate=1e30, save_every=2, steps_per_report=3))
+    info = runs.wait_for_run(run_dir, timeout=120)
+    assert info["state"] == "diverged", info
+    assert any(a["kind"] == "diverged" for a in info["alarms"])
+    latest = run_dir / "adapters" / "adapters.safetensors"
+    if latest.exists():  # the last good checkpoint, never the NaN weights
+        weights = mx.load(str(latest))
+        assert all(bool(mx.isfinite(w).all().item()) for w in weights.values())
+        assert info["last_good_checkpoint"] is not None
+
+
+def test_missing_model_fails_with_error_and_log_tail(demo_workspace):
+    ws = Workspace.open(demo_workspace)
+    run_dir = runs.start_run(ws, overrides=dict(QUICK, model="no-such-model-folder"))
+    info = runs.wait_for_run(run_dir, timeout=120)
+    assert info["state"] == "failed"
+    assert info["error"] and info["log_tail"]
+    assert "no-such-model-folder" in (info["error"] + "\n".join(info["log_tail"]))
+
+
+def test_two_ranks_on_localhost_write_one_metrics_stream(demo_workspace):
+    ws = Workspace.open(demo_workspace)
+    run_dir = runs.start_run(ws, overrides=dict(QUICK, iters=10), hosts=["127.0.0.1", "127.0.0.1"])
+    info = runs.wait_for_run(run_dir, timeout=240)
+    assert info["state"] == "finished", (info, (run_dir / "log.txt").read_text()[-2000:])
+    assert info["world_size"] == 2
+    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    keys = [(r["kind"], r["iteration"]) for r in lines]
+    assert len(keys) == len(set(keys))  # one stream: rank 1 wrote nothing
+    assert ("train", 10) in keys and ("val", 0) in keys
+    assert "rank 1 of 2" in (run_dir / "log.txt").read_text()

@@ -1,0 +1,47 @@
+"""`phi3tui train` and `phi3tui runs ...` as a user types them, on the demo model."""
+
+from __future__ import annotations
+
+from phi3tui.core import runs
+from phi3tui.core.workspace import Workspace
+from tests.conftest import run_cli
+
+
+def test_train_attach_status_config_delete(demo_workspace):
+    ws = str(demo_workspace)
+    started = run_cli("train", "--iters", "6", "-w", ws, "--attach")
+    assert started.returncode == 0, started.stderr
+    out = started.stdout
+    assert "started run" in out and "val loss" in out and "train loss" in out and "finished" in out
+    (run_dir,) = runs.run_dirs(Workspace.open(demo_workspace))
+
+    status = run_cli("runs", "status", "--oneline", "-w", ws)
+    assert status.returncode == 0 and status.stdout.count("\n") == 1
+    assert run_dir.name in status.stdout and "finished 6/6" in status.stdout
+
+    # Attaching late replays the whole history, then reports the end.
+    attached = run_cli("runs", "attach", "latest", "-w", ws)
+    assert attached.returncode == 0
+    history = [line for line in out.splitlines() if line.startswith("iter")]
+    assert [line for line in attached.stdout.splitlines() if line.startswith("iter")] == history
+
+    config = run_cli("runs", "config", run_dir.name, "-w", ws)
+    assert "iters: 6" in config.stdout and f"adapter_path: runs/{run_dir.name}/adapters" in config.stdout
+
+    # Nothing to stop; deleting asks first (no terminal here: refused), --yes deletes.
+    assert run_cli("runs", "stop", run_dir.name, "-w", ws).returncode == 1
+    refused = run_cli("runs", "delete", run_dir.name, "-w", ws)
+    assert refused.returncode == 2 and run_dir.exists()
+    assert run_cli("runs", "delete", run_dir.name, "--yes", "-w", ws).returncode == 0
+    assert not run_dir.exists()
+
+
+def test_bad_config_is_refused_and_nothing_is_written(demo_workspace):
+    bad = demo_workspace / "bad.yaml"
+    bad.write_text("model: model\niters: [10\n")
+    result = run_cli("train", "--config", str(bad), "-w", str(demo_workspace))
+    assert result.returncode == 2
+    assert "bad.yaml:" in result.stderr and "YAML" in result.stderr
+    assert not (demo_workspace / "runs").exists() or not any((demo_workspace / "runs").iterdir())
+    unknown = run_cli("runs", "attach", "nope", "-w", str(demo_workspace))
+    assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr

@@ -1,0 +1,121 @@
+"""The Train screen at 80×24, driven by keys: start, outlive the app, attach, overlay, diff, delete."""
+
+from __future__ import annotations
+
+import time
+
+from phi3tui.app import Phi3App
+from phi3tui.core import runs
+from phi3tui.core.workspace import Workspace
+from phi3tui.widgets.loss_plot import Curve, LossPlot
+
+
+def quick_config(ws_root, iters: int) -> None:
+    path = ws_root / "lora_config.yaml"
+    text = path.read_text().replace("iters: 100", f"iters: {iters}").replace("val_batches: -1", "val_batches: 4")
+    path.write_text(text.replace("steps_per_eval: 25", "steps_per_eval: 5").replace("steps_per_report: 10", "steps_per_report: 5"))
+
+
+async def wait_for(pilot, predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.2)
+    raise AssertionError("timed out")
+
+
+async def test_run_started_in_app_outlives_it_and_new_app_shows_full_curve(demo_workspace):
+    quick_config(demo_workspace, 30)
+    ws = Workspace.open(demo_workspace)
+    app = Phi3App(ws, start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen.run_dir is not None)
+        run_dir = app.screen.run_dir
+    # The app has exited; the run has not.
+    info = runs.run_info(run_dir)
+    assert info["state"] in ("queued", "running") and runs.process_alive(info)
+    assert runs.wait_for_run(run_dir, timeout=180)["state"] == "finished"
+
+    metrics = runs.read_metrics(run_dir)
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        screen = app.screen
+        assert screen.run_dir == run_dir
+        plot = screen.query_one(LossPlot)
+        train, val = plot.curves
+        assert train.xs == metrics.train_x and train.xs[-1] == 30
+        assert val.xs == metrics.val_x and len(val.xs) == 7
+        assert "finished" in str(screen.query_one("#run-title").render()) and "30/30" in str(screen.query_one("#run-title").render())
+        assert "checkpoint" in str(screen.query_one("#run-checkpoints").render())
+        await pilot.press("g")  # log scale
+        assert plot.log_scale
+
+
+async def test_plot_downsamples_a_long_run_to_its_width(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        plot = app.screen.query_one(LossPlot)
+        xs = list(range(1, 100_001))
+        ys = [5.0 / (1 + i / 1000) for i in xs]
+        plot.show_curves([Curve("train", xs, ys, "train-loss")])
+        await pilot.pause()
+        assert plot.drawn_points <= 2 * plot.size.width + 1
+        start = time.perf_counter()
+        plot.render()
+        assert time.perf_counter() - start < 0.5  # a 100,000-point run redraws like a small one
+
+
+async def test_runs_list_overlay_diff_and_delete(demo_workspace):
+    quick_config(demo_workspace, 5)
+    ws = Workspace.open(demo_workspace)
+    a = runs.start_run(ws)
+    b = runs.start_run(ws, overrides={"learning_rate": 3e-3})
+    for run_dir in (a, b):
+        assert runs.wait_for_run(run_dir, timeout=120)["state"] == "finished"
+    app = Phi3App(ws, start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("l")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "RunsListScreen"
+        await pilot.press("space", "down", "space", "o")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "TrainScreen"
+        assert len(app.screen.query_one(LossPlot).curves) == 2
+
+        await pilot.press("l")
+        await pilot.pause()
+        await pilot.press("space", "down", "space", "d")
+        await pilot.pause()
+        diff = str(app.screen.query_one("#run-text").render())
+        assert "learning_rate" in diff and "0.003" in diff
+        await pilot.press("escape")
+        await pilot.pause()
+        doomed, kept = runs.run_dirs(ws)[1], runs.run_dirs(ws)[0]  # the cursor is on the second row
+        await pilot.press("x")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "ConfirmDialog"
+        await pilot.press("n")  # asked, declined: nothing deleted
+        await pilot.pause()
+        assert doomed.exists()
+        await pilot.press("x")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert not doomed.exists() and kept.exists()
+
+
+async def test_bad_config_shows_errors_and_starts_nothing(demo_workspace):
+    (demo_workspace / "lora_config.yaml").write_text("model: model\niters: [10\n")
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: any("YAML" in str(n.message) for n in app._notifications))
+        assert app.screen.run_dir is None
+    assert not (demo_workspace / "runs").exists() or not any((demo_workspace / "runs").iterdir())
