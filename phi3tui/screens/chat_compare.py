@@ -1,0 +1,152 @@
+"""Batch compare: every prompt of the test split (or a file) through both panes' models, as a table
+(prompt, reference, left answer, right answer), saved to the run folder as JSONL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, Label, Static
+
+from phi3tui.core.chat import ChatError, batch_compare, model_path
+
+
+def _cell(text: str | None, width: int = 60) -> str:
+    text = " ".join((text or "—").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class CompareScreen(ModalScreen):
+    DEFAULT_CSS = """
+    CompareScreen { align: center middle; }
+    CompareScreen > Vertical {
+        width: 100%; height: 100%; border: round $accent; background: $panel; padding: 0 1;
+    }
+    CompareScreen Horizontal { height: 1; }
+    CompareScreen Label { width: 14; }
+    CompareScreen Input { width: 1fr; height: 1; border: none; padding: 0 1; }
+    CompareScreen DataTable { height: 1fr; }
+    CompareScreen #compare-detail { height: 5; overflow-y: auto; color: $text-muted; }
+    CompareScreen #compare-status { height: auto; }
+    CompareScreen #compare-status.error { color: $error; }
+    """
+    BINDINGS = [
+        Binding("enter", "start", "Start", id="chat_compare.start"),
+        Binding("escape", "stop_or_close", "Stop / close", id="chat_compare.stop_or_close"),
+    ]
+
+    class Started(Message):
+        def __init__(self, path: Path, total: int):
+            super().__init__()
+            self.path, self.total = path, total
+
+    class Record(Message):
+        def __init__(self, record: dict):
+            super().__init__()
+            self.record = record
+
+    class Done(Message):
+        def __init__(self, path: Path | None, count: int, error: str | None = None):
+            super().__init__()
+            self.path, self.count, self.error = path, count, error
+
+    def __init__(self, session):
+        super().__init__()
+        self.session = session
+        self.running = False
+        self.records: list[dict] = []
+        self.total = 0
+
+    def compose(self) -> ComposeResult:
+        left, right = (s.label if s else "—" for s in self.session.sides)
+        with Vertical():
+            yield Static(f"Batch compare: left {left} · right {right} · {self.session.settings.summary()}")
+            with Horizontal():
+                yield Label("prompts file")
+                yield Input("data/test.jsonl", id="compare-file")
+            table = DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+            table.add_columns("#", "prompt", "reference", "left", "right")
+            yield table
+            yield Static("", id="compare-detail", markup=False)
+            yield Static("enter: start · esc: stop or close", id="compare-status", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#compare-file", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_start()
+
+    def action_start(self) -> None:
+        if self.running:
+            return
+        prompts_file = self.query_one("#compare-file", Input).value.strip() or None
+        self.records = []
+        self.query_one(DataTable).clear()
+        self._status("loading the model…")
+        self.running = True
+        workspace, sides, settings = self.session.workspace, list(self.session.sides), self.session.settings
+        post = self.post_message
+
+        def job(worker) -> None:
+            out, count = None, 0
+            try:
+                model = worker.chat_model(model_path(workspace))
+                out, records = batch_compare(
+                    model, workspace, sides, settings, Path(prompts_file) if prompts_file else None,
+                    cancel=worker.cancel,
+                    on_start=lambda path, total: post(self.Started(path, total)),
+                    on_record=lambda record: post(self.Record(record)),
+                )
+                count = len(records)
+            except ChatError as exc:
+                post(self.Done(out, count, str(exc)))
+                return
+            post(self.Done(out, count))
+
+        self.app.model_worker.submit(job)
+
+    def action_stop_or_close(self) -> None:
+        if self.running:
+            self.app.model_worker.stop()
+            self._status("stopping after this prompt…")
+        else:
+            self.dismiss(None)
+
+    def _status(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#compare-status", Static)
+        status.update(text)
+        status.set_class(error, "error")
+
+    def on_compare_screen_started(self, message: Started) -> None:
+        self.total = message.total
+        self._status(f"0/{message.total} prompts · saving to {message.path}")
+        self.query_one(DataTable).focus()
+
+    def on_compare_screen_record(self, message: Record) -> None:
+        r = message.record
+        self.records.append(r)
+        self.query_one(DataTable).add_row(
+            str(r["index"] + 1), _cell(r["prompt"], 30), _cell(r["reference"], 24),
+            _cell(r["left"]["answer"], 30), _cell(r["right"]["answer"], 30),
+        )
+        self._status(f"{len(self.records)}/{self.total} prompts · esc stops")
+
+    def on_compare_screen_done(self, message: Done) -> None:
+        self.running = False
+        if message.error:
+            self._status(message.error, error=True)
+        else:
+            self._status(f"{message.count} prompts compared · saved to {message.path} · esc closes")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if 0 <= event.cursor_row < len(self.records):
+            r = self.records[event.cursor_row]
+            self.query_one("#compare-detail", Static).update(
+                f"prompt: {r['prompt']}\nreference: {r['reference'] or '—'}\n"
+                f"left ({r['left']['side']}): {r['left']['answer']}\nright ({r['right']['side']}): {r['right']['answer']}"
+            )
