@@ -66,6 +66,20 @@ class Phi3App(App):
         self.workspace = workspace
         self.start_mode = start_mode
         self.live_run_text = ""
+        self._model_worker = None
+
+    @property
+    def model_worker(self):
+        """The one thread that runs all MLX work of this process (core.chat.ModelWorker), made on first use."""
+        if self._model_worker is None:
+            from phi3tui.core.chat import ModelWorker
+
+            self._model_worker = ModelWorker()
+        return self._model_worker
+
+    def on_unmount(self) -> None:
+        if self._model_worker is not None:
+            self._model_worker.close()
 
     def get_css_variables(self) -> dict[str, str]:
         # The app's own colour roles: a theme may set them; otherwise each takes the value of
