@@ -97,7 +97,7 @@ def from_tokenizer_json(data: dict, vocab_size: int, where: str = "tokenizer.jso
         tokens[i] = piece
         if _is_byte_piece(piece):
             types[i], scores[i] = BYTE, 0.0
-        elif piece == model.get("unk_token", "<unk>"):
+        elif piece == (model.get("unk_token") or "<unk>"):
             types[i], scores[i] = UNKNOWN, 0.0
         elif piece in special_names:
             types[i], scores[i] = CONTROL, 0.0

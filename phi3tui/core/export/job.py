@@ -1,0 +1,225 @@
+"""One export, from choices to files: what the wizard and `phi3tui export` both drive.
+
+Layout: <workspace>/exports/<name>/ holds fused/, <name>-<type>.gguf, <name>-lora-<type>.gguf,
+<name>-base-<type>.gguf and the Modelfile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from phi3tui.core.export import ExportError, Progress, no_progress
+from phi3tui.core.export.paths import (
+    AdapterChoice,
+    base_model_of,
+    default_export_name,
+    local_model_dir,
+    read_json,
+    resolve_adapter,
+    safe_name,
+)
+
+STEPS = ("fuse", "gguf", "lora-gguf", "verify", "ollama")
+DEFAULT_PROMPTS = ("What happens if you crack your knuckles a lot?", "Why is the sky blue?")
+
+
+@dataclass
+class ExportJob:
+    workspace_root: Path
+    adapter: AdapterChoice | None
+    base_model: str | None
+    name: str
+    out_dir: Path
+    outtype: str = "f16"
+    lora_outtype: str = "f16"
+    dequantize: bool = False
+    force: bool = False
+    num_ctx: int | None = None
+    quantize: str | None = None
+    system: str | None = None
+    tokenizer_model: Path | None = None
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    max_tokens: int = 8
+    use_adapter_in_ollama: bool = False  # base GGUF + LoRA GGUF instead of the fused GGUF
+    results: dict = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls, workspace_root: Path, adapter_path=None, run_id: str | None = None, checkpoint: int | None = None,
+        model: str | None = None, name: str | None = None, out_dir: Path | None = None, need_adapter: bool = True, **options,
+    ) -> "ExportJob":
+        root = Path(workspace_root).resolve()
+        adapter = None
+        try:
+            adapter = resolve_adapter(root, adapter_path, run_id, checkpoint)
+        except ExportError:
+            if need_adapter or adapter_path or run_id:
+                raise
+        base = base_model_of(root, adapter, model) if (adapter or model) else None
+        name = safe_name(name) if name else default_export_name(adapter)
+        out = Path(out_dir).expanduser().resolve() if out_dir else root / "exports" / name
+        return cls(root, adapter, base, name, out, **options)
+
+    # -- paths ----------------------------------------------------------------------------------------
+    @property
+    def fused_dir(self) -> Path:
+        return self.out_dir / "fused"
+
+    @property
+    def gguf_path(self) -> Path:
+        return self.out_dir / f"{self.name}-{self.outtype}.gguf"
+
+    @property
+    def lora_path(self) -> Path:
+        return self.out_dir / f"{self.name}-lora-{self.lora_outtype}.gguf"
+
+    @property
+    def base_gguf_path(self) -> Path:
+        return self.out_dir / f"{self.name}-base-{self.outtype}.gguf"
+
+    @property
+    def modelfile(self) -> Path:
+        return self.out_dir / "Modelfile"
+
+    def training_max_seq_length(self) -> int:
+        if self.adapter is not None:
+            return int(self.adapter.config.get("max_seq_length") or 0)
+        record = self.fused_dir / "phi3tui-export.json"
+        return int(read_json(record).get("max_seq_length") or 0) if record.is_file() else 0
+
+    def require_adapter(self) -> AdapterChoice:
+        if self.adapter is None:
+            raise ExportError(f"no adapter chosen and none found in {self.workspace_root}: train first or give --adapter-path")
+        return self.adapter
+
+    def require_base(self) -> str:
+        if not self.base_model:
+            raise ExportError("no base model: give --model")
+        return self.base_model
+
+    # -- what each step will do -----------------------------------------------------------------------
+    def describe(self, step: str) -> list[str]:
+        from phi3tui.core.export import fuse, gguf, lora_gguf
+
+        if step == "fuse":
+            if self.adapter is None:
+                return ["no adapter found: train first, or choose an adapter folder"]
+            return fuse.plan_fuse(self.adapter, self.base_model or "?", self.dequantize) + [f"into {self.fused_dir}"]
+        if step == "gguf":
+            return gguf.plan_lines(self.fused_dir, self.gguf_path, self.outtype)
+        if step == "lora-gguf":
+            if self.adapter is None:
+                return ["no adapter found"]
+            return lora_gguf.plan_lines(self.adapter, self.lora_path, self.lora_outtype) + [
+                f"and the base model as {self.base_gguf_path.name} (the GGUF the adapter goes over)"
+            ]
+        if step == "verify":
+            return [
+                "read each GGUF back with gguf's reader: every tensor, shape, type and key",
+                "when llama-cpp-python is installed: run it in llama.cpp (separate process) on "
+                f"{len(self.prompts)} prompts and compare greedy tokens and logits with MLX",
+            ]
+        if step == "ollama":
+            src = f"{self.base_gguf_path.name} + ADAPTER {self.lora_path.name}" if self.use_adapter_in_ollama else self.gguf_path.name
+            return [
+                f"write {self.modelfile} (FROM {src}, Phi-3 TEMPLATE, stops, num_ctx {self.effective_num_ctx()})",
+                "lint it; then `ollama create " + self.name + "` when Ollama is installed and its server answers",
+                "otherwise show the exact commands to run",
+            ]
+        raise ValueError(step)
+
+    def effective_num_ctx(self) -> int:
+        from phi3tui.core.export.ollama import DEFAULT_NUM_CTX
+
+        return max(self.num_ctx or DEFAULT_NUM_CTX, self.training_max_seq_length())
+
+    # -- the steps ------------------------------------------------------------------------------------
+    def run_fuse(self, progress: Progress = no_progress):
+        from phi3tui.core.export.fuse import fuse
+
+        result = fuse(self.require_base(), self.require_adapter(), self.fused_dir, self.dequantize, self.force, progress)
+        self.results["fuse"] = result
+        return result
+
+    def run_gguf(self, progress: Progress = no_progress):
+        from phi3tui.core.export.gguf import write_gguf
+        from phi3tui.core.export.verify import read_back
+
+        if not (self.fused_dir / "config.json").is_file():
+            raise ExportError(f"{self.fused_dir} has no fused model: run the fuse step first (`phi3tui export fuse`)")
+        result = write_gguf(self.fused_dir, self.gguf_path, self.outtype, self.name, self.tokenizer_model, force=self.force, progress=progress)
+        report = read_back(result.path, result)
+        if not report.ok:
+            raise ExportError(f"{result.path} does not read back: {'; '.join(report.problems)}")
+        self.results["gguf"] = (result, report)
+        return result, report
+
+    def run_lora(self, progress: Progress = no_progress, with_base: bool = True):
+        from phi3tui.core.export.gguf import write_gguf
+        from phi3tui.core.export.lora_gguf import write_lora_gguf
+        from phi3tui.core.export.verify import read_back
+
+        lora = write_lora_gguf(self.require_adapter(), self.lora_path, self.lora_outtype, force=self.force, progress=progress)
+        report = read_back(lora.path, lora, kind="lora")
+        if not report.ok:
+            raise ExportError(f"{lora.path} does not read back: {'; '.join(report.problems)}")
+        base = None
+        if with_base:
+            base = write_gguf(local_model_dir(self.require_base()), self.base_gguf_path, self.outtype, self.name + "-base",
+                              self.tokenizer_model, force=self.force, progress=progress)
+        self.results["lora-gguf"] = (lora, report, base)
+        return lora, report, base
+
+    def run_verify(self, progress: Progress = no_progress) -> list[str]:
+        """Agreement lines for the GGUFs written so far (llama.cpp when installed)."""
+        from phi3tui.core.export.verify import LLAMA_CPP_MISSING, llama_cpp_available, read_back, verify_gguf, verify_lora
+
+        lines, agreements = [], []
+        targets = [p for p in (self.gguf_path, self.lora_path, self.base_gguf_path) if p.is_file()]
+        if not targets:
+            raise ExportError(f"nothing to verify in {self.out_dir}: write a GGUF first")
+        for path in targets:
+            report = read_back(path, kind="lora" if path == self.lora_path else "model")
+            lines.append(f"{path.name}: {report.summary()}" + (f": {'; '.join(report.problems)}" if report.problems else ""))
+            if not report.ok:
+                raise ExportError(lines[-1])
+        if not llama_cpp_available():
+            lines.append(LLAMA_CPP_MISSING)
+        else:
+            prompts = list(self.prompts)
+            if self.gguf_path.is_file() and (self.fused_dir / "config.json").is_file():
+                progress(0, 2, "llama.cpp: fused GGUF")
+                a = verify_gguf(self.fused_dir, self.gguf_path, self.outtype, prompts, self.max_tokens)
+                agreements.append(a)
+                lines.append(f"{self.gguf_path.name}: {a.summary()}")
+            if self.lora_path.is_file() and self.base_gguf_path.is_file() and self.adapter is not None:
+                progress(1, 2, "llama.cpp: base GGUF + LoRA GGUF")
+                # The worse of the two types decides the tolerance.
+                kind = self.outtype if self.outtype not in ("f32", "f16") else self.lora_outtype
+                a = verify_lora(self.require_base(), self.adapter, self.base_gguf_path, self.lora_path, kind, prompts, self.max_tokens)
+                agreements.append(a)
+                lines.append(f"{self.base_gguf_path.name} + {self.lora_path.name}: {a.summary()}")
+            progress(2, 2, "verified")
+        self.results["verify"] = (lines, agreements)
+        if any(not a.ok for a in agreements):
+            raise ExportError("; ".join(lines))
+        return lines
+
+    def run_ollama(self, replace: bool = False, create: bool = True, on_line=lambda line: None):
+        from phi3tui.core.export.ollama import package
+
+        if self.use_adapter_in_ollama:
+            source, adapter = self.base_gguf_path, self.lora_path
+            if not adapter.is_file():
+                raise ExportError(f"{adapter} is missing: run `phi3tui export lora-gguf` first")
+        else:
+            source, adapter = self.gguf_path, None
+        if not source.is_file():
+            raise ExportError(f"{source} is missing: run `phi3tui export gguf` first")
+        result = package(
+            self.out_dir, source, self.name, adapter, self.effective_num_ctx(), self.training_max_seq_length(),
+            self.system, self.quantize, replace=replace, force=self.force, create=create, on_line=on_line,
+        )
+        self.results["ollama"] = result
+        return result
