@@ -340,3 +340,25 @@ def test_demo_step_summarises_and_raises_on_errors(demo_workspace):
         handle.write("not json\n")
     with pytest.raises(ValueError, match=r"valid:\d+"):
         demo_step(ws, {})
+
+
+def test_validation_and_indexing_stop_when_cancelled(tmp_path):
+    import threading
+
+    from phi3tui.core.dataset import Cancelled
+
+    data = make_data(tmp_path, text_lines(40000))
+    folder = DataFolder.open(data)
+    cancel = threading.Event()
+    seen = []
+
+    def progress(done, total, phase):
+        seen.append(done)
+        cancel.set()  # the user presses x after the first progress report
+
+    with pytest.raises(Cancelled):
+        validate_folder(folder, progress=progress, cancel=cancel)
+    assert len(seen) == 1
+    with pytest.raises(Cancelled):
+        folder.build_indexes(cancel=cancel)
+    assert not folder.splits["train"].index.complete

@@ -90,6 +90,8 @@ class DataScreen(ModeScreen):
         yield Input(placeholder="", id="data-prompt")
 
     def on_mount(self) -> None:
+        # Focus the record, not the tab bar: the tab bar would take left/right for itself.
+        self.query_one(RecordView).focus()
         self.open_folder()
         self.set_timer(AUTO_CHECK_DELAY, self.action_check)
 
@@ -170,7 +172,7 @@ class DataScreen(ModeScreen):
             return
         self.split = split
         self.line = max(1, line)
-        self.query_one(TabbedContent).active = "records"
+        self.action_show_tab("records")
         self.refresh_summary()
         self.show_record()
 
@@ -318,13 +320,15 @@ class DataScreen(ModeScreen):
 
     def action_cycle_view(self) -> None:
         self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
-        self.query_one(TabbedContent).active = "records"
+        self.action_show_tab("records")
         self.show_record()
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
         if tab == "problems":
             self.query_one(ValidationList).focus()
+        elif tab == "records":
+            self.query_one(RecordView).focus()
 
     def open_prompt(self, mode: str, placeholder: str) -> None:
         self.prompt_mode = mode

@@ -1,0 +1,140 @@
+"""The Data screen at 80×24 by keys: paging, jump, search, splits, views, problems, import."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from phi3tui.app import Phi3App
+from phi3tui.core.workspace import Workspace
+
+
+def body(app) -> str:
+    content = app.screen.query_one("#record-body").content
+    return getattr(content, "plain", str(content))
+
+
+def title(app) -> str:
+    content = app.screen.query_one("#record-title").content
+    return getattr(content, "plain", str(content))
+
+
+async def wait_for(pilot, condition, seconds: float = 30.0) -> None:
+    for _ in range(int(seconds / 0.1)):
+        if condition():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("timed out waiting for the Data screen")
+
+
+async def checked(app, pilot) -> None:
+    await wait_for(pilot, lambda: app.screen.report is not None and app.screen.report.measured)
+
+
+def train_record(ws, line: int) -> dict:
+    return json.loads((ws / "data" / "train.jsonl").read_text().splitlines()[line - 1])
+
+
+async def test_first_page_paging_jump_search_and_splits(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert title(app).startswith("train:1 of")
+        assert train_record(demo_workspace, 1)["text"].split("\n")[1][:20] in body(app)
+        await checked(app, pilot)
+        assert title(app).startswith("train:1 of 417")
+        await pilot.press("j", "j", "right")
+        assert title(app).startswith("train:4 ")
+        await pilot.press("k")
+        assert title(app).startswith("train:3 ")
+        await pilot.press("g", *"300", "enter")
+        assert title(app).startswith("train:300 ")
+        assert train_record(demo_workspace, 300)["text"].split("\n")[1][:30] in body(app)
+        await pilot.press("end")
+        assert title(app).startswith("train:417 ")
+        await pilot.press("home", "slash", *"goldfish", "enter")
+        await wait_for(pilot, lambda: not title(app).startswith("train:1 "))
+        assert "goldfish" in body(app).lower()
+        await pilot.press("s")
+        assert title(app).startswith("valid:1 of 51")
+        await pilot.press("s", "s")
+        assert title(app).startswith("train:1 ")
+
+
+async def test_views_show_rendered_text_and_masked_tokens(demo_workspace):
+    records = [
+        {"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."}]}
+        for i in range(8)
+    ]
+    for split in ("train", "valid", "test"):
+        (demo_workspace / "data" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = demo_workspace / "lora_config.yaml"
+    config.write_text(config.read_text() + "\nmask_prompt: true\n")
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("v")
+        await wait_for(pilot, lambda: "<|assistant|>" in body(app))
+        assert "as mlx-lm feeds it" in title(app)
+        assert "<|user|>\nQuestion 0?<|end|>" in body(app)
+        await pilot.press("v")
+        await wait_for(pilot, lambda: "tokens" in body(app))
+        text = body(app)
+        assert "mask_prompt: the first" in text and "are masked" in text
+        shown, trained = (int(w) for w in text.split(" tokens, ")[0:1] + text.split(" tokens, ")[1].split(" count")[0:1])
+        assert 0 < trained < shown
+        await pilot.press("v")
+        assert '"role": "user"' in body(app)
+
+
+async def test_problems_list_jumps_to_the_line(demo_workspace):
+    train = demo_workspace / "data" / "train.jsonl"
+    lines = train.read_text().splitlines()
+    lines[4] = '{"text": "<|user|>\\nQ <|end|>\\n<|assistant|> \\nA <|end|>", }'
+    train.write_text("\n".join(lines) + "\n")
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await checked(app, pilot)
+        assert "1 errors" in app.screen.status_text
+        await pilot.press("e")
+        table = app.screen.query_one("#problem-list")
+        assert table.row_count >= 1
+        assert table.get_row_at(0)[1] == "train:5"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.query_one("#data-tabs").active == "records"
+        assert title(app).startswith("train:5 ")
+        assert "invalid JSON" in body(app)
+
+
+async def test_import_asks_before_replacing(demo_workspace, tmp_path):
+    source = tmp_path / "qa.csv"
+    with open(source, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Type", "Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers", "Source"])
+        for i in range(20):
+            writer.writerow(["A", "B", f"Imported question {i}, with a comma?", f"Answer {i}", "", "", ""])
+    train = demo_workspace / "data" / "train.jsonl"
+    before = train.read_bytes()
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("i")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "ImportForm"
+        await pilot.press(*str(source), "ctrl+s")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "ConfirmDialog"
+        await pilot.press("n")
+        await pilot.pause()
+        assert train.read_bytes() == before
+        await pilot.press("i")
+        await pilot.pause()
+        await pilot.press(*str(source), "ctrl+s")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_for(pilot, lambda: train.read_bytes() != before)
+        await wait_for(pilot, lambda: app.screen.folder is not None and app.screen.folder.splits["train"].size == train.stat().st_size)
+        assert "Imported question 0, with a comma?" in body(app)
+        assert len(train.read_text().splitlines()) == 16
