@@ -70,7 +70,7 @@ def run_check(args: argparse.Namespace) -> int:
     if review is None:
         return 2
     if review.model is not None and review.model.info is not None:
-        print(f"model: {review.model.value}: {review.model.info.summary()}")
+        print(f"model: {review.model.value}: {review.model.info.summary()} ({review.model.location.kind})")
     for finding in review.findings:
         print(finding)
     errors = len(review.errors)

@@ -196,7 +196,8 @@ def check_model(values: dict, defaults: dict, ctx: ModelContext) -> tuple[list[F
         lora = defaults.get("lora_parameters") or {}
     if isinstance(num_layers, int) and not isinstance(num_layers, bool):
         if blocks is not None and num_layers > blocks:
-            found.append(Finding("error", "num_layers", f"is {num_layers} but the model has {blocks} blocks",
+            unset = " (mlx-lm's default: the file does not set it)" if values.get("num_layers") is None else ""
+            found.append(Finding("error", "num_layers", f"is {num_layers}{unset} but the model has {blocks} blocks",
                                  f"use {blocks} or -1 for all"))
             return found, None
         if num_layers < -1:
@@ -284,6 +285,7 @@ def check_adapters(values: dict, defaults: dict, workspace_root: Path) -> list[F
     path = Path(str(_value(values, "adapter_path", defaults))).expanduser()
     path = path if path.is_absolute() else Path(workspace_root) / path
     resume = values.get("resume_adapter_file")
+    rpath = None
     if resume:
         rpath = Path(str(resume)).expanduser()
         rpath = rpath if rpath.is_absolute() else Path(workspace_root) / rpath
@@ -291,8 +293,7 @@ def check_adapters(values: dict, defaults: dict, workspace_root: Path) -> list[F
             found.append(Finding("error", "resume_adapter_file", f"{rpath} does not exist",
                                  "point it at an adapters.safetensors file, or set it to null"))
     if (path / "adapters.safetensors").is_file() or (path / "adapter_config.json").is_file():
-        resuming = resume and Path(str(resume)).expanduser().resolve().is_relative_to(path.resolve()) \
-            if resume else False
+        resuming = rpath is not None and rpath.resolve().is_relative_to(path.resolve())
         if not resuming:
             found.append(Finding("warning", "adapter_path", f"{path} already holds another run's adapters: "
                                  "training would overwrite them", "choose a new adapter_path, or resume from them "
