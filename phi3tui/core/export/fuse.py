@@ -56,20 +56,6 @@ def is_quantized(config: dict) -> bool:
     return bool(config.get("quantization") or config.get("quantization_config"))
 
 
-def plan_fuse(adapter: AdapterChoice, base_model: str, dequantize: bool) -> list[str]:
-    """What the fuse step will do, in lines (shown before it runs)."""
-    kind = adapter.fine_tune_type
-    lines = [
-        f"load the base model {base_model}",
-        f"apply the {kind.upper()} adapter {adapter.label}",
-        "fuse every adapted layer into its base weights (mlx-lm's fuse)",
-    ]
-    if dequantize:
-        lines.append("de-quantize the weights (needed before GGUF)")
-    lines.append("save the model, copy tokenizer.model and any tokenizer file the save leaves out")
-    return lines
-
-
 def _adapter_folder_for(adapter: AdapterChoice, scratch: Path) -> Path:
     """mlx-lm loads <dir>/adapters.safetensors; a numbered checkpoint gets a folder of its own."""
     if adapter.weights.name == "adapters.safetensors":

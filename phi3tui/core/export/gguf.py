@@ -444,17 +444,6 @@ class GGUFResult:
         return f"{self.path} ({self.outtype}, {len(self.tensors)} tensors, {mb:.1f} MB, vocabulary from {self.vocab_source})"
 
 
-def plan_lines(model_dir: Path, outfile: Path, outtype: str) -> list[str]:
-    """What the GGUF step will do, in lines (shown before it runs)."""
-    return [
-        f"read {model_dir} (config.json, safetensors, tokenizer)",
-        "check it is a Phi-3 model with full (not MLX-quantized) weights",
-        "vocabulary with real SentencePiece scores (tokenizer.model, or rebuilt from tokenizer.json)",
-        f"write {outfile.name} as {outtype} for llama.cpp's phi3 architecture, tensor by tensor",
-        "read the file back and check every tensor and key",
-    ]
-
-
 def write_gguf(
     model_dir: Path,
     outfile: Path,

@@ -56,7 +56,12 @@ class ExportJob:
         except ExportError:
             if need_adapter or adapter_path or run_id:
                 raise
-        base = base_model_of(root, adapter, model) if (adapter or model) else None
+        try:
+            base = base_model_of(root, adapter, model)
+        except ExportError:
+            if model:
+                raise
+            base = None  # said when a step needs it
         name = safe_name(name) if name else default_export_name(adapter)
         out = Path(out_dir).expanduser().resolve() if out_dir else root / "exports" / name
         return cls(root, adapter, base, name, out, **options)
@@ -98,36 +103,71 @@ class ExportJob:
             raise ExportError("no base model: give --model")
         return self.base_model
 
+    def rel(self, path) -> str:
+        """A path as short as it can be said: relative to the workspace when inside it."""
+        try:
+            return str(Path(path).resolve().relative_to(self.workspace_root))
+        except ValueError:
+            return str(path)
+
+    @property
+    def adapter_label(self) -> str:
+        if self.adapter is None:
+            return "none"
+        where = f"run {self.adapter.run_id}" if self.adapter.run_id else self.rel(self.adapter.adapter_dir)
+        return f"{where}, {self.adapter.weights.name}"
+
     # -- what each step will do -----------------------------------------------------------------------
     def describe(self, step: str) -> list[str]:
-        from phi3tui.core.export import fuse, gguf, lora_gguf
-
         if step == "fuse":
             if self.adapter is None:
                 return ["no adapter found: train first, or choose an adapter folder"]
-            return fuse.plan_fuse(self.adapter, self.base_model or "?", self.dequantize) + [f"into {self.fused_dir}"]
+            lines = [
+                f"load {self.rel(self.base_model or '?')} with the {self.adapter.fine_tune_type.upper()} adapter",
+                "fuse each adapted layer into its base weights (mlx-lm)",
+            ]
+            if self.dequantize:
+                lines.append("de-quantize the weights (needed before GGUF)")
+            return lines + [f"save to {self.rel(self.fused_dir)} with tokenizer.model and every tokenizer file"]
         if step == "gguf":
-            return gguf.plan_lines(self.fused_dir, self.gguf_path, self.outtype)
+            return [
+                f"read {self.rel(self.fused_dir)}: a Phi-3 with full (not MLX-quantized) weights",
+                "vocabulary with real SentencePiece scores, explicit add_bos, chat template",
+                f"write {self.gguf_path.name} ({self.outtype}, llama.cpp phi3) tensor by tensor",
+                "read it back: every tensor, shape, type and key",
+            ]
         if step == "lora-gguf":
             if self.adapter is None:
-                return ["no adapter found"]
-            return lora_gguf.plan_lines(self.adapter, self.lora_path, self.lora_outtype) + [
-                f"and the base model as {self.base_gguf_path.name} (the GGUF the adapter goes over)"
+                return ["no adapter found: train first, or choose an adapter folder"]
+            return [
+                f"write the adapter alone as {self.lora_path.name} ({self.lora_outtype}), alpha = scale x rank",
+                f"and the base model as {self.base_gguf_path.name}, for Ollama's ADAPTER",
+                "read both back",
             ]
         if step == "verify":
             return [
-                "read each GGUF back with gguf's reader: every tensor, shape, type and key",
-                "when llama-cpp-python is installed: run it in llama.cpp (separate process) on "
-                f"{len(self.prompts)} prompts and compare greedy tokens and logits with MLX",
+                "read each GGUF back with gguf's reader",
+                f"in llama.cpp (with the verify extra): {len(self.prompts)} prompts, greedy tokens and logits vs MLX",
             ]
         if step == "ollama":
             src = f"{self.base_gguf_path.name} + ADAPTER {self.lora_path.name}" if self.use_adapter_in_ollama else self.gguf_path.name
             return [
-                f"write {self.modelfile} (FROM {src}, Phi-3 TEMPLATE, stops, num_ctx {self.effective_num_ctx()})",
-                "lint it; then `ollama create " + self.name + "` when Ollama is installed and its server answers",
-                "otherwise show the exact commands to run",
+                f"write {self.rel(self.modelfile)}: FROM {src}, Phi-3 TEMPLATE, stops",
+                f"lint it; `ollama create {self.name}` if Ollama runs, else show the commands",
             ]
         raise ValueError(step)
+
+    def existing_outputs(self, step: str) -> list[Path]:
+        """What running `step` would replace (the wizard asks first; the CLI needs --force)."""
+        from phi3tui.core.export.paths import is_nonempty_dir
+
+        paths = {
+            "fuse": [self.fused_dir],
+            "gguf": [self.gguf_path],
+            "lora-gguf": [self.lora_path, self.base_gguf_path],
+            "ollama": [self.modelfile],
+        }.get(step, [])
+        return [p for p in paths if p.is_file() or is_nonempty_dir(p)]
 
     def effective_num_ctx(self) -> int:
         from phi3tui.core.export.ollama import DEFAULT_NUM_CTX
@@ -138,7 +178,8 @@ class ExportJob:
     def run_fuse(self, progress: Progress = no_progress):
         from phi3tui.core.export.fuse import fuse
 
-        result = fuse(self.require_base(), self.require_adapter(), self.fused_dir, self.dequantize, self.force, progress)
+        adapter = self.require_adapter()
+        result = fuse(self.require_base(), adapter, self.fused_dir, self.dequantize, self.force, progress)
         self.results["fuse"] = result
         return result
 

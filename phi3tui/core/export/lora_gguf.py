@@ -33,15 +33,6 @@ class LoraResult:
         return f"{self.path} (LoRA {self.outtype}, rank {self.rank}, alpha {self.alpha:g}, {len(self.tensors)} tensors, {self.size / 1e6:.2f} MB)"
 
 
-def plan_lines(adapter: AdapterChoice, outfile: Path, outtype: str) -> list[str]:
-    return [
-        f"read the adapter {adapter.label}",
-        "map each lora_a / lora_b to its phi3 GGUF tensor (transposed as llama.cpp expects)",
-        f"write {outfile.name} ({outtype}) with adapter.lora.alpha = scale x rank",
-        "use it with Ollama's ADAPTER over a base GGUF exported from the same base model",
-    ]
-
-
 def write_lora_gguf(
     adapter: AdapterChoice, outfile: Path, outtype: str = "f16", name: str | None = None,
     force: bool = False, progress: Progress = no_progress,

@@ -21,6 +21,10 @@ from phi3tui.core.atomic import atomic_write_text
 from phi3tui.core.export import ExportError
 from phi3tui.core.export.paths import refuse_overwrite
 
+class OllamaModelExists(ExportError):
+    """An Ollama model of that name exists: ask before replacing it."""
+
+
 # Phi-3's chat format in Go template syntax: the same text the model's HF chat template renders.
 PHI3_TEMPLATE = (
     "{{- range .Messages }}"
@@ -324,7 +328,7 @@ def package(
     if not status.ready:
         return OllamaResult(plan.path, name, False, status.reason, commands)
     if model_exists(name) and not replace:
-        raise ExportError(f"an Ollama model named {name} exists; choose another name or confirm replacing it (--yes)")
+        raise OllamaModelExists(f"an Ollama model named {name} exists; choose another name or confirm replacing it (--yes)")
     create_model(plan.path, name, quantize, on_line)
     return OllamaResult(plan.path, name, True, commands=commands, answer=test_prompt(name, prompt))
 
