@@ -63,7 +63,9 @@ class RowSwitchedLoRA(nn.Module):
                 continue
             lora_a, lora_b = weights
             z = (x @ lora_a) @ lora_b
-            y = y + (scale.astype(z.dtype) * z).astype(x.dtype)
+            z = (scale if scale.dtype == z.dtype else scale.astype(z.dtype)) * z
+            # The same arithmetic as mlx-lm's LoRALinear; casts only where dtypes differ (fewer ops per token).
+            y = y + (z if z.dtype == x.dtype else z.astype(x.dtype))
         return y
 
 

@@ -131,8 +131,9 @@ class CompareScreen(ModalScreen):
         r = message.record
         self.records.append(r)
         self.query_one(DataTable).add_row(
-            str(r["index"] + 1), _cell(r["prompt"], 30), _cell(r["reference"], 24),
-            _cell(r["left"]["answer"], 30), _cell(r["right"]["answer"], 30),
+            # Sized so the whole row fits 80 columns; the highlighted row is shown in full below.
+            str(r["index"] + 1), _cell(r["prompt"], 20), _cell(r["reference"], 14),
+            _cell(r["left"]["answer"], 15), _cell(r["right"]["answer"], 15),
         )
         self._status(f"{len(self.records)}/{self.total} prompts · esc stops")
 
