@@ -30,7 +30,7 @@ class ConfigScreen(ModeScreen):
     ConfigScreen #config-status { height: 1; padding: 0 1; background: $panel; }
     ConfigScreen #model-info { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
     ConfigScreen #form-holder { height: 1fr; }
-    ConfigScreen #loading { padding: 1 2; }
+    ConfigScreen #loading, ConfigScreen #load-error { padding: 1 2; }
     ConfigScreen #findings { height: 7; border-top: solid $primary; padding: 0 1; }
     ConfigScreen #download { height: auto; padding: 0 1; display: none; }
     ConfigScreen #download.active { display: block; }
@@ -85,18 +85,18 @@ class ConfigScreen(ModeScreen):
             doc, error = None, str(exc)
         self.app.call_from_thread(self._loaded, fields, doc, error)
 
-    def _loaded(self, fields, doc, error: str) -> None:
+    async def _loaded(self, fields, doc, error: str) -> None:
         self.fields, self.doc, self.load_error = fields, doc, error
         holder = self.query_one("#form-holder")
-        holder.remove_children()
+        await holder.remove_children()
         if doc is None:
-            holder.mount(Label(f"{error}\n\nctrl+o opens the file in $EDITOR; it is checked again when you return.",
-                               id="loading"))
+            await holder.mount(Label(f"{error}\n\nctrl+o opens the file in $EDITOR; it is checked again when you "
+                                     "return.", id="load-error", markup=False))
             self._update_status()
             return
         known = {f.path[0] for f in fields}
         unknown = [k for k in doc.values if k not in known]
-        holder.mount(ConfigForm(fields, doc.values, unknown, id="config-form"))
+        await holder.mount(ConfigForm(fields, doc.values, unknown, id="config-form"))
         self._update_status()
         self.schedule_check(0)
 
@@ -159,6 +159,8 @@ class ConfigScreen(ModeScreen):
             pending = [c for c in self.review.changes if c.id not in self.rejected]
             if pending:
                 parts.append(f"{len(pending)} migration(s) pending (F6)")
+            if len(pending) < len(self.review.changes):
+                parts.append(f"{len(self.review.changes) - len(pending)} rejected")
             errors = len(self.review.errors)
             warnings = sum(f.level == "warning" for f in self.review.findings)
             parts.append(f"{errors} error(s), {warnings} warning(s)")
@@ -411,19 +413,24 @@ class ConfigScreen(ModeScreen):
             self.download_cancel.set()
             self.query_one("#download-label", Label).update("cancelling…")
 
-    def action_editor(self) -> None:
+    async def action_editor(self) -> None:
         if self.doc is not None and self.doc.modified:
             from phi3tui.widgets.confirm_dialog import ConfirmDialog
+
+            async def answered(yes: bool | None) -> None:
+                if yes:
+                    self._save()
+                    await self._edit()
 
             self.app.push_screen(
                 ConfirmDialog("The form has unsaved changes. Save them, then open the file in $EDITOR?",
                               yes="Save and edit", no="Cancel"),
-                lambda yes: (self._save(), self._edit()) if yes else None,
+                answered,
             )
             return
-        self._edit()
+        await self._edit()
 
-    def _edit(self) -> None:
+    async def _edit(self) -> None:
         path = self.workspace.config_path
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
         command = shlex.split(editor) + [str(path)]
@@ -437,21 +444,25 @@ class ConfigScreen(ModeScreen):
             self.notify(f"cannot run {editor}: {exc}; set $EDITOR", severity="error")
             return
         self.rejected.clear()
-        self._reload_from_disk()
+        await self._reload_from_disk()
         self.notify(f"{path.name} re-read and checked again")
 
-    def action_reload(self) -> None:
+    async def action_reload(self) -> None:
         if self.doc is not None and self.doc.modified:
             from phi3tui.widgets.confirm_dialog import ConfirmDialog
 
+            async def answered(yes: bool | None) -> None:
+                if yes:
+                    await self._reload_from_disk()
+
             self.app.push_screen(
                 ConfirmDialog("Discard the unsaved changes and reload the file from disk?", yes="Discard"),
-                lambda yes: self._reload_from_disk() if yes else None,
+                answered,
             )
             return
-        self._reload_from_disk()
+        await self._reload_from_disk()
 
-    def _reload_from_disk(self) -> None:
+    async def _reload_from_disk(self) -> None:
         if self.fields is None:
             return
         path = self.workspace.config_path
@@ -465,4 +476,4 @@ class ConfigScreen(ModeScreen):
             self._refresh_form()
             return
         self.review = None
-        self._loaded(self.fields, doc, error)
+        await self._loaded(self.fields, doc, error)

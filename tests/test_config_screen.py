@@ -1,0 +1,213 @@
+"""The Config screen driven by keys at 80×24: form, save, migration list, discard prompt, $EDITOR, presets."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from phi3tui.app import Phi3App
+from phi3tui.core.workspace import Workspace
+from tests.test_config import TUTORIAL_YAML
+
+
+async def open_config(pilot, app):
+    for _ in range(150):
+        await pilot.pause(0.1)
+        screen = app.screen
+        if getattr(screen, "review", None) is not None and not screen.query("#loading"):
+            return screen
+    raise AssertionError("the Config screen never finished its first check")
+
+
+async def settle(pilot, screen):
+    """Wait for the debounced re-check of the current document."""
+    for _ in range(150):
+        await pilot.pause(0.1)
+        if screen.review is not None and screen.doc is not None and screen.review.values == _migrated(screen):
+            return
+    raise AssertionError("no re-check arrived")
+
+
+def _migrated(screen):
+    from phi3tui.core.config_document import load_values
+    from phi3tui.core.config_migrate import migrated_text
+
+    accepted = [c for c in screen.review.changes if c.id not in screen.rejected]
+    return load_values(migrated_text(screen.doc.text, accepted))
+
+
+def status(screen) -> str:
+    return str(screen.query_one("#config-status").render())
+
+
+def findings(screen) -> str:
+    return str(screen.query_one("#findings-text").render())
+
+
+async def test_form_shows_every_key_and_the_checks(demo_workspace):
+    from phi3tui.core.config_schema import config_fields
+
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        form = screen.query_one("#config-form")
+        for spec in config_fields():
+            assert form.widget_for(spec.path) is not None, spec.key
+        assert "trainable parameters" in findings(screen)
+        assert "4 blocks" in str(screen.query_one("#model-info").render())
+        assert "saved" in status(screen) and "0 error(s)" in status(screen)
+        # iters 100 over 417 train records at batch 4 is 0.96 epochs
+        assert form.widget_for(("epochs",)).value == "0.96"
+
+
+async def test_typed_edit_marks_unsaved_and_ctrl_s_writes_only_that_line(demo_workspace):
+    path = demo_workspace / "lora_config.yaml"
+    original = path.read_text()
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        field = screen.query_one("#config-form").widget_for(("batch_size",))
+        field.focus()
+        field.cursor_position = len(field.value)
+        await pilot.press("backspace", "2")
+        await pilot.pause(0.2)
+        assert "unsaved" in status(screen)
+        assert path.read_text() == original  # nothing on disk until saved
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert "saved" in status(screen) and "unsaved" not in status(screen)
+    assert path.read_text() == original.replace("batch_size: 4\n", "batch_size: 2\n")
+
+
+async def test_typed_bad_value_is_refused_with_a_message(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        field = screen.query_one("#config-form").widget_for(("learning_rate",))
+        field.focus()
+        field.cursor_position = len(field.value)
+        await pilot.press("x")
+        await pilot.pause(0.2)
+        bad = screen.query_one("#field-learning_rate-bad")
+        assert "needs a number" in str(bad.render())
+        assert not screen.doc.modified
+
+
+async def test_epochs_set_iters(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        field = screen.query_one("#config-form").widget_for(("epochs",))
+        field.focus()
+        field.value = ""
+        await pilot.press("2")
+        await pilot.pause(0.3)
+        assert screen.doc.values["iters"] == 209  # 2 x 417 records / batch 4, rounded up
+
+
+async def test_migration_list_accepts_and_rejects(demo_workspace):
+    path = demo_workspace / "lora_config.yaml"
+    path.write_text(TUTORIAL_YAML)
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        assert "2 migration(s) pending (F6)" in status(screen)
+        await pilot.press("f6")
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "MigrationScreen"
+        await pilot.press("space")  # the first change (lora_layers -> num_layers): rejected
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert screen.rejected == {"rename:lora_layers"}
+        values = screen.doc.values
+        assert values["lora_parameters"]["keys"] == ["self_attn.o_proj", "self_attn.qkv_proj"]
+        assert values["lora_layers"] == 32 and "num_layers" not in values
+        assert path.read_text() == TUTORIAL_YAML  # only the form changed
+        await settle(pilot, screen)
+        # The rejected rename leaves lora_layers ignored: mlx-lm's default 16 blocks is more than the demo's 4.
+        assert "1 rejected" in status(screen) and "1 error(s)" in status(screen)
+        assert "num_layers: is 16 (mlx-lm's default" in findings(screen)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+    assert '  keys: ["self_attn.o_proj", "self_attn.qkv_proj"]\n' in path.read_text()
+
+
+async def test_reload_asks_before_discarding_unsaved_changes(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        screen.doc.set(("iters",), 7)
+        app.set_focus(None)
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "ConfirmDialog"
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert screen.doc.values["iters"] == 7
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.2)
+        await pilot.press("y")
+        await pilot.pause(0.2)
+        assert screen.doc.values["iters"] == 100 and not screen.doc.modified
+
+
+async def test_editor_edit_is_reloaded_and_checked(demo_workspace, monkeypatch):
+    # The "editor" changes batch_size in place, as a person would in vi.
+    script = "import sys, pathlib; p = pathlib.Path(sys.argv[1]); p.write_text(p.read_text().replace('batch_size: 4', 'batch_size: 500'))"
+    monkeypatch.setenv("EDITOR", f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}")
+    monkeypatch.delenv("VISUAL", raising=False)
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        app.set_focus(None)
+        await pilot.press("ctrl+o")
+        await pilot.pause(0.3)
+        assert screen.doc.values["batch_size"] == 500
+        assert screen.query_one("#config-form").widget_for(("batch_size",)).value == "500"
+        await settle(pilot, screen)
+        assert "batch_size: is 500 but train.jsonl has 417 records" in findings(screen)
+
+
+async def test_preset_is_laid_over_the_form(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        app.set_focus(None)
+        await pilot.press("f7")
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "PickScreen"
+        await pilot.press("enter")  # the first preset: quick check
+        await pilot.pause(0.3)
+        values = screen.doc.values
+        assert values["iters"] == 5 and values["model"] == "model" and "unsaved" in status(screen)
+        assert screen.query_one("#config-form").widget_for(("iters",)).value == "5"
+
+
+async def test_lora_keys_picked_from_the_models_modules(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        app.set_focus(None)
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.2)
+        picker = app.screen
+        assert type(picker).__name__ == "PickScreen"
+        labels = [label for label, _ in picker.options]
+        assert labels == ["mlp.down_proj", "mlp.gate_up_proj", "self_attn.o_proj", "self_attn.qkv_proj"]
+        await pilot.press("space")  # unselect mlp.down_proj (all four are selected in the demo config)
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert screen.doc.values["lora_parameters"]["keys"] == ["mlp.gate_up_proj", "self_attn.o_proj",
+                                                               "self_attn.qkv_proj"]
+
+
+async def test_unreadable_file_keeps_the_app_up(demo_workspace):
+    (demo_workspace / "lora_config.yaml").write_text("model: model\nbatch_size: [1\n")
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if app.screen.load_error:
+                break
+        assert "lora_config.yaml:3" in app.screen.load_error
+        assert "cannot be read" in status(app.screen)
