@@ -196,3 +196,18 @@ async def test_batch_compare_table_and_file(trained, tmp_path):
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is screen
+
+
+async def test_a_missing_model_is_a_message_in_both_panes(demo_workspace):
+    config = demo_workspace / "lora_config.yaml"
+    config.write_text(config.read_text().replace('model: "model"', 'model: "no-such-model"'))
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ChatScreen")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.pane(0).query(".error"))
+        assert "model 'no-such-model' not found" in str(screen.pane(0).query(".error").last().render())
+        await pilot.press(*"Hello")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not screen.generating)
+        assert app.screen is screen  # still up; the error is shown again, nothing crashed

@@ -30,6 +30,11 @@ class ChatError(Exception):
     """
 
 
+def describe_error(exc: Exception) -> str:
+    """The message a pane shows: ChatError says what to do; anything else is named as unexpected."""
+    return str(exc) if isinstance(exc, ChatError) else f"unexpected error: {exc!r}"
+
+
 # -- what a pane runs -------------------------------------------------------------
 @dataclass(frozen=True)
 class Side:
@@ -383,7 +388,10 @@ def run_compare(
         record = compare_record(index, item, sides, answers, stats)
         records.append(record)
         if out_path is not None:
-            write_compare(out_path, records)
+            try:
+                write_compare(out_path, records)
+            except OSError as exc:
+                raise ChatError(f"cannot write {out_path}: {exc.strerror or exc}") from None
         if on_record is not None:
             on_record(record)
     return records

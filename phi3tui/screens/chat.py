@@ -11,11 +11,12 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Input, Static
 
-from phi3tui.core.chat import BASE, ChatError, ChatSession, model_path, side_choices
+from phi3tui.core.chat import BASE, ChatError, ChatSession, describe_error, model_path, side_choices
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.chat_pane import ChatPane
 
 PANES = ("pane-left", "pane-right")
+
 
 
 class ChatScreen(ModeScreen):
@@ -95,8 +96,8 @@ class ChatScreen(ModeScreen):
         try:
             model = worker.chat_model(model_path(self.workspace))
             model.set_sides([s or BASE for s in self.session.sides])
-        except ChatError as exc:
-            self.post_message(self.Status(str(exc), error=True))
+        except Exception as exc:  # ChatError says what to do; anything else must not leave the screen stuck
+            self.post_message(self.Status(describe_error(exc), error=True))
             return
         self.post_message(self.Status("", sides_changed=True))
 
@@ -105,8 +106,8 @@ class ChatScreen(ModeScreen):
             try:
                 model = worker.chat_model(model_path(self.workspace))
                 self.session.choose(model, pane, side)
-            except ChatError as exc:
-                self.post_message(self.Status(str(exc), pane=pane, error=True))
+            except Exception as exc:  # ChatError says what to do; anything else must not leave the screen stuck
+                self.post_message(self.Status(describe_error(exc), pane=pane, error=True))
                 return
             self.post_message(self.Status(f"now: {side.label}", pane=pane, sides_changed=True))
 
@@ -118,8 +119,8 @@ class ChatScreen(ModeScreen):
                 model = worker.chat_model(model_path(self.workspace))
                 for events, stats in self.session.ask(model, text, worker.cancel):
                     self.post_message(self.Streamed(events, {p: replace(s) for p, s in stats.items()}))
-            except ChatError as exc:
-                self.post_message(self.Finished(str(exc)))
+            except Exception as exc:  # ChatError says what to do; anything else must not leave the screen stuck
+                self.post_message(self.Finished(describe_error(exc)))
                 return
             self.post_message(self.Finished())
 

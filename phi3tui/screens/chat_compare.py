@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
-from phi3tui.core.chat import ChatError, batch_compare, model_path
+from phi3tui.core.chat import batch_compare, describe_error, model_path
 
 
 def _cell(text: str | None, width: int = 60) -> str:
@@ -103,8 +103,8 @@ class CompareScreen(ModalScreen):
                     on_record=lambda record: post(self.Record(record)),
                 )
                 count = len(records)
-            except ChatError as exc:
-                post(self.Done(out, count, str(exc)))
+            except Exception as exc:  # ChatError says what to do; anything else must not leave the dialog stuck
+                post(self.Done(out, count, describe_error(exc)))
                 return
             post(self.Done(out, count))
 
