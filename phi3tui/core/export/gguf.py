@@ -25,7 +25,7 @@ SUPPORTED_ARCHITECTURES = {"Phi3ForCausalLM": "phi3"}  # HF class -> GGUF archit
 SUPPORTED_TEXT = "phi3 (Phi3ForCausalLM: Phi-3 / Phi-3.5 mini and medium, 4k and 128k)"
 OUT_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
 SKIPPED_TENSORS = (".rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias")
-CHUNK_ELEMENTS = 1 << 20  # elements per streamed chunk: bounds the memory of one conversion
+CHUNK_ELEMENTS = 1 << 22  # elements per streamed chunk (16 MB as f32): bounds the memory of one conversion
 
 
 def _gguf():
@@ -84,7 +84,9 @@ class SourceTensor:
 
 def as_float32(raw: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "BF16":
-        return (raw.astype(np.uint32) << 16).view(np.float32)
+        wide = raw.astype(np.uint32)
+        wide <<= 16  # in place: one temporary instead of two
+        return wide.view(np.float32)
     return raw.astype(np.float32, copy=False)
 
 
