@@ -26,6 +26,7 @@ class ModelContext:
     block_modules: list[str] | None = None
     top_modules: list[str] = field(default_factory=list)
     problem: str = ""  # why the model could not be inspected
+    fatal: bool = False  # True when a run could not load it either (not merely not downloaded yet)
 
 
 def model_context(value: Any, workspace_root: Path) -> ModelContext:
@@ -44,7 +45,7 @@ def model_context(value: Any, workspace_root: Path) -> ModelContext:
         ctx.block_modules = models.adaptable_modules(structure)
         ctx.top_modules = models.top_level_modules(structure)
     except models.ModelNotFound as exc:
-        ctx.problem = str(exc)
+        ctx.problem, ctx.fatal = str(exc), True
     return ctx
 
 
@@ -186,7 +187,8 @@ def check_model(values: dict, defaults: dict, ctx: ModelContext) -> tuple[list[F
 
     found: list[Finding] = []
     if ctx.info is None:
-        found.append(Finding("warning", "model", ctx.problem or f"{ctx.value} cannot be inspected"))
+        found.append(Finding("error" if ctx.fatal else "warning", "model",
+                             ctx.problem or f"{ctx.value} cannot be inspected"))
         return found, None
     blocks = ctx.info.num_blocks
     num_layers = _value(values, "num_layers", defaults)

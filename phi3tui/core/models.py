@@ -114,9 +114,9 @@ class ModelInfo:
 
     def summary(self) -> str:
         q = self.quantization
-        quant = f"{q.get('bits', '?')}-bit (group {q.get('group_size', '?')})" if q else f"{self.dtype}, not quantized"
+        quant = f"{q.get('bits', '?')}-bit (group {q.get('group_size', '?')})" if q else f"{self.dtype}"
         return (
-            f"{self.architecture} ({self.model_type}) · {self.num_blocks} blocks · hidden {self.hidden_size} · "
+            f"{self.architecture} · {self.num_blocks} blocks · hidden {self.hidden_size} · "
             f"vocab {self.vocab_size} · {quant}"
         )
 

@@ -126,11 +126,11 @@ class ConfigScreen(ModeScreen):
             return  # stale: a newer check is on its way
         self.review = review
         info = review.model.info if review.model is not None else None
-        model_line = f"model {review.model.value}: " if review.model is not None else ""
+        model_line = ""
         if info is not None:
-            model_line += f"{info.summary()} · {review.model.location.kind}"
+            model_line = f"{info.summary()} · {review.model.location.kind} {review.model.value}"
         elif review.model is not None:
-            model_line += review.model.problem
+            model_line = f"model {review.model.value}: {review.model.problem}"
         self.query_one("#model-info", Static).update(model_line)
         styles = {"error": self.app.colour("bad"), "warning": self.app.colour("warn"), "info": ""}
         out = Text()
@@ -152,18 +152,18 @@ class ConfigScreen(ModeScreen):
         if self.doc is None:
             parts.append("cannot be read (ctrl+o to edit)")
         else:
-            parts.append("● unsaved changes (ctrl+s)" if self.doc.modified else "saved")
+            parts.append("● unsaved (ctrl+s)" if self.doc.modified else "saved")
             if not self.workspace.config_path.exists():
                 parts.append("new file")
         if self.review is not None:
             pending = [c for c in self.review.changes if c.id not in self.rejected]
             if pending:
-                parts.append(f"{len(pending)} migration(s) pending (F6)")
+                parts.append(f"{len(pending)} to migrate (F6)")
             if len(pending) < len(self.review.changes):
                 parts.append(f"{len(self.review.changes) - len(pending)} rejected")
             errors = len(self.review.errors)
             warnings = sum(f.level == "warning" for f in self.review.findings)
-            parts.append(f"{errors} error(s), {warnings} warning(s)")
+            parts.append(f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
         self.query_one("#config-status", Static).update(" · ".join(parts))
         self.sub_title = "unsaved" if self.doc is not None and self.doc.modified else ""
 

@@ -18,6 +18,7 @@ class MigrationScreen(ModalScreen[set | None]):
     MigrationScreen { align: center middle; }
     MigrationScreen > Vertical { width: 96%; height: 90%; border: thick $accent; background: $panel; padding: 0 1; }
     MigrationScreen SelectionList { height: 1fr; }
+    MigrationScreen #migration-why { height: auto; max-height: 8; padding: 0 1; border-top: solid $primary; }
     MigrationScreen #migration-title { text-style: bold; }
     """
     BINDINGS = [
@@ -38,17 +39,23 @@ class MigrationScreen(ModalScreen[set | None]):
                 "space: keep/drop one · enter: apply the kept ones to the form (save with ctrl+s) · escape: cancel",
                 id="migration-title",
             )
-            items = []
-            for change in self.changes:
-                label = Text()
-                label.append(change.summary, style="bold")
-                label.append(f"\n  {change.why}\n")
-                items.append(Selection(label, change.id, change.id not in self.rejected))
+            items = [Selection(Text(change.summary), change.id, change.id not in self.rejected)
+                     for change in self.changes]
             yield SelectionList(*items, id="migration-list")
+            yield Static("", id="migration-why", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(SelectionList).focus()
+        self._explain(0)
+
+    def on_selection_list_selection_highlighted(self, event: SelectionList.SelectionHighlighted) -> None:
+        self._explain(event.selection_index)
+
+    def _explain(self, index: int) -> None:
+        if 0 <= index < len(self.changes):
+            change = self.changes[index]
+            self.query_one("#migration-why", Static).update(f"{change.summary}\nwhy: {change.why}")
 
     def action_apply(self) -> None:
         self.dismiss(set(self.query_one(SelectionList).selected))
