@@ -73,7 +73,7 @@ class ExportScreen(ModeScreen):
                 yield Static("", id="export-choices", markup=False)
                 yield Static("", id="export-plan", markup=False)
                 yield ProgressBar(total=100, show_eta=False, id="export-progress")
-                yield RichLog(id="export-log", wrap=True, markup=False)
+                yield RichLog(id="export-log", wrap=True, markup=False, min_width=20)
 
     def on_mount(self) -> None:
         self.rebuild_job()
