@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from phi3tui.core.workspace import Workspace
+from phi3tui.preferences import PreferencesMixin, rich_colour
 
 # mode name -> (module, class, title). Screens are imported only when first shown.
 SCREENS = {
@@ -43,7 +44,7 @@ def _mode_factory(mode: str):
     return lambda: screen_class(mode)()
 
 
-class Phi3App(App):
+class Phi3App(PreferencesMixin, App):
     TITLE = "phi3tui"
     CSS = """
     Screen { layout: vertical; }
@@ -67,6 +68,8 @@ class Phi3App(App):
         self.start_mode = start_mode
         self.live_run_text = ""
         self._model_worker = None
+        # Settings, themes and the keymap from the user's config folder (phi3tui/preferences.py).
+        self.load_preferences()
 
     @property
     def model_worker(self):
@@ -78,6 +81,7 @@ class Phi3App(App):
         return self._model_worker
 
     def on_unmount(self) -> None:
+        self.restore_terminal_title()
         if self._model_worker is not None:
             self._model_worker.close()
 
@@ -91,20 +95,23 @@ class Phi3App(App):
         return variables
 
     def colour(self, role: str) -> str:
-        """A resolved colour (e.g. '#4EBF71') for one of APP_COLOUR_ROLES, for plots and rich text."""
-        return self.theme_variables.get(role) or self.get_css_variables()[role]
+        """A resolved colour (e.g. '#4EBF71', or 'red' in a 16-colour theme) for one of APP_COLOUR_ROLES,
+        for plots and rich text."""
+        return rich_colour(self.theme_variables.get(role) or self.get_css_variables()[role])
 
     def on_mount(self) -> None:
         self.title = f"phi3tui — {self.workspace.name}"
         self.switch_mode(self.start_mode)
+        self.start_preferences()
 
     # -- help and palette -------------------------------------------------
     def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         from phi3tui.screens.help import describe_bindings
 
-        sections = [("Everywhere", describe_bindings(self.BINDINGS) + [("ctrl+p", "Command palette")])]
+        # Shown with the user's keymap applied (settings.yaml `keymap:`).
+        sections = [("Everywhere", describe_bindings(self.remapped(self.BINDINGS)) + [("ctrl+p", "Command palette")])]
         for mode, (_, _, title) in SCREENS.items():
-            sections.append((title, describe_bindings(screen_class(mode).BINDINGS)))
+            sections.append((title, describe_bindings(self.remapped(screen_class(mode).BINDINGS))))
         return sections
 
     def action_help(self) -> None:
@@ -120,9 +127,7 @@ class Phi3App(App):
             )
         yield SystemCommand("Help: keys", "Every screen's keys", self.action_help)
         # Every described binding of the current screen is also a palette command.
-        for binding in getattr(screen, "BINDINGS", []):
-            if isinstance(binding, tuple):
-                binding = Binding(*binding)
+        for binding in self.remapped(getattr(screen, "BINDINGS", [])):
             if binding.description and binding.action:
                 yield SystemCommand(
                     f"{screen.TITLE or screen.__class__.__name__}: {binding.description}",

@@ -57,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         opts, rest = parser.parse_known_args([a for a in argv if a not in positional[:1]])
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return open_workspace(positional[0] if positional else ".", opts.screen)
+        if positional:
+            return open_workspace(positional[0], opts.screen)
+        from phi3tui.core.settings import startup_workspace  # settings.yaml's default_workspace
+
+        return open_workspace(startup_workspace(), opts.screen)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

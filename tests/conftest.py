@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Settings and user themes go to a throw-away folder, never the real ~/.config (tests may override).
+os.environ["PHI3TUI_CONFIG_DIR"] = tempfile.mkdtemp(prefix="phi3tui-test-config-")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,207 @@
+"""The app's side of settings, themes, the keymap and terminal niceties (a mixin for Phi3App).
+
+What is read and validated lives in phi3tui.core (settings.py, themes.py, terminal.py); this module
+turns it into Textual themes, a keymap, the terminal title and notifications.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+from importlib import import_module
+
+from textual.binding import Binding
+from textual.color import Color, ColorParseError
+from textual.theme import Theme
+
+from phi3tui.core.settings import DEFAULT_THEME, SettingsError, load_settings, save_setting
+from phi3tui.core.themes import ThemeSpec, load_themes
+
+RUN_POLL_S = 2.0  # the terminal title and run-end notifications are refreshed this often
+
+
+# -- themes ---------------------------------------------------------------------------------
+def colour_error(value: str) -> str | None:
+    """Why `value` is not a colour Textual understands, or None."""
+    try:
+        Color.parse(value)
+    except ColorParseError as exc:
+        suggestion = getattr(exc, "suggested_color", None)
+        return f"did you mean {suggestion}?" if suggestion else "unknown colour"
+    return None
+
+
+def textual_theme(spec: ThemeSpec) -> Theme:
+    return Theme(
+        name=spec.name,
+        dark=spec.dark,
+        ansi=spec.ansi,
+        variables=spec.all_variables(),
+        **spec.colours,
+        **spec.numbers,
+    )
+
+
+def rich_colour(value: str) -> str:
+    """A theme colour as Rich markup takes it: ansi_red -> 'red' (the terminal's own red), else '#RRGGBB'."""
+    if value.startswith("ansi_"):
+        return value[len("ansi_"):]
+    try:
+        return Color.parse(value).hex6
+    except ColorParseError:
+        return value
+
+
+# -- keymap ---------------------------------------------------------------------------------
+def _as_binding(binding) -> Binding:
+    return binding if isinstance(binding, Binding) else Binding(*binding)
+
+
+def remapped(bindings, keymap: dict[str, str]) -> list[Binding]:
+    """Bindings with the keymap's keys, for the help screen and the palette's key hints."""
+    out = []
+    for binding in map(_as_binding, bindings):
+        keys = keymap.get(binding.id or "")
+        out.append(binding.with_key(key=keys, key_display=None) if keys else binding)
+    return out
+
+
+def binding_classes():
+    """Every class in phi3tui.app, phi3tui.screens and phi3tui.widgets that declares BINDINGS."""
+    from phi3tui import app as app_module, screens, widgets
+
+    modules = [app_module]
+    for package in (screens, widgets):
+        for info in pkgutil.iter_modules(package.__path__):
+            modules.append(import_module(f"{package.__name__}.{info.name}"))
+    seen = []
+    for module in modules:
+        for value in vars(module).values():
+            if isinstance(value, type) and value.__module__ == module.__name__ and "BINDINGS" in vars(value):
+                seen.append(value)
+    return seen
+
+
+def binding_table() -> list[tuple[str, str, str, str]]:
+    """(binding id, keys, description, class) for every binding of the app, screens and widgets."""
+    rows = []
+    for cls in binding_classes():
+        for binding in map(_as_binding, cls.BINDINGS):
+            rows.append((binding.id or "", binding.key, binding.description, cls.__name__))
+    return rows
+
+
+def unknown_keymap_ids(keymap: dict[str, str]) -> list[str]:
+    known = {row[0] for row in binding_table()}
+    return [binding_id for binding_id in keymap if binding_id not in known]
+
+
+# -- the mixin ------------------------------------------------------------------------------
+class PreferencesMixin:
+    """Settings-driven behaviour for Phi3App. Call load_preferences() in __init__ and
+    start_preferences() in on_mount."""
+
+    def load_preferences(self) -> None:
+        loaded = load_settings()
+        self.settings = loaded.settings
+        self.settings_writable = loaded.writable
+        self.startup_problems: list[str] = list(loaded.problems)
+        catalog = load_themes(colour_check=colour_error)
+        self.startup_problems += catalog.problems
+        self.theme_specs = catalog.themes
+        for spec in catalog.themes.values():
+            self.register_theme(textual_theme(spec))
+        wanted = self.settings.theme
+        if wanted not in self.available_themes:
+            self.startup_problems.append(
+                f"settings: theme {wanted!r} is not available; using {DEFAULT_THEME} "
+                "(pick another from the palette: ctrl+p, then 'theme')"
+            )
+            wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        self.theme = wanted
+        self.set_keymap(self.settings.keymap)
+        self.terminal_title = ""
+        self.desktop_notifications: list[str] = []
+        self._run_watcher = None
+        self._title_pushed = False
+
+    def start_preferences(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        # Reported once, after the first paint.
+        for problem in self.startup_problems:
+            self.notify(problem, title="phi3tui settings", severity="warning", timeout=12)
+        if self.settings.keymap:
+            self.call_after_refresh(self._check_keymap)
+        if getattr(self, "workspace", None) is not None:
+            from phi3tui.core.terminal import RunWatcher
+
+            self._run_watcher = RunWatcher(self.workspace)
+            self.set_interval(RUN_POLL_S, self.poll_runs)
+            self.call_after_refresh(self.poll_runs)
+
+    def _check_keymap(self) -> None:
+        unknown = unknown_keymap_ids(self.settings.keymap)
+        if unknown:
+            self.notify(
+                f"keymap: no binding has the id {', '.join(unknown)}; `phi3tui keys` lists the ids",
+                title="phi3tui settings",
+                severity="warning",
+                timeout=12,
+            )
+
+    def _remember_theme(self, theme: Theme) -> None:
+        if theme.name == self.settings.theme:
+            return
+        self.settings.theme = theme.name
+        if not self.settings_writable:
+            self.notify("theme not remembered: the settings file has an error", severity="warning")
+            return
+        try:
+            save_setting("theme", theme.name)
+        except (SettingsError, OSError) as exc:
+            self.notify(f"theme not remembered: {exc}", severity="warning")
+
+    def remapped(self, bindings) -> list[Binding]:
+        return remapped(bindings, self._keymap)
+
+    # -- terminal title and notifications --------------------------------------------------
+    def write_terminal(self, sequence: str) -> None:
+        driver = getattr(self, "_driver", None)
+        if driver is not None and not self.is_headless:
+            driver.write(sequence)
+            driver.flush()
+
+    def poll_runs(self) -> None:
+        from phi3tui.core.terminal import (
+            TITLE_PUSH,
+            notification_kind,
+            notification_sequence,
+            title_sequence,
+        )
+
+        if self._run_watcher is None:
+            return
+        try:
+            progress, events = self._run_watcher.poll()
+        except OSError:
+            return
+        name = getattr(self.workspace, "name", "")
+        title = f"phi3tui — {name}" + (f" — {progress}" if progress else "")
+        if self.settings.terminal_title and title != self.terminal_title:
+            if not self._title_pushed:
+                self.write_terminal(TITLE_PUSH)
+                self._title_pushed = True
+            self.terminal_title = title
+            self.write_terminal(title_sequence(title))
+        kind = notification_kind(self.settings.notifications)
+        for event in events:
+            self.notify(event.body, title=event.title, severity=event.severity, timeout=10)
+            if kind:
+                self.desktop_notifications.append(f"{event.title}: {event.body}")
+                self.write_terminal(notification_sequence(event.title, event.body, kind))
+
+    def restore_terminal_title(self) -> None:
+        from phi3tui.core.terminal import TITLE_POP
+
+        if self._title_pushed:
+            self.write_terminal(TITLE_POP)
+            self._title_pushed = False
