@@ -9,6 +9,7 @@ only adapter_path is set, to runs/<id>/adapters.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -395,8 +396,9 @@ class RunMetrics:
     def nearest_val(self, iteration: int) -> float | None:
         if not self.val_x:
             return None
-        i = min(range(len(self.val_x)), key=lambda k: abs(self.val_x[k] - iteration))
-        return self.val_y[i]
+        i = bisect.bisect_left(self.val_x, iteration)  # validations come in iteration order
+        near = [k for k in (i - 1, i) if 0 <= k < len(self.val_x)]
+        return self.val_y[min(near, key=lambda k: abs(self.val_x[k] - iteration))]
 
 
 def read_metrics(run_dir: Path) -> RunMetrics:
@@ -418,14 +420,15 @@ def downsample(xs: list, ys: list, points: int) -> tuple[list, list]:
     return sx, sy
 
 
-def checkpoint_table(run_dir: Path, metrics: RunMetrics | None = None) -> list[tuple[int, Path, float | None]]:
-    """(iteration, file, nearest validation loss) for each numbered checkpoint, oldest first."""
+def checkpoint_table(
+    run_dir: Path, metrics: RunMetrics | None = None, last: int | None = None
+) -> list[tuple[int, Path, float | None]]:
+    """(iteration, file, nearest validation loss) for each numbered checkpoint (or the `last` few), oldest first."""
     metrics = metrics or read_metrics(run_dir)
-    return [
-        (c.iteration, c.path, metrics.nearest_val(c.iteration))
-        for c in checkpoints_in(run_dir / ADAPTERS_DIR)
-        if c.iteration is not None
-    ]
+    numbered = [c for c in checkpoints_in(run_dir / ADAPTERS_DIR) if c.iteration is not None]
+    if last is not None:
+        numbered = numbered[-last:]
+    return [(c.iteration, c.path, metrics.nearest_val(c.iteration)) for c in numbered]
 
 
 def eta_seconds(info: dict, now: float | None = None) -> float | None:

@@ -30,10 +30,11 @@ class TrainScreen(ModeScreen):
     TITLE = "Train"
     DEFAULT_CSS = """
     TrainScreen #run-line { height: 1; }
-    TrainScreen #run-title { width: 1fr; height: 1; }
-    TrainScreen #run-progress { width: 30; height: 1; }
+    TrainScreen #run-title { width: 1fr; height: 1; padding-right: 1; }
+    TrainScreen #run-progress { width: 22; height: 1; }
     TrainScreen #run-stats { height: 1; color: $text-muted; }
-    TrainScreen #run-alarm { height: auto; color: $warn; }
+    TrainScreen #run-alarm { height: auto; color: $warn; display: none; }
+    TrainScreen #run-alarm.shown { display: block; }
     TrainScreen #run-bottom { height: 6; }
     TrainScreen #run-checkpoints { width: 30; border-right: vkey $panel; }
     TrainScreen #run-log { width: 1fr; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
@@ -65,7 +66,7 @@ class TrainScreen(ModeScreen):
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="run-line"):
             yield Static("no run yet: press n to start one", id="run-title")
-            yield ProgressBar(total=100, show_eta=False, id="run-progress")
+            yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="run-progress")
         yield Static("", id="run-stats")
         yield Static("", id="run-alarm")
         yield LossPlot(id="loss-plot")
@@ -115,7 +116,8 @@ class TrainScreen(ModeScreen):
         self.dirty = False
         m = self.metrics
         curves = [Curve("train", m.train_x, m.train_y, "train-loss"), Curve("val", m.val_x, m.val_y, "val-loss", "dot")]
-        self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name}")
+        iters = int(self.info.get("iters") or 0)
+        self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name}", x_end=iters)
 
     def update_panels(self) -> None:
         info, m = self.info, self.metrics
@@ -141,9 +143,6 @@ class TrainScreen(ModeScreen):
         if started:
             end = info.get("ended") or time.time()
             parts.append(f"{runs.format_duration(end - started)} elapsed")
-        best = info.get("best_val_loss")
-        if isinstance(best, (int, float)):
-            parts.append(f"best val {best:.3f}@{info.get('best_val_iteration')}")
         if m.test:
             parts.append(f"test {runs.parse_float(m.test.get('loss')):.3f} ppl {runs.parse_float(m.test.get('ppl')):.2f}")
         self.query_one("#run-stats", Static).update(" · ".join(parts))
@@ -155,13 +154,17 @@ class TrainScreen(ModeScreen):
             lines.append(f"⚠ {a.get('kind')} @{a.get('iteration')}: {a.get('message')}")
         if state in ("failed", "diverged") and info.get("reason"):
             lines.append(f"✗ {state}: {info['reason']}")
-        self.query_one("#run-alarm", Static).update(Text("\n".join(lines)))
+        alarm = self.query_one("#run-alarm", Static)
+        alarm.update(Text("\n".join(lines)))
+        alarm.set_class(bool(lines), "shown")
 
-        rows = ["checkpoint   val loss"]
-        for it, _path, loss in runs.checkpoint_table(self.run_dir, m)[-4:]:
+        best = info.get("best_val_loss")
+        rows = [f"best val {best:.4f} @{info.get('best_val_iteration')}" if isinstance(best, (int, float)) else "best val -"]
+        rows.append("checkpoint   val loss")
+        for it, _path, loss in runs.checkpoint_table(self.run_dir, m, last=3):
             shown = "-" if loss is None or not math.isfinite(loss) else f"{loss:.4f}"
             rows.append(f"{it:>10}   {shown}")
-        if len(rows) == 1:
+        if len(rows) == 2:
             rows.append("none saved yet")
         self.query_one("#run-checkpoints", Static).update("\n".join(rows))
         self.query_one("#run-log", Static).update("\n".join(log_tail(self.run_dir, 6)))

@@ -37,10 +37,13 @@ class LossPlot(PlotextPlot):
         self.title = "loss"
         self.drawn_points = 0  # points handed to plotext in the last draw (after downsampling)
         self.draws = 0
+        self.x_end: int | None = None
 
-    def show_curves(self, curves: list[Curve], title: str = "loss") -> None:
+    def show_curves(self, curves: list[Curve], title: str = "loss", x_end: int | None = None) -> None:
+        """Draw these curves; x_end: the run's last iteration, so the axis shows how far along it is."""
         self.curves = curves
         self.title = title
+        self.x_end = x_end
         self.rebuild()
 
     def toggle_log_scale(self) -> bool:
@@ -71,6 +74,8 @@ class LossPlot(PlotextPlot):
         plt.title(self.title + (" (log scale)" if self.log_scale else ""))
         plt.xlabel("iteration")
         plt.yscale("log" if self.log_scale else "linear")
+        if self.x_end and drawn:
+            plt.xlim(0, self.x_end)
         self.drawn_points = drawn
         self.draws += 1
         self.refresh()
