@@ -521,3 +521,26 @@ def test_cli_migrate_changes_nothing_without_write_and_skips_on_request(demo_wor
 def test_unreadable_config_raises_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         prepare_run_config(tmp_path / "missing.yaml", tmp_path)
+
+
+def test_quantized_model_weights_and_lora(phi3_mini_folder):
+    quantized = dict(PHI3_MINI_CONFIG, quantization={"group_size": 64, "bits": 4})
+    assert models.weight_bytes(quantized) < models.weight_bytes(PHI3_MINI_CONFIG) / 3
+    plan = models.plan_lora(quantized, -1, {"keys": ["self_attn.qkv_proj"], "rank": 8, "scale": 2.0, "dropout": 0.0})
+    assert plan.trainable == 32 * 8 * (3072 + 3 * 3072)  # LoRA on QuantizedLinear: same adapter shapes
+    assert "4-bit (group 64)" in models.ModelInfo(quantized).summary()
+
+
+def test_form_field_edits_keep_their_meaning(tmp_path):
+    from phi3tui.core.config import apply_field_edit
+
+    doc = ConfigDocument(HANDWRITTEN_YAML)
+    apply_field_edit(doc, ("seed",), None)  # an empty field for an absent key: nothing written
+    assert doc.text == HANDWRITTEN_YAML
+    apply_field_edit(doc, ("epochs",), 3, train_size=100)  # batch_size absent: mlx-lm's 4
+    assert doc.values["iters"] == 75
+    apply_field_edit(doc, ("lr_schedule", "name"), None)  # no schedule name: no schedule
+    assert doc.values["lr_schedule"] is None
+    assert doc.values["lora_parameters"]["rank"] == 4 and "my_note: keep me   # not an mlx-lm key" in doc.text
+    with pytest.raises(ValueError, match="train split"):
+        apply_field_edit(doc, ("epochs",), 1, train_size=None)

@@ -211,3 +211,25 @@ async def test_unreadable_file_keeps_the_app_up(demo_workspace):
                 break
         assert "lora_config.yaml:3" in app.screen.load_error
         assert "cannot be read" in status(app.screen)
+
+
+async def test_download_on_request_reports_offline_refusal(demo_workspace):
+    path = demo_workspace / "lora_config.yaml"
+    path.write_text(path.read_text().replace('model: "model"', 'model: "acme/not-downloaded"'))
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        assert "not in the local Hugging Face cache" in str(screen.query_one("#model-info").render())
+        app.set_focus(None)
+        await pilot.press("f9")
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "ConfirmDialog"  # nothing is fetched without asking
+        await pilot.press("y")
+        for _ in range(100):
+            await pilot.pause(0.1)
+            messages = [n.message for n in app._notifications]
+            if any("cannot download acme/not-downloaded" in m for m in messages):
+                break
+        else:
+            raise AssertionError(f"no refusal shown: {messages}")
+        assert screen.download_cancel is None and not screen.query_one("#download").has_class("active")

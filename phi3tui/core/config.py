@@ -139,6 +139,29 @@ def review_config(text: str, workspace_root: Path | str, rejected: frozenset[str
     return ConfigReview(values, changes, findings, model_ctx, data_ctx, plan, memory)
 
 
+def apply_field_edit(doc, path: tuple[str, ...], value: Any, train_size: int | None = None) -> None:
+    """One edit from the form (or any caller) with the form's meanings: an empty field leaves an absent key
+    absent; clearing lr_schedule's name removes the schedule; `epochs` sets iters from the train split."""
+    from phi3tui.core.config_schema import iters_for_epochs, mlx_lm_defaults
+
+    path = tuple(path)
+    if path == ("epochs",):
+        if value is None:
+            return
+        if not train_size:
+            raise ValueError("the train split's size is not known (no data/train.jsonl?)")
+        batch = doc.values.get("batch_size")
+        batch = batch if isinstance(batch, int) and batch > 0 else mlx_lm_defaults()["batch_size"]
+        doc.set(("iters",), iters_for_epochs(float(value), train_size, batch))
+    elif path == ("lr_schedule", "name") and value is None:
+        if doc.has(("lr_schedule",)):
+            doc.set(("lr_schedule",), None)
+    elif value is None and not doc.has(path):
+        return
+    else:
+        doc.set(path, value)
+
+
 def prepare_run_config(path: Path | str, workspace_root: Path | str) -> tuple[dict, list[Finding]]:
     """The values a run should use (every migration applied) and what the checks found on them.
 

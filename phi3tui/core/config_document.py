@@ -62,7 +62,7 @@ def _line_end(text: str, index: int) -> int:
     return len(text) if end < 0 else end + 1
 
 
-def _plain_ok(text: str, value: str) -> bool:
+def _plain_ok(value: str) -> bool:
     """Whether `value` can be written unquoted and read back (by mlx-lm's loader) as the same string."""
     from phi3tui.core.config import _MlxLmLoader
 
@@ -91,7 +91,7 @@ def scalar_text(value: Any, quote: str | None = None) -> str:
     if isinstance(value, str):
         if quote == "'":
             return "'" + value.replace("'", "''") + "'"
-        if quote == '"' or not _plain_ok("", value):
+        if quote == '"' or not _plain_ok(value):
             return json.dumps(value, ensure_ascii=False)
         return value
     raise DocumentEditError(f"cannot write a {type(value).__name__} as a single YAML value")

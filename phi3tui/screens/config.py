@@ -202,38 +202,23 @@ class ConfigScreen(ModeScreen):
 
     # -- edits ----------------------------------------------------------------------------
     def on_config_form_changed(self, event: ConfigForm.Changed) -> None:
+        from phi3tui.core.config import apply_field_edit
+
         if self.doc is None:
             return
         try:
-            if event.path == ("epochs",):
-                self._set_epochs(event.value)
-            elif event.value is None and not self.doc.has(event.path):
-                return
-            else:
-                self.doc.set(event.path, event.value)
+            apply_field_edit(self.doc, event.path, event.value, self._train_size())
         except (DocumentEditError, ValueError) as exc:
             self.notify(f"{'.'.join(event.path)}: {exc}", severity="error")
             return
         form = self._form()
         if form is not None:
-            form.values = self.doc.values
+            if event.path == ("epochs",) or event.path[0] == "lr_schedule":
+                form.set_values(self.doc.values)  # iters (or the schedule's other fields) changed too
+            else:
+                form.values = self.doc.values
         self._update_status()
         self.schedule_check()
-
-    def _set_epochs(self, epochs) -> None:
-        from phi3tui.core.config_schema import iters_for_epochs, mlx_lm_defaults
-
-        size = self._train_size()
-        if epochs is None:
-            return
-        if not size:
-            raise ValueError("the train split's size is not known yet (no data/train.jsonl?)")
-        batch = self.doc.values.get("batch_size") or mlx_lm_defaults()["batch_size"]
-        iters = iters_for_epochs(float(epochs), size, int(batch))
-        self.doc.set(("iters",), iters)
-        form = self._form()
-        if form is not None:
-            form.set_values(self.doc.values)
 
     def apply_values(self, values: dict) -> None:
         """Lay values over the document (a preset, a pick), as if typed into the form."""
