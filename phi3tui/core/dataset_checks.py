@@ -29,7 +29,6 @@ MAX_LISTED_PER_RULE = 100  # problems listed per (split, rule); all are counted
 WORST_LISTED = 5  # longest records listed per split
 KNOWN_ROLES = frozenset({"system", "user", "assistant", "tool"})
 PROGRESS_EVERY = 1 << 14  # lines between progress reports and cancel checks
-TOKEN_BATCH = 256
 
 Progress = Callable[[int, int, str], None]
 
@@ -448,28 +447,18 @@ def token_statistics(
     cancel: threading.Event | None = None,
 ) -> dict[str, SplitStats]:
     """Tokens per record for every split, through mlx-lm's dataset classes and the model's tokenizer."""
-    from phi3tui.core.dataset_render import tokens_and_offset
+    from phi3tui.core.dataset_render import processor
 
     s = folder.settings
     report = report or Report(folder.path, s)
     total = sum(i.size for i in folder.splits.values()) or 1
     done = 0
-    eos = tokenizer.eos_token_id
-    hf = getattr(tokenizer, "_tokenizer", tokenizer)
     max_len = s.max_seq_length
     for split, info in folder.splits.items():
         stats = report.stats[split] = SplitStats()
         fmt = info.format
-        text_batch: list[tuple[int, str]] = []
-
-        def flush_text():
-            # TextDataset.process: tokenizer.encode(text), then EOS appended unless already last.
-            ids_list = hf([t for _, t in text_batch])["input_ids"]
-            for (ln, _), ids in zip(text_batch, ids_list):
-                length = len(ids) + (0 if ids and ids[-1] == eos else 1)
-                stats.add(length, ln, _trained(length, 0, max_len), max_len)
-            text_batch.clear()
-
+        fields = s.fields_of(fmt) if fmt else ()
+        process = processor(fmt, tokenizer, s) if fmt else None
         line = 0
         with open(info.path, "rb") as handle:
             for raw in handle:
@@ -484,31 +473,20 @@ def token_statistics(
                     value = json.loads(raw.decode())
                 except ValueError:
                     continue  # reported by validation
-                if type(value) is not dict or fmt is None or s.detect_format(value) is None:
-                    continue
-                if fmt == "text":
-                    text = value.get(s.text_feature)
-                    if isinstance(text, str) and text:
-                        text_batch.append((line, text))
-                        if len(text_batch) >= TOKEN_BATCH:
-                            flush_text()
-                    continue
-                if fmt == "chat" and not isinstance(value.get(s.chat_feature), list):
-                    continue
-                if fmt == "completions" and not (s.prompt_feature in value and s.completion_feature in value):
-                    continue
+                if type(value) is not dict or not fields or not all(f in value for f in fields):
+                    continue  # reported by validation (mixed formats, missing fields)
+                if fmt == "text" and not (isinstance(value[s.text_feature], str) and value[s.text_feature]):
+                    continue  # reported by validation (mlx-lm would fail on it)
                 try:
-                    ids, offset = tokens_and_offset(value, fmt, tokenizer, s)
-                except Exception as exc:  # the template rejected the record: mlx-lm would fail the same way
+                    ids, offset = process(value)
+                except Exception as exc:  # the template rejects the record: mlx-lm would fail the same way
                     report.add(
                         "error", split, line, "template",
-                        f"the chat template fails on this record: {type(exc).__name__}: {exc}",
-                        "fix the messages (roles, order, content) so the model's chat template accepts them",
+                        f"the tokenizer or chat template fails on this record: {type(exc).__name__}: {exc}",
+                        "fix the record (roles, order, content types) so the model's chat template accepts it",
                     )
                     continue
                 stats.add(len(ids), line, _trained(len(ids), offset, max_len), max_len)
-        if text_batch:
-            flush_text()
         if stats.over_max:
             report.add(
                 "warning", split, 0, "too-long",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -65,9 +65,16 @@ def dataset_for(record: dict, fmt: str, tokenizer, settings):
     raise ValueError(f"unknown format {fmt!r}")
 
 
+def processor(fmt: str, tokenizer, settings):
+    """mlx-lm's `process` for one format: record -> (token ids, mask offset), exactly as training does."""
+    if fmt == "text" and settings.mask_prompt:
+        # mlx-lm refuses this combination for the whole split (validation reports it); count as without.
+        settings = replace(settings, mask_prompt=False)
+    return dataset_for({}, fmt, tokenizer, settings).process
+
+
 def tokens_and_offset(record: dict, fmt: str, tokenizer, settings) -> tuple[list[int], int]:
-    """(token ids, mask offset) exactly as mlx-lm's dataset `process` returns them."""
-    tokens, offset = dataset_for(record, fmt, tokenizer, settings).process(record)
+    tokens, offset = processor(fmt, tokenizer, settings)(record)
     return list(tokens), int(offset)
 
 
