@@ -367,24 +367,33 @@ def download_model(
     if not REPO_ID_RE.match(repo_id):
         raise ModelNotFound(f"{repo_id!r} is not a Hugging Face repo id (owner/name)")
     cancel = cancel or threading.Event()
-    state = {"done": 0, "total": 0}
+    bars: list = []
+
+    def report() -> None:
+        # Bytes written when huggingface_hub reports them (its aggregated bar; its transfer bar counts the
+        # same bytes again), else files fetched.
+        byte_bars = [b for b in bars if b.p_unit == "B" and not b.p_desc.startswith("Downloading bytes")]
+        chosen = [b for b in byte_bars if getattr(b, "total", None)] or [b for b in bars if b.p_unit != "B"]
+        if on_progress and chosen:
+            on_progress(int(sum(b.p_done for b in chosen)), int(sum(getattr(b, "total", 0) or 0 for b in chosen)))
 
     class Progress(hf_tqdm):
+        """huggingface_hub's progress bar kept off the terminal (the app owns it), counting for on_progress
+        and checking `cancel` at every step. A disabled tqdm counts nothing itself, hence p_done."""
+
         def __init__(self, *args, **kwargs):
-            kwargs["disable"] = False
+            self.p_unit = kwargs.get("unit", "it")
+            self.p_desc = str(kwargs.get("desc") or "")
+            self.p_done = kwargs.get("initial", 0) or 0
+            kwargs["disable"] = True
             super().__init__(*args, **kwargs)
-            if self.unit == "B" and self.total:
-                state["total"] += int(self.total)
-                if on_progress:
-                    on_progress(state["done"], state["total"])
+            bars.append(self)
 
         def update(self, n=1):
             if cancel.is_set():
                 raise DownloadCancelled(f"download of {repo_id} cancelled")
-            if self.unit == "B" and n:
-                state["done"] += int(n)
-                if on_progress:
-                    on_progress(state["done"], state["total"])
+            self.p_done += n or 0
+            report()
             return super().update(n)
 
     if config_only:
