@@ -153,7 +153,7 @@ class ChatModel:
             if side.adapter_dir is None or side.weights_path in loaded:
                 continue
             cached = self._adapters.get(side.weights_path)
-            if cached is not None and cached.mtime == side.weights_path.stat().st_mtime:
+            if cached is not None and side.weights_path.is_file() and cached.mtime == side.weights_path.stat().st_mtime:
                 loaded[side.weights_path] = cached
             else:
                 loaded[side.weights_path] = read_adapter(side)
