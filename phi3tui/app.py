@@ -114,6 +114,26 @@ class Phi3App(PreferencesMixin, App):
             sections.append((title, describe_bindings(self.remapped(screen_class(mode).BINDINGS))))
         return sections
 
+    async def action_quit(self) -> None:
+        """Quit; a screen holding unsaved edits (has_unsaved_changes, e.g. the Config form) asks first.
+        A second quit key while asking quits."""
+        from phi3tui.widgets.confirm_dialog import ConfirmDialog
+
+        unsaved = []
+        for mode in SCREENS:
+            try:
+                stack = self.get_screen_stack(mode)
+            except KeyError:  # a mode never opened
+                continue
+            unsaved += [s.TITLE for s in stack if getattr(s, "has_unsaved_changes", False)]
+        if not unsaved or isinstance(self.screen, ConfirmDialog):
+            self.exit()
+            return
+        self.push_screen(
+            ConfirmDialog(f"The {', '.join(unsaved)} screen has unsaved changes. Quit and discard them?", yes="Quit"),
+            lambda yes: self.exit() if yes else None,
+        )
+
     def action_help(self) -> None:
         from phi3tui.screens.help import HelpScreen
 

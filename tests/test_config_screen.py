@@ -233,3 +233,28 @@ async def test_download_on_request_reports_offline_refusal(demo_workspace):
         else:
             raise AssertionError(f"no refusal shown: {messages}")
         assert screen.download_cancel is None and not screen.query_one("#download").has_class("active")
+
+
+async def test_quit_asks_before_discarding_unsaved_changes(demo_workspace):
+    path = demo_workspace / "lora_config.yaml"
+    original = path.read_text()
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        screen.doc.set(("iters",), 7)
+        await pilot.press("f1")  # leave the screen: the edits stay, and still count
+        await pilot.pause(0.2)
+        app.set_focus(None)
+        await pilot.press("q")
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "ConfirmDialog" and "Config screen has unsaved" in str(
+            app.screen.query_one("#confirm-question").render())
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert app.is_running and screen.doc.values["iters"] == 7
+        await pilot.press("ctrl+c")
+        await pilot.pause(0.2)
+        await pilot.press("y")
+        await pilot.pause(0.2)
+        assert not app.is_running
+    assert path.read_text() == original

@@ -57,6 +57,11 @@ class ConfigScreen(ModeScreen):
         self.download_cancel: threading.Event | None = None
         self._check_timer = None
 
+    @property
+    def has_unsaved_changes(self) -> bool:
+        """Read by the app before quitting."""
+        return self.doc is not None and self.doc.modified
+
     def compose_body(self) -> ComposeResult:
         yield Static("", id="config-status")
         yield Static("", id="model-info", markup=False)
