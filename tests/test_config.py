@@ -310,13 +310,15 @@ DEMO = "model: model\ndata: data\ntrain: true\nnum_layers: -1\nbatch_size: 4\nit
         ("model: no-such-model-folder\n", "error", "model", "neither a folder"),
         ("mask_prompt: true\n", "error", "mask_prompt", "text format"),
         ("learning_rat: 1e-5\n", "warning", "learning_rat", "ignored"),
+        ("lora_parameters: {rank: 4, scale: 10.0, dropout: 0.0, rnak: 8}\n", "warning", "lora_parameters.rnak",
+         "ignored"),
         ("learning_rate: '1e-5'\n", "error", "learning_rate", "must be a number"),
         ("train: false\n", "error", "train", "both false"),
         ("resume_adapter_file: nowhere/adapters.safetensors\n", "error", "resume_adapter_file", "does not exist"),
         ("lora_parameters: {rank: 4, dropout: 0.0}\n", "warning", "lora_parameters.scale", "needs migration: add scale"),
     ],
     ids=["num_layers", "keys-unmatched", "keys-empty", "batch_size", "max_seq_length", "data", "model-missing", "mask_prompt",
-         "unknown-key", "type", "train-test", "resume", "scale-missing"],
+         "unknown-key", "unknown-nested-key", "type", "train-test", "resume", "scale-missing"],
 )
 def test_each_check_trips_and_changes_nothing(demo_workspace, extra, level, field, words):
     before = snapshot(demo_workspace)

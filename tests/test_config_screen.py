@@ -258,3 +258,19 @@ async def test_quit_asks_before_discarding_unsaved_changes(demo_workspace):
         await pilot.pause(0.2)
         assert not app.is_running
     assert path.read_text() == original
+
+
+async def test_workspace_without_config_file_gets_one_on_save(demo_workspace):
+    path = demo_workspace / "lora_config.yaml"
+    path.unlink()
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        assert "new file" in status(screen)
+        field = screen.query_one("#config-form").widget_for(("model",))
+        field.focus()
+        await pilot.press(*"model")
+        await pilot.pause(0.2)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+    assert path.read_text() == "model: model\n"

@@ -109,7 +109,13 @@ def _value(values: dict, key: str, defaults: dict):
 
 def check_types(values: dict) -> list[Finding]:
     """Unknown keys, wrong types and choices, as mlx-lm would (fail to) use them."""
-    from phi3tui.core.config_schema import config_fields, known_top_level_keys, schedule_names
+    from phi3tui.core.config_schema import (
+        LORA_PARAMETER_KINDS,
+        LR_SCHEDULE_KINDS,
+        config_fields,
+        known_top_level_keys,
+        schedule_names,
+    )
 
     found: list[Finding] = []
     known = known_top_level_keys()
@@ -118,8 +124,16 @@ def check_types(values: dict) -> list[Finding]:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"did you mean {close[0]}?" if close else "remove it, or check the spelling against mlx-lm's keys"
             found.append(Finding("warning", str(key), "unknown to mlx-lm: it is ignored silently", hint))
+    for section, subkeys in (("lora_parameters", LORA_PARAMETER_KINDS), ("lr_schedule", LR_SCHEDULE_KINDS)):
+        nested = values.get(section)
+        if isinstance(nested, dict):
+            for key in nested:
+                if key not in subkeys and not (section == "lora_parameters" and key == "alpha"):
+                    close = difflib.get_close_matches(str(key), sorted(subkeys), n=1)
+                    found.append(Finding("warning", f"{section}.{key}", "unknown to mlx-lm: it is ignored silently",
+                                         f"did you mean {close[0]}?" if close else "one of " + ", ".join(subkeys)))
     for spec in config_fields():
-        if spec.path == ("epochs",):
+        if spec.path == ("epochs",) or spec.kind == "yaml":
             continue
         parent = values.get(spec.path[0]) if len(spec.path) > 1 else values
         if len(spec.path) > 1 and not isinstance(parent, dict):

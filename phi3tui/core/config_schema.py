@@ -104,7 +104,7 @@ class FieldSpec:
 
     path: tuple[str, ...]
     group: str
-    kind: str  # int | float | bool | str | choice | list | floats | mapping | size
+    kind: str  # int | float | bool | str | choice | list | floats | mapping | size | yaml (any value)
     default: Any
     help: str
     choices: tuple[str, ...] = field(default=())
@@ -194,6 +194,8 @@ def config_fields() -> list[FieldSpec]:
         kind, choices = _kind_of(action, default)
         if key == "optimizer_config":
             kind = "mapping"
+        elif key == "hf_dataset":
+            kind = "yaml"  # a mapping or a list of them
         help_text = (action.help if action is not None and action.help else CONFIG_ONLY_HELP.get(key, ""))
         specs.append(FieldSpec((key,), GROUP_OF.get(key, "other"), kind, default, help_text, choices))
         if key == "iters":

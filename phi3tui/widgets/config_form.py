@@ -40,7 +40,7 @@ def parse_value(kind: str, text: str) -> Any:
     text = text.strip()
     if not text:
         return None
-    if kind in ("int", "float", "floats", "mapping", "size"):
+    if kind in ("int", "float", "floats", "mapping", "size", "yaml"):
         loaded = load_values(f"v: {text if kind != 'floats' else '[' + text + ']'}").get("v")
         if kind == "int":
             if isinstance(loaded, bool) or not isinstance(loaded, int):
@@ -58,7 +58,7 @@ def parse_value(kind: str, text: str) -> Any:
             if not isinstance(loaded, dict):
                 raise BadValue("a mapping such as {weight_decay: 0.01}")
             return loaded
-        return loaded  # size: a number of bytes or text like 1GB, as mlx-lm's parser takes it
+        return loaded  # size (bytes, or text like 1GB, as mlx-lm's parser takes it) or any YAML value
     if kind == "list":
         return [part.strip() for part in text.split(",") if part.strip()]
     return text
