@@ -43,5 +43,12 @@ def test_bad_config_is_refused_and_nothing_is_written(demo_workspace):
     assert result.returncode == 2
     assert "bad.yaml:" in result.stderr and "YAML" in result.stderr
     assert not (demo_workspace / "runs").exists() or not any((demo_workspace / "runs").iterdir())
+    # A config the checks reject (more layers than the model has) is refused with the finding.
+    config = (demo_workspace / "lora_config.yaml").read_text()
+    too_deep = demo_workspace / "deep.yaml"
+    too_deep.write_text(config.replace("num_layers: -1", "num_layers: 99"))
+    refused = run_cli("train", "-c", str(too_deep), "-w", str(demo_workspace))
+    assert refused.returncode == 2 and "num_layers" in refused.stderr and "deep.yaml" in refused.stderr
+    assert not (demo_workspace / "runs").exists() or not any((demo_workspace / "runs").iterdir())
     unknown = run_cli("runs", "attach", "nope", "-w", str(demo_workspace))
     assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr

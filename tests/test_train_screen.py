@@ -119,3 +119,43 @@ async def test_bad_config_shows_errors_and_starts_nothing(demo_workspace):
         await wait_for(pilot, lambda: any("YAML" in str(n.message) for n in app._notifications))
         assert app.screen.run_dir is None
     assert not (demo_workspace / "runs").exists() or not any((demo_workspace / "runs").iterdir())
+
+
+async def test_stop_resume_kill_by_keys_and_header_shows_live_run(demo_workspace):
+    quick_config(demo_workspace, 2000)
+    ws = Workspace.open(demo_workspace)
+    app = Phi3App(ws, start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen.run_dir is not None)
+        run_dir = app.screen.run_dir
+        header = app.screen.query_one("WorkspaceHeader")
+        await wait_for(pilot, lambda: f"run {run_dir.name} running" in str(header.render()))
+        await wait_for(pilot, lambda: runs.run_info(run_dir).get("iteration", 0) >= 5)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: runs.run_info(run_dir)["state"] == "stopped")
+        stopped_at = runs.run_info(run_dir)["iteration"]
+        await pilot.press("r")
+        await wait_for(pilot, lambda: runs.run_info(run_dir)["state"] == "running")
+        assert runs.run_info(run_dir)["resume_from"] >= stopped_at - 5
+        await pilot.press("k")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "ConfirmDialog"
+        await pilot.press("y")
+        await wait_for(pilot, lambda: runs.run_info(run_dir)["state"] == "failed")
+        assert not runs.process_alive(runs.run_info(run_dir))
+        await wait_for(pilot, lambda: "failed" in str(app.screen.query_one("#run-alarm").render()))
+
+
+async def test_alarm_of_a_diverging_run_shows_in_the_app(demo_workspace):
+    quick_config(demo_workspace, 30)
+    path = demo_workspace / "lora_config.yaml"
+    path.write_text(path.read_text().replace("learning_rate: 1e-3", "learning_rate: 1e30"))
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: any(n.title == "run alarm" and "diverged" in n.message for n in app._notifications))
+        assert runs.run_info(app.screen.run_dir)["state"] == "diverged"
+        assert "diverged" in str(app.screen.query_one("#run-alarm").render())

@@ -90,8 +90,13 @@ def find_run(workspace: Workspace, ref: str) -> Path:
 
 
 # -- starting ------------------------------------------------------------------------------
-def freeze_config(workspace: Workspace, config_path: Path | None, run_id: str, overrides: dict | None) -> dict:
-    """The checked, migrated config with the run's own adapter folder. Raises ConfigRefused on errors."""
+def freeze_config(
+    workspace: Workspace, config_path: Path | None, run_id: str, overrides: dict | None
+) -> tuple[dict, list]:
+    """The checked, migrated config with the run's own adapter folder, and the checks' findings.
+
+    Raises ConfigRefused when a finding is an error.
+    """
     from phi3tui.core.config import prepare_run_config
 
     config_path = Path(config_path) if config_path else workspace.config_path
@@ -102,7 +107,7 @@ def freeze_config(workspace: Workspace, config_path: Path | None, run_id: str, o
     values.update(overrides or {})
     values["train"] = True
     values["adapter_path"] = f"runs/{run_id}/{ADAPTERS_DIR}"
-    return values
+    return values, findings
 
 
 def create_run(
@@ -116,10 +121,15 @@ def create_run(
     if not workspace.writable:
         raise RunError(f"{workspace.root} is read-only; runs are written into runs/ inside it")
     run_id = new_run_id()
-    values = freeze_config(workspace, config_path, run_id, overrides)
+    values, findings = freeze_config(workspace, config_path, run_id, overrides)
     run_dir = workspace.runs_dir / run_id
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+    # What the checks changed or noticed goes into the run's log, where the run's story is told.
+    notes = [str(f) for f in findings]
+    if overrides:
+        notes.append(f"overridden for this run: {', '.join(f'{k}={v}' for k, v in overrides.items())}")
+    atomic_write_text(run_dir / LOG_FILE, "".join(f"phi3tui: config {note}\n" for note in notes))
     update_run_json(
         run_dir,
         id=run_id,
@@ -131,6 +141,7 @@ def create_run(
         config_source=str(Path(config_path).resolve() if config_path else workspace.config_path),
         iters=values.get("iters"),
         iteration=0,
+        config_notes=notes,
         alarms=[],
         resumes=[],
     )
