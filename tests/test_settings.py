@@ -103,13 +103,13 @@ def test_saving_one_setting_keeps_the_rest_and_comments(config_dir):
 
 async def test_app_stays_up_and_reports_a_broken_settings_file_once(config_dir, demo_workspace):
     (config_dir / "settings.yaml").write_text("theme: [\n")
-    app = Phi3App(Workspace.open(demo_workspace))
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert app.theme == "phi3-dark"
         reported = [m for m in notifications(app) if "settings.yaml" in m]
         assert len(reported) == 1 and "not valid YAML" in reported[0]
-        app.switch_mode("config")
+        app.switch_mode("train")
         await pilot.pause()
         assert len([m for m in notifications(app) if "settings.yaml" in m]) == 1
 

@@ -1,0 +1,91 @@
+"""Keymap overrides from settings.yaml, addressed by binding id."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from phi3tui.app import Phi3App
+from phi3tui.core.settings import CONFIG_DIR_ENV
+from phi3tui.core.workspace import Workspace
+from phi3tui.preferences import binding_table
+from tests.conftest import run_cli
+
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(folder))
+    return folder
+
+
+def test_every_binding_has_a_unique_id():
+    rows = binding_table()
+    assert len(rows) > 20  # the app, the five screens, their modals and widgets
+    missing = [f"{owner}: {keys}" for binding_id, keys, _, owner in rows if not binding_id]
+    assert not missing, f"bindings without an id (the keymap cannot reach them): {missing}"
+    # One id, one binding (a binding listing several keys is still one binding).
+    owners = Counter(binding_id for binding_id, *_ in rows)
+    assert not [i for i, n in owners.items() if n > 1], "ids used by more than one binding"
+
+
+async def test_remapped_keys_work_and_old_ones_stop(config_dir, demo_workspace):
+    (config_dir / "settings.yaml").write_text(
+        "keymap:\n  app.mode.export: f9\n  data.split: w\n  app.help: ctrl+k\n"
+    )
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        screen = app.screen
+        assert app.current_mode == "data"
+        app.set_focus(None)
+        split = screen.split
+        await pilot.press("s")  # the old key no longer changes the split
+        await pilot.pause()
+        assert screen.split == split
+        await pilot.press("w")
+        await pilot.pause()
+        assert screen.split != split
+        app.set_focus(None)
+        await pilot.press("5")  # app.mode.export was "f5,5": both replaced by f9
+        await pilot.pause()
+        assert app.current_mode == "data"
+        await pilot.press("f9")
+        await pilot.pause()
+        assert app.current_mode == "export"
+        # Help and the palette show the keys in force.
+        app.set_focus(None)
+        await pilot.press("ctrl+k")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HelpScreen"
+        text = str(app.screen.query_one("#help-text").render())
+        assert "f9" in text and "F5" not in text
+        await pilot.press("escape")
+        await pilot.pause()
+        app.switch_mode("data")
+        await pilot.pause()
+        hints = {c.title: c.help for c in app.get_system_commands(app.screen)}
+        assert hints["Data: Split"] == "key w"
+
+
+async def test_unknown_binding_id_is_reported(config_dir, demo_workspace):
+    (config_dir / "settings.yaml").write_text("keymap:\n  data.nonsense: f9\n")
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        messages = [n.message for n in app._notifications]
+        assert any("data.nonsense" in m and "phi3tui keys" in m for m in messages)
+    listed = run_cli("keys", env={CONFIG_DIR_ENV: str(config_dir)})
+    assert listed.returncode == 2 and "data.nonsense" in listed.stderr
+    assert "app.mode.data" in listed.stdout and "data.split" in listed.stdout
+
+
+def test_keys_lists_overrides(config_dir):
+    (config_dir / "settings.yaml").write_text("keymap:\n  app.quit: ctrl+q\n")
+    listed = run_cli("keys", env={CONFIG_DIR_ENV: str(config_dir)})
+    assert listed.returncode == 0
+    line = next(l for l in listed.stdout.splitlines() if l.startswith("app.quit "))
+    assert "ctrl+q (was q)" in line
