@@ -174,3 +174,10 @@ def test_gguf_demo_step_without_a_fused_model_raises_clearly(demo_workspace):
 
     with pytest.raises(ExportError, match="run the fuse step first"):
         gguf_mod.demo_step(Workspace(demo_workspace), {})
+
+
+def test_cli_fuse_check_compares_greedy_answers(trained_ws):
+    proc = run_cli("export", "fuse", "-w", str(trained_ws), "--checkpoint", "2", "--check", "--prompt", PROMPTS[0])
+    assert proc.returncode == 0, proc.stderr
+    assert "phi3-20260101-000000-export-2" in proc.stdout  # the checkpoint's own export name
+    assert proc.stdout.count("same: ") == 1 and "DIFFERENT" not in proc.stdout

@@ -19,7 +19,7 @@ async def wait_idle(pilot, screen, seconds: float = 120) -> None:
 
 
 def log_text(screen) -> str:
-    return "\n".join(line.text for line in screen.query_one("#export-log").lines)
+    return "\n".join(screen.log_lines)
 
 
 async def test_run_all_from_the_keyboard_then_confirm_before_replacing(trained_ws):

@@ -60,6 +60,7 @@ def register(subparsers) -> None:
     a.add_argument("--save-path", metavar="DIR", help="the fused model folder (default: exports/NAME/fused)")
     a.add_argument("--dequantize", action="store_true", help="de-quantize a quantized base (needed before GGUF)")
     a.add_argument("--check", action="store_true", help="compare greedy answers of the fused model with base + adapter")
+    a.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt for --check (repeatable; default: two built-in ones)")
     a.set_defaults(func=cmd_fuse)
 
     a = sub.add_parser("gguf", help="write the fused model as a phi3 GGUF, read it back, compare it in llama.cpp")

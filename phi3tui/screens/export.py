@@ -28,6 +28,7 @@ class ExportScreen(ModeScreen):
     ExportScreen #export-choices { height: auto; color: $text; }
     ExportScreen #export-plan { height: auto; margin-top: 1; color: $text-muted; }
     ExportScreen #export-progress { margin-top: 1; }
+    ExportScreen #export-status { height: 1; color: $text-muted; }
     ExportScreen #export-log { height: 1fr; border: round $panel; }
     """
     BINDINGS = [
@@ -65,6 +66,7 @@ class ExportScreen(ModeScreen):
         self.job_error = ""
         self.busy = False
         self.overrides: dict = {}
+        self.log_lines: list[str] = []  # what the log shows, unwrapped
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="export-body"):
@@ -73,6 +75,7 @@ class ExportScreen(ModeScreen):
                 yield Static("", id="export-choices", markup=False)
                 yield Static("", id="export-plan", markup=False)
                 yield ProgressBar(total=100, show_eta=False, id="export-progress")
+                yield Static("", id="export-status", markup=False)
                 yield RichLog(id="export-log", wrap=True, markup=False, min_width=20)
 
     def on_mount(self) -> None:
@@ -288,11 +291,13 @@ class ExportScreen(ModeScreen):
     def on_export_screen_progress(self, message: Progress) -> None:
         bar = self.query_one("#export-progress", ProgressBar)
         bar.update(total=max(1, message.total), progress=message.done)
+        self.query_one("#export-status", Static).update(message.text)
 
     def on_export_screen_step_done(self, message: StepDone) -> None:
         self.query_one(ExportSteps).set_state(message.step, "done" if message.ok else "failed")
         for line in message.lines:
             self.log_line(line if message.ok else f"failed: {line}")
+        self.query_one("#export-status", Static).update("")
         if message.ok:
             self.query_one("#export-progress", ProgressBar).update(total=100, progress=100)
         elif message.ask_replace_model:
@@ -308,4 +313,5 @@ class ExportScreen(ModeScreen):
         self.busy = False
 
     def log_line(self, text: str) -> None:
+        self.log_lines.append(text)
         self.query_one("#export-log", RichLog).write(text)
