@@ -81,13 +81,20 @@ def chat_model(trained):
 
 
 def reference_tokens(model_dir: Path, prompt: list[int], max_tokens: int, adapter: Path | None = None,
-                     checkpoint: Path | None = None) -> list[int]:
+                     checkpoint: Path | None = None, dtype=None) -> list[int]:
     """What plain mlx-lm generates (greedy), loading the model separately, up to <|end|>/EOS."""
     import mlx.core as mx
     from mlx_lm import load
     from mlx_lm.generate import generate_step
+    from mlx_lm.tuner.utils import load_adapters
 
-    model, tokenizer = load(str(model_dir), adapter_path=str(adapter) if adapter else None)
+    if dtype is None:
+        model, tokenizer = load(str(model_dir), adapter_path=str(adapter) if adapter else None)
+    else:  # cast the base first, then add the (float32) adapter, as a bfloat16 model would have it
+        model, tokenizer = load(str(model_dir))
+        model.set_dtype(dtype)
+        if adapter is not None:
+            load_adapters(model, str(adapter))
     if checkpoint is not None:
         model.load_weights(str(checkpoint), strict=False)
     tokenizer.add_eos_token("<|end|>")
@@ -305,3 +312,19 @@ def test_sides_offered(trained):
     labels = [c.label for c in choices]
     assert "run 20260101-0000-r1 · iteration 10" in labels and "run 20260101-0001-r2 · latest" in labels
     assert all(isinstance(c, Side) for c in choices)
+
+
+def test_bfloat16_model_equal_mlx_lm(trained):
+    """Phi-3 ships in bfloat16 while adapters are saved in float32: the mixed dtypes still match mlx-lm."""
+    import mlx.core as mx
+
+    from phi3tui.core.chat_model import ChatModel
+
+    r1 = side_for_path(trained / "runs" / "20260101-0000-r1")
+    chat = ChatModel(str(trained / "model"))
+    chat.model.set_dtype(mx.bfloat16)
+    chat.set_sides([BASE, r1])
+    prompt = chat.prompt_tokens([{"role": "user", "content": QUESTIONS[0]}])
+    (base, adapted), _ = our_tokens(chat, [prompt, prompt], GenerationSettings(max_tokens=30))
+    assert base == reference_tokens(trained / "model", prompt, 30, dtype=mx.bfloat16)
+    assert adapted == reference_tokens(trained / "model", prompt, 30, r1.adapter_dir, dtype=mx.bfloat16)
