@@ -224,6 +224,39 @@ def test_tied_embeddings_and_partial_rotary_are_handled(demo_model, tmp_path):
     assert read_back(result.path, result).ok
 
 
+def test_tied_embeddings_and_partial_rotary_agree_with_mlx_in_llama_cpp(demo_model, tmp_path):
+    llama_cpp_or_skip()
+    import mlx.core as mx
+
+    from phi3tui.core.export.verify import verify_gguf
+
+    model = model_copy(demo_model, tmp_path)
+    weights = mx.load(str(model / "model.safetensors"))
+    weights.pop("lm_head.weight")
+    mx.save_safetensors(str(model / "model.safetensors"), weights)
+    edit_config(model, tie_word_embeddings=True, partial_rotary_factor=0.5)
+    result = write_gguf(model, tmp_path / "tied.gguf", "f32")
+    agreement = verify_gguf(model, result.path, "f32", ["Why is the sky blue?"], 4)
+    assert agreement.ok, agreement.summary()
+
+
+def test_general_name_gives_phi3_special_token_handling_in_llama_cpp(demo_model, tmp_path):
+    """Whatever name the user gives, llama.cpp strips the newline after <|user|> and <|end|> as HF's Phi-3 does."""
+    llama_cpp_or_skip()
+    result = write_gguf(demo_model, tmp_path / "named.gguf", "f16", name="my-finetune")
+    script = (
+        "import sys, json\nfrom llama_cpp import Llama\n"
+        "llm = Llama(model_path=sys.argv[1], vocab_only=True, verbose=False)\n"
+        "ids = llm.tokenize('<|user|>\\nHello<|end|>\\n<|assistant|>\\n'.encode(), add_bos=False, special=True)\n"
+        "print(json.dumps([llm.detokenize([i], special=True).decode() for i in ids]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(result.path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    pieces = json.loads(proc.stdout)
+    assert pieces[0] == "<|user|>" and "<|end|>" in pieces and pieces[-1] == "<|assistant|>"
+    assert "\n" not in "".join(pieces)  # rstrip after each special token, as HF's tokenizer does
+
+
 def longrope_model(demo_model: Path, tmp_path: Path) -> Path:
     model = model_copy(demo_model, tmp_path)
     half = 8  # head dim 16 -> 8 factors

@@ -87,12 +87,13 @@ def test_write_modelfile_refuses_bad_names_and_overwrites(tmp_path):
     assert plan.path.read_text() == plan.text
 
 
-def test_without_ollama_the_exact_commands_are_given(tmp_path):
+def test_without_ollama_the_exact_commands_are_given(tmp_path, demo_model):
     status = ollama_status()
     if status.ready:
         pytest.skip("ollama is installed and its server answers here; the not-installed path cannot be seen")
-    gguf_file = tmp_path / "phi3-ft-f16.gguf"
-    gguf_file.write_bytes(b"GGUF")
+    from phi3tui.core.export.gguf import write_gguf
+
+    gguf_file = write_gguf(demo_model, tmp_path / "phi3-ft-f16.gguf", "f16").path
     result = package(tmp_path, gguf_file, "phi3-ft", quantize="q4_K_M")
     assert not result.created and result.reason == status.reason
     assert result.commands == [
@@ -101,6 +102,15 @@ def test_without_ollama_the_exact_commands_are_given(tmp_path):
         'ollama run phi3-ft "Hello, who are you?"',
     ]
     assert (tmp_path / "Modelfile").is_file()
+
+
+def test_ollama_quantize_needs_an_unquantized_gguf(tmp_path, demo_model):
+    from phi3tui.core.export.gguf import write_gguf
+
+    q8 = write_gguf(demo_model, tmp_path / "m-q8_0.gguf", "q8_0").path
+    with pytest.raises(ExportError, match="MOSTLY_Q8_0: Ollama quantizes only from an f32, f16 or bf16 GGUF"):
+        package(tmp_path, q8, "phi3-ft", quantize="q4_K_M")
+    assert not (tmp_path / "Modelfile").exists()
 
 
 def test_cli_ollama_step_prints_the_commands(trained_ws):

@@ -222,6 +222,17 @@ def check_model_name(name: str) -> None:
         )
 
 
+def check_quantizable(gguf_path: Path) -> None:
+    """Ollama quantizes only from F32, F16 and BF16 GGUFs."""
+    from gguf import GGUFReader, LlamaFileType
+
+    field = GGUFReader(str(gguf_path)).fields.get("general.file_type")
+    file_type = LlamaFileType(field.contents()) if field else None
+    if file_type not in (LlamaFileType.ALL_F32, LlamaFileType.MOSTLY_F16, LlamaFileType.MOSTLY_BF16):
+        kind = file_type.name if file_type else "unknown"
+        raise ExportError(f"{gguf_path.name} is {kind}: Ollama quantizes only from an f32, f16 or bf16 GGUF; export f16 first")
+
+
 # -- talking to Ollama ----------------------------------------------------------------------------
 
 
@@ -320,6 +331,8 @@ def package(
     """Write the Modelfile; create the Ollama model when Ollama is installed and its server answers."""
     if quantize and quantize not in OLLAMA_QUANTIZE:
         raise ExportError(f"--quantize {quantize}: Ollama quantizes to {', '.join(OLLAMA_QUANTIZE)}")
+    if quantize:
+        check_quantizable(Path(gguf_path))
     plan = write_modelfile(out_dir, gguf_path, name, adapter_gguf, num_ctx, min_ctx, system, force)
     commands = create_commands(plan.path, name, quantize, prompt)
     if not create:
