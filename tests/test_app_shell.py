@@ -84,19 +84,28 @@ async def test_quit_with_q(demo_workspace):
 
 
 def test_no_heavy_import_before_first_paint(demo_template):
-    """mlx, mlx_lm and transformers stay unimported until after the first screen is painted."""
+    """mlx, mlx_lm and transformers are not imported when the first screen is painted."""
     code = f"""
 import asyncio, sys
 from phi3tui.app import Phi3App
 from phi3tui.core.workspace import Workspace
 
+HEAVY = ("mlx", "mlx.core", "mlx_lm", "transformers")
+first_paint = []
+
+class Probe(Phi3App):
+    def _display(self, screen, renderable):
+        if renderable is not None and not first_paint and type(screen).__name__ == "DataScreen":
+            first_paint.append(sorted(m for m in HEAVY if m in sys.modules))
+        return super()._display(screen, renderable)
+
 async def main():
-    app = Phi3App(Workspace.open({str(demo_template)!r}))
+    app = Probe(Workspace.open({str(demo_template)!r}))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        heavy = sorted(m for m in ("mlx", "mlx.core", "mlx_lm", "transformers") if m in sys.modules)
-        print("HEAVY", heavy)
+        await app.workers.wait_for_complete()
+    print("FIRST_PAINT", first_paint[0] if first_paint else "never")
 asyncio.run(main())
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+    assert "FIRST_PAINT []" in proc.stdout, proc.stdout + proc.stderr
