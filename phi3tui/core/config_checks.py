@@ -13,7 +13,7 @@ from typing import Any
 
 from phi3tui.core.config import Finding
 
-SIZE_TYPES = (int, float)
+NUMBER_TYPES = (int, float)
 
 
 @dataclass
@@ -146,7 +146,7 @@ def check_types(values: dict) -> list[Finding]:
         bad = None
         if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
             bad = "a whole number"
-        elif kind == "float" and (isinstance(value, bool) or not isinstance(value, SIZE_TYPES)):
+        elif kind == "float" and (isinstance(value, bool) or not isinstance(value, NUMBER_TYPES)):
             bad = "a number (write 1e-5, not \"1e-5\")"
         elif kind == "bool" and not isinstance(value, bool):
             bad = "true or false"
@@ -154,7 +154,7 @@ def check_types(values: dict) -> list[Finding]:
             bad = "one of " + ", ".join(spec.choices)
         elif kind == "list" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             bad = "a list of module paths, e.g. [self_attn.q_proj]"
-        elif kind == "floats" and not (isinstance(value, list) and all(isinstance(v, SIZE_TYPES) for v in value)):
+        elif kind == "floats" and not (isinstance(value, list) and all(isinstance(v, NUMBER_TYPES) for v in value)):
             bad = "a list of numbers, e.g. [1e-5, 1000]"
         elif kind == "mapping" and not isinstance(value, dict):
             bad = "a mapping"
@@ -190,7 +190,7 @@ def check_schedule(values: dict, defaults: dict) -> list[Finding]:
         if isinstance(v, int) and not isinstance(v, bool) and v <= 0:
             found.append(Finding("error", key, f"is {v}; it must be at least 1"))
     lr = values.get("learning_rate")
-    if isinstance(lr, SIZE_TYPES) and not isinstance(lr, bool) and lr <= 0:
+    if isinstance(lr, NUMBER_TYPES) and not isinstance(lr, bool) and lr <= 0:
         found.append(Finding("error", "learning_rate", f"is {lr}; it must be above 0"))
     return found
 

@@ -84,7 +84,8 @@ class ModelInfo:
         arch = self.config.get("architectures") or [self.model_type]
         return arch[0] if isinstance(arch, list) else str(arch)
 
-    def _text(self, *keys):
+    def setting(self, *keys):
+        """The first of `keys` set in config.json (or in its text_config, for multimodal models)."""
         for source in (self.config, self.config.get("text_config") or {}):
             for k in keys:
                 if k in source:
@@ -93,15 +94,15 @@ class ModelInfo:
 
     @property
     def num_blocks(self) -> int | None:
-        return self._text("num_hidden_layers", "n_layer", "num_layers")
+        return self.setting("num_hidden_layers", "n_layer", "num_layers")
 
     @property
     def hidden_size(self) -> int | None:
-        return self._text("hidden_size", "n_embd", "d_model")
+        return self.setting("hidden_size", "n_embd", "d_model")
 
     @property
     def vocab_size(self) -> int | None:
-        return self._text("vocab_size")
+        return self.setting("vocab_size")
 
     @property
     def quantization(self) -> dict | None:
@@ -110,7 +111,7 @@ class ModelInfo:
 
     @property
     def dtype(self) -> str:
-        return str(self._text("torch_dtype", "dtype") or "float16")
+        return str(self.setting("torch_dtype", "dtype") or "float16")
 
     def summary(self) -> str:
         q = self.quantization
@@ -297,7 +298,7 @@ def estimate_memory(config: dict, plan: LoraPlan, values: dict, machine_bytes: i
         machine_bytes = psutil.virtual_memory().total
     info = ModelInfo(config)
     h = info.hidden_size or 0
-    heads = info._text("num_attention_heads", "n_head") or 1
+    heads = info.setting("num_attention_heads", "n_head") or 1
     vocab = info.vocab_size or 0
     batch = int(values.get("batch_size") or 1)
     seq = int(values.get("max_seq_length") or 2048)
