@@ -46,6 +46,15 @@ def demo_model(demo_template) -> Path:
     return demo_template / "model"
 
 
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch) -> Path:
+    """A private, empty user config folder for this test (settings.yaml, themes/): PHI3TUI_CONFIG_DIR."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    monkeypatch.setenv("PHI3TUI_CONFIG_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
-
-import pytest
 
 from phi3tui.app import Phi3App
 from phi3tui.core.settings import CONFIG_DIR_ENV
 from phi3tui.core.workspace import Workspace
 from phi3tui.preferences import binding_table
 from tests.conftest import run_cli
-
-
-@pytest.fixture
-def config_dir(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "config"
-    folder.mkdir()
-    monkeypatch.setenv(CONFIG_DIR_ENV, str(folder))
-    return folder
 
 
 def test_every_binding_has_a_unique_id():

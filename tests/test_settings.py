@@ -24,15 +24,6 @@ from phi3tui.core.workspace import Workspace
 from tests.conftest import run_cli
 
 
-@pytest.fixture
-def config_dir(tmp_path, monkeypatch) -> Path:
-    """A private config folder for this test (PHI3TUI_CONFIG_DIR)."""
-    folder = tmp_path / "config"
-    folder.mkdir()
-    monkeypatch.setenv(CONFIG_DIR_ENV, str(folder))
-    return folder
-
-
 def notifications(app) -> list[str]:
     return [n.message for n in app._notifications]
 

@@ -10,7 +10,6 @@ import pytest
 
 from phi3tui.app import Phi3App
 from phi3tui.core import runs
-from phi3tui.core.settings import CONFIG_DIR_ENV
 from phi3tui.core.terminal import (
     RunWatcher,
     notification_kind,
@@ -20,14 +19,6 @@ from phi3tui.core.terminal import (
 from phi3tui.core.workspace import Workspace
 
 QUICK = dict(iters=6, steps_per_report=2, steps_per_eval=3, save_every=6, val_batches=2)
-
-
-@pytest.fixture
-def config_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "config"
-    folder.mkdir()
-    monkeypatch.setenv(CONFIG_DIR_ENV, str(folder))
-    return folder
 
 
 def test_escape_sequences():

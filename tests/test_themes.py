@@ -30,14 +30,6 @@ roles:
 """
 
 
-@pytest.fixture
-def config_dir(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "config"
-    (folder / "themes").mkdir(parents=True)
-    monkeypatch.setenv(CONFIG_DIR_ENV, str(folder))
-    return folder
-
-
 def notifications(app) -> list[str]:
     return [n.message for n in app._notifications]
 
@@ -85,6 +77,7 @@ async def test_sixteen_colour_theme_gives_terminal_colour_names(config_dir, demo
 
 async def test_user_themes_add_and_override_builtin_ones(config_dir, demo_workspace):
     themes = config_dir / "themes"
+    themes.mkdir()
     (themes / "mine.yaml").write_text(USER_THEME.format(name="mine"))
     (themes / "dark-again.yml").write_text(USER_THEME.format(name="phi3-dark"))
     catalog = load_themes(colour_check=colour_error)
@@ -105,6 +98,7 @@ async def test_user_themes_add_and_override_builtin_ones(config_dir, demo_worksp
 
 async def test_broken_theme_files_are_reported_once_and_skipped(config_dir, demo_workspace):
     themes = config_dir / "themes"
+    themes.mkdir()
     (themes / "bad-colour.yaml").write_text('name: bad-colour\nprimary: "#112233"\nroles:\n  good: "not a colour"\n')
     (themes / "bad-yaml.yaml").write_text("name: bad-yaml\nprimary: [\n")
     (themes / "ok.yaml").write_text(USER_THEME.format(name="ok"))
