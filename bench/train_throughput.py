@@ -1,10 +1,12 @@
 """Training tokens/s through phi3tui's detached runner ÷ mlx-lm's own trainer, same config, same run.
 
 Three ways, alternating, REPEATS times each, medians:
-  plain     mlx-lm: lora.run's loading + lora.train_model (its trainer), a TrainingCallback records tok/s
+  plain     mlx-lm's own path (phi3tui/core/run_reference.py: lora.train_model and its trainer)
   phi3tui   `python -m phi3tui.core.runner` started by core.runs.start_run, nothing attached
   attached  the same, with the app (Train screen, live plot) attached in another process; that
             process's own CPU time over the run is the app's cost (share of one core)
+
+Tokens/s is measured on the wall clock between the first and the last train report (see wall_tps).
 
 Usage: python bench/train_throughput.py [--iters N] [--repeats R]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -20,32 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-PLAIN = r"""
-import json, sys, types, yaml
-import numpy as np
-from mlx_lm import lora
-from mlx_lm.tuner.trainer import TrainingCallback
-from mlx_lm.utils import load
-from mlx_lm.tuner.datasets import load_dataset
-config, adapter_dir, out = sys.argv[1:4]
-args = yaml.load(open(config), lora.yaml_loader)
-for k, v in lora.CONFIG_DEFAULTS.items():
-    if args.get(k) is None:
-        args[k] = v
-args["adapter_path"] = adapter_dir
-args = types.SimpleNamespace(**args)
-tps = []
-class Recorder(TrainingCallback):
-    def on_train_loss_report(self, info):
-        tps.append(info["tokens_per_second"])
-np.random.seed(args.seed)
-model, tokenizer = load(args.model)
-train_set, valid_set, _ = load_dataset(args, tokenizer)
-lora.train_model(args, model, train_set, valid_set, Recorder())
-json.dump(tps, open(out, "w"))
-"""
 
 ATTACHED_APP = r"""
 import asyncio, json, resource, sys, time
@@ -69,20 +49,23 @@ async def main():
 asyncio.run(main())
 """
 
-SKIP_FIRST = 1  # the first report window includes compilation
+def wall_tps(train_records: list[dict]) -> float:
+    """Tokens per wall-clock second from the first report to the last (compilation is before the first).
 
-
-def median_tps(values: list[float]) -> float:
-    return statistics.median(values[SKIP_FIRST:] or values)
+    mlx-lm's own tokens/s times only the step itself, so it cannot see a runner's per-step hooks;
+    the wall clock between reports does (the final validation falls inside it in both paths).
+    """
+    first, last = train_records[0], train_records[-1]
+    return (last["trained_tokens"] - first["trained_tokens"]) / (last["time"] - first["time"])
 
 
 def run_plain(ws: Path, config: Path, tmp: Path) -> float:
     out = tmp / "plain.json"
     subprocess.run(
-        [sys.executable, "-c", PLAIN, str(config), str(tmp / "plain-adapters"), str(out)],
-        cwd=ws, check=True, capture_output=True,
+        [sys.executable, "-m", "phi3tui.core.run_reference", str(config), str(tmp / "plain-adapters"), str(out)],
+        cwd=ws, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
-    return median_tps(json.loads(out.read_text()))
+    return wall_tps([r for r in json.loads(out.read_text()) if r["kind"] == "train"])
 
 
 def run_phi3tui(ws, overrides, attach: bool, tmp: Path) -> tuple[float, dict | None]:
@@ -103,9 +86,8 @@ def run_phi3tui(ws, overrides, attach: bool, tmp: Path) -> tuple[float, dict | N
         _, err = app_proc.communicate(timeout=120)
         assert app_proc.returncode == 0, err.decode()[-2000:]
         app = json.loads((tmp / "app.json").read_text())
-    m = runs.read_metrics(run_dir)
-    tps = [r for r in (json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "train"]
-    return median_tps([r["tokens_per_s"] for r in tps]), app
+    lines = (json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines())
+    return wall_tps([r for r in lines if r["kind"] == "train"]), app
 
 
 def main() -> None:

@@ -16,38 +16,9 @@ import pytest
 from phi3tui.core import runs
 from phi3tui.core.run_files import read_run_json
 from phi3tui.core.workspace import Workspace
+from tests.conftest import REPO
 
 QUICK = dict(iters=20, steps_per_report=5, steps_per_eval=5, save_every=10, val_batches=4)
-
-# mlx-lm's own path: lora.main's config merge, lora.run's loading, lora.train_model's setup and trainer,
-# with a TrainingCallback to receive the figures (lora.run would replace it).
-REFERENCE = r"""
-import json, sys, types, yaml
-import numpy as np
-from mlx_lm import lora
-from mlx_lm.tuner.trainer import TrainingCallback
-from mlx_lm.utils import load
-from mlx_lm.tuner.datasets import load_dataset
-
-config, adapter_dir, out = sys.argv[1:4]
-args = yaml.load(open(config), lora.yaml_loader)
-for k, v in lora.CONFIG_DEFAULTS.items():
-    if args.get(k) is None:
-        args[k] = v
-args["adapter_path"] = adapter_dir
-args = types.SimpleNamespace(**args)
-records = []
-class Recorder(TrainingCallback):
-    def on_train_loss_report(self, info):
-        records.append({"kind": "train", "iteration": info["iteration"], "loss": info["train_loss"]})
-    def on_val_loss_report(self, info):
-        records.append({"kind": "val", "iteration": info["iteration"], "loss": info["val_loss"]})
-np.random.seed(args.seed)
-model, tokenizer = load(args.model)
-train_set, valid_set, test_set = load_dataset(args, tokenizer)
-lora.train_model(args, model, train_set, valid_set, Recorder())
-json.dump(records, open(out, "w"))
-"""
 
 
 def curve(run_dir: Path, kind: str) -> list[tuple[int, float]]:
@@ -69,8 +40,9 @@ def test_same_losses_as_mlx_lm_and_run_folder_layout(demo_workspace, tmp_path):
     run_dir = runs.start_run(ws, overrides=dict(QUICK, test=True, test_batches=4))
     ref_out = tmp_path / "ref.json"
     ref = subprocess.run(
-        [sys.executable, "-c", REFERENCE, str(run_dir / "config.yaml"), str(tmp_path / "ref-adapters"), str(ref_out)],
+        [sys.executable, "-m", "phi3tui.core.run_reference", str(run_dir / "config.yaml"), str(tmp_path / "ref-adapters"), str(ref_out)],
         cwd=demo_workspace, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
     assert ref.returncode == 0, ref.stderr[-2000:]
     info = runs.wait_for_run(run_dir, timeout=300)

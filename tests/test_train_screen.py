@@ -25,15 +25,19 @@ async def wait_for(pilot, predicate, timeout=60.0):
     raise AssertionError("timed out")
 
 
+async def start_by_key(app, pilot):
+    """Press n on the Train screen and wait until the screen follows the new run."""
+    await pilot.pause()
+    await pilot.press("n")
+    await wait_for(pilot, lambda: app.screen.run_dir is not None)
+    return app.screen.run_dir
+
+
 async def test_run_started_in_app_outlives_it_and_new_app_shows_full_curve(demo_workspace):
     quick_config(demo_workspace, 30)
-    ws = Workspace.open(demo_workspace)
-    app = Phi3App(ws, start_mode="train")
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="train")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        await pilot.press("n")
-        await wait_for(pilot, lambda: app.screen.run_dir is not None)
-        run_dir = app.screen.run_dir
+        run_dir = await start_by_key(app, pilot)
     # The app has exited; the run has not.
     info = runs.run_info(run_dir)
     assert info["state"] in ("queued", "running") and runs.process_alive(info)
@@ -123,13 +127,9 @@ async def test_bad_config_shows_errors_and_starts_nothing(demo_workspace):
 
 async def test_stop_resume_kill_by_keys_and_header_shows_live_run(demo_workspace):
     quick_config(demo_workspace, 2000)
-    ws = Workspace.open(demo_workspace)
-    app = Phi3App(ws, start_mode="train")
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="train")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        await pilot.press("n")
-        await wait_for(pilot, lambda: app.screen.run_dir is not None)
-        run_dir = app.screen.run_dir
+        run_dir = await start_by_key(app, pilot)
         header = app.screen.query_one("WorkspaceHeader")
         await wait_for(pilot, lambda: f"run {run_dir.name} running" in str(header.render()))
         await wait_for(pilot, lambda: runs.run_info(run_dir).get("iteration", 0) >= 5)
