@@ -498,7 +498,7 @@ def test_cli_check_exit_codes(demo_workspace):
     bad.write_text(DEMO.replace("num_layers: -1", "num_layers: 9"))
     failed = run_cli("config", "check", str(bad))
     assert failed.returncode == 1
-    assert "error: num_layers: is 9 but the model has 4 blocks" in failed.stdout
+    assert f"{bad}:4: error: num_layers: is 9 but the model has 4 blocks" in failed.stdout
     broken = demo_workspace / "broken.yaml"
     broken.write_text("model: model\nbatch_size: [1\n")
     unreadable = run_cli("config", "check", str(broken))

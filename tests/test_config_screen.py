@@ -165,7 +165,7 @@ async def test_editor_edit_is_reloaded_and_checked(demo_workspace, monkeypatch):
         assert screen.doc.values["batch_size"] == 500
         assert screen.query_one("#config-form").widget_for(("batch_size",)).value == "500"
         await settle(pilot, screen)
-        assert "batch_size: is 500 but train.jsonl has 417 records" in findings(screen)
+        assert "batch_size (line 16): is 500 but train.jsonl has 417 records" in findings(screen)
 
 
 async def test_preset_is_laid_over_the_form(demo_workspace):

@@ -66,13 +66,18 @@ def _review(args):
 
 
 def run_check(args: argparse.Namespace) -> int:
-    path, _, review = _review(args)
+    from phi3tui.core.config_document import ConfigDocument
+
+    path, text, review = _review(args)
     if review is None:
         return 2
+    doc = ConfigDocument(text, path)
     if review.model is not None and review.model.info is not None:
         print(f"model: {review.model.value}: {review.model.info.summary()} ({review.model.location.kind})")
     for finding in review.findings:
-        print(finding)
+        # file:line: where the key is written, so an editor can jump there
+        line = doc.line_of(tuple(finding.field.split("."))) if finding.field else None
+        print(f"{path}:{line}: {finding}" if line else finding)
     errors = len(review.errors)
     warnings = sum(f.level == "warning" for f in review.findings)
     print(f"{path}: {errors} error(s), {warnings} warning(s)")

@@ -141,7 +141,8 @@ class ConfigScreen(ModeScreen):
         out = Text()
         for finding in review.findings:
             out.append(f"{finding.level:7} ", style=f"bold {styles.get(finding.level, '')}".strip())
-            out.append(f"{finding.field}: " if finding.field else "", style="bold")
+            line = self.doc.line_of(tuple(finding.field.split("."))) if finding.field else None
+            out.append(f"{finding.field}{f' (line {line})' if line else ''}: " if finding.field else "", style="bold")
             out.append(finding.message)
             if finding.hint:
                 out.append(f" ({finding.hint})", style="italic")
