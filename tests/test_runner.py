@@ -101,6 +101,12 @@ def test_stop_then_resume_continues_curve_and_optimizer(demo_workspace):
     final = read_run_json(stopped)
     assert final["iteration"] == 20 and final["resumes"][0]["from"] == at
 
+    # Promote: adapters.safetensors becomes the checkpoint whose nearest validation loss is lowest.
+    table = runs.checkpoint_table(stopped)
+    best_it, best_path, _ = min(table, key=lambda row: row[2])
+    assert runs.promote_best(stopped)[0] == best_it
+    assert (stopped / "adapters" / "adapters.safetensors").read_bytes() == best_path.read_bytes()
+
 
 def test_kill_9_is_reported_failed_and_resumes(demo_workspace):
     from tests.conftest import run_cli
@@ -162,3 +168,22 @@ def test_two_ranks_on_localhost_write_one_metrics_stream(demo_workspace):
     assert len(keys) == len(set(keys))  # one stream: rank 1 wrote nothing
     assert ("train", 10) in keys and ("val", 0) in keys
     assert "rank 1 of 2" in (run_dir / "log.txt").read_text()
+
+
+def test_health_alarms_are_written_into_run_json(tmp_path):
+    from phi3tui.core.runner import Diverged, RunRecorder
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    recorder = RunRecorder(run_dir, writer=True)
+    for it, loss in enumerate([3.0, 2.5, 2.6, 2.7, 2.8]):
+        recorder.check_val(it * 10, loss)
+    train = {"iteration": 50, "loss": 2.0, "tokens_per_s": 1000.0, "peak_mem": 1.0}
+    for it in range(3):
+        recorder.check_train(dict(train, iteration=it), memory_limit_gb=100)
+    recorder.check_train(dict(train, iteration=4, tokens_per_s=100.0, peak_mem=95.0), memory_limit_gb=100)
+    info = read_run_json(run_dir)
+    assert [a["kind"] for a in info["alarms"]] == ["overfitting", "slow", "memory"]
+    assert info["alarms"][0]["iteration"] == 40 and info["best_val_loss"] == 2.5
+    with pytest.raises(Diverged):
+        recorder.check_train(dict(train, loss=math.inf), memory_limit_gb=100)
