@@ -138,3 +138,24 @@ async def test_import_asks_before_replacing(demo_workspace, tmp_path):
         await wait_for(pilot, lambda: app.screen.folder is not None and app.screen.folder.splits["train"].size == train.stat().st_size)
         assert "Imported question 0, with a comma?" in body(app)
         assert len(train.read_text().splitlines()) == 16
+
+
+async def test_open_another_folder_and_a_missing_one(demo_workspace, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "train.jsonl").write_text(json.dumps({"prompt": "Other prompt?", "completion": "Yes."}) + "\n")
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("o", *str(other), "enter")
+        await pilot.pause()
+        assert title(app).startswith("train:1 of") and "completions" in title(app)
+        assert "Other prompt?" in body(app)
+        await checked(app, pilot)
+        assert "1 records, fewer than batch_size 4" in [p.message for p in app.screen.report.problems][0]
+        await pilot.press("o", *str(tmp_path / "nowhere"), "enter")
+        await pilot.pause()
+        assert app.screen.folder is None and "not a folder" in app.screen.status_text
+        await pilot.press("o", "enter")  # back to the workspace's own data
+        await pilot.pause()
+        assert title(app).startswith("train:1 of") and "text" in title(app)

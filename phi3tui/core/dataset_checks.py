@@ -521,7 +521,7 @@ def check_folder(
     report = Report(Path(data_dir), settings, model=model)
     try:
         folder = DataFolder.open(data_dir, settings)
-    except FileNotFoundError as exc:
+    except OSError as exc:
         report.add("error", "train", 0, "missing-split", str(exc))
         return report
     for split, info in folder.splits.items():

@@ -53,11 +53,13 @@ class DataScreen(ModeScreen):
         Binding("c", "check", "Check", id="data.check"),
         Binding("x", "cancel_check", "Cancel check", show=False, id="data.cancel"),
         Binding("i", "import_file", "Import", id="data.import"),
+        Binding("o", "open_other", "Open folder", show=False, id="data.open"),
     ]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.folder: DataFolder | None = None
+        self.data_dir = None  # None: the workspace's data folder (the config's `data:`)
         self.model: str | None = None
         self.split = "train"
         self.line = 1
@@ -104,10 +106,10 @@ class DataScreen(ModeScreen):
         self.model = wd.model
         self.report = None
         try:
-            self.folder = DataFolder.open(wd.data_dir, wd.settings)
-        except FileNotFoundError as exc:
+            self.folder = DataFolder.open(self.data_dir or wd.data_dir, wd.settings)
+        except OSError as exc:
             self.folder = None
-            self.set_status(f"{exc} (i imports a CSV into it)")
+            self.set_status(f"{exc} (i imports a CSV, o opens another folder)")
         if wd.config_error:
             self.notify(f"config not read, defaults used: {wd.config_error}", severity="warning")
         if self.folder and self.split not in self.folder.splits:
@@ -344,6 +346,9 @@ class DataScreen(ModeScreen):
     def action_search(self) -> None:
         self.open_prompt("search", "text to find in this split (any case; Enter searches, n finds the next)")
 
+    def action_open_other(self) -> None:
+        self.open_prompt("open", "data folder to open (empty: the workspace's own; Enter opens)")
+
     def action_search_next(self) -> None:
         if self.last_search:
             self.run_search(self.last_search)
@@ -368,6 +373,10 @@ class DataScreen(ModeScreen):
         elif mode == "search" and value:
             self.last_search = value
             self.run_search(value)
+        elif mode == "open":
+            self.data_dir = self.workspace.resolve(value) if value else None
+            self.open_folder()
+            self.action_check()
 
     def on_key(self, event) -> None:
         if event.key == "escape" and self.prompt_mode:
@@ -402,7 +411,7 @@ class DataScreen(ModeScreen):
     def action_import_file(self) -> None:
         from phi3tui.widgets.import_form import ImportForm
 
-        out_dir = str(self.folder.path if self.folder else workspace_data(self.workspace).data_dir)
+        out_dir = str(self.folder.path if self.folder else self.data_dir or workspace_data(self.workspace).data_dir)
         self.app.push_screen(ImportForm(out_dir), self.import_form_done)
 
     def import_form_done(self, values: dict | None) -> None:
@@ -435,8 +444,13 @@ class DataScreen(ModeScreen):
             return
         call(self.notify, result.summary(), title="Imported")
         call(self.set_status, result.summary())
-        call(self.reopen_after_import)
+        call(self.reopen_after_import, values["out_dir"] or ".")
 
-    def reopen_after_import(self) -> None:
+    def reopen_after_import(self, out_dir: str) -> None:
+        """Show what was imported, wherever it went."""
+        from pathlib import Path
+
+        target = self.workspace.resolve(out_dir).resolve()
+        self.data_dir = None if target == workspace_data(self.workspace).data_dir.resolve() else target
         self.open_folder()
         self.action_check()
