@@ -362,3 +362,26 @@ def test_validation_and_indexing_stop_when_cancelled(tmp_path):
     with pytest.raises(Cancelled):
         folder.build_indexes(cancel=cancel)
     assert not folder.splits["train"].index.complete
+
+
+def test_chat_and_completion_content_rules(tmp_path):
+    def chat(*roles, **extra):
+        return json.dumps({"messages": [{"role": r, "content": f"{r} text"} for r in roles], **extra})
+
+    lines = [
+        chat("user", "assistant"),
+        chat("user"),  # 2: nothing for the model to learn
+        chat("user", "assistant", "user"),  # 3: with mask_prompt the last (user) message is trained
+        chat("user", "assistant", tools="not a list"),  # 4
+        json.dumps({"messages": []}),  # 5
+        json.dumps({"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "a"}]}),  # 6
+    ]
+    report = validate(make_data(tmp_path, lines, valid=[chat("user", "assistant")] * 4), DataSettings(mask_prompt=True))
+    assert problems(report, "no-assistant") == [("train", 2, "warning")]
+    assert problems(report, "mask-last-message") == [("train", 3, "warning")]
+    assert ("train", 4, "error") in problems(report, "field-type")
+    assert ("train", 5, "error") in problems(report, "empty-field")
+    assert ("train", 6, "warning") in problems(report, "empty-field")
+    completions = [json.dumps({"prompt": "p", "completion": c}) for c in ("a", "", "b", "c")]
+    report = validate(make_data(tmp_path / "c", completions, valid=completions[:1] * 4))
+    assert problems(report, "empty-field") == [("train", 2, "error")]

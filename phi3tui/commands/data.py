@@ -74,7 +74,9 @@ def _settings_and_dir(args):
         wd = workspace_data(Workspace(root.resolve()))
         data_dir, settings, model, note = wd.data_dir, wd.settings, wd.model, wd.config_error
     else:
-        data_dir, settings, model, note = root, DataSettings(), None, ""
+        # A workspace without a config still keeps its records in data/.
+        data_dir = root / "data" if not (root / "train.jsonl").exists() and (root / "data" / "train.jsonl").is_file() else root
+        settings, model, note = DataSettings(), None, ""
     changes = {}
     if args.max_seq_length is not None:
         changes["max_seq_length"] = args.max_seq_length

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +22,6 @@ from phi3tui.core.dataset import (
     Cancelled,
     DataFolder,
     DataSettings,
-    split_path,
     workspace_data,
 )
 
@@ -74,7 +74,7 @@ class SplitStats:
     def percentile(self, q: float) -> int:
         if not self.records:
             return 0
-        rank = max(1, -(-int(q * self.records * 1000) // 1000))  # ceil(q * n), at least 1
+        rank = max(1, math.ceil(q * self.records))  # nearest-rank percentile
         seen = 0
         for length in sorted(self.histogram):
             seen += self.histogram[length]
@@ -580,7 +580,6 @@ __all__ = [
     "check_workspace",
     "demo_step",
     "longest_record_tokens",
-    "split_path",
     "token_statistics",
     "validate_folder",
 ]
