@@ -244,3 +244,23 @@ def test_wheel_carries_the_themes_and_finds_them_installed(tmp_path):
 def test_editable_checkout_uses_the_source_tree_themes():
     assert builtin_themes_dir() in (REPO / "themes", REPO / "phi3tui" / "_themes")
     assert (builtin_themes_dir() / "phi3-dark.yaml").is_file()
+
+
+def test_readme_examples_work(tmp_path):
+    """The README's theme and keymap examples are a valid theme and real binding ids."""
+    from phi3tui.core.settings import parse_settings
+    from phi3tui.preferences import binding_table
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Themes, keys and settings", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    theme_text = next(b for b in blocks if b.startswith("name:"))
+    spec = parse_theme(theme_text, tmp_path / "midnight.yaml", colour_check=colour_error)
+    assert set(spec.roles) == set(ROLE_NAMES)
+    keymap_text = next(b for b in blocks if b.startswith("keymap:"))
+    settings, problems = parse_settings(keymap_text, tmp_path / "settings.yaml")
+    assert not problems and settings.keymap
+    known = {row[0] for row in binding_table()}
+    assert set(settings.keymap) <= known
+    settings_text = next(b for b in blocks if b.startswith("theme:"))
+    assert parse_settings(settings_text, tmp_path / "settings.yaml")[1] == []

@@ -31,7 +31,7 @@ def title_sequence(title: str) -> str:
 def notification_kind(setting: str = "auto", environ: dict | None = None) -> str | None:
     """Which escape to use for desktop notifications: 'osc9', 'osc777' or None (off).
 
-    OSC 9 is understood by iTerm2, Ghostty, WezTerm, kitty and Windows Terminal; OSC 777 by
+    OSC 9 is understood by iTerm2, Ghostty, WezTerm and kitty; OSC 777 by
     VTE-based terminals (GNOME Terminal, Tilix), foot and urxvt. Terminals ignore ones they do not know.
     """
     if setting == "off":
