@@ -159,3 +159,19 @@ async def test_open_another_folder_and_a_missing_one(demo_workspace, tmp_path):
         await pilot.press("o", "enter")  # back to the workspace's own data
         await pilot.pause()
         assert title(app).startswith("train:1 of") and "text" in title(app)
+
+
+async def test_check_again_reads_the_config_as_it_is_now(demo_workspace):
+    config = demo_workspace / "lora_config.yaml"
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await checked(app, pilot)
+        assert app.screen.report.errors == 0
+        await pilot.press("g", *"7", "enter")
+        config.write_text(config.read_text().replace("batch_size: 4", "batch_size: 64"))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.screen.report is not None and app.screen.report.measured)
+        assert app.screen.report.settings.batch_size == 64
+        assert [p.split for p in app.screen.report.problems if p.rule == "smaller-than-batch"] == ["valid", "test"]
+        assert title(app).startswith("train:7 ")  # still on the same record

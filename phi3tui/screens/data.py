@@ -101,7 +101,8 @@ class DataScreen(ModeScreen):
         self._cancel.set()
 
     # -- opening and paging -------------------------------------------------------------------
-    def open_folder(self) -> None:
+    def open_folder(self, keep_place: bool = False) -> None:
+        """(Re)open the data folder with the config as it is now (the Config screen may have changed it)."""
         wd = workspace_data(self.workspace)
         self.model = wd.model
         self.report = None
@@ -110,11 +111,13 @@ class DataScreen(ModeScreen):
         except OSError as exc:
             self.folder = None
             self.set_status(f"{exc} (i imports a CSV, o opens another folder)")
-        if wd.config_error:
+        if wd.config_error and not keep_place:
             self.notify(f"config not read, defaults used: {wd.config_error}", severity="warning")
         if self.folder and self.split not in self.folder.splits:
             self.split = next(iter(self.folder.splits), "train")
-        self.line = 1
+            keep_place = False
+        if not keep_place:
+            self.line = 1
         self.refresh_summary()
         self.show_record()
 
@@ -198,8 +201,7 @@ class DataScreen(ModeScreen):
 
     # -- check: index, validate, measure ------------------------------------------------------
     def action_check(self) -> None:
-        if not self.folder:
-            self.open_folder()
+        self.open_folder(keep_place=True)
         if not self.folder:
             return
         self._cancel.set()
