@@ -274,3 +274,31 @@ async def test_workspace_without_config_file_gets_one_on_save(demo_workspace):
         await pilot.press("ctrl+s")
         await pilot.pause(0.2)
     assert path.read_text() == "model: model\n"
+
+
+def test_app_exits_cleanly_after_checks_in_worker_threads(demo_template):
+    """MLX streams made by the check worker are released, so the process does not abort at exit
+    ("terminate called without an active exception", exit 134) after the user quits."""
+    import subprocess
+
+    from tests.conftest import REPO
+
+    code = f"""
+import asyncio
+from phi3tui.app import Phi3App
+from phi3tui.core.workspace import Workspace
+
+async def main():
+    app = Phi3App(Workspace.open({str(demo_template)!r}), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(150):
+            await pilot.pause(0.1)
+            if app.screen.review is not None:
+                break
+        print("CHECKED", app.screen.review is not None)
+asyncio.run(main())
+"""
+    for _ in range(2):  # the abort it guards against came in about half the runs
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert "CHECKED True" in proc.stdout, proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "terminate called" not in proc.stderr, proc.stderr[-2000:]

@@ -122,6 +122,16 @@ class ModelInfo:
         )
 
 
+def release_thread_streams() -> None:
+    """Call at the end of a worker thread that used MLX: MLX requires its thread's streams to be cleared
+    before the thread (and later the interpreter) ends, or the process may abort at exit with
+    "terminate called without an active exception" (mx.clear_streams; ml-explore/mlx#3126)."""
+    import sys
+
+    if "mlx.core" in sys.modules:
+        sys.modules["mlx.core"].clear_streams()
+
+
 def _cpu_stream():
     """Build structures on the CPU stream: nothing is evaluated, and on Metal a worker thread has no GPU
     stream of its own (see reference/mlx-lm.md)."""

@@ -80,8 +80,12 @@ class ConfigScreen(ModeScreen):
     @work(thread=True, group="config-load")
     def _load(self) -> None:
         from phi3tui.core.config_schema import config_fields
+        from phi3tui.core.models import release_thread_streams
 
-        fields = config_fields()
+        try:
+            fields = config_fields()
+        finally:
+            release_thread_streams()
         path = self.workspace.config_path
         try:
             doc = ConfigDocument.load(path) if path.exists() else ConfigDocument("", path)
@@ -116,14 +120,15 @@ class ConfigScreen(ModeScreen):
 
     @work(thread=True, exclusive=True, group="config-check")
     def _check(self, text: str, rejected: frozenset) -> None:
-        from phi3tui.core.config import Finding, review_config
+        from phi3tui.core.config import ConfigReview, Finding, review_config
+        from phi3tui.core.models import release_thread_streams
 
         try:
             review = review_config(text, self.workspace.root, rejected)
         except ConfigError as exc:
-            from phi3tui.core.config import ConfigReview
-
             review = ConfigReview({}, findings=[Finding("error", "", str(exc))])
+        finally:
+            release_thread_streams()
         self.app.call_from_thread(self._show_review, review, text)
 
     def _show_review(self, review, text: str) -> None:
