@@ -11,7 +11,6 @@ offset of every STRIDE-th line, 8 bytes per STRIDE lines, so any line is one see
 from __future__ import annotations
 
 import json
-import os
 import threading
 from array import array
 from dataclasses import dataclass, field

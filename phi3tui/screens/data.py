@@ -450,8 +450,6 @@ class DataScreen(ModeScreen):
 
     def reopen_after_import(self, out_dir: str) -> None:
         """Show what was imported, wherever it went."""
-        from pathlib import Path
-
         target = self.workspace.resolve(out_dir).resolve()
         self.data_dir = None if target == workspace_data(self.workspace).data_dir.resolve() else target
         self.open_folder()
