@@ -163,6 +163,11 @@ class PreferencesMixin:
     def remapped(self, bindings) -> list[Binding]:
         return remapped(bindings, self._keymap)
 
+    @property
+    def plot_refresh_s(self) -> float:
+        """Live plots are redrawn at most this often (settings.yaml `plot_refresh_s`)."""
+        return self.settings.plot_refresh_s
+
     # -- terminal title and notifications --------------------------------------------------
     def write_terminal(self, sequence: str) -> None:
         driver = getattr(self, "_driver", None)

@@ -218,3 +218,27 @@ def _listening_addresses(port: int) -> set[str]:
 def test_serve_refuses_a_folder_that_is_not_a_workspace(config_dir, tmp_path):
     result = run_cli("serve", str(tmp_path), "--port", str(_free_port()), env={CONFIG_DIR_ENV: str(config_dir)})
     assert result.returncode == 2 and "not a phi3tui workspace" in result.stderr
+
+
+@pytest.mark.parametrize("refresh_s", [60.0, 0.1])
+async def test_plot_refresh_rate_limits_loss_plot_redraws(refresh_s, config_dir, demo_workspace):
+    from phi3tui.core import runs
+    from phi3tui.widgets.loss_plot import LossPlot
+
+    (config_dir / "settings.yaml").write_text(f"plot_refresh_s: {refresh_s}\n")
+    ws = Workspace.open(demo_workspace)
+    run_dir = runs.start_run(ws, overrides=dict(iters=40, steps_per_report=2, steps_per_eval=20, val_batches=2))
+    app = Phi3App(ws, start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        deadline = time.monotonic() + 180
+        while runs.run_info(run_dir)["state"] not in ("finished", "failed") and time.monotonic() < deadline:
+            await pilot.pause(0.2)
+        assert runs.run_info(run_dir)["state"] == "finished"
+        await pilot.pause(1.0)
+        draws = app.screen.query_one(LossPlot).draws
+    reports = len(runs.read_metrics(run_dir).train_x)
+    assert reports == 20
+    if refresh_s == 60.0:
+        assert draws <= 2, draws  # the first data (and at most the final picture), nothing between
+    else:
+        assert draws >= 4, draws

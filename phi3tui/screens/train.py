@@ -107,7 +107,7 @@ class TrainScreen(ModeScreen):
         self.info = runs.run_info(self.run_dir)
         self.update_panels()
         now = time.monotonic()
-        if self.dirty and (force or now - self.last_draw >= REDRAW_S):
+        if self.dirty and (force or now - self.last_draw >= getattr(self.app, "plot_refresh_s", REDRAW_S)):
             self.draw()
             self.last_draw = now
         self.check_alarms()
