@@ -546,3 +546,11 @@ def test_form_field_edits_keep_their_meaning(tmp_path):
     assert doc.values["lora_parameters"]["rank"] == 4 and "my_note: keep me   # not an mlx-lm key" in doc.text
     with pytest.raises(ValueError, match="train split"):
         apply_field_edit(doc, ("epochs",), 1, train_size=None)
+
+
+def test_run_preparation_with_a_model_not_downloaded_keeps_the_warning_offline(demo_workspace):
+    path = demo_workspace / "lora_config.yaml"
+    path.write_text(DEMO.replace("model: model", "model: acme/not-downloaded-model"))
+    values, findings = prepare_run_config(path, demo_workspace)
+    assert values["model"] == "acme/not-downloaded-model"
+    assert [f.level for f in findings if f.field == "model"] == ["warning"]  # the run may still download it

@@ -171,6 +171,17 @@ def prepare_run_config(path: Path | str, workspace_root: Path | str) -> tuple[di
     load_config_values(path)  # readable errors for a missing file or bad YAML
     text = Path(path).read_text(encoding="utf-8")
     review = review_config(text, workspace_root)
+    location = review.model.location if review.model is not None else None
+    if location is not None and not location.available:
+        # The run is about to download the model anyway: its config.json (a few KB) first lets the
+        # checks and the LoRA key migration see the real blocks. Offline, the warning stays.
+        from phi3tui.core.models import ModelNotFound, download_model
+
+        try:
+            download_model(location.value, config_only=True)
+            review = review_config(text, workspace_root)
+        except ModelNotFound:
+            pass
     findings = [
         Finding("info", f.field, f.message.replace("needs migration: ", "migrated: "), f.hint)
         if f.message.startswith("needs migration: ") else f
