@@ -95,6 +95,35 @@ def unknown_keymap_ids(keymap: dict[str, str]) -> list[str]:
     return [binding_id for binding_id in keymap if binding_id not in known]
 
 
+def keymap_clashes(keymap: dict[str, str]) -> list[str]:
+    """Keys the keymap gives to a binding while another binding of the same screen (or the app's
+    own) still has them by default: the remapped one wins there, the other silently loses the key."""
+    from textual.keys import _normalize_key_list
+
+    rows = binding_table()
+    effective: dict[str, list[tuple[str, set[str], str]]] = {}
+    for binding_id, keys, description, owner in rows:
+        mapped = keymap.get(binding_id)
+        key_set = set(_normalize_key_list(mapped or keys).split(","))
+        effective.setdefault(owner, []).append((binding_id, key_set, description))
+    app_rows = effective.get("Phi3App", [])
+    problems = []
+    for owner, owner_rows in effective.items():
+        others = owner_rows + ([] if owner == "Phi3App" else app_rows)
+        for binding_id, key_set, _ in owner_rows:
+            if binding_id not in keymap:
+                continue
+            for other_id, other_keys, other_description in others:
+                if other_id == binding_id or other_id in keymap:
+                    continue
+                for key in sorted(key_set & other_keys):
+                    problems.append(
+                        f"keymap: {binding_id} takes {key}, which {other_id} ({other_description}) "
+                        f"also uses; remap {other_id} too"
+                    )
+    return problems
+
+
 # -- the mixin ------------------------------------------------------------------------------
 class PreferencesMixin:
     """Settings-driven behaviour for Phi3App. Call load_preferences() in __init__ and
@@ -139,14 +168,12 @@ class PreferencesMixin:
             self.call_after_refresh(self.poll_runs)
 
     def _check_keymap(self) -> None:
+        problems = keymap_clashes(self.settings.keymap)
         unknown = unknown_keymap_ids(self.settings.keymap)
         if unknown:
-            self.notify(
-                f"keymap: no binding has the id {', '.join(unknown)}; `phi3tui keys` lists the ids",
-                title="phi3tui settings",
-                severity="warning",
-                timeout=12,
-            )
+            problems.insert(0, f"keymap: no binding has the id {', '.join(unknown)}; `phi3tui keys` lists the ids")
+        for problem in problems:
+            self.notify(problem, title="phi3tui settings", severity="warning", timeout=12)
 
     def _remember_theme(self, theme: Theme) -> None:
         if theme.name == self.settings.theme:

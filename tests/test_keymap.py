@@ -78,3 +78,22 @@ def test_keys_lists_overrides(config_dir):
     assert listed.returncode == 0
     line = next(l for l in listed.stdout.splitlines() if l.startswith("app.quit "))
     assert "ctrl+q (was q)" in line
+
+
+async def test_a_key_taken_from_another_binding_is_reported(config_dir, demo_workspace):
+    (config_dir / "settings.yaml").write_text("keymap:\n  data.split: j\n")  # j was data.next
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        screen = app.screen
+        split, line = screen.split, screen.line
+        await pilot.press("j")
+        await pilot.pause(0.5)
+        assert screen.split != split and screen.line == 1  # the keymap's binding has the key
+        clashes = [n.message for n in app._notifications if "data.next" in n.message]
+        assert len(clashes) == 1 and "data.split takes j" in clashes[0]
+        await pilot.press("right")  # data.next keeps its other key
+        await pilot.pause(0.5)
+        assert screen.line == 2
+    listed = run_cli("keys", env={CONFIG_DIR_ENV: str(config_dir)})
+    assert listed.returncode == 2 and "data.split takes j, which data.next" in listed.stderr

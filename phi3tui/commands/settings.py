@@ -188,7 +188,7 @@ def cmd_themes(args) -> int:
 # -- keys -----------------------------------------------------------------------------------
 def cmd_keys(args) -> int:
     from phi3tui.core.settings import load_settings
-    from phi3tui.preferences import binding_table
+    from phi3tui.preferences import binding_table, keymap_clashes
 
     keymap = load_settings().settings.keymap
     rows = binding_table()
@@ -201,7 +201,10 @@ def cmd_keys(args) -> int:
     unknown = [binding_id for binding_id in keymap if binding_id not in known]
     for binding_id in unknown:
         print(f"phi3tui keys: settings keymap: no binding has the id {binding_id!r}", file=sys.stderr)
-    return 2 if unknown else 0
+    clashes = keymap_clashes(keymap)
+    for clash in clashes:
+        print(f"phi3tui keys: {clash}", file=sys.stderr)
+    return 2 if unknown or clashes else 0
 
 
 # -- serve ----------------------------------------------------------------------------------
