@@ -138,6 +138,18 @@ async def test_pickers_and_errors_show_in_the_pane(trained, tmp_path):
         await ask(pilot, screen, "Still fine?")
         assert screen.last_stats[1].tokens >= 1
 
+        # An adapter folder outside the workspace, by path; a wrong path is explained in the dialog.
+        outside = tmp_path / "elsewhere"
+        shutil.copytree(ws / "runs" / "20260101-0000-r1" / "adapters", outside)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "SidePickerScreen")
+        app.screen.query_one("#pick-path").focus()
+        await pilot.press(*str(tmp_path / "nowhere"), "enter")
+        assert "not an adapter folder" in str(app.screen.query_one("#pick-error").render())
+        app.screen.query_one("#pick-path").value = str(outside)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.pane(1).border_title == "elsewhere · latest", timeout=20)
+
 
 async def test_no_adapter_is_a_message_and_the_base_still_answers(demo_workspace):
     app = Phi3App(Workspace.open(demo_workspace), start_mode="chat")

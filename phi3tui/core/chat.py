@@ -556,16 +556,3 @@ def demo_step(workspace: Workspace, state: dict) -> str:
     state["compare_path"] = str(out)
     return f"{len(records)} test prompts, base vs {adapter.label}: {changed} answers changed; table in {out}"
 
-
-__all__ = [
-    "BASE",
-    "ChatError",
-    "ChatSession",
-    "ComparePrompt",
-    "Conversation",
-    "GenerationSettings",
-    "ModelWorker",
-    "RowStats",
-    "Side",
-    "StepEvent",
-]
