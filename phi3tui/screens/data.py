@@ -196,7 +196,12 @@ class DataScreen(ModeScreen):
 
     @work(thread=True, exclusive=True, group="tokenizer")
     def load_tokenizer_then_show(self) -> None:
-        self.ensure_tokenizer()
+        from phi3tui.core.models import release_thread_streams
+
+        try:
+            self.ensure_tokenizer()
+        finally:
+            release_thread_streams()  # or the process may abort at exit (see core/models.py)
         self.app.call_from_thread(self.show_record)
 
     # -- check: index, validate, measure ------------------------------------------------------
@@ -213,6 +218,14 @@ class DataScreen(ModeScreen):
 
     @work(thread=True, exclusive=True, group="check")
     def run_check(self, folder: DataFolder, cancel: threading.Event) -> None:
+        from phi3tui.core.models import release_thread_streams
+
+        try:
+            self._run_check(folder, cancel)
+        finally:
+            release_thread_streams()  # or the process may abort at exit (see core/models.py)
+
+    def _run_check(self, folder: DataFolder, cancel: threading.Event) -> None:
         from phi3tui.core.dataset_render import is_phi3_model
 
         call = self.app.call_from_thread
