@@ -87,8 +87,9 @@ class ChatScreen(ModeScreen):
                 self.pane(index).set_side(side.label, side.is_base)
         self.query_one("#chat-bar", Static).update(self.session.settings.summary())
 
-    def submit(self, job) -> None:
-        self.app.model_worker.submit(job)
+    def submit(self, job):
+        """Queue a job on the app's model thread; returns the event that stops it (even before it starts)."""
+        return self.app.model_worker.submit(job)
 
     # -- jobs (run on the model worker thread; they talk back only through messages) ------------
     def _load_job(self, worker) -> None:
@@ -144,7 +145,7 @@ class ChatScreen(ModeScreen):
             if side is not None:
                 self.pane(index).note("")
                 self.pane(index).start_answer(text)
-        self.submit(self._ask_job(text))
+        self.answer_cancel = self.submit(self._ask_job(text))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -152,7 +153,7 @@ class ChatScreen(ModeScreen):
 
     def action_stop(self) -> None:
         if self.generating:
-            self.app.model_worker.stop()
+            self.answer_cancel.set()
 
     def action_pick(self, pane: int) -> None:
         from phi3tui.screens.chat_pick import SidePickerScreen

@@ -108,11 +108,11 @@ class CompareScreen(ModalScreen):
                 return
             post(self.Done(out, count))
 
-        self.app.model_worker.submit(job)
+        self.cancel = self.app.model_worker.submit(job)
 
     def action_stop_or_close(self) -> None:
         if self.running:
-            self.app.model_worker.stop()
+            self.cancel.set()
             self._status("stopping after this prompt…")
         else:
             self.dismiss(None)
