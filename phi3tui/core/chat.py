@@ -477,21 +477,27 @@ class ModelWorker:
         import mlx.core as mx
 
         new_stream = getattr(mx, "new_thread_local_stream", mx.new_stream)
-        with mx.stream(new_stream(mx.default_device())):
-            while True:
-                item = self._jobs.get()
-                if item is None:
-                    return
-                job, self.cancel = item
-                self.busy = True
-                try:
-                    job(self)
-                except Exception:  # a job reports its own errors; never let one kill the worker
-                    import traceback
+        try:
+            with mx.stream(new_stream(mx.default_device())):
+                while True:
+                    item = self._jobs.get()
+                    if item is None:
+                        return
+                    job, self.cancel = item
+                    self.busy = True
+                    try:
+                        job(self)
+                    except Exception:  # a job reports its own errors; never let one kill the worker
+                        import traceback
 
-                    traceback.print_exc()
-                finally:
-                    self.busy = False
+                        traceback.print_exc()
+                    finally:
+                        self.busy = False
+        finally:
+            # MLX wants a thread's streams cleared before the thread ends, or the process may abort
+            # at exit ("terminate called without an active exception", ml-explore/mlx#3126).
+            if hasattr(mx, "clear_streams"):
+                mx.clear_streams()
 
 
 # -- the chat session the screen drives ------------------------------------------------------
