@@ -146,6 +146,7 @@ class Phi3App(PreferencesMixin, App):
                 f"Go to {title}", f"Switch to the {title} screen", lambda m=mode: self.switch_mode(m)
             )
         yield SystemCommand("Help: keys", "Every screen's keys", self.action_help)
+        yield from self.preference_commands()
         # Every described binding of the current screen is also a palette command.
         for binding in self.remapped(getattr(screen, "BINDINGS", [])):
             if binding.description and binding.action:

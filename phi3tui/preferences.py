@@ -107,9 +107,11 @@ def keymap_clashes(keymap: dict[str, str]) -> list[str]:
         key_set = set(_normalize_key_list(mapped or keys).split(","))
         effective.setdefault(owner, []).append((binding_id, key_set, description))
     app_rows = effective.get("Phi3App", [])
+    every_row = [row for owner_rows in effective.values() for row in owner_rows]
     problems = []
     for owner, owner_rows in effective.items():
-        others = owner_rows + ([] if owner == "Phi3App" else app_rows)
+        # An app-wide key meets every screen's keys (a screen's own binding wins there).
+        others = every_row if owner == "Phi3App" else owner_rows + app_rows
         for binding_id, key_set, _ in owner_rows:
             if binding_id not in keymap:
                 continue
@@ -130,28 +132,67 @@ class PreferencesMixin:
     start_preferences() in on_mount."""
 
     def load_preferences(self) -> None:
+        self.terminal_title = ""
+        self.desktop_notifications: list[str] = []
+        self._run_watcher = None
+        self._title_pushed = False
+        self.theme_specs: dict[str, ThemeSpec] = {}
+        self.startup_problems = self.apply_preferences()
+
+    def apply_preferences(self) -> list[str]:
+        """Read settings.yaml and the theme files; apply the theme and keymap. Returns the problems."""
         loaded = load_settings()
         self.settings = loaded.settings
         self.settings_writable = loaded.writable
-        self.startup_problems: list[str] = list(loaded.problems)
+        problems = list(loaded.problems)
         catalog = load_themes(colour_check=colour_error)
-        self.startup_problems += catalog.problems
+        problems += catalog.problems
+        for name in set(self.theme_specs) - set(catalog.themes):  # a theme file removed since
+            if name != self.theme:
+                self.unregister_theme(name)
         self.theme_specs = catalog.themes
         for spec in catalog.themes.values():
             self.register_theme(textual_theme(spec))
         wanted = self.settings.theme
         if wanted not in self.available_themes:
-            self.startup_problems.append(
+            problems.append(
                 f"settings: theme {wanted!r} is not available; using {DEFAULT_THEME} "
                 "(pick another from the palette: ctrl+p, then 'theme')"
             )
             wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        self.settings.theme = wanted
+        if wanted == self.theme and self.is_running:
+            # Same name, perhaps new colours: the theme watcher will not run, so redo what it does
+            # (textual is pinned exactly; _invalidate_css makes the other modes' screens update too).
+            self._invalidate_css()
+            self.refresh_css(animate=False)
         self.theme = wanted
         self.set_keymap(self.settings.keymap)
-        self.terminal_title = ""
-        self.desktop_notifications: list[str] = []
-        self._run_watcher = None
-        self._title_pushed = False
+        return problems
+
+    def reload_preferences(self) -> None:
+        """Palette: re-read settings.yaml and the theme files without restarting."""
+        problems = self.apply_preferences()
+        for problem in problems:
+            self.notify(problem, title="phi3tui settings", severity="warning", timeout=12)
+        self._check_keymap()
+        self.notify(f"settings and {len(self.theme_specs)} themes reloaded", title="phi3tui settings")
+
+    def preference_commands(self):
+        from textual.app import SystemCommand
+
+        from phi3tui.core.settings import settings_path, user_themes_dir
+
+        yield SystemCommand(
+            "Settings: reload", "Re-read settings.yaml and the theme files", self.reload_preferences
+        )
+        yield SystemCommand(
+            "Settings: where files live",
+            "Show the settings file and your themes folder",
+            lambda: self.notify(
+                f"settings: {settings_path()}\nthemes: {user_themes_dir()}", title="phi3tui locate", timeout=20
+            ),
+        )
 
     def start_preferences(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)

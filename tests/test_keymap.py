@@ -7,7 +7,7 @@ from collections import Counter
 from phi3tui.app import Phi3App
 from phi3tui.core.settings import CONFIG_DIR_ENV
 from phi3tui.core.workspace import Workspace
-from phi3tui.preferences import binding_table
+from phi3tui.preferences import binding_table, keymap_clashes
 from tests.conftest import run_cli
 
 
@@ -97,3 +97,10 @@ async def test_a_key_taken_from_another_binding_is_reported(config_dir, demo_wor
         assert screen.line == 2
     listed = run_cli("keys", env={CONFIG_DIR_ENV: str(config_dir)})
     assert listed.returncode == 2 and "data.split takes j, which data.next" in listed.stderr
+
+
+def test_an_app_key_that_a_screen_uses_is_reported():
+    # f9 is the Config screen's Download: there the screen's binding wins over an app-wide f9.
+    (clash,) = keymap_clashes({"app.mode.export": "f9"})
+    assert "app.mode.export takes f9" in clash and "config.download" in clash
+    assert keymap_clashes({"app.mode.export": "f12"}) == []

@@ -242,3 +242,34 @@ async def test_plot_refresh_rate_limits_loss_plot_redraws(refresh_s, config_dir,
         assert draws <= 2, draws  # the first data (and at most the final picture), nothing between
     else:
         assert draws >= 4, draws
+
+
+async def test_reload_from_the_palette_applies_new_settings_and_themes(config_dir, demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.theme == "phi3-dark"
+        (config_dir / "themes").mkdir()
+        (config_dir / "themes" / "mine.yaml").write_text(
+            'name: mine\nprimary: "#112233"\nroles:\n  train-loss: "#FF00AA"\n'
+        )
+        (config_dir / "settings.yaml").write_text("theme: mine\nkeymap:\n  app.mode.export: f12\n")
+        app.set_focus(None)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"settings: reload")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert app.theme == "mine" and app.colour("train-loss") == "#FF00AA"
+        # Colours of a theme whose file changed are picked up too, under the same name.
+        (config_dir / "themes" / "mine.yaml").write_text(
+            'name: mine\nprimary: "#112233"\nroles:\n  train-loss: "#00AAFF"\n'
+        )
+        app.reload_preferences()
+        await pilot.pause()
+        assert app.colour("train-loss") == "#00AAFF"
+        app.set_focus(None)
+        await pilot.press("f12")
+        await pilot.pause()
+        assert app.current_mode == "export"

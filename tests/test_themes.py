@@ -249,7 +249,7 @@ def test_editable_checkout_uses_the_source_tree_themes():
 def test_readme_examples_work(tmp_path):
     """The README's theme and keymap examples are a valid theme and real binding ids."""
     from phi3tui.core.settings import parse_settings
-    from phi3tui.preferences import binding_table
+    from phi3tui.preferences import binding_table, keymap_clashes
 
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Themes, keys and settings", 1)[1].split("\n## ", 1)[0]
@@ -261,6 +261,6 @@ def test_readme_examples_work(tmp_path):
     settings, problems = parse_settings(keymap_text, tmp_path / "settings.yaml")
     assert not problems and settings.keymap
     known = {row[0] for row in binding_table()}
-    assert set(settings.keymap) <= known
+    assert set(settings.keymap) <= known and keymap_clashes(settings.keymap) == []
     settings_text = next(b for b in blocks if b.startswith("theme:"))
     assert parse_settings(settings_text, tmp_path / "settings.yaml")[1] == []
