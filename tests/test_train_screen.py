@@ -58,6 +58,11 @@ async def test_run_started_in_app_outlives_it_and_new_app_shows_full_curve(demo_
         await pilot.press("g")  # log scale
         assert plot.log_scale
 
+        # A run started elsewhere (here through core, as `phi3tui train` does) is followed.
+        other = runs.start_run(Workspace.open(demo_workspace), overrides={"iters": 5})
+        await wait_for(pilot, lambda: screen.run_dir == other)
+        assert runs.wait_for_run(other, timeout=120)["state"] == "finished"
+
 
 async def test_plot_downsamples_a_long_run_to_its_width(demo_workspace):
     app = Phi3App(Workspace.open(demo_workspace), start_mode="train")

@@ -236,17 +236,19 @@ def run_info(run_dir: Path) -> dict:
     """run.json as it truly stands: a live state whose process is gone becomes failed (and is saved so)."""
     info = read_run_json(run_dir)
     if info.get("state") in LIVE_STATES and _on_this_host(info) and not process_alive(info):
-        with run_lock(run_dir):  # re-read: the runner may have written its end just now
-            info = read_run_json(run_dir)
-            dead = info.get("state") in LIVE_STATES and not process_alive(info)
-        if dead:
-            reason = (
-                f"the runner (pid {info.get('pid')}) ended without recording a result "
-                "(killed, or crashed hard); resume it from its last checkpoint"
-            )
-            info = update_run_json(
-                run_dir, state="failed", ended=time.time(), reason=reason, error=reason, log_tail=log_tail(run_dir)
-            )
+        reason = (
+            f"the runner (pid {info.get('pid')}) ended without recording a result "
+            "(killed, or crashed hard); resume it from its last checkpoint"
+        )
+        dead = dict(state="failed", ended=time.time(), reason=reason, error=reason, log_tail=log_tail(run_dir))
+        try:
+            with run_lock(run_dir):  # re-read: the runner may have written its end just now
+                info = read_run_json(run_dir)
+                is_dead = info.get("state") in LIVE_STATES and not process_alive(info)
+            if is_dead:
+                info = update_run_json(run_dir, **dead)
+        except OSError:  # a read-only workspace: show it as failed without recording it
+            info = {**info, **dead}
     if info.get("state") == "running" and (run_dir / STOP_FILE).exists():
         info["state"] = "stopping"
     return info

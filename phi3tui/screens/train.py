@@ -17,12 +17,13 @@ from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
 
 from phi3tui.core import runs
-from phi3tui.core.run_files import END_STATES, log_tail
+from phi3tui.core.run_files import END_STATES, LIVE_STATES, log_tail
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.loss_plot import Curve, LossPlot
 
 POLL_S = 0.5  # metrics and run.json are read this often while the screen is visible
 REDRAW_S = 0.5  # the plot is rebuilt at most this often, and only when new data arrived
+NEWER_RUN_SCAN_S = 2.0  # how often an ended run's screen looks for a newer live run
 OVERLAY_ROLES = ("train-loss", "val-loss", "base-model", "adapted-model", "good", "bad")
 
 
@@ -62,6 +63,8 @@ class TrainScreen(ModeScreen):
         self.last_draw = 0.0
         self.seen_alarms = 0
         self.seen_end = None
+        self.last_scan = 0.0
+        self.newest_at_attach: Path | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="run-line"):
@@ -76,7 +79,7 @@ class TrainScreen(ModeScreen):
 
     def on_mount(self) -> None:
         dirs = runs.run_dirs(self.workspace)
-        live = [d for d in dirs if runs.run_info(d).get("state") in ("queued", "running", "stopping")]
+        live = [d for d in dirs if runs.run_info(d).get("state") in LIVE_STATES]
         if live or dirs:
             self.attach((live or dirs)[0])
         self.set_interval(POLL_S, self.poll)
@@ -85,6 +88,7 @@ class TrainScreen(ModeScreen):
     def attach(self, run_dir: Path) -> None:
         """Show this run from its first record (attaching late replays the whole history)."""
         self.run_dir = run_dir
+        self.newest_at_attach = next(iter(runs.run_dirs(self.workspace)), None)
         self.overlay = []
         self.tail = runs.MetricsTail(run_dir)
         self.metrics = runs.RunMetrics()
@@ -105,12 +109,29 @@ class TrainScreen(ModeScreen):
             self.metrics.add(records)
             self.dirty = True
         self.info = runs.run_info(self.run_dir)
+        if self.info.get("state") in END_STATES and self.follow_newer_run():
+            return
         self.update_panels()
         now = time.monotonic()
         if self.dirty and (force or now - self.last_draw >= getattr(self.app, "plot_refresh_s", REDRAW_S)):
             self.draw()
             self.last_draw = now
         self.check_alarms()
+
+    def follow_newer_run(self) -> bool:
+        """A run started elsewhere (the CLI, another terminal) while this one had ended: follow it."""
+        now = time.monotonic()
+        if now - self.last_scan < NEWER_RUN_SCAN_S:
+            return False
+        self.last_scan = now
+        dirs = runs.run_dirs(self.workspace)
+        # Only a run that appeared after attaching: one picked from the list on purpose stays shown.
+        newer = dirs[0] if dirs and dirs[0] not in (self.run_dir, self.newest_at_attach) else None
+        if newer and runs.run_info(newer).get("state") in LIVE_STATES:
+            self.notify(f"following the new run {newer.name}")
+            self.attach(newer)
+            return True
+        return False
 
     def draw(self) -> None:
         self.dirty = False
