@@ -29,6 +29,7 @@ class CompareScreen(ModalScreen):
     CompareScreen Horizontal { height: 1; }
     CompareScreen Label { width: 14; }
     CompareScreen Input { width: 1fr; height: 1; border: none; padding: 0 1; }
+    CompareScreen Input:focus { background: $boost; border: none; }
     CompareScreen DataTable { height: 1fr; }
     CompareScreen #compare-detail { height: 5; overflow-y: auto; color: $text-muted; }
     CompareScreen #compare-status { height: auto; }

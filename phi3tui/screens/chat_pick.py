@@ -26,7 +26,7 @@ class SidePickerScreen(ModalScreen):
     SidePickerScreen OptionList { height: auto; max-height: 16; }
     SidePickerScreen .hint { color: $text-muted; }
     SidePickerScreen Input { height: 1; border: none; padding: 0 1; }
-    SidePickerScreen Input:focus { background: $boost; }
+    SidePickerScreen Input:focus { background: $boost; border: none; }
     SidePickerScreen #pick-error { color: $error; height: auto; }
     """
     BINDINGS = [

@@ -26,7 +26,7 @@ class ChatSettingsScreen(ModalScreen):
     ChatSettingsScreen Horizontal { height: 1; }
     ChatSettingsScreen Label { width: 24; }
     ChatSettingsScreen Input { width: 1fr; height: 1; border: none; padding: 0 1; }
-    ChatSettingsScreen Input:focus { background: $boost; }
+    ChatSettingsScreen Input:focus { background: $boost; border: none; }
     ChatSettingsScreen #settings-help { color: $text-muted; height: 2; }
     ChatSettingsScreen #settings-error { color: $error; height: auto; }
     """
