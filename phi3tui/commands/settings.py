@@ -69,14 +69,24 @@ def register(subparsers) -> None:
             "ssh -L 8000:127.0.0.1:8000 HOST, then open http://127.0.0.1:8000."
         ),
     )
-    p.add_argument("workspace", nargs="?", default=None, help="workspace folder (default: the current folder, or default_workspace from the settings)")
+    p.add_argument(
+        "workspace",
+        nargs="?",
+        default=None,
+        help="workspace folder (default: the current folder, or default_workspace from the settings)",
+    )
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     p.add_argument(
         "--public-url",
         default=None,
         help="the address the browser uses, when it differs (e.g. http://127.0.0.1:9000 through ssh -L 9000:127.0.0.1:8000)",
     )
-    p.add_argument("--screen", choices=["data", "config", "train", "chat", "export"], default="data", help="screen to open first (default: data)")
+    p.add_argument(
+        "--screen",
+        choices=["data", "config", "train", "chat", "export"],
+        default="data",
+        help="screen to open first (default: data)",
+    )
     p.set_defaults(func=cmd_serve)
 
 

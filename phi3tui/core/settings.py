@@ -87,7 +87,7 @@ class LoadedSettings:
     writable: bool = True
 
 
-def _line_of(node, key: str) -> int | None:
+def yaml_line(node, key: str) -> int | None:
     """1-based line of `key` in a ruamel mapping, when known."""
     try:
         return node.lc.key(key)[0] + 1
@@ -99,18 +99,25 @@ def _where(path: Path, line: int | None) -> str:
     return f"{path}:{line}" if line else str(path)
 
 
+def read_yaml(text: str, path: Path):
+    """Round-trip YAML, which keeps line numbers for messages. Raises SettingsError
+    'PATH:LINE: not valid YAML (why)'."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return YAML(typ="rt").load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        why = getattr(exc, "problem", None) or exc
+        raise SettingsError(f"{_where(path, line)}: not valid YAML ({why})") from None
+
+
 def parse_settings(text: str, path: Path) -> tuple[Settings, list[str]]:
     """Settings from YAML text. Raises SettingsError when the text is not a YAML mapping;
     a bad field is reported in the returned problems and left at its default."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError
-
-    try:
-        data = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise SettingsError(f"{_where(path, line)}: not valid YAML ({exc.problem}); fix or delete the file") from None
+    data = read_yaml(text, path)
     if data is None:
         return Settings(), []
     if not isinstance(data, dict):
@@ -118,12 +125,12 @@ def parse_settings(text: str, path: Path) -> tuple[Settings, list[str]]:
     settings, problems = Settings(), []
 
     def bad(key: str, what: str) -> None:
-        problems.append(f"{_where(path, _line_of(data, key))}: {key}: {what}; using the default")
+        problems.append(f"{_where(path, yaml_line(data, key))}: {key}: {what}; using the default")
 
     for key, value in data.items():
         if key not in FIELD_NAMES:
             problems.append(
-                f"{_where(path, _line_of(data, key))}: unknown setting {key!r}; known: {', '.join(FIELD_NAMES)}"
+                f"{_where(path, yaml_line(data, key))}: unknown setting {key!r}; known: {', '.join(FIELD_NAMES)}"
             )
         elif key == "theme":
             if isinstance(value, str) and value.strip():
@@ -141,7 +148,7 @@ def parse_settings(text: str, path: Path) -> tuple[Settings, list[str]]:
                     keys = ",".join(str(k) for k in keys)
                 if not isinstance(keys, str) or not keys.strip():
                     problems.append(
-                        f"{_where(path, _line_of(value, binding_id))}: keymap.{binding_id}: expected keys "
+                        f"{_where(path, yaml_line(value, binding_id))}: keymap.{binding_id}: expected keys "
                         "such as 'f1' or 'ctrl+d,f1'; ignored"
                     )
                     continue
@@ -184,7 +191,7 @@ def load_settings(path: Path | None = None) -> LoadedSettings:
     try:
         settings, problems = parse_settings(text, path)
     except SettingsError as exc:
-        return LoadedSettings(Settings(), path, [f"{exc}; using the defaults"], writable=False)
+        return LoadedSettings(Settings(), path, [f"{exc}; fix or delete the file; using the defaults"], writable=False)
     return LoadedSettings(settings, path, problems)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phi3tui.core.settings import user_themes_dir
+from phi3tui.core.settings import SettingsError, read_yaml, user_themes_dir, yaml_line
 
 # The app's own colour roles (also APP_COLOUR_ROLES in app.py, which says which Textual colour each
 # falls back to). A built-in theme sets all of them.
@@ -77,29 +77,18 @@ def theme_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in THEME_SUFFIXES and p.is_file())
 
 
-def _line(node, key) -> int | None:
-    try:
-        return node.lc.key(key)[0] + 1
-    except Exception:
-        return None
-
-
 def parse_theme(text: str, path: Path, builtin: bool = False, colour_check: ColourCheck | None = None) -> ThemeSpec:
     """One theme from YAML text. Raises ThemeError naming the file, line and field."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError
 
     def fail(node, key, what: str):
-        line = _line(node, key) if node is not None else None
+        line = yaml_line(node, key) if node is not None else None
         where = f"{path}:{line}" if line else str(path)
         raise ThemeError(f"{where}: {key}: {what}" if key else f"{where}: {what}")
 
     try:
-        data = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ThemeError(f"{where}: not valid YAML ({exc.problem}); fix the file or remove it") from None
+        data = read_yaml(text, path)
+    except SettingsError as exc:
+        raise ThemeError(f"{exc}; fix the file or remove it") from None
     if not isinstance(data, dict):
         raise ThemeError(f"{path}: a theme file is a YAML mapping with at least `name:` and `primary:`")
     for key in data:
