@@ -107,3 +107,10 @@ def test_screen_snapshot(mode, size, theme, snapshot_workspace, config_dir, snap
     (config_dir / "settings.yaml").write_text(f"theme: {theme}\nterminal_title: false\n")
     app = Phi3App(Workspace.open(snapshot_workspace), start_mode=mode)
     assert snap_compare(app, terminal_size=SIZES[size], run_before=settle)
+
+
+def test_sixteen_colour_theme_snapshot(snapshot_workspace, config_dir, snap_compare):
+    """The Train screen (plot, roles, footer) in the theme made of the terminal's own 16 colours."""
+    (config_dir / "settings.yaml").write_text("theme: phi3-16\nterminal_title: false\n")
+    app = Phi3App(Workspace.open(snapshot_workspace), start_mode="train")
+    assert snap_compare(app, terminal_size=SIZES["80x24"], run_before=settle)
