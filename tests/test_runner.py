@@ -26,6 +26,11 @@ def curve(run_dir: Path, kind: str) -> list[tuple[int, float]]:
     return list(zip(m.val_x, m.val_y)) if kind == "val" else list(zip(m.train_x, m.train_y))
 
 
+def learning_rates(run_dir: Path) -> dict[int, float]:
+    lines = (json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines())
+    return {r["iteration"]: r["lr"] for r in lines if r["kind"] == "train"}
+
+
 def wait_until(predicate, timeout=120, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -75,8 +80,10 @@ def test_stop_then_resume_continues_curve_and_optimizer(demo_workspace):
     from mlx_lm import load
 
     ws = Workspace.open(demo_workspace)
-    straight = runs.start_run(ws, overrides=QUICK)
-    stopped = runs.start_run(ws, overrides=QUICK)
+    # A warm-up + cosine schedule: its value depends on the optimizer's step, which a resume must restore.
+    schedule = dict(QUICK, lr_schedule={"name": "cosine_decay", "arguments": [1e-3, 20], "warmup": 3})
+    straight = runs.start_run(ws, overrides=schedule)
+    stopped = runs.start_run(ws, overrides=schedule)
     wait_until(lambda: (read_run_json(stopped).get("last_checkpoint") or 0) >= 10, what="first checkpoint")
     runs.stop_run(stopped)
     info = runs.wait_for_run(stopped, timeout=120)
@@ -95,6 +102,8 @@ def test_stop_then_resume_continues_curve_and_optimizer(demo_workspace):
     # Validation is exactly that of the uninterrupted run: weights, optimizer state, step (hence the
     # LR schedule), random state and data order were all restored.
     assert curve(stopped, "val") == pytest.approx(curve(straight, "val"))
+    lr_at, resumed_lr = learning_rates(straight), learning_rates(stopped)
+    assert resumed_lr[20] == pytest.approx(lr_at[20]) and lr_at[20] < lr_at[5]
     train_its = [it for it, _ in curve(stopped, "train")]
     assert train_its == sorted(set(train_its)) and train_its[-1] == 20
     assert any(it > at for it in train_its) and all(it <= 20 for it in train_its)

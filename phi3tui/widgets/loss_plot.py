@@ -61,13 +61,13 @@ class LossPlot(PlotextPlot):
         width = max(self.size.width, 40)
         drawn = 0
         for curve in self.curves:
-            # NaN/inf (a diverged run) and non-positive values on a log axis cannot be drawn.
-            points = [
-                (x, y) for x, y in zip(curve.xs, curve.ys) if math.isfinite(y) and (y > 0 or not self.log_scale)
-            ]
+            # Downsample first (list slicing: the cost stays that of ~2×width points however long the run),
+            # then drop what cannot be drawn: NaN/inf (a diverged run), non-positive values on a log axis.
+            xs, ys = downsample(curve.xs, curve.ys, 2 * width)
+            points = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y) and (y > 0 or not self.log_scale)]
             if not points:
                 continue
-            xs, ys = downsample([p[0] for p in points], [p[1] for p in points], 2 * width)
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
             drawn += len(xs)
             colour = Color.parse(self.app.colour(curve.role)).rgb
             plt.plot(xs, ys, label=curve.label, color=colour, marker=curve.marker)
