@@ -167,3 +167,25 @@ def test_python_dash_m_and_console_script_agree():
     if script.exists():
         proc2 = subprocess.run([str(script), "--version"], capture_output=True, text=True)
         assert proc2.stdout == proc.stdout
+
+
+def test_headless_demo_runs_the_whole_job(tmp_path):
+    """`phi3tui demo DIR --headless` builds the workspace and every step of the job succeeds."""
+    proc = run_cli("demo", str(tmp_path / "ws"), "--headless", timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from phi3tui.core.pipeline import STEPS
+
+    for number, (title, _) in enumerate(STEPS, 1):
+        assert f"[{number}/{len(STEPS)}] {title}: ok" in proc.stdout, title
+    assert f"{len(STEPS)}/{len(STEPS)} built steps succeeded; 0 not built yet" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert list((tmp_path / "ws" / "exports").glob("*/*-f16.gguf"))
+    assert list((tmp_path / "ws" / "exports").glob("*/Modelfile"))
+
+
+def test_headless_demo_fails_loudly_when_a_step_fails(demo_workspace):
+    """A broken workspace makes the job exit non-zero and name the failing step."""
+    (demo_workspace / "data" / "train.jsonl").write_text('{"text": "ok"}\nnot json\n')
+    proc = run_cli("demo", str(demo_workspace), "--headless", timeout=900)
+    assert proc.returncode != 0
+    assert "[1/6] check the data: FAILED" in proc.stdout

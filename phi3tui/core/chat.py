@@ -560,5 +560,15 @@ def demo_step(workspace: Workspace, state: dict) -> str:
     out, records = batch_compare(model, workspace, [BASE, adapter], GenerationSettings(max_tokens=48), limit=3)
     changed = sum(r["left"]["answer"] != r["right"]["answer"] for r in records)
     state["compare_path"] = str(out)
-    return f"{len(records)} test prompts, base vs {adapter.label}: {changed} answers changed; table in {out}"
+    lines = [f"{len(records)} test prompts, base vs {adapter.label}: {changed} answers changed; table in {out}"]
+    for r in records:
+        lines.append(f"    prompt:  {_one_line(r['prompt'])}")
+        lines.append(f"    base:    {_one_line(r['left']['answer'])}")
+        lines.append(f"    adapted: {_one_line(r['right']['answer'])}")
+    return "\n".join(lines)
+
+
+def _one_line(text: str, width: int = 100) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
