@@ -172,7 +172,11 @@ def check_types(values: dict) -> list[Finding]:
                                  "e.g. [1e-5, 1000] for cosine_decay (initial rate, steps)"))
     elif lr is not None:
         found.append(Finding("error", "lr_schedule", "must be a mapping with name and arguments"))
-    for key in ("clear_cache_threshold", "trust_remote_code"):
+    if values.get("trust_remote_code") is True:  # phi3tui's runner honours it (mlx_lm lora would not)
+        found.append(Finding("warning", "trust_remote_code", "is on: loading the model runs Python code from its "
+                             "folder or Hugging Face repo", "turn it on only for a model whose code you trust; "
+                             "Phi-3 needs no remote code"))
+    for key in ("clear_cache_threshold",):
         if key in values:
             found.append(Finding("warning", key, "is ignored when set in a config file: `mlx_lm lora` fills it from "
                                  "its command-line default first", f"pass --{key.replace('_', '-')} on the command line"))
@@ -204,6 +208,13 @@ def check_model(values: dict, defaults: dict, ctx: ModelContext) -> tuple[list[F
         found.append(Finding("error" if ctx.fatal else "warning", "model",
                              ctx.problem or f"{ctx.value} cannot be inspected"))
         return found, None
+    folder = getattr(ctx.location, "folder", None)
+    if folder is not None:  # pickle-only or truncated weights: a run would fail (or run code) loading them
+        from phi3tui.core.safety import model_folder_problem
+
+        problem = model_folder_problem(folder)
+        if problem:
+            found.append(Finding("error", "model", problem))
     blocks = ctx.info.num_blocks
     num_layers = _value(values, "num_layers", defaults)
     ftype = _value(values, "fine_tune_type", defaults)
@@ -230,6 +241,9 @@ def check_model(values: dict, defaults: dict, ctx: ModelContext) -> tuple[list[F
             hint = "mlx-lm calls it scale; migrate alpha" if "alpha" in lora and "scale" in missing else \
                 "add them (mlx-lm's defaults: rank 8, scale 20.0, dropout 0.0)"
             found.append(Finding("error", "lora_parameters", f"lacks {', '.join(missing)}: mlx-lm stops with KeyError", hint))
+            return found, None
+        # A wrong type is reported on its own line by the schema check; mlx-lm's raw error would only repeat it.
+        if not all(isinstance(lora[k], (int, float)) and not isinstance(lora[k], bool) for k in ("rank", "scale", "dropout")):
             return found, None
         keys = lora.get("keys")
         if isinstance(keys, list):
@@ -324,6 +338,9 @@ def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan) -> tuple
         return [], None
     merged = {k: _value(values, k, defaults) for k in ("batch_size", "max_seq_length", "num_layers",
                                                        "grad_checkpoint", "optimizer")}
+    # A wrong type is reported on its own line by the schema check; no estimate can be made from it.
+    if any(merged[k] is not None and (type(merged[k]) is not int) for k in ("batch_size", "max_seq_length", "num_layers")):
+        return [], None
     estimate = models.estimate_memory(ctx.info.config, plan, merged)
     if estimate.total > estimate.machine:
         hint = ("turn on grad_checkpoint" if not estimate.grad_checkpoint and estimate.total_other <= estimate.machine

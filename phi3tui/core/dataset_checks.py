@@ -392,7 +392,11 @@ def validate_folder(
         if info is None:
             continue
         report.sizes[split] = info.size
-        report.records[split] = _check_split(report, split, info.path, phi3, seen, progress, cancel, done, total)
+        try:
+            report.records[split] = _check_split(report, split, info.path, phi3, seen, progress, cancel, done, total)
+        except OSError as exc:  # deleted, moved or unreadable since the folder was listed
+            report.add("error", split, 0, "unreadable", f"{info.path.name} could not be read: {exc.strerror or exc}",
+                       "check that the file is still there, then check again")
         done += info.size
     report.records = {k: report.records[k] for k in SPLITS if k in report.records}
     _check_split_sizes(report)
@@ -404,7 +408,10 @@ def validate_folder(
 
 def _check_split_sizes(report: Report) -> None:
     s = report.settings
-    if "train" not in report.records:
+    if "train" not in report.records and (Path(report.data_dir) / "train.jsonl").is_dir():
+        report.add("error", "train", 0, "missing-split", "train.jsonl is a folder, not a file",
+                   "move the folder away and put the training records in a train.jsonl file")
+    elif "train" not in report.records and not report.counts.get(("error", "train", "unreadable")):
         report.add("error", "train", 0, "missing-split", "train.jsonl is missing", "put the training records in train.jsonl")
     for split in SPLITS:
         n = report.records.get(split)
@@ -535,8 +542,12 @@ def check_folder(
             report.add("warning", "train", 0, "tokenizer", str(exc))
     elif tokenizer is None:
         report.tokenizer_note = "no model given (pass --model, or set model: in lora_config.yaml)"
-    if tokenizer is not None and folder.splits:
-        token_statistics(folder, tokenizer, report, progress=progress, cancel=cancel)
+    if tokenizer is not None and folder.splits and not report.counts.get(("error", "train", "unreadable")):
+        try:
+            token_statistics(folder, tokenizer, report, progress=progress, cancel=cancel)
+        except OSError as exc:  # a split vanished between the two passes
+            report.add("error", "train", 0, "unreadable", f"a data file could not be read: {exc}",
+                       "check that the files are still there, then check again")
     return report
 
 

@@ -70,9 +70,18 @@ def load_adapted(base_model: str, adapter: AdapterChoice):
     """(model, tokenizer, config) of the base with the adapter applied, as mlx-lm loads it."""
     from mlx_lm.utils import load
 
+    from phi3tui.core.safety import model_folder_problem
+
+    problem = model_folder_problem(base_model) if Path(base_model).is_dir() else None
+    if problem:
+        raise ExportError(problem)
     with tempfile.TemporaryDirectory(prefix="phi3tui-adapter-") as scratch:
         folder = _adapter_folder_for(adapter, Path(scratch) / "adapter")
-        return load(base_model, adapter_path=str(folder), return_config=True)
+        try:
+            return load(base_model, adapter_path=str(folder), return_config=True)
+        except (ValueError, RuntimeError, KeyError) as exc:  # shapes of another model, a broken file
+            raise ExportError(f"cannot apply the adapter {adapter.weights} to {base_model}: {exc} "
+                              "(pick the adapter trained for this model, or the model it was trained on)") from None
 
 
 def fuse(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from phi3tui.core.adapters import checkpoints_in, find_adapters, is_adapter_dir
 from phi3tui.core.export import ExportError
+from phi3tui.core.safety import disk_error_message
 
 EXPORT_RECORD = "phi3tui-export.json"  # written into a fused folder: what it was made from
 
@@ -172,13 +173,32 @@ def refuse_overwrite(path: Path, force: bool, what: str = "") -> None:
         raise ExportError(f"{path}: {what + ' ' if what else ''}{kind}; pass --force to replace it (or choose another output)")
 
 
+def _make_parents(folder: Path) -> list[Path]:
+    """mkdir -p, returning the folders it made (deepest last), so a failed write can take them back."""
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))
+
+
+def _remove_empty(made: list[Path]) -> None:
+    # A failed export leaves no empty exports/NAME folders behind: nothing on disk changes.
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 @contextlib.contextmanager
 def atomic_output_file(dest: Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `dest`; on success it becomes `dest`, on any failure it is removed."""
     dest = Path(dest)
     refuse_overwrite(dest, force)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    try:
+        made = _make_parents(dest.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    except OSError as exc:
+        raise ExportError(disk_error_message(exc, dest)) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -187,8 +207,11 @@ def atomic_output_file(dest: Path, force: bool = False) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        _remove_empty(made)
+        if isinstance(exc, OSError):  # disk full, read-only: the destination is untouched; say so
+            raise ExportError(disk_error_message(exc, dest)) from None
         raise
 
 
@@ -197,8 +220,11 @@ def atomic_output_dir(dest: Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `dest`; on success it replaces `dest`, on failure it is removed."""
     dest = Path(dest)
     refuse_overwrite(dest, force)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        made = _make_parents(dest.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    except OSError as exc:
+        raise ExportError(disk_error_message(exc, dest)) from None
     try:
         yield tmp
         if dest.exists():
@@ -209,6 +235,9 @@ def atomic_output_dir(dest: Path, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
+        if isinstance(exc, OSError):  # disk full, read-only: the destination is untouched; say so
+            raise ExportError(disk_error_message(exc, dest)) from None
         raise

@@ -1,0 +1,159 @@
+"""Checks that keep bad input from doing harm: model folders, names, secrets.
+
+A model folder is checked before mlx-lm loads it, so a folder holding only pickle weights is refused
+(unpickling runs code: it is never done) and a truncated safetensors file is named instead of
+failing deep inside MLX. Names given to Ollama and output files are validated so nothing is written
+outside the folder the user chose. Secrets (a Hugging Face token) are scrubbed from text before it
+goes to a run folder, a log or a config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from pathlib import Path
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN")
+_HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{8,}")
+# An Ollama model name: [namespace/]name[:tag] of letters, digits, '.', '_' and '-'.
+_OLLAMA_NAME = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}(?::[A-Za-z0-9._-]{1,127})?$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+
+
+class ModelFolderError(ValueError):
+    """A model folder mlx-lm cannot (or must not) load; str() names the file and what to do."""
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file cannot be read whole (truncated, not safetensors), or None."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                return f"{path} is {size} bytes: not a safetensors file (re-download or re-save it)"
+            (length,) = struct.unpack("<Q", head)
+            if length > size - 8 or length > 100_000_000:
+                return (f"{path} is truncated: its header says {length} bytes but the file has {size} "
+                        "(an incomplete download? re-download it)")
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError) as exc:
+        return f"{path} cannot be read as safetensors: {exc} (re-download or re-save it)"
+    if not isinstance(header, dict):
+        return f"{path} has no safetensors header (re-download or re-save it)"
+    end = max((v.get("data_offsets", [0, 0])[1] for k, v in header.items()
+               if k != "__metadata__" and isinstance(v, dict)), default=0)
+    if 8 + length + end > size:
+        return (f"{path} is truncated: its tensors need {8 + length + end} bytes but the file has {size} "
+                "(an incomplete download? re-download it)")
+    return None
+
+
+def model_folder_problem(folder: Path | str) -> str | None:
+    """What stops mlx-lm from loading this local model folder safely, or None when it looks loadable.
+
+    Looks at files only (config.json, the weight files' headers): nothing is imported or unpickled.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return f"{folder} is not a folder; point model at an mlx-lm model folder or a Hugging Face repo id"
+    config = folder / "config.json"
+    if not config.is_file():
+        return f"{config} is missing: not a Hugging Face model folder (download the model again)"
+    try:
+        values = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{config} is not valid JSON: {exc} (fix or re-download it)"
+    if not isinstance(values, dict):
+        return f"{config} is not a JSON object (re-download it)"
+    model_type = values.get("model_type")
+    if not model_type:
+        return f"{config} has no model_type (re-download the model)"
+    if not _mlx_lm_knows(str(model_type)):
+        return (f"{config}: model_type {model_type!r} is not supported by the installed mlx-lm "
+                "(use a Phi-3 model, or upgrade mlx-lm)")
+    safetensors = sorted(folder.glob("*.safetensors"))
+    if not safetensors:
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            return (f"{folder} holds only pickle weights ({', '.join(pickles[:3])}): phi3tui never loads them "
+                    "(unpickling can run any code); use the model's .safetensors release or convert it "
+                    "with `mlx_lm convert`")
+        return f"{folder} has no .safetensors weights (download the model again)"
+    for path in safetensors:
+        problem = safetensors_problem(path)
+        if problem:
+            return problem
+    return None
+
+
+def check_model_folder(folder: Path | str) -> None:
+    """Raise ModelFolderError when model_folder_problem finds something."""
+    problem = model_folder_problem(folder)
+    if problem:
+        raise ModelFolderError(problem)
+
+
+def _mlx_lm_knows(model_type: str) -> bool:
+    import importlib.util
+
+    try:
+        from mlx_lm.utils import MODEL_REMAPPING
+    except ImportError:  # a future mlx-lm moved it: trust the loader to say
+        return True
+    name = MODEL_REMAPPING.get(model_type, model_type).replace("-", "_")
+    return importlib.util.find_spec(f"mlx_lm.models.{name}") is not None
+
+
+def name_problem(name: str, what: str = "name") -> str | None:
+    """Why `name` cannot be an output file or folder name (a path in disguise, hidden, empty), or None."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        return f"{what} {name!r} must be a plain name, not a path (letters, digits, '.', '_', '-')"
+    if not _FILE_NAME.match(name):
+        return f"{what} {name!r} may hold only letters, digits, '.', '_', '+', '-' and must start with a letter or digit"
+    return None
+
+
+def ollama_name_problem(name: str) -> str | None:
+    """Why `name` is not a model name `ollama create` takes ([namespace/]name[:tag]), or None."""
+    if not _OLLAMA_NAME.match(name or "") or ".." in name:
+        return (f"Ollama model name {name!r} is not valid: use [namespace/]name[:tag] of letters, digits, "
+                "'.', '_' and '-'")
+    return None
+
+
+def inside(path: Path | str, folder: Path | str) -> bool:
+    """True when `path` (after resolving links and '..') lies inside `folder`."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def secrets_in_env(env: dict | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    return [env[k] for k in SECRET_ENV if env.get(k) and len(env[k]) >= 8]
+
+
+def scrub_secrets(text: str, env: dict | None = None) -> str:
+    """The text with Hugging Face tokens (hf_…) and the values of token variables replaced by '***'."""
+    for secret in secrets_in_env(env):
+        text = text.replace(secret, "***")
+    return _HF_TOKEN.sub("hf_***", text)
+
+
+def disk_error_message(exc: OSError, path: Path | str) -> str:
+    """A write that failed, said the way a person can act on: disk full, read-only, no permission."""
+    import errno
+
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return f"cannot write {path}: the disk is full; free some space or choose another output folder, then try again"
+    if code == errno.EROFS:
+        return f"cannot write {path}: the file system is read-only; choose another output folder"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"cannot write {path}: permission denied; choose a folder you can write to"
+    return f"cannot write {path}: {exc.strerror or exc}; check the folder and try again"
