@@ -16,9 +16,11 @@ its iterations, reports and checkpoints from there, so the curve continues where
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -157,7 +159,15 @@ def build_args(values: dict) -> SimpleNamespace:
 def _save_file(save, path: Path, data: dict) -> None:
     # Write beside, then rename: a kill mid-write never leaves a half checkpoint under the real name.
     tmp = path.with_name(f".tmp-{path.name}")
-    save(str(tmp), data)
+    try:
+        save(str(tmp), data)
+    except Exception as exc:  # a full disk: drop the partial file, keep the previous checkpoint as it was
+        # MLX reports a short write as RuntimeError; a disk with (almost) no room left says why.
+        full = shutil.disk_usage(path.parent).free < (1 << 16)
+        tmp.unlink(missing_ok=True)
+        if full and not isinstance(exc, OSError):
+            raise OSError(errno.ENOSPC, f"no space left on the disk to save {path.name}", str(path.parent)) from exc
+        raise
     os.replace(tmp, path)
 
 
@@ -472,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            error = (f"the disk is full ({exc}); the last saved checkpoint is kept: free some space, "
+                     "then resume the run")
         recorder.update(state="failed", ended=time.time(), reason=error, error=error, log_tail=log_tail(run_dir))
         return 1
 

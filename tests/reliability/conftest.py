@@ -160,9 +160,9 @@ def small_tmpfs(tmp_path):
         pytest.skip("mounting a tmpfs needs Linux and mount(8)")
     mounted: list[Path] = []
 
-    def make(size: str = "4m", read_only: bool = False) -> Path:
-        point = tmp_path / f"mnt-{uuid.uuid4().hex[:6]}"
-        point.mkdir()
+    def make(size: str = "4m", at: Path | None = None) -> Path:
+        point = at or tmp_path / f"mnt-{uuid.uuid4().hex[:6]}"
+        point.mkdir(exist_ok=True)
         result = _mount(["-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)])
         if result.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {result.stderr.strip()}")
