@@ -289,10 +289,21 @@ def test_pickle_weights_never_unpickled_by_chat(trained_workspace, tmp_path):
     assert not marker.exists(), "a pickle was unpickled"
 
 
-async def test_app_with_pickle_only_model(bad_workspace, tmp_path):
+@pytest.mark.parametrize("how, expected", MODELS, ids=[m[0] for m in MODELS])
+async def test_app_with_bad_model(bad_workspace, tmp_path, how, expected):
     marker = tmp_path / "UNPICKLED"
-    _break_model(bad_workspace / "model", "only-pickle-weights", marker)
-    await open_app_on(bad_workspace, "config", expected="never loads")
+    _break_model(bad_workspace / "model", how, marker)
+    before = snapshot(bad_workspace)
+    await open_app_on(bad_workspace, "config", expected=expected[0])
+    assert not marker.exists()
+    assert_unchanged(before, snapshot(bad_workspace))
+
+
+@pytest.mark.parametrize("how", ["only-pickle-weights", "truncated-safetensors"])
+async def test_chat_screen_with_bad_model(bad_workspace, tmp_path, how):
+    marker = tmp_path / "UNPICKLED"
+    _break_model(bad_workspace / "model", how, marker)
+    await open_app_on(bad_workspace, "chat", expected="cannot load the model", settle=20)
     assert not marker.exists()
 
 
@@ -344,3 +355,19 @@ def test_export_name_cannot_leave_the_workspace(trained_workspace, tmp_path):
     assert not (tmp_path / "escaped").exists() and not (trained_workspace.parent / "escaped").exists()
     made = [p.name for p in (trained_workspace / "exports").iterdir()]
     assert made == ["escaped"], made
+
+
+# -- arguments that point at the wrong thing ---------------------------------------------------------
+
+ARGUMENTS = [
+    ("workspace-not-a-workspace", lambda ws: (str(ws / "data"),), ["not a phi3tui workspace", "phi3tui demo"]),
+    ("workspace-missing", lambda ws: (str(ws / "nope"),), ["does not exist"]),
+    ("data-check-missing-folder", lambda ws: ("data", "check", str(ws / "nope")), ["is not a folder"]),
+    ("attach-unknown-run", lambda ws: ("runs", "attach", "-w", str(ws), "nosuchrun"), ["no run 'nosuchrun'", "runs list"]),
+    ("resume-finished-run", lambda ws: ("runs", "resume", "-w", str(ws), "latest"), ["is finished", "only a stopped"]),
+]
+
+
+@pytest.mark.parametrize("args, expected", [a[1:] for a in ARGUMENTS], ids=[a[0] for a in ARGUMENTS])
+def test_bad_arguments(trained_workspace, args, expected):
+    refuse_cli(trained_workspace, *args(trained_workspace), expected=expected)
