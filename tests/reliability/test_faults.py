@@ -128,9 +128,15 @@ async def test_run_outlives_the_app(bad_workspace, tmux, how):
     command = f"cd {REPO} && exec {sys.executable} -m phi3tui {bad_workspace} --screen train"
     tmux("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
     _wait(lambda: "Train" in tmux.screen(), 60, "the app's Train screen")
-    time.sleep(1.0)
-    tmux("send-keys", "-t", "app", "n")
-    run_dir = _wait(lambda: next(iter(runs.run_dirs(Workspace.open(bad_workspace))), None), 60, "the run folder")
+    run_dir = None
+    for _ in range(6):  # a key pressed before the screen is ready is lost: press again while no run exists
+        tmux("send-keys", "-t", "app", "n")
+        try:
+            run_dir = _wait(lambda: next(iter(runs.run_dirs(Workspace.open(bad_workspace))), None), 10, "the run folder")
+            break
+        except AssertionError:
+            continue
+    assert run_dir is not None, tmux.screen()
     _wait(lambda: (run_dir / "metrics.jsonl").exists() and _train_iterations(run_dir), 120, "a first report")
     app_pid = int(tmux("display-message", "-p", "-t", "app", "#{pane_pid}").strip())
     if how == "app-sigkill":
