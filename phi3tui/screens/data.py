@@ -181,6 +181,16 @@ class DataScreen(ModeScreen):
         self.refresh_summary()
         self.show_record()
 
+    def call_on_screen(self, callback, *args, **kwargs) -> None:
+        """From a worker thread: run callback on the UI thread, unless the screen has gone meanwhile
+        (quitting while a check streams must not raise NoMatches from a vanished widget)."""
+        if not self.is_attached or not self.app.is_running:
+            return
+        try:
+            self.app.call_from_thread(lambda: callback(*args, **kwargs) if self.is_attached else None)
+        except RuntimeError:  # the app closed between the check and the call
+            pass
+
     # -- tokenizer ----------------------------------------------------------------------------
     def ensure_tokenizer(self):
         """Called from worker threads only: mlx-lm's loader is slow and imports transformers."""
@@ -202,7 +212,7 @@ class DataScreen(ModeScreen):
             self.ensure_tokenizer()
         finally:
             release_thread_streams()  # or the process may abort at exit (see core/models.py)
-        self.app.call_from_thread(self.show_record)
+        self.call_on_screen(self.show_record)
 
     # -- check: index, validate, measure ------------------------------------------------------
     def action_check(self) -> None:
@@ -228,7 +238,7 @@ class DataScreen(ModeScreen):
     def _run_check(self, folder: DataFolder, cancel: threading.Event) -> None:
         from phi3tui.core.dataset_render import is_phi3_model
 
-        call = self.app.call_from_thread
+        call = self.call_on_screen
         labels = {"index": "counting records", "validate": "validating every line", "measure": "counting tokens"}
 
         def progress(done: int, total: int, phase: str) -> None:
@@ -402,7 +412,7 @@ class DataScreen(ModeScreen):
     def run_search(self, needle: str) -> None:
         if not self.folder or self.split not in self.folder.splits:
             return
-        call = self.app.call_from_thread
+        call = self.call_on_screen
         call(self.set_status, f"searching {self.split} for {needle!r}…")
         found = self.folder.search(self.split, needle, after_line=self.line)
         if found is None:
@@ -450,7 +460,7 @@ class DataScreen(ModeScreen):
     def run_import(self, values: dict, force: bool) -> None:
         from phi3tui.core.importers import DataImportError, import_any, options_from_values
 
-        call = self.app.call_from_thread
+        call = self.call_on_screen
         try:
             result = import_any(values["source"], values["out_dir"] or ".", options_from_values(values, force))
         except (DataImportError, OSError) as exc:
