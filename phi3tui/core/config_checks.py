@@ -172,6 +172,10 @@ def check_types(values: dict) -> list[Finding]:
                                  "e.g. [1e-5, 1000] for cosine_decay (initial rate, steps)"))
     elif lr is not None:
         found.append(Finding("error", "lr_schedule", "must be a mapping with name and arguments"))
+    lora_parameters = values.get("lora_parameters")
+    if lora_parameters is not None and not isinstance(lora_parameters, dict):
+        found.append(Finding("error", "lora_parameters", f"is {lora_parameters!r}; it must be a mapping",
+                             "e.g. {keys: [self_attn.qkv_proj, self_attn.o_proj], rank: 8, scale: 20.0, dropout: 0.0}"))
     if values.get("trust_remote_code") is True:  # phi3tui's runner honours it (mlx_lm lora would not)
         found.append(Finding("warning", "trust_remote_code", "is on: loading the model runs Python code from its "
                              "folder or Hugging Face repo", "turn it on only for a model whose code you trust; "
@@ -235,6 +239,8 @@ def check_model(values: dict, defaults: dict, ctx: ModelContext) -> tuple[list[F
                                  "use -1 to say all, or the number of blocks to train"))
     else:
         return found, None
+    if ftype != "full" and lora is not None and not isinstance(lora, dict):
+        return found, None  # reported by check_types; mlx-lm's KeyError would only repeat it
     if ftype != "full" and isinstance(lora, dict):
         missing = [k for k in ("rank", "scale", "dropout") if k not in lora]
         if missing:

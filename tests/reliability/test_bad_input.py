@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from phi3tui.core.demo import DEMO_CONFIG_YAML
 from tests.conftest import run_cli
 from tests.reliability.conftest import (
     assert_refused,
@@ -133,6 +134,9 @@ CONFIGS = [
     ("wrong-type-learning-rate", ("learning_rate: 1e-3", "learning_rate: fast"), ["learning_rate"], (1,)),
     ("wrong-type-lora-rank", ("rank: 16", "rank: x"), [":58:", "lora_parameters.rank", "whole number"], (1,)),
     ("wrong-type-num-layers", ("num_layers: -1", "num_layers: all"), [":13:", "num_layers"], (1,)),
+    ("wrong-type-lora-parameters",
+     DEMO_CONFIG_YAML[: DEMO_CONFIG_YAML.index("lora_parameters:")] + "lora_parameters: 5\n",
+     [":55:", "lora_parameters", "must be a mapping", "rank"], (1,)),
     ("negative-iters", ("iters: 100", "iters: -5"), [":19:", "iters", "at least 1"], (1,)),
     ("zero-batch-size", ("batch_size: 4", "batch_size: 0"), [":16:", "batch_size", "at least 1"], (1,)),
     ("zero-save-every", ("save_every: 50", "save_every: 0"), ["save_every"], (1,)),
