@@ -81,7 +81,7 @@ def plain_run(model, tokenizer, prompt, n):
 
 
 def ours_run(chat, prompts, rows, n):
-    from phi3tui.core.chat import GenerationSettings
+    from phi3tui.core.chat.session import GenerationSettings
 
     start, cpu, stamps = time.perf_counter(), time.process_time(), []
     for _ in chat.generate(prompts, rows, GenerationSettings(max_tokens=n)):
@@ -94,7 +94,7 @@ def child(mode: str, model_dir: str, adapter: str, n: int) -> None:
     """Load and generate N tokens one way, then print peak MLX memory and peak RSS (bytes)."""
     import mlx.core as mx
 
-    from phi3tui.core.chat import BASE, side_for_path
+    from phi3tui.core.chat.session import BASE, side_for_path
 
     if mode == "plain":
         from mlx_lm import load
@@ -106,7 +106,7 @@ def child(mode: str, model_dir: str, adapter: str, n: int) -> None:
         loaded = mx.get_active_memory()
         plain_run(model, tokenizer, prompt, n)
     else:
-        from phi3tui.core.chat_model import ChatModel
+        from phi3tui.core.chat.model import ChatModel
 
         chat = ChatModel(model_dir)
         chat.tokenizer.eos_token_ids = []
@@ -129,8 +129,8 @@ def bench(size: str, root: Path, n: int, repeats: int) -> dict:
     from mlx.utils import tree_flatten
     from mlx_lm import load
 
-    from phi3tui.core.chat import BASE, side_for_path
-    from phi3tui.core.chat_model import ChatModel
+    from phi3tui.core.chat.session import BASE, side_for_path
+    from phi3tui.core.chat.model import ChatModel
 
     model_dir, adapter = build(root, size)
     base_model, tokenizer = load(str(model_dir))

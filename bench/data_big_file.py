@@ -38,7 +38,7 @@ APP_PROBE = r"""
 import asyncio, json, sys, threading, time
 T0 = time.perf_counter()
 import psutil
-import phi3tui.screens.data as data_screen
+import phi3tui.screens.data.screen as data_screen
 from phi3tui.app import Phi3App
 from phi3tui.core.workspace import Workspace
 
@@ -138,7 +138,7 @@ def write_train(path: Path, texts: list[str], target: int) -> None:
 
 
 def core_first_page(ws: Path) -> float:
-    from phi3tui.core.dataset import DataFolder, workspace_data
+    from phi3tui.core.data.folder import DataFolder, workspace_data
     from phi3tui.core.workspace import Workspace
 
     start = time.perf_counter()
@@ -169,7 +169,7 @@ def plain_loop(path: Path) -> float:
 
 
 def phi3tui_validate(data_dir: Path) -> float:
-    from phi3tui.core.dataset import DataFolder, validate_folder
+    from phi3tui.core.data.folder import DataFolder, validate_folder
 
     start = time.perf_counter()
     report = validate_folder(DataFolder.open(data_dir), phi3=True)

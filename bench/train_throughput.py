@@ -1,8 +1,8 @@
 """Training tokens/s through phi3tui's detached runner ÷ mlx-lm's own trainer, same config, same run.
 
 Three ways, alternating, REPEATS times each, medians:
-  plain     mlx-lm's own path (phi3tui/core/run_reference.py: lora.train_model and its trainer)
-  phi3tui   `python -m phi3tui.core.runner` started by core.runs.start_run, nothing attached
+  plain     mlx-lm's own path (bench/run_reference.py: lora.train_model and its trainer)
+  phi3tui   `python -m phi3tui.core.runs.runner` started by core.runs.start_run, nothing attached
   attached  the same, with the app (Train screen, live plot) attached in another process; that
             process's own CPU time over the run is the app's cost (share of one core)
 
@@ -67,7 +67,7 @@ def wall_tps(train_records: list[dict]) -> float:
 def run_plain(ws: Path, config: Path, tmp: Path) -> float:
     out = tmp / "plain.json"
     subprocess.run(
-        [sys.executable, "-m", "phi3tui.core.run_reference", str(config), str(tmp / "plain-adapters"), str(out)],
+        [sys.executable, "-m", "bench.run_reference", str(config), str(tmp / "plain-adapters"), str(out)],
         cwd=ws, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
     return wall_tps([r for r in json.loads(out.read_text()) if r["kind"] == "train"])
@@ -107,7 +107,7 @@ def main() -> None:
     opts = parser.parse_args()
 
     from phi3tui.core.demo import build_demo
-    from phi3tui.core.runs import freeze_config
+    from phi3tui.core.runs.store import freeze_config
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     ws = build_demo(tmp / "ws").workspace

@@ -14,11 +14,11 @@ from phi3tui.preferences import PreferencesMixin, rich_colour
 
 # mode name -> (module, class, title). Screens are imported only when first shown.
 SCREENS = {
-    "data": ("phi3tui.screens.data", "DataScreen", "Data"),
-    "config": ("phi3tui.screens.config", "ConfigScreen", "Config"),
-    "train": ("phi3tui.screens.train", "TrainScreen", "Train"),
-    "chat": ("phi3tui.screens.chat", "ChatScreen", "Chat"),
-    "export": ("phi3tui.screens.export", "ExportScreen", "Export"),
+    "data": ("phi3tui.screens.data.screen", "DataScreen", "Data"),
+    "config": ("phi3tui.screens.config.screen", "ConfigScreen", "Config"),
+    "train": ("phi3tui.screens.train.screen", "TrainScreen", "Train"),
+    "chat": ("phi3tui.screens.chat.screen", "ChatScreen", "Chat"),
+    "export": ("phi3tui.screens.export.screen", "ExportScreen", "Export"),
 }
 
 

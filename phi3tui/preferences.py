@@ -65,14 +65,15 @@ def remapped(bindings, keymap: dict[str, str]) -> list[Binding]:
     return out
 
 
-def binding_classes():
-    """Every class in phi3tui.app, phi3tui.screens and phi3tui.widgets that declares BINDINGS."""
-    from phi3tui import app as app_module, screens, widgets
+def binding_classes(app_class: type) -> list[type]:
+    """The app class, its bases, and every class in phi3tui.screens and phi3tui.widgets that declares
+    BINDINGS. The app class is passed in, not imported: the app imports this module."""
+    from phi3tui import screens, widgets
 
-    modules = [app_module]
+    modules = [import_module(app_class.__module__)]
     for package in (screens, widgets):
-        for info in pkgutil.iter_modules(package.__path__):
-            modules.append(import_module(f"{package.__name__}.{info.name}"))
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+            modules.append(import_module(info.name))
     seen = []
     for module in modules:
         for value in vars(module).values():
@@ -81,26 +82,26 @@ def binding_classes():
     return seen
 
 
-def binding_table() -> list[tuple[str, str, str, str]]:
+def binding_table(app_class: type) -> list[tuple[str, str, str, str]]:
     """(binding id, keys, description, class) for every binding of the app, screens and widgets."""
     rows = []
-    for cls in binding_classes():
+    for cls in binding_classes(app_class):
         for binding in map(_as_binding, cls.BINDINGS):
             rows.append((binding.id or "", binding.key, binding.description, cls.__name__))
     return rows
 
 
-def unknown_keymap_ids(keymap: dict[str, str]) -> list[str]:
-    known = {row[0] for row in binding_table()}
+def unknown_keymap_ids(keymap: dict[str, str], app_class: type) -> list[str]:
+    known = {row[0] for row in binding_table(app_class)}
     return [binding_id for binding_id in keymap if binding_id not in known]
 
 
-def keymap_clashes(keymap: dict[str, str]) -> list[str]:
+def keymap_clashes(keymap: dict[str, str], app_class: type) -> list[str]:
     """Keys the keymap gives to a binding while another binding of the same screen (or the app's
     own) still has them by default: the remapped one wins there, the other silently loses the key."""
     from textual.keys import _normalize_key_list
 
-    rows = binding_table()
+    rows = binding_table(app_class)
     effective: dict[str, list[tuple[str, set[str], str]]] = {}
     for binding_id, keys, description, owner in rows:
         mapped = keymap.get(binding_id)
@@ -202,15 +203,15 @@ class PreferencesMixin:
         if self.settings.keymap:
             self.call_after_refresh(self._check_keymap)
         if getattr(self, "workspace", None) is not None:
-            from phi3tui.core.terminal import RunWatcher
+            from phi3tui.core.runs import RunWatcher
 
             self._run_watcher = RunWatcher(self.workspace)
             self.set_interval(RUN_POLL_S, self.poll_runs)
             self.call_after_refresh(self.poll_runs)
 
     def _check_keymap(self) -> None:
-        problems = keymap_clashes(self.settings.keymap)
-        unknown = unknown_keymap_ids(self.settings.keymap)
+        problems = keymap_clashes(self.settings.keymap, type(self))
+        unknown = unknown_keymap_ids(self.settings.keymap, type(self))
         if unknown:
             problems.insert(0, f"keymap: no binding has the id {', '.join(unknown)}; `phi3tui keys` lists the ids")
         for problem in problems:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from phi3tui.core.chat import (
+from phi3tui.core.chat.session import (
     BASE,
     ChatError,
     ChatSession,
@@ -75,7 +75,7 @@ def trained(demo_template, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def chat_model(trained):
-    from phi3tui.core.chat_model import ChatModel
+    from phi3tui.core.chat.model import ChatModel
 
     return ChatModel(str(trained / "model"))
 
@@ -164,7 +164,7 @@ def test_switching_adapters_keeps_one_copy_of_the_base_weights(trained):
     import mlx.core as mx
     from mlx_lm import load
 
-    from phi3tui.core.chat_model import ChatModel
+    from phi3tui.core.chat.model import ChatModel
 
     r1 = side_for_path(trained / "runs" / "20260101-0000-r1")
     gc.collect()
@@ -193,7 +193,7 @@ def test_switching_adapters_keeps_one_copy_of_the_base_weights(trained):
 
 
 def test_errors_are_messages(trained, chat_model, tmp_path):
-    from phi3tui.core.chat_model import ChatModel
+    from phi3tui.core.chat.model import ChatModel
 
     other = write_foreign_adapter(tmp_path / "other-adapter", trained / "runs" / "20260101-0000-r1" / "adapters")
     r1 = side_for_path(trained / "runs" / "20260101-0000-r1")
@@ -318,7 +318,7 @@ def test_bfloat16_model_equal_mlx_lm(trained):
     """Phi-3 ships in bfloat16 while adapters are saved in float32: the mixed dtypes still match mlx-lm."""
     import mlx.core as mx
 
-    from phi3tui.core.chat_model import ChatModel
+    from phi3tui.core.chat.model import ChatModel
 
     r1 = side_for_path(trained / "runs" / "20260101-0000-r1")
     chat = ChatModel(str(trained / "model"))

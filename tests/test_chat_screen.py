@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from phi3tui.app import Phi3App
-from phi3tui.core.chat import BASE, GenerationSettings, side_for_path
+from phi3tui.core.chat.session import BASE, GenerationSettings, side_for_path
 from phi3tui.core.workspace import Workspace
 from tests.test_chat import train, write_foreign_adapter
 

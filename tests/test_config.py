@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from phi3tui.core import models
-from phi3tui.core.config import ConfigError, load_config_values, prepare_run_config, review_config
-from phi3tui.core.config_document import ConfigDocument
-from phi3tui.core.config_migrate import plan_migration
-from phi3tui.core.config_schema import PRESETS, config_fields, iters_for_epochs
+from phi3tui.core.config.review import ConfigError, load_config_values, prepare_run_config, review_config
+from phi3tui.core.config.document import ConfigDocument
+from phi3tui.core.config.migrate import plan_migration
+from phi3tui.core.config.schema import PRESETS, config_fields, iters_for_epochs
 from tests.conftest import run_cli
 
 # The tutorial's lora_config.yaml, key for key (DESIGN.md), with model and data pointed at the demo workspace.
@@ -279,7 +279,7 @@ def test_other_renamed_keys_migrate(tmp_path):
     text = "model: model\nuse_dora: true\nadapter_file: adapters.npz\nwandb: myproj\n"
     changes = {c.id: c for c in plan_migration(load_values_text(text))}
     assert set(changes) == {"rename:use_dora", "rename:adapter_file", "rename:wandb"}
-    from phi3tui.core.config_migrate import migrated_text
+    from phi3tui.core.config.migrate import migrated_text
 
     migrated = load_values_text(migrated_text(text, list(changes.values())))
     assert migrated == {"model": "model", "fine_tune_type": "dora", "adapter_path": "adapters",
@@ -287,7 +287,7 @@ def test_other_renamed_keys_migrate(tmp_path):
 
 
 def load_values_text(text: str) -> dict:
-    from phi3tui.core.config_document import load_values
+    from phi3tui.core.config.document import load_values
 
     return load_values(text)
 
@@ -403,7 +403,7 @@ def test_model_that_is_not_downloaded_is_said_so(demo_workspace):
 # -- the form's keys come from mlx-lm ---------------------------------------------------------------
 def test_form_fields_are_read_from_the_installed_mlx_lm(monkeypatch):
     import mlx_lm.lora as lora
-    from phi3tui.core import config_schema
+    from phi3tui.core.config import schema as config_schema
 
     fields = {f.path: f for f in config_fields()}
     for key in lora.CONFIG_DEFAULTS:
@@ -432,7 +432,7 @@ def test_epochs_set_iterations():
 
 
 def test_presets_are_valid_configs(demo_workspace, phi3_mini_folder):
-    from phi3tui.core.config_checks import check_types
+    from phi3tui.core.config.checks import check_types
 
     for name, values in PRESETS.items():
         doc = ConfigDocument.load(demo_workspace / "lora_config.yaml")
@@ -534,7 +534,7 @@ def test_quantized_model_weights_and_lora(phi3_mini_folder):
 
 
 def test_form_field_edits_keep_their_meaning(tmp_path):
-    from phi3tui.core.config import apply_field_edit
+    from phi3tui.core.config.review import apply_field_edit
 
     doc = ConfigDocument(HANDWRITTEN_YAML)
     apply_field_edit(doc, ("seed",), None)  # an empty field for an absent key: nothing written

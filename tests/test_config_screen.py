@@ -29,8 +29,8 @@ async def settle(pilot, screen):
 
 
 def _migrated(screen):
-    from phi3tui.core.config_document import load_values
-    from phi3tui.core.config_migrate import migrated_text
+    from phi3tui.core.config.document import load_values
+    from phi3tui.core.config.migrate import migrated_text
 
     accepted = [c for c in screen.review.changes if c.id not in screen.rejected]
     return load_values(migrated_text(screen.doc.text, accepted))
@@ -45,7 +45,7 @@ def findings(screen) -> str:
 
 
 async def test_form_shows_every_key_and_the_checks(demo_workspace):
-    from phi3tui.core.config_schema import config_fields
+    from phi3tui.core.config.schema import config_fields
 
     app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
     async with app.run_test(size=(80, 24)) as pilot:

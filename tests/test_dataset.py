@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from phi3tui.core.dataset import (
+from phi3tui.core.data.folder import (
     STRIDE,
     DataFolder,
     DataSettings,
@@ -345,7 +345,7 @@ def test_demo_step_summarises_and_raises_on_errors(demo_workspace):
 def test_validation_and_indexing_stop_when_cancelled(tmp_path):
     import threading
 
-    from phi3tui.core.dataset import Cancelled
+    from phi3tui.core.data.folder import Cancelled
 
     data = make_data(tmp_path, text_lines(40000))
     folder = DataFolder.open(data)

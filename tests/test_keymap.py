@@ -12,7 +12,7 @@ from tests.conftest import run_cli
 
 
 def test_every_binding_has_a_unique_id():
-    rows = binding_table()
+    rows = binding_table(Phi3App)
     assert len(rows) > 20  # the app, the five screens, their modals and widgets
     missing = [f"{owner}: {keys}" for binding_id, keys, _, owner in rows if not binding_id]
     assert not missing, f"bindings without an id (the keymap cannot reach them): {missing}"
@@ -101,6 +101,6 @@ async def test_a_key_taken_from_another_binding_is_reported(config_dir, demo_wor
 
 def test_an_app_key_that_a_screen_uses_is_reported():
     # f9 is the Config screen's Download: there the screen's binding wins over an app-wide f9.
-    (clash,) = keymap_clashes({"app.mode.export": "f9"})
+    (clash,) = keymap_clashes({"app.mode.export": "f9"}, Phi3App)
     assert "app.mode.export takes f9" in clash and "config.download" in clash
-    assert keymap_clashes({"app.mode.export": "f12"}) == []
+    assert keymap_clashes({"app.mode.export": "f12"}, Phi3App) == []

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from phi3tui.core import runs
-from phi3tui.core.run_files import read_run_json
+from phi3tui.core.runs.folder import read_run_json
 from phi3tui.core.workspace import Workspace
 from tests.conftest import REPO
 
@@ -45,7 +45,7 @@ def test_same_losses_as_mlx_lm_and_run_folder_layout(demo_workspace, tmp_path):
     run_dir = runs.start_run(ws, overrides=dict(QUICK, test=True, test_batches=4))
     ref_out = tmp_path / "ref.json"
     ref = subprocess.run(
-        [sys.executable, "-m", "phi3tui.core.run_reference", str(run_dir / "config.yaml"), str(tmp_path / "ref-adapters"), str(ref_out)],
+        [sys.executable, "-m", "bench.run_reference", str(run_dir / "config.yaml"), str(tmp_path / "ref-adapters"), str(ref_out)],
         cwd=demo_workspace, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
@@ -180,7 +180,7 @@ def test_two_ranks_on_localhost_write_one_metrics_stream(demo_workspace):
 
 
 def test_health_alarms_are_written_into_run_json(tmp_path):
-    from phi3tui.core.runner import Diverged, RunRecorder
+    from phi3tui.core.runs.runner import Diverged, RunRecorder
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

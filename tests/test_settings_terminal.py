@@ -10,8 +10,8 @@ import pytest
 
 from phi3tui.app import Phi3App
 from phi3tui.core import runs
+from phi3tui.core.runs import RunWatcher
 from phi3tui.core.terminal import (
-    RunWatcher,
     notification_kind,
     notification_sequence,
     title_sequence,

@@ -249,6 +249,7 @@ def test_editable_checkout_uses_the_source_tree_themes():
 def test_readme_examples_work(tmp_path):
     """The README's theme and keymap examples are a valid theme and real binding ids."""
     from phi3tui.core.settings import parse_settings
+    from phi3tui.app import Phi3App
     from phi3tui.preferences import binding_table, keymap_clashes
 
     readme = (REPO / "README.md").read_text()
@@ -260,7 +261,7 @@ def test_readme_examples_work(tmp_path):
     keymap_text = next(b for b in blocks if b.startswith("keymap:"))
     settings, problems = parse_settings(keymap_text, tmp_path / "settings.yaml")
     assert not problems and settings.keymap
-    known = {row[0] for row in binding_table()}
-    assert set(settings.keymap) <= known and keymap_clashes(settings.keymap) == []
+    known = {row[0] for row in binding_table(Phi3App)}
+    assert set(settings.keymap) <= known and keymap_clashes(settings.keymap, Phi3App) == []
     settings_text = next(b for b in blocks if b.startswith("theme:"))
     assert parse_settings(settings_text, tmp_path / "settings.yaml")[1] == []

@@ -63,7 +63,15 @@ def _print_record(record: dict) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from phi3tui.core.chat import BASE, ChatError, ComparePrompt, batch_compare, model_path, newest_adapter, side_for_path
+    from phi3tui.core.chat import (
+        BASE,
+        ChatError,
+        ComparePrompt,
+        batch_compare,
+        model_path,
+        newest_adapter,
+        side_for_path,
+    )
     from phi3tui.core.workspace import NotAWorkspace, Workspace
 
     try:
@@ -77,7 +85,7 @@ def run_compare(args: argparse.Namespace) -> int:
         )
         left = side_for_path(args.left_adapter_path, args.left_checkpoint) if args.left_adapter_path else BASE
         items = [ComparePrompt(text, None, f"--prompt {i + 1}") for i, text in enumerate(args.prompt or [])]
-        from phi3tui.core.chat_model import ChatModel
+        from phi3tui.core.chat.model import ChatModel
 
         model = ChatModel(model_path(workspace))
         print(f"left: {left.label} · right: {right.label} · {settings.summary()}")

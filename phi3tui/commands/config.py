@@ -66,7 +66,7 @@ def _review(args):
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from phi3tui.core.config_document import ConfigDocument
+    from phi3tui.core.config import ConfigDocument
 
     path, text, review = _review(args)
     if review is None:
@@ -87,8 +87,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    from phi3tui.core.config_document import ConfigDocument
-    from phi3tui.core.config_migrate import apply_changes
+    from phi3tui.core.config import ConfigDocument
+    from phi3tui.core.config import apply_changes
 
     path, text, review = _review(args)
     if review is None:

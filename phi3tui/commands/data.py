@@ -66,7 +66,7 @@ def _settings_and_dir(args):
     """(data folder, settings, model, config note) from DIR: a workspace or a plain data folder."""
     from dataclasses import replace
 
-    from phi3tui.core.dataset import DataSettings, workspace_data
+    from phi3tui.core.data import DataSettings, workspace_data
     from phi3tui.core.workspace import CONFIG_NAME, Workspace
 
     root = Path(args.dir)
@@ -90,7 +90,7 @@ def _settings_and_dir(args):
 
 
 def run_check(args) -> int:
-    from phi3tui.core.dataset_checks import check_folder
+    from phi3tui.core.data import check_folder
 
     for name in ("max_seq_length", "batch_size"):
         value = getattr(args, name)
@@ -112,7 +112,7 @@ def run_check(args) -> int:
 
 
 def run_import(args) -> int:
-    from phi3tui.core.importers import DataImportError, ImportOptions, import_any
+    from phi3tui.core.data import DataImportError, ImportOptions, import_any
 
     options = ImportOptions(
         fmt=args.fmt,

@@ -128,7 +128,7 @@ def cmd_list(args) -> int:
 
 
 def format_record(r: dict) -> str:
-    from phi3tui.core.run_files import parse_float
+    from phi3tui.core.runs import parse_float
 
     kind = r.get("kind")
     loss = parse_float(r.get("loss"))
@@ -147,7 +147,7 @@ def format_record(r: dict) -> str:
 
 def follow(run_dir, out=sys.stdout, poll: float = 0.5) -> int:
     """Print the run's history, then new records and alarms as they come, until the run ends."""
-    from phi3tui.core.run_files import END_STATES
+    from phi3tui.core.runs import END_STATES
     from phi3tui.core.runs import MetricsTail, run_info
 
     tail = MetricsTail(run_dir)

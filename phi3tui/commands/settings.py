@@ -198,10 +198,11 @@ def cmd_themes(args) -> int:
 # -- keys -----------------------------------------------------------------------------------
 def cmd_keys(args) -> int:
     from phi3tui.core.settings import load_settings
+    from phi3tui.app import Phi3App
     from phi3tui.preferences import binding_table, keymap_clashes
 
     keymap = load_settings().settings.keymap
-    rows = binding_table()
+    rows = binding_table(Phi3App)
     known = {row[0] for row in rows}
     width = max(len(row[0]) for row in rows)
     for binding_id, keys, description, owner in rows:
@@ -211,7 +212,7 @@ def cmd_keys(args) -> int:
     unknown = [binding_id for binding_id in keymap if binding_id not in known]
     for binding_id in unknown:
         print(f"phi3tui keys: settings keymap: no binding has the id {binding_id!r}", file=sys.stderr)
-    clashes = keymap_clashes(keymap)
+    clashes = keymap_clashes(keymap, Phi3App)
     for clash in clashes:
         print(f"phi3tui keys: {clash}", file=sys.stderr)
     return 2 if unknown or clashes else 0

@@ -13,9 +13,18 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from phi3tui.core.atomic import atomic_write_text
-from phi3tui.core.demo_pairs import MISCONCEPTIONS
+from phi3tui.core.files import atomic_write_text
 from phi3tui.core.workspace import CONFIG_NAME, Workspace
+
+# Hand-written question/answer pairs about common misconceptions, written for this project (not copied
+# from any dataset): one {"question", "answer"} object a line.
+DEMO_PAIRS_FILE = Path(__file__).with_name("demo_pairs.jsonl")
+
+
+def demo_pairs() -> list[tuple[str, str]]:
+    with DEMO_PAIRS_FILE.open(encoding="utf-8") as f:
+        return [(row["question"], row["answer"]) for row in map(json.loads, f)]
+
 
 # Phi-3's added tokens, in the order Phi-3-mini-4k-instruct numbers them (32000…32010 there).
 PHI3_ADDED_TOKENS = (
@@ -153,7 +162,7 @@ def split_pairs(pairs, seed: int = 0, valid_fraction: float = 0.1, test_fraction
 
 def write_demo_data(data_dir: Path, seed: int = 0) -> dict[str, int]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    train, valid, test = split_pairs(MISCONCEPTIONS, seed=seed)
+    train, valid, test = split_pairs(demo_pairs(), seed=seed)
     counts = {}
     for name, rows in (("train", train), ("valid", valid), ("test", test)):
         lines = [json.dumps({"text": tutorial_text(q, a)}, ensure_ascii=False) for q, a in rows]
@@ -198,7 +207,8 @@ def write_demo_tokenizer(model_dir: Path) -> dict[str, int]:
     from transformers import LlamaTokenizer
     from transformers.convert_slow_tokenizer import SentencePieceExtractor
 
-    corpus = [q for q, _ in MISCONCEPTIONS] + [a for _, a in MISCONCEPTIONS]
+    pairs = demo_pairs()
+    corpus = [q for q, _ in pairs] + [a for _, a in pairs]
     model_dir.mkdir(parents=True, exist_ok=True)
     spm_path = model_dir / "tokenizer.model"
     spm_path.write_bytes(_train_sentencepiece(corpus))

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from phi3tui.core.atomic import atomic_write_text
+from phi3tui.core.files import atomic_write_text
 
 APP_NAME = "phi3tui"
 CONFIG_DIR_ENV = "PHI3TUI_CONFIG_DIR"

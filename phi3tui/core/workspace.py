@@ -7,13 +7,65 @@ explains, in one line, why a folder is not one.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 CONFIG_NAME = "lora_config.yaml"
 DATA_NAME = "data"
 RUNS_NAME = "runs"
 EXPORTS_NAME = "exports"
+
+
+class MlxLmLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader plus the float resolver mlx-lm adds (so `1e-6` is a float, as in mlx_lm lora)."""
+
+
+MlxLmLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:
+     [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+class ConfigError(Exception):
+    """A config that cannot be read. str() names the file (and line) and says what to do."""
+
+
+def load_config_values(path: Path | str) -> dict:
+    """The config's values exactly as `mlx_lm lora --config` loads them."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a YAML file; point to the lora_config.yaml file") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist; create it on the Config screen or with `phi3tui demo`") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        values = yaml.load(text, Loader=MlxLmLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: YAML syntax error: {problem}; fix the line and try again") from None
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values, not {type(values).__name__}")
+    return values
 
 
 class NotAWorkspace(Exception):
@@ -53,15 +105,13 @@ class Workspace:
         return os.access(self.root, os.W_OK)
 
     def model_setting(self) -> str | None:
-        """The `model:` value of lora_config.yaml, read without the heavy YAML machinery."""
+        """The `model:` value of lora_config.yaml as mlx-lm reads it (YAML: quotes, `#` inside a value);
+        None when the file is missing or unreadable."""
         try:
-            for line in self.config_path.read_text(encoding="utf-8").splitlines():
-                if line.startswith("model:"):
-                    value = line.split(":", 1)[1].split("#", 1)[0].strip().strip("\"'")
-                    return value or None
-        except (OSError, UnicodeDecodeError):
+            value = load_config_values(self.config_path).get("model")
+        except ConfigError:
             return None
-        return None
+        return str(value) if value not in (None, "") else None
 
     def resolve(self, value: str | os.PathLike) -> Path:
         """A path from the config, relative to the workspace (mlx-lm runs with the workspace as cwd)."""

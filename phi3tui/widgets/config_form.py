@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
-from phi3tui.core.config_document import load_values
+from phi3tui.core.config import load_values
 
 
 def _show(value: Any) -> str:
@@ -25,7 +25,7 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(_show(v) for v in value)
     if isinstance(value, dict):
-        from phi3tui.core.config_document import _flow_text
+        from phi3tui.core.config import _flow_text
 
         return _flow_text(value)
     return str(value)

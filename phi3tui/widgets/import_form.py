@@ -1,7 +1,7 @@
 """The import form: source file, target folder, format, column mapping, split sizes, order.
 
 Dismisses with a dict of the entered values (None on Escape); the Data screen hands them to
-phi3tui.core.importers, which checks them and says what is wrong.
+phi3tui.core.data.importers, which checks them and says what is wrong.
 """
 
 from __future__ import annotations

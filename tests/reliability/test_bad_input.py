@@ -96,7 +96,7 @@ def test_fifty_megabyte_single_line(bad_workspace):
 
 def test_file_deleted_while_being_read(bad_workspace):
     """train.jsonl disappears while valid.jsonl is being checked: an error names it, no exception."""
-    from phi3tui.core.dataset_checks import PROGRESS_EVERY, check_folder
+    from phi3tui.core.data.checks import PROGRESS_EVERY, check_folder
 
     data = bad_workspace / "data"
     (data / "valid.jsonl").write_text((GOOD + "\n") * (PROGRESS_EVERY + 10))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phi3tui.core.atomic import atomic_write_text
+from phi3tui.core.files import atomic_write_text
 from phi3tui.core.export import ExportError
 from phi3tui.core.export.paths import refuse_overwrite
 

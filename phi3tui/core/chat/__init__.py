@@ -1,0 +1,30 @@
+"""Chat: sides (base or an adapter at a checkpoint), generation (settings and what it reports), session
+(conversations, the model worker thread, batch compare). The model itself is chat.model (imports mlx):
+import it directly, and only off the UI thread.
+This is the package's public face: other packages import from here, not from its modules."""
+
+from phi3tui.core.chat.generation import GenerationSettings
+from phi3tui.core.chat.session import ChatSession, ComparePrompt, ModelWorker, batch_compare, model_path
+from phi3tui.core.chat.sides import (
+    BASE,
+    ChatError,
+    describe_error,
+    newest_adapter,
+    side_choices,
+    side_for_path,
+)
+
+__all__ = [
+    "BASE",
+    "ChatError",
+    "ChatSession",
+    "ComparePrompt",
+    "GenerationSettings",
+    "ModelWorker",
+    "batch_compare",
+    "describe_error",
+    "model_path",
+    "newest_adapter",
+    "side_choices",
+    "side_for_path",
+]

@@ -1,0 +1,29 @@
+"""The LoRA config (lora_config.yaml): document (round-trip edits), schema (mlx-lm's keys), migrate (old
+keys made current), checks (against the model, the data and this machine), review (all of it at once).
+This is the package's public face: other packages import from here, not from its modules."""
+
+from phi3tui.core.config.checks import Finding
+from phi3tui.core.workspace import ConfigError, load_config_values
+from phi3tui.core.config.document import ConfigDocument, DocumentEditError, _flow_text, load_values
+from phi3tui.core.config.migrate import apply_changes
+from phi3tui.core.config.review import ConfigReview, apply_field_edit, prepare_run_config, review_config
+from phi3tui.core.config.schema import PRESETS, config_fields, epochs_for_iters, mlx_lm_defaults
+
+__all__ = [
+    "ConfigError",
+    "load_config_values",
+    "ConfigDocument",
+    "ConfigReview",
+    "DocumentEditError",
+    "Finding",
+    "PRESETS",
+    "_flow_text",
+    "apply_changes",
+    "apply_field_edit",
+    "config_fields",
+    "epochs_for_iters",
+    "load_values",
+    "mlx_lm_defaults",
+    "prepare_run_config",
+    "review_config",
+]

@@ -1,0 +1,366 @@
+"""Checks of a (migrated) lora_config.yaml against the model, the data and this machine, before any run.
+
+Every check names the key it is about and says what to do. Nothing here writes to disk.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+NUMBER_TYPES = (int, float)
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "error" | "warning" | "info"
+    field: str  # the config key it is about ("" for the whole file)
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.field}: " if self.field else ""
+        return f"{self.level}: {where}{self.message}" + (f" ({self.hint})" if self.hint else "")
+
+
+@dataclass
+class ModelContext:
+    """What the checks know about the model: where it is, its config.json, its blocks' modules."""
+
+    value: str
+    location: Any = None  # models.ModelLocation
+    info: Any = None  # models.ModelInfo
+    block_modules: list[str] | None = None
+    top_modules: list[str] = field(default_factory=list)
+    problem: str = ""  # why the model could not be inspected
+    fatal: bool = False  # True when a run could not load it either (not merely not downloaded yet)
+
+
+def model_context(value: Any, workspace_root: Path) -> ModelContext:
+    from phi3tui.core import models
+
+    ctx = ModelContext(str(value))
+    try:
+        ctx.location = models.locate_model(str(value), workspace_root)
+        if not ctx.location.available:
+            ctx.problem = (f"{value} is not in the local Hugging Face cache; download it on the Config screen "
+                           "(or let the run download it) to check keys, layers and memory")
+            return ctx
+        config = models.read_model_config(ctx.location.folder)
+        ctx.info = models.ModelInfo(config, ctx.location)
+        structure = models.build_structure(config)
+        ctx.block_modules = models.adaptable_modules(structure)
+        ctx.top_modules = models.top_level_modules(structure)
+    except models.ModelNotFound as exc:
+        ctx.problem, ctx.fatal = str(exc), True
+    return ctx
+
+
+# -- data: sizes, format and longest records (through the Data screen's core) -----------------
+_TOKEN_CACHE: dict = {}
+_TOKEN_LOCK = threading.Lock()
+
+
+@dataclass
+class DataContext:
+    folder: Path
+    sizes: dict[str, int] = field(default_factory=dict)
+    formats: dict[str, str | None] = field(default_factory=dict)
+    lengths: dict[str, Any] = field(default_factory=dict)  # split -> Counter(token count -> records)
+    note: str = ""  # why token lengths are missing
+
+
+def data_context(values: dict, workspace_root: Path, model_folder: Path | None) -> DataContext | None:
+    """None when `data` is not a local folder (a Hugging Face dataset id: not checked here)."""
+    from phi3tui.core.data import DataFolder, DataSettings, split_sizes
+
+    folder = Path(str(values.get("data") or "data")).expanduser()
+    if not folder.is_absolute():
+        folder = Path(workspace_root) / folder
+    if not folder.is_dir():
+        return None
+    ctx = DataContext(folder, split_sizes(folder))
+    settings = DataSettings.from_config(values)
+    opened = DataFolder.open(folder, settings)
+    ctx.formats = {name: info.format for name, info in opened.splits.items()}
+    if model_folder is None:
+        ctx.note = "the model's tokenizer is not available"
+        return ctx
+    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.glob("*.jsonl")))
+    key = (str(folder), stamp, str(model_folder), settings.text_feature, settings.chat_feature,
+           settings.prompt_feature, settings.completion_feature, settings.mask_prompt)
+    with _TOKEN_LOCK:
+        cached = _TOKEN_CACHE.get(key)
+    if cached is None:
+        try:
+            from phi3tui.core.data import token_statistics
+            from phi3tui.core.data import load_tokenizer
+
+            stats = token_statistics(opened, load_tokenizer(model_folder))
+            cached = {split: s.histogram for split, s in stats.items()}
+        except Exception as exc:  # a broken tokenizer or record: the Data screen reports the details
+            ctx.note = f"token lengths not measured ({type(exc).__name__}: {exc})"
+            return ctx
+        with _TOKEN_LOCK:
+            _TOKEN_CACHE.clear()
+            _TOKEN_CACHE[key] = cached
+    ctx.lengths = cached
+    return ctx
+
+
+# -- the checks --------------------------------------------------------------------------------
+def _value(values: dict, key: str, defaults: dict):
+    v = values.get(key)
+    return defaults.get(key) if v is None else v
+
+
+def check_types(values: dict) -> list[Finding]:
+    """Unknown keys, wrong types and choices, as mlx-lm would (fail to) use them."""
+    from phi3tui.core.config.schema import (
+        LORA_PARAMETER_KINDS,
+        LR_SCHEDULE_KINDS,
+        config_fields,
+        known_top_level_keys,
+        schedule_names,
+    )
+
+    found: list[Finding] = []
+    known = known_top_level_keys()
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"did you mean {close[0]}?" if close else "remove it, or check the spelling against mlx-lm's keys"
+            found.append(Finding("warning", str(key), "unknown to mlx-lm: it is ignored silently", hint))
+    for section, subkeys in (("lora_parameters", LORA_PARAMETER_KINDS), ("lr_schedule", LR_SCHEDULE_KINDS)):
+        nested = values.get(section)
+        if isinstance(nested, dict):
+            for key in nested:
+                if key not in subkeys and not (section == "lora_parameters" and key == "alpha"):
+                    close = difflib.get_close_matches(str(key), sorted(subkeys), n=1)
+                    found.append(Finding("warning", f"{section}.{key}", "unknown to mlx-lm: it is ignored silently",
+                                         f"did you mean {close[0]}?" if close else "one of " + ", ".join(subkeys)))
+    for spec in config_fields():
+        if spec.path == ("epochs",) or spec.kind == "yaml":
+            continue
+        parent = values.get(spec.path[0]) if len(spec.path) > 1 else values
+        if len(spec.path) > 1 and not isinstance(parent, dict):
+            continue
+        value = parent.get(spec.path[-1]) if isinstance(parent, dict) else None
+        if value is None:
+            continue
+        key = spec.key
+        kind = spec.kind
+        bad = None
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            bad = "a whole number"
+        elif kind == "float" and (isinstance(value, bool) or not isinstance(value, NUMBER_TYPES)):
+            bad = "a number (write 1e-5, not \"1e-5\")"
+        elif kind == "bool" and not isinstance(value, bool):
+            bad = "true or false"
+        elif kind == "choice" and value not in spec.choices:
+            bad = "one of " + ", ".join(spec.choices)
+        elif kind == "list" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            bad = "a list of module paths, e.g. [self_attn.q_proj]"
+        elif kind == "floats" and not (isinstance(value, list) and all(isinstance(v, NUMBER_TYPES) for v in value)):
+            bad = "a list of numbers, e.g. [1e-5, 1000]"
+        elif kind == "mapping" and not isinstance(value, dict):
+            bad = "a mapping"
+        elif kind == "str" and not isinstance(value, str):
+            bad = "text"
+        if bad:
+            found.append(Finding("error", key, f"is {value!r}; it must be {bad}"))
+    lr = values.get("lr_schedule")
+    if isinstance(lr, dict):
+        if lr.get("name") not in schedule_names():
+            found.append(Finding("error", "lr_schedule.name", f"{lr.get('name')!r} is not an mlx.optimizers schedule",
+                                 "one of " + ", ".join(schedule_names())))
+        if not isinstance(lr.get("arguments"), list) or not lr.get("arguments"):
+            found.append(Finding("error", "lr_schedule.arguments", "is missing; the schedule needs its arguments",
+                                 "e.g. [1e-5, 1000] for cosine_decay (initial rate, steps)"))
+    elif lr is not None:
+        found.append(Finding("error", "lr_schedule", "must be a mapping with name and arguments"))
+    lora_parameters = values.get("lora_parameters")
+    if lora_parameters is not None and not isinstance(lora_parameters, dict):
+        found.append(Finding("error", "lora_parameters", f"is {lora_parameters!r}; it must be a mapping",
+                             "e.g. {keys: [self_attn.qkv_proj, self_attn.o_proj], rank: 8, scale: 20.0, dropout: 0.0}"))
+    if values.get("trust_remote_code") is True:  # phi3tui's runner honours it (mlx_lm lora would not)
+        found.append(Finding("warning", "trust_remote_code", "is on: loading the model runs Python code from its "
+                             "folder or Hugging Face repo", "turn it on only for a model whose code you trust; "
+                             "Phi-3 needs no remote code"))
+    for key in ("clear_cache_threshold",):
+        if key in values:
+            found.append(Finding("warning", key, "is ignored when set in a config file: `mlx_lm lora` fills it from "
+                                 "its command-line default first", f"pass --{key.replace('_', '-')} on the command line"))
+    return found
+
+
+def check_schedule(values: dict, defaults: dict) -> list[Finding]:
+    found = []
+    train, test = values.get("train"), values.get("test")
+    if not train and not test:
+        found.append(Finding("error", "train", "train and test are both false: mlx-lm refuses "
+                             "(\"Must provide at least one of --train or --test\")", "set train: true"))
+    for key in ("iters", "batch_size", "steps_per_report", "steps_per_eval", "save_every", "grad_accumulation_steps"):
+        v = _value(values, key, defaults)
+        if isinstance(v, int) and not isinstance(v, bool) and v <= 0:
+            found.append(Finding("error", key, f"is {v}; it must be at least 1"))
+    lr = values.get("learning_rate")
+    if isinstance(lr, NUMBER_TYPES) and not isinstance(lr, bool) and lr <= 0:
+        found.append(Finding("error", "learning_rate", f"is {lr}; it must be above 0"))
+    return found
+
+
+def check_model(values: dict, defaults: dict, ctx: ModelContext) -> tuple[list[Finding], Any]:
+    """num_layers, LoRA keys and the trainable parameter count (returns the LoraPlan too)."""
+    from phi3tui.core import models
+
+    found: list[Finding] = []
+    if ctx.info is None:
+        found.append(Finding("error" if ctx.fatal else "warning", "model",
+                             ctx.problem or f"{ctx.value} cannot be inspected"))
+        return found, None
+    folder = getattr(ctx.location, "folder", None)
+    if folder is not None:  # pickle-only or truncated weights: a run would fail (or run code) loading them
+        from phi3tui.core.safety import model_folder_problem
+
+        problem = model_folder_problem(folder)
+        if problem:
+            found.append(Finding("error", "model", problem))
+    blocks = ctx.info.num_blocks
+    num_layers = _value(values, "num_layers", defaults)
+    ftype = _value(values, "fine_tune_type", defaults)
+    lora = values.get("lora_parameters")
+    if lora is None:
+        lora = defaults.get("lora_parameters") or {}
+    if isinstance(num_layers, int) and not isinstance(num_layers, bool):
+        if blocks is not None and num_layers > blocks:
+            unset = " (mlx-lm's default: the file does not set it)" if values.get("num_layers") is None else ""
+            found.append(Finding("error", "num_layers", f"is {num_layers}{unset} but the model has {blocks} blocks",
+                                 f"use {blocks} or -1 for all"))
+            return found, None
+        if num_layers < -1:
+            found.append(Finding("error", "num_layers", f"is {num_layers}; use a block count or -1 for all"))
+            return found, None
+        if num_layers == 0:
+            found.append(Finding("warning", "num_layers", "0 trains every block in mlx-lm (like -1)",
+                                 "use -1 to say all, or the number of blocks to train"))
+    else:
+        return found, None
+    if ftype != "full" and lora is not None and not isinstance(lora, dict):
+        return found, None  # reported by check_types; mlx-lm's KeyError would only repeat it
+    if ftype != "full" and isinstance(lora, dict):
+        missing = [k for k in ("rank", "scale", "dropout") if k not in lora]
+        if missing:
+            hint = "mlx-lm calls it scale; migrate alpha" if "alpha" in lora and "scale" in missing else \
+                "add them (mlx-lm's defaults: rank 8, scale 20.0, dropout 0.0)"
+            found.append(Finding("error", "lora_parameters", f"lacks {', '.join(missing)}: mlx-lm stops with KeyError", hint))
+            return found, None
+        # A wrong type is reported on its own line by the schema check; mlx-lm's raw error would only repeat it.
+        if not all(isinstance(lora[k], (int, float)) and not isinstance(lora[k], bool) for k in ("rank", "scale", "dropout")):
+            return found, None
+        keys = lora.get("keys")
+        if isinstance(keys, list):
+            valid = ctx.block_modules or []
+            for key in keys:
+                if key not in valid and key not in ctx.top_modules:
+                    found.append(Finding("error", "lora_parameters.keys", f"{key!r} matches no module in the model's blocks",
+                                         "valid: " + ", ".join(valid)))
+    try:
+        plan = models.plan_lora(ctx.info.config, num_layers, lora if isinstance(lora, dict) else {}, ftype)
+    except Exception as exc:  # mlx-lm's own refusal (bad rank, unknown layer type): say it as it says it
+        found.append(Finding("error", "lora_parameters", f"mlx-lm cannot apply it: {type(exc).__name__}: {exc}"))
+        return found, None
+    if plan.trainable == 0:
+        found.append(Finding("error", "lora_parameters.keys", "trains 0 parameters: training would stop with "
+                             "\"[grad] Must specify at least one argument.\"", "pick keys from the model's modules"))
+    else:
+        trained_blocks = plan.blocks if num_layers in (-1, 0) else num_layers
+        found.append(Finding("info", "lora_parameters", f"trainable parameters: {plan.summary()} in "
+                             f"{trained_blocks} of {plan.blocks} blocks"))
+    return found, plan
+
+
+def check_data(values: dict, defaults: dict, data: DataContext | None, workspace_root: Path) -> list[Finding]:
+    found: list[Finding] = []
+    data_value = values.get("data") or defaults.get("data")
+    if data is None:
+        local = Path(str(data_value)).expanduser()
+        local = local if local.is_absolute() else Path(workspace_root) / local
+        if values.get("hf_dataset"):
+            return found
+        if "/" in str(data_value) and not str(data_value).startswith((".", "/", "~")):
+            found.append(Finding("info", "data", f"{data_value} is not a local folder: mlx-lm will load it as a "
+                                 "Hugging Face dataset; its splits are not checked here"))
+        else:
+            found.append(Finding("error", "data", f"{local} does not exist", "point data at the folder with train.jsonl"))
+        return found
+    if values.get("train", False) and data.sizes.get("train") is None:
+        found.append(Finding("error", "data", f"{data.folder} has no train.jsonl", "put the training records in train.jsonl"))
+    batch = _value(values, "batch_size", defaults)
+    if isinstance(batch, int) and batch > 0:
+        needed = {"train": bool(values.get("train")), "valid": _value(values, "val_batches", defaults) != 0
+                  and bool(values.get("train")), "test": bool(values.get("test"))}
+        for split, used in needed.items():
+            n = data.sizes.get(split)
+            if used and n is not None and n < batch:
+                found.append(Finding("error", "batch_size", f"is {batch} but {split}.jsonl has {n} records: mlx-lm "
+                                     "stops (\"Dataset must have at least batch_size examples\")",
+                                     f"lower batch_size to {n} or add records"))
+    if values.get("mask_prompt") and "text" in data.formats.values():
+        found.append(Finding("error", "mask_prompt", "is on but the data is in the text format: mlx-lm stops "
+                             "(\"Prompt masking not supported for text dataset.\")",
+                             "turn mask_prompt off, or use chat or completions records"))
+    max_len = _value(values, "max_seq_length", defaults)
+    for split, histogram in data.lengths.items():
+        if not histogram or not isinstance(max_len, int):
+            continue
+        longest = max(histogram)
+        over = sum(c for length, c in histogram.items() if length > max_len)
+        if over:
+            found.append(Finding("warning", "max_seq_length", f"is {max_len} but {over} {split} record(s) are longer "
+                                 f"(longest {longest} tokens): mlx-lm truncates them",
+                                 f"raise max_seq_length to {longest} or shorten those records"))
+    return found
+
+
+def check_adapters(values: dict, defaults: dict, workspace_root: Path) -> list[Finding]:
+    found = []
+    path = Path(str(_value(values, "adapter_path", defaults))).expanduser()
+    path = path if path.is_absolute() else Path(workspace_root) / path
+    resume = values.get("resume_adapter_file")
+    rpath = None
+    if resume:
+        rpath = Path(str(resume)).expanduser()
+        rpath = rpath if rpath.is_absolute() else Path(workspace_root) / rpath
+        if not rpath.is_file():
+            found.append(Finding("error", "resume_adapter_file", f"{rpath} does not exist",
+                                 "point it at an adapters.safetensors file, or set it to null"))
+    if (path / "adapters.safetensors").is_file() or (path / "adapter_config.json").is_file():
+        resuming = rpath is not None and rpath.resolve().is_relative_to(path.resolve())
+        if not resuming:
+            found.append(Finding("warning", "adapter_path", f"{path} already holds another run's adapters: "
+                                 "training would overwrite them", "choose a new adapter_path, or resume from them "
+                                 "with resume_adapter_file"))
+    return found
+
+
+def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan) -> tuple[list[Finding], Any]:
+    from phi3tui.core import models
+
+    if ctx.info is None or plan is None:
+        return [], None
+    merged = {k: _value(values, k, defaults) for k in ("batch_size", "max_seq_length", "num_layers",
+                                                       "grad_checkpoint", "optimizer")}
+    # A wrong type is reported on its own line by the schema check; no estimate can be made from it.
+    if any(merged[k] is not None and (type(merged[k]) is not int) for k in ("batch_size", "max_seq_length", "num_layers")):
+        return [], None
+    estimate = models.estimate_memory(ctx.info.config, plan, merged)
+    if estimate.total > estimate.machine:
+        hint = ("turn on grad_checkpoint" if not estimate.grad_checkpoint and estimate.total_other <= estimate.machine
+                else "lower batch_size or max_seq_length, train fewer blocks, or use a quantized (4-bit) model")
+        return [Finding("warning", "memory", f"estimate {estimate.summary()} is above this machine's memory", hint)], estimate
+    return [Finding("info", "memory", f"estimate {estimate.summary()}")], estimate

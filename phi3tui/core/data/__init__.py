@@ -1,0 +1,44 @@
+"""A data folder as mlx-lm reads it: folder (open, line index, page, search), checks (every line),
+render (records through the model's tokenizer), importers (CSV/JSONL to splits).
+This is the package's public face: other packages import from here, not from its modules."""
+
+from phi3tui.core.data.checks import Report, check_folder, human_size, token_statistics, validate_folder
+from phi3tui.core.data.folder import (
+    Cancelled,
+    DataFolder,
+    DataSettings,
+    SPLITS,
+    split_sizes,
+    workspace_data,
+)
+from phi3tui.core.data.importers import (
+    DataImportError,
+    ImportOptions,
+    existing_splits,
+    import_any,
+    options_from_values,
+)
+from phi3tui.core.data.render import TokenizerError, is_phi3_model, load_tokenizer, render_record
+
+__all__ = [
+    "Cancelled",
+    "DataFolder",
+    "DataImportError",
+    "DataSettings",
+    "ImportOptions",
+    "Report",
+    "SPLITS",
+    "TokenizerError",
+    "check_folder",
+    "existing_splits",
+    "human_size",
+    "import_any",
+    "is_phi3_model",
+    "load_tokenizer",
+    "options_from_values",
+    "render_record",
+    "split_sizes",
+    "token_statistics",
+    "validate_folder",
+    "workspace_data",
+]

@@ -1,0 +1,596 @@
+"""Validation of every line of every split, and token statistics with the model's tokenizer.
+
+Both passes stream: a file is read line by line and nothing is kept per record except what the
+report needs (problems, capped per rule; a length histogram; a few worst offenders). Both take a
+progress callback (bytes done, bytes total, phase) and a cancel event.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from phi3tui.core.data.folder import (
+    PHI3_MARKERS,
+    SPLITS,
+    Cancelled,
+    DataFolder,
+    DataSettings,
+    workspace_data,
+)
+
+MAX_LISTED_PER_RULE = 100  # problems listed per (split, rule); all are counted
+WORST_LISTED = 5  # longest records listed per split
+KNOWN_ROLES = frozenset({"system", "user", "assistant", "tool"})
+PROGRESS_EVERY = 1 << 14  # lines between progress reports and cancel checks
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Problem:
+    level: str  # "error" (mlx-lm fails or trains on the wrong thing) | "warning"
+    split: str
+    line: int  # 1-based; 0 when the problem is about the whole split
+    rule: str
+    message: str
+    hint: str = ""
+
+    @property
+    def location(self) -> str:
+        return f"{self.split}:{self.line}" if self.line else self.split
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.location}: {self.message}" + (f" ({self.hint})" if self.hint else "")
+
+
+@dataclass
+class SplitStats:
+    records: int = 0  # records measured (valid ones)
+    tokens: int = 0  # all tokens, before truncation
+    trained_tokens: int = 0  # tokens the loss counts (after masking and truncation)
+    histogram: Counter = field(default_factory=Counter)  # token count -> records
+    over_max: int = 0
+    worst: list = field(default_factory=list)  # min-heap of (tokens, line), the longest records
+
+    def add(self, length: int, line: int, trained: int, max_len: int) -> None:
+        self.records += 1
+        self.tokens += length
+        self.trained_tokens += trained
+        self.histogram[length] += 1
+        if length > max_len:
+            self.over_max += 1
+        if len(self.worst) < WORST_LISTED:
+            heapq.heappush(self.worst, (length, -line))
+        elif length > self.worst[0][0]:
+            heapq.heapreplace(self.worst, (length, -line))
+
+    def percentile(self, q: float) -> int:
+        if not self.records:
+            return 0
+        rank = max(1, math.ceil(q * self.records))  # nearest-rank percentile
+        seen = 0
+        for length in sorted(self.histogram):
+            seen += self.histogram[length]
+            if seen >= rank:
+                return length
+        return max(self.histogram)
+
+    @property
+    def min(self) -> int:
+        return min(self.histogram) if self.histogram else 0
+
+    @property
+    def max(self) -> int:
+        return max(self.histogram) if self.histogram else 0
+
+    @property
+    def median(self) -> int:
+        return self.percentile(0.5)
+
+    @property
+    def p95(self) -> int:
+        return self.percentile(0.95)
+
+    def longest(self) -> list[tuple[int, int]]:
+        """(tokens, line) of the longest records, longest first."""
+        return [(t, -neg) for t, neg in sorted(self.worst, reverse=True)]
+
+
+@dataclass
+class Report:
+    data_dir: Path
+    settings: DataSettings
+    model: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)  # (level, split, rule) -> all occurrences
+    records: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    formats: dict[str, str | None] = field(default_factory=dict)
+    stats: dict[str, SplitStats] = field(default_factory=dict)
+    validated: bool = False
+    measured: bool = False
+    tokenizer_note: str = ""  # why token statistics are missing, if they are
+
+    def add(self, level: str, split: str, line: int, rule: str, message: str, hint: str = "") -> None:
+        key = (level, split, rule)
+        self.counts[key] += 1
+        if self.counts[key] <= MAX_LISTED_PER_RULE:
+            self.problems.append(Problem(level, split, line, rule, message, hint))
+
+    def total(self, level: str) -> int:
+        return sum(n for (lvl, _s, _r), n in self.counts.items() if lvl == level)
+
+    @property
+    def errors(self) -> int:
+        return self.total("error")
+
+    @property
+    def warnings(self) -> int:
+        return self.total("warning")
+
+    @property
+    def unlisted(self) -> int:
+        return sum(max(0, n - MAX_LISTED_PER_RULE) for n in self.counts.values())
+
+    def sorted_problems(self) -> list[Problem]:
+        order = {s: i for i, s in enumerate(SPLITS)}
+        return sorted(self.problems, key=lambda p: (p.level != "error", order.get(p.split, 9), p.line))
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        # mlx-lm's iterate_batches makes len // batch_size full batches per pass.
+        return self.records.get("train", 0) // self.settings.batch_size
+
+    def summary(self) -> str:
+        parts = [f"{s} {self.records[s]:,}" for s in SPLITS if s in self.records]
+        text = "records: " + (", ".join(parts) or "none")
+        if self.measured and "train" in self.stats:
+            text += f"; train tokens {self.stats['train'].tokens:,}"
+            text += f" (max {self.stats['train'].max:,})"
+        text += f"; {self.iterations_per_epoch:,} iterations per epoch at batch size {self.settings.batch_size}"
+        text += f"; {self.errors} errors, {self.warnings} warnings"
+        return text
+
+    def lines(self) -> list[str]:
+        """The full report as text (what `phi3tui data check` prints)."""
+        s = self.settings
+        out = [f"data {self.data_dir}"]
+        out.append(
+            f"model {self.model or '(none)'}; batch_size {s.batch_size}, max_seq_length {s.max_seq_length}, "
+            f"mask_prompt {str(s.mask_prompt).lower()}"
+        )
+        for split in SPLITS:
+            if split not in self.records:
+                out.append(f"  {split:<5}  absent")
+                continue
+            out.append(
+                f"  {split:<5}  {self.records[split]:>9,} records  {human_size(self.sizes.get(split, 0)):>9}  "
+                f"{self.formats.get(split) or 'unknown format'}"
+            )
+        if self.measured:
+            out.append("tokens per record (min / median / p95 / max), total, counted by the loss:")
+            for split, st in self.stats.items():
+                out.append(
+                    f"  {split:<5}  {st.min:,} / {st.median:,} / {st.p95:,} / {st.max:,}  "
+                    f"total {st.tokens:,}  trained {st.trained_tokens:,}"
+                    + (f"  {st.over_max:,} over max_seq_length" if st.over_max else "")
+                )
+        elif self.tokenizer_note:
+            out.append(f"token statistics skipped: {self.tokenizer_note}")
+        out.append(f"iterations per epoch: {self.iterations_per_epoch:,} (train records // batch_size)")
+        for p in self.sorted_problems():
+            out.append(str(p))
+        if self.unlisted:
+            out.append(f"... and {self.unlisted:,} more of the same kinds (only {MAX_LISTED_PER_RULE} listed per kind)")
+        out.append(f"{self.errors} errors, {self.warnings} warnings")
+        return out
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+# -- pass 1: structure ----------------------------------------------------------------------
+
+
+class _SplitChecker:
+    """Checks one record at a time against the split's format (decided by the first record)."""
+
+    def __init__(self, report: Report, split: str, phi3: bool):
+        self.report = report
+        self.split = split
+        self.phi3 = phi3
+        self.s = report.settings
+        self.fmt: str | None = None
+
+    def problem(self, level, line, rule, message, hint=""):
+        self.report.add(level, self.split, line, rule, message, hint)
+
+    def check(self, value: dict, line: int) -> None:
+        s = self.s
+        fmt = self.fmt
+        if fmt is None:
+            fmt = self.fmt = s.detect_format(value)
+            if fmt is None:
+                self.missing_fields(value, line)
+                return
+            if line == 1:
+                self.report.formats[self.split] = fmt
+        if fmt == "text":
+            text = value.get(s.text_feature)
+            if text is None:
+                return self.wrong_format(value, line)
+            if type(text) is not str:
+                return self.problem("error", line, "field-type", f"'{s.text_feature}' must be a string, not {type(text).__name__}")
+            if not text:
+                return self.problem("error", line, "empty-field", f"'{s.text_feature}' is empty: nothing to train on", "delete the line or fill it in")
+            if self.phi3 and not (PHI3_MARKERS[0] in text and PHI3_MARKERS[1] in text):
+                self.problem(
+                    "warning", line, "phi3-markers",
+                    "text lacks the Phi-3 markers <|user|> / <|assistant|>",
+                    "write <|user|>\\n… <|end|>\\n<|assistant|> \\n… <|end|>, or use the chat format",
+                )
+        elif fmt == "chat":
+            messages = value.get(s.chat_feature)
+            if messages is None:
+                return self.wrong_format(value, line)
+            self.check_messages(value, messages, line)
+        else:
+            prompt = value.get(s.prompt_feature)
+            completion = value.get(s.completion_feature)
+            if prompt is None or completion is None:
+                return self.wrong_format(value, line)
+            for name, v, level in ((s.prompt_feature, prompt, "warning"), (s.completion_feature, completion, "error")):
+                if type(v) is not str:
+                    self.problem("error", line, "field-type", f"'{name}' must be a string, not {type(v).__name__}")
+                elif not v.strip():
+                    self.problem(level, line, "empty-field", f"'{name}' is empty", "fill it in or delete the line")
+            self.check_tools(value, line)
+
+    def check_messages(self, value: dict, messages, line: int) -> None:
+        name = self.s.chat_feature
+        if type(messages) is not list or not messages:
+            return self.problem("error", line, "empty-field", f"'{name}' must be a non-empty list of messages")
+        has_assistant = False
+        for i, m in enumerate(messages, 1):
+            if type(m) is not dict:
+                self.problem("error", line, "field-type", f"{name}[{i}] is not an object with role and content")
+                continue
+            role = m.get("role")
+            if role is None:
+                self.problem("error", line, "missing-field", f"{name}[{i}] has no 'role'", "add \"role\": \"user\" or \"assistant\"")
+            elif role not in KNOWN_ROLES:
+                self.problem(
+                    "error", line, "unknown-role", f"{name}[{i}] has unknown role {role!r}",
+                    "use system, user, assistant or tool (chat templates drop or reject other roles)",
+                )
+            elif role == "assistant":
+                has_assistant = True
+            content = m.get("content")
+            if content is None:
+                if not m.get("tool_calls"):
+                    self.problem("error", line, "missing-field", f"{name}[{i}] has no 'content'")
+            elif isinstance(content, str):
+                if not content.strip():
+                    self.problem("warning", line, "empty-field", f"{name}[{i}] ({role}) has empty content")
+            elif not isinstance(content, list):
+                self.problem("error", line, "field-type", f"{name}[{i}] content must be a string, not {type(content).__name__}")
+        if not has_assistant:
+            self.problem("warning", line, "no-assistant", "no assistant message: nothing for the model to learn to answer")
+        elif self.s.mask_prompt and type(messages[-1]) is dict and messages[-1].get("role") != "assistant":
+            self.problem(
+                "warning", line, "mask-last-message",
+                "with mask_prompt only the last message is trained, and it is not the assistant's",
+            )
+        self.check_tools(value, line)
+
+    def check_tools(self, value: dict, line: int) -> None:
+        tools = value.get("tools")
+        if tools is not None and type(tools) is not list:
+            self.problem("error", line, "field-type", f"'tools' must be a list, not {type(tools).__name__}")
+
+    def missing_fields(self, value: dict, line: int) -> None:
+        s = self.s
+        keys = ", ".join(repr(k) for k in list(value)[:6]) or "none"
+        self.problem(
+            "error", line, "missing-field",
+            f"no '{s.text_feature}', '{s.chat_feature}' or '{s.prompt_feature}'+'{s.completion_feature}' field (keys: {keys})",
+            "rename the field, or set text_feature / chat_feature / prompt_feature / completion_feature in the config",
+        )
+
+    def wrong_format(self, value: dict, line: int) -> None:
+        own = self.s.detect_format(value)
+        if own is None:
+            return self.missing_fields(value, line)
+        self.problem(
+            "error", line, "mixed-formats",
+            f"a {own} record in a {self.fmt} split (mlx-lm takes the format from the first record)",
+            f"write every record of {self.split}.jsonl in one format",
+        )
+
+
+def _check_split(report: Report, split: str, path: Path, phi3: bool, seen: dict, progress, cancel, done0: int, total: int) -> int:
+    """Stream one split file; returns the number of lines."""
+    checker = _SplitChecker(report, split, phi3)
+    add = report.add
+    check = checker.check
+    loads = json.loads
+    is_train = split == "train"
+    line = 0
+    done = done0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            line += 1
+            done += len(raw)
+            if not line % PROGRESS_EVERY:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                if progress is not None:
+                    progress(done, total, "validate")
+            try:
+                value = loads(raw.decode())
+            except UnicodeDecodeError as exc:
+                add("error", split, line, "not-utf8", f"bytes that are not UTF-8 at byte {exc.start} of the line", "save the file as UTF-8")
+                continue
+            except ValueError as exc:
+                text = raw.decode()
+                if not text.strip():
+                    add("error", split, line, "blank-line", "blank line (mlx-lm's json.loads fails on it)", "delete the line")
+                elif line == 1 and text.startswith("\ufeff"):
+                    add("error", split, line, "bom", "the file starts with a byte-order mark (BOM)", "save the file as UTF-8 without BOM")
+                else:
+                    detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                    add("error", split, line, "invalid-json", f"invalid JSON: {detail}", "fix the line so it is one JSON object")
+                continue
+            if type(value) is not dict:
+                add("error", split, line, "not-object", f"not a JSON object but {type(value).__name__}", "each line must be one {...} object")
+                continue
+            check(value, line)
+            key = hash(raw.rstrip())
+            if is_train:
+                other = seen.get(key)
+                if other is not None:
+                    add(
+                        "warning", split, line, "leakage", f"exact duplicate of {other[0]}:{other[1]}",
+                        "remove it from one of the splits, or validation measures memorisation",
+                    )
+            elif key not in seen:
+                seen[key] = (split, line)
+    if line and checker.fmt is not None and split not in report.formats:
+        report.formats[split] = checker.fmt
+    return line
+
+
+def validate_folder(
+    folder: DataFolder,
+    report: Report | None = None,
+    phi3: bool = False,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> Report:
+    """Check every line of every split; the report lists each problem with split:line and a hint."""
+    s = folder.settings
+    report = report or Report(folder.path, s)
+    total = sum(i.size for i in folder.splits.values()) or 1
+    seen: dict = {}
+    done = 0
+    # valid and test first: their record hashes find train records leaking into them.
+    for split in ("valid", "test", "train"):
+        info = folder.splits.get(split)
+        if info is None:
+            continue
+        report.sizes[split] = info.size
+        try:
+            report.records[split] = _check_split(report, split, info.path, phi3, seen, progress, cancel, done, total)
+        except OSError as exc:  # deleted, moved or unreadable since the folder was listed
+            report.add("error", split, 0, "unreadable", f"{info.path.name} could not be read: {exc.strerror or exc}",
+                       "check that the file is still there, then check again")
+        done += info.size
+    report.records = {k: report.records[k] for k in SPLITS if k in report.records}
+    _check_split_sizes(report)
+    report.validated = True
+    if progress is not None:
+        progress(total, total, "validate")
+    return report
+
+
+def _check_split_sizes(report: Report) -> None:
+    s = report.settings
+    if "train" not in report.records and (Path(report.data_dir) / "train.jsonl").is_dir():
+        report.add("error", "train", 0, "missing-split", "train.jsonl is a folder, not a file",
+                   "move the folder away and put the training records in a train.jsonl file")
+    elif "train" not in report.records and not report.counts.get(("error", "train", "unreadable")):
+        report.add("error", "train", 0, "missing-split", "train.jsonl is missing", "put the training records in train.jsonl")
+    for split in SPLITS:
+        n = report.records.get(split)
+        if n is None:
+            if split == "valid":
+                report.add("warning", "valid", 0, "missing-split", "valid.jsonl is missing: training runs without validation loss")
+            continue
+        if n == 0:
+            level = "error" if split == "train" or (split == "test" and s.test) else "warning"
+            report.add(level, split, 0, "empty-split", f"{split}.jsonl is empty")
+            continue
+        if n < s.batch_size:
+            level = "error" if split in ("train", "valid") or s.test else "warning"
+            report.add(
+                level, split, 0, "smaller-than-batch",
+                f"{n} records, fewer than batch_size {s.batch_size}: mlx-lm refuses "
+                f"(\"Dataset must have at least batch_size examples\")",
+                f"add records or lower batch_size to {n}",
+            )
+        if s.mask_prompt and report.formats.get(split) == "text":
+            report.add(
+                "error", split, 0, "mask-text",
+                "mask_prompt is on but the records are text: mlx-lm refuses (prompt masking needs chat or completions)",
+                "turn mask_prompt off, or use the chat or completions format",
+            )
+
+
+# -- pass 2: tokens -------------------------------------------------------------------------
+
+
+def _trained(length: int, offset: int, max_len: int) -> int:
+    return max(0, min(length, max_len) - max(offset, 1))
+
+
+def token_statistics(
+    folder: DataFolder,
+    tokenizer,
+    report: Report | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, SplitStats]:
+    """Tokens per record for every split, through mlx-lm's dataset classes and the model's tokenizer."""
+    from phi3tui.core.data.render import processor
+
+    s = folder.settings
+    report = report or Report(folder.path, s)
+    total = sum(i.size for i in folder.splits.values()) or 1
+    done = 0
+    max_len = s.max_seq_length
+    for split, info in folder.splits.items():
+        stats = report.stats[split] = SplitStats()
+        fmt = info.format
+        fields = s.fields_of(fmt) if fmt else ()
+        process = processor(fmt, tokenizer, s) if fmt else None
+        line = 0
+        with open(info.path, "rb") as handle:
+            for raw in handle:
+                line += 1
+                done += len(raw)
+                if not line % 1024:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled()
+                    if progress is not None:
+                        progress(done, total, "measure")
+                try:
+                    value = json.loads(raw.decode())
+                except ValueError:
+                    continue  # reported by validation
+                if type(value) is not dict or not fields or not all(f in value for f in fields):
+                    continue  # reported by validation (mixed formats, missing fields)
+                if fmt == "text" and not (isinstance(value[s.text_feature], str) and value[s.text_feature]):
+                    continue  # reported by validation (mlx-lm would fail on it)
+                try:
+                    ids, offset = process(value)
+                except Exception as exc:  # the template rejects the record: mlx-lm would fail the same way
+                    report.add(
+                        "error", split, line, "template",
+                        f"the tokenizer or chat template fails on this record: {type(exc).__name__}: {exc}",
+                        "fix the record (roles, order, content types) so the model's chat template accepts it",
+                    )
+                    continue
+                stats.add(len(ids), line, _trained(len(ids), offset, max_len), max_len)
+        if stats.over_max:
+            report.add(
+                "warning", split, 0, "too-long",
+                f"{stats.over_max:,} records longer than max_seq_length {max_len} will be truncated "
+                f"(longest {stats.max:,} tokens)",
+                "raise max_seq_length or shorten/split those records",
+            )
+            for length, ln in stats.longest():
+                if length > max_len:
+                    report.add("info", split, ln, "too-long-record", f"{length:,} tokens: truncated to {max_len}")
+    report.measured = True
+    if progress is not None:
+        progress(total, total, "measure")
+    return report.stats
+
+
+# -- everything at once ---------------------------------------------------------------------
+
+
+def check_folder(
+    data_dir: Path | str,
+    settings: DataSettings | None = None,
+    model: str | None = None,
+    tokenizer=None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> Report:
+    """Validation, then token statistics when a model (or tokenizer) is given."""
+    from phi3tui.core.data.render import TokenizerError, is_phi3_model, load_tokenizer
+
+    settings = settings or DataSettings()
+    report = Report(Path(data_dir), settings, model=model)
+    try:
+        folder = DataFolder.open(data_dir, settings)
+    except OSError as exc:
+        report.add("error", "train", 0, "missing-split", str(exc))
+        return report
+    for split, info in folder.splits.items():
+        report.formats[split] = info.format
+    validate_folder(folder, report, phi3=is_phi3_model(model), progress=progress, cancel=cancel)
+    if tokenizer is None and model:
+        try:
+            tokenizer = load_tokenizer(model)
+        except TokenizerError as exc:
+            report.tokenizer_note = str(exc)
+            report.add("warning", "train", 0, "tokenizer", str(exc))
+    elif tokenizer is None:
+        report.tokenizer_note = "no model given (pass --model, or set model: in lora_config.yaml)"
+    if tokenizer is not None and folder.splits and not report.counts.get(("error", "train", "unreadable")):
+        try:
+            token_statistics(folder, tokenizer, report, progress=progress, cancel=cancel)
+        except OSError as exc:  # a split vanished between the two passes
+            report.add("error", "train", 0, "unreadable", f"a data file could not be read: {exc}",
+                       "check that the files are still there, then check again")
+    return report
+
+
+def check_workspace(workspace, progress: Progress | None = None, cancel: threading.Event | None = None, tokenizer=None) -> Report:
+    """check_folder on the workspace's data folder with its config's model and settings."""
+    wd = workspace_data(workspace)
+    report = check_folder(wd.data_dir, wd.settings, wd.model, tokenizer=tokenizer, progress=progress, cancel=cancel)
+    if wd.config_error:
+        report.add("warning", "train", 0, "config", f"config not read, defaults used: {wd.config_error}")
+    return report
+
+
+def longest_record_tokens(data_dir: Path | str, model: str | None = None, settings: DataSettings | None = None, tokenizer=None) -> int:
+    """The token count of the longest record over all splits (0 when there is none)."""
+    from phi3tui.core.data.render import load_tokenizer
+
+    settings = settings or DataSettings()
+    folder = DataFolder.open(data_dir, settings)
+    tokenizer = tokenizer or load_tokenizer(model)
+    stats = token_statistics(folder, tokenizer)
+    return max((st.max for st in stats.values()), default=0)
+
+
+def demo_step(workspace, state: dict) -> str:
+    """Pipeline step: full validation and statistics of the workspace's data; raises on errors."""
+    report = check_workspace(workspace)
+    state["data_report"] = report.summary()
+    if report.errors:
+        first = [str(p) for p in report.sorted_problems() if p.level == "error"][:3]
+        raise ValueError(f"{report.errors} data errors in {report.data_dir}: " + "; ".join(first))
+    if not report.measured:
+        raise ValueError(f"token statistics failed: {report.tokenizer_note}")
+    return report.summary()
+
+
+__all__ = [
+    "Problem",
+    "Report",
+    "SplitStats",
+    "check_folder",
+    "check_workspace",
+    "demo_step",
+    "longest_record_tokens",
+    "token_statistics",
+    "validate_folder",
+]

@@ -1,0 +1,43 @@
+"""Turn a CSV or JSONL file into train/valid/test.jsonl that mlx-lm reads.
+
+`import_file` does the work for every source; `truthfulqa` fixes the column mapping for the
+TruthfulQA CSV of the classic Phi-3 tutorial, `generic` lets the user map columns.
+Nothing is written when anything is wrong, and existing split files are kept unless `force`.
+"""
+
+from phi3tui.core.data.importers.common import (
+    FORMATS,
+    DataImportError,
+    ImportOptions,
+    ImportResult,
+    existing_splits,
+    import_file,
+    options_from_values,
+    parse_size,
+    read_rows,
+    tutorial_text,
+)
+
+__all__ = [
+    "FORMATS",
+    "DataImportError",
+    "ImportOptions",
+    "ImportResult",
+    "existing_splits",
+    "import_any",
+    "import_file",
+    "options_from_values",
+    "parse_size",
+    "read_rows",
+    "tutorial_text",
+]
+
+
+def import_any(source, out_dir, options: ImportOptions) -> ImportResult:
+    """A TruthfulQA CSV maps itself when no column is named; anything else needs the mapping."""
+    from phi3tui.core.data.importers.truthfulqa import import_truthfulqa, looks_like_truthfulqa
+
+    mapped = options.prompt_column or options.completion_column or options.text_column
+    if not mapped and looks_like_truthfulqa(source):
+        return import_truthfulqa(source, out_dir, options)
+    return import_file(source, out_dir, options)

@@ -1,0 +1,75 @@
+"""Training runs: folder (the run-folder contract), store (reading runs: status, metrics, lists), launcher
+(start, stop, kill, resume, promote, delete), watcher (the one poller of runs/), runner (the training
+process, `python -m phi3tui.core.runs.runner RUN_DIR`; heavy, never imported from here).
+This is the package's public face: other packages import from here, not from its modules."""
+
+from phi3tui.core.runs.folder import END_STATES, LIVE_STATES, log_tail, parse_float, read_run_json
+from phi3tui.core.runs.launcher import (
+    delete_run,
+    kill_run,
+    promote_best,
+    resumable_checkpoint,
+    resume_run,
+    start_run,
+    stop_run,
+    wait_for_run,
+)
+from phi3tui.core.runs.store import (
+    MetricsTail,
+    RunError,
+    RunMetrics,
+    RunSummary,
+    checkpoint_table,
+    config_diff,
+    downsample,
+    eta_seconds,
+    find_run,
+    format_duration,
+    list_runs,
+    live_run_summary,
+    process_alive,
+    read_metrics,
+    run_config_text,
+    run_dirs,
+    run_info,
+    status_oneline,
+    summarize,
+)
+from phi3tui.core.runs.watcher import RunEvent, RunWatcher
+
+__all__ = [
+    "RunEvent",
+    "RunWatcher",
+    "END_STATES",
+    "LIVE_STATES",
+    "MetricsTail",
+    "RunError",
+    "RunMetrics",
+    "RunSummary",
+    "checkpoint_table",
+    "config_diff",
+    "delete_run",
+    "downsample",
+    "eta_seconds",
+    "find_run",
+    "format_duration",
+    "kill_run",
+    "list_runs",
+    "live_run_summary",
+    "log_tail",
+    "parse_float",
+    "process_alive",
+    "promote_best",
+    "read_metrics",
+    "read_run_json",
+    "resumable_checkpoint",
+    "resume_run",
+    "run_config_text",
+    "run_dirs",
+    "run_info",
+    "start_run",
+    "status_oneline",
+    "stop_run",
+    "summarize",
+    "wait_for_run",
+]

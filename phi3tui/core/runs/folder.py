@@ -1,0 +1,107 @@
+"""The files of one run folder, shared by the runner (writer) and everything that reads a run.
+
+runs/<id>/config.yaml, run.json, metrics.jsonl, log.txt, adapters/ (DESIGN.md), plus two control
+files of our own: `stop` (a stop request, checked by the runner every step) and `.lock` (serialises
+read-modify-write of run.json between the runner and the app/CLI).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+from phi3tui.core.files import atomic_write_text
+
+CONFIG_FILE = "config.yaml"
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+LOG_FILE = "log.txt"
+ADAPTERS_DIR = "adapters"
+STOP_FILE = "stop"
+LOCK_FILE = ".lock"
+
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+LIVE_STATES = ("queued", "running", "stopping")
+END_STATES = ("finished", "stopped", "failed", "diverged")
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """An advisory lock on the run folder (POSIX flock; macOS and Linux)."""
+    import fcntl
+
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def read_run_json(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _json_safe(value):
+    # NaN and infinity are not JSON: a diverged loss is written as a string ("nan", "inf").
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def update_run_json(run_dir: Path, **changes) -> dict:
+    """Merge `changes` into run.json atomically, under the run lock. Returns the new content."""
+    with run_lock(run_dir):
+        data = read_run_json(run_dir)
+        data.update(changes)
+        atomic_write_text(run_dir / RUN_FILE, json.dumps(_json_safe(data), indent=2) + "\n")
+        return data
+
+
+def append_alarm(run_dir: Path, alarm: dict) -> None:
+    with run_lock(run_dir):
+        data = read_run_json(run_dir)
+        data.setdefault("alarms", []).append(alarm)
+        atomic_write_text(run_dir / RUN_FILE, json.dumps(_json_safe(data), indent=2) + "\n")
+
+
+def metrics_line(record: dict) -> str:
+    return json.dumps(_json_safe(record), separators=(",", ":")) + "\n"
+
+
+def parse_float(value) -> float:
+    """A loss as written in metrics.jsonl (a number, or "nan"/"inf" for a diverged one)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def log_tail(run_dir: Path, lines: int = 20) -> list[str]:
+    """The last lines of log.txt (read from the end: logs of long runs are large)."""
+    path = run_dir / LOG_FILE
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    # Progress bars redraw with carriage returns: keep what the terminal would show last.
+    # The colours mlx-lm's console adds are dropped: the tail is shown as plain text.
+    out = [ANSI_RE.sub("", line.rsplit("\r", 1)[-1]).rstrip() for line in text.split("\n")]
+    return [line for line in out if line.strip()][-lines:]

@@ -1,0 +1,331 @@
+"""Starting and controlling runs: create a run folder, launch its detached runner, stop, kill,
+resume, promote, delete. Reading run folders (status, metrics, lists) is store.py's job."""
+
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from phi3tui.core.adapters import checkpoints_in
+from phi3tui.core.files import atomic_write_text
+from phi3tui.core.runs.folder import (
+    ADAPTERS_DIR,
+    CONFIG_FILE,
+    END_STATES,
+    LIVE_STATES,
+    LOG_FILE,
+    METRICS_FILE,
+    STOP_FILE,
+    log_tail,
+    metrics_line,
+    parse_float,
+    read_run_json,
+    update_run_json,
+)
+from phi3tui.core.workspace import Workspace
+
+QUEUED_GRACE_S = 60  # a queued run without a pid yet is being started, not dead
+from phi3tui.core.runs.store import RunError, _create_time, _on_this_host, checkpoint_table, process_alive, read_metrics, run_info
+
+
+class ConfigRefused(RunError):
+    def __init__(self, config_path: Path, findings: list):
+        self.findings = findings
+        lines = "\n".join(f"  {f}" for f in findings if f.level == "error")
+        super().__init__(f"{config_path} has errors; fix them on the Config screen, then start again:\n{lines}")
+
+
+# -- identity and lookup ---------------------------------------------------------------
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+# -- starting ------------------------------------------------------------------------------
+def freeze_config(
+    workspace: Workspace, config_path: Path | None, run_id: str, overrides: dict | None
+) -> tuple[dict, list]:
+    """The checked, migrated config with the run's own adapter folder, and the checks' findings.
+
+    Raises ConfigRefused when a finding is an error.
+    """
+    from phi3tui.core.config import prepare_run_config
+
+    config_path = Path(config_path) if config_path else workspace.config_path
+    values, findings = prepare_run_config(config_path, workspace.root)
+    if any(f.level == "error" for f in findings):
+        raise ConfigRefused(config_path, findings)
+    values = dict(values)
+    values.update(overrides or {})
+    values["train"] = True
+    values["adapter_path"] = f"runs/{run_id}/{ADAPTERS_DIR}"
+    return values, findings
+
+
+def create_run(
+    workspace: Workspace,
+    config_path: Path | str | None = None,
+    overrides: dict | None = None,
+    hosts: list[str] | None = None,
+    hostfile: str | None = None,
+) -> Path:
+    """A new run folder with its frozen config.yaml and a queued run.json (nothing started yet)."""
+    if not workspace.writable:
+        raise RunError(f"{workspace.root} is read-only; runs are written into runs/ inside it")
+    run_id = new_run_id()
+    values, findings = freeze_config(workspace, config_path, run_id, overrides)
+    run_dir = workspace.runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+    # What the checks changed or noticed goes into the run's log, where the run's story is told.
+    notes = [str(f) for f in findings]
+    if overrides:
+        notes.append(f"overridden for this run: {', '.join(f'{k}={v}' for k, v in overrides.items())}")
+    atomic_write_text(run_dir / LOG_FILE, "".join(f"phi3tui: config {note}\n" for note in notes))
+    update_run_json(
+        run_dir,
+        id=run_id,
+        state="queued",
+        created=time.time(),
+        host=socket.gethostname(),
+        hosts=hosts,
+        hostfile=str(hostfile) if hostfile else None,
+        config_source=str(Path(config_path).resolve() if config_path else workspace.config_path),
+        iters=values.get("iters"),
+        iteration=0,
+        config_notes=notes,
+        alarms=[],
+        resumes=[],
+    )
+    return run_dir
+
+
+def mlx_launch_path() -> str:
+    beside = Path(sys.executable).parent / "mlx.launch"
+    found = str(beside) if beside.is_file() else shutil.which("mlx.launch")
+    if not found:
+        raise RunError("mlx.launch is not installed (it comes with the mlx package); install mlx to train on several machines")
+    return found
+
+
+def runner_command(run_dir: Path, workspace_root: Path, info: dict) -> list[str]:
+    cmd = [sys.executable, "-m", "phi3tui.core.runs.runner", str(run_dir)]
+    hosts, hostfile = info.get("hosts"), info.get("hostfile")
+    if not hosts and not hostfile:
+        return cmd
+    launch = [mlx_launch_path(), "--backend", "ring", "--cwd", str(workspace_root)]
+    launch += ["--hostfile", hostfile] if hostfile else ["--hosts", ",".join(hosts)]
+    return launch + ["--", *cmd]
+
+
+def launch(run_dir: Path) -> int:
+    """Start the runner detached: its own session, output into log.txt. Returns its pid."""
+    run_dir = run_dir.resolve()
+    workspace_root = run_dir.parent.parent
+    info = read_run_json(run_dir)
+    cmd = runner_command(run_dir, workspace_root, info)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # The runner must import this same phi3tui, even when it is not installed (a source checkout).
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    with open(run_dir / LOG_FILE, "ab") as log:
+        log.write(f"phi3tui: starting {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            cmd,
+            cwd=workspace_root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # closing the app, the terminal or the SSH session does not end it
+        )
+    # Reap it when it ends, so a long-lived app does not collect zombies (which look alive).
+    threading.Thread(target=proc.wait, daemon=True).start()
+    update_run_json(run_dir, pid=proc.pid, pid_started=_create_time(proc.pid), launched=time.time())
+    return proc.pid
+
+
+def start_run(workspace: Workspace, config_path=None, overrides=None, hosts=None, hostfile=None) -> Path:
+    run_dir = create_run(workspace, config_path, overrides, hosts, hostfile)
+    launch(run_dir)
+    return run_dir
+
+
+# -- control ------------------------------------------------------------------------------------
+def stop_run(run_dir: Path) -> None:
+    """Ask the runner to save at the next step and end as stopped."""
+    info = run_info(run_dir)
+    if info.get("state") not in LIVE_STATES:
+        raise RunError(f"run {run_dir.name} is {info.get('state')}, not running; nothing to stop")
+    (run_dir / STOP_FILE).touch()
+    update_run_json(run_dir, stop_requested=time.time())
+
+
+def kill_run(run_dir: Path) -> None:
+    """End a runner that does not answer (SIGKILL to its whole process group) and record it as failed."""
+    info = run_info(run_dir)
+    if info.get("state") not in LIVE_STATES:
+        raise RunError(f"run {run_dir.name} is {info.get('state')}, not running; nothing to kill")
+    pid = info.get("pid")
+    if not _on_this_host(info):
+        raise RunError(f"run {run_dir.name} runs on {info.get('host')}; kill it there")
+    if pid and process_alive(info):
+        try:
+            os.killpg(pid, signal.SIGKILL)  # the runner leads its own session: its group is its pid
+        except ProcessLookupError:
+            pass
+        for _ in range(50):
+            if not process_alive(info):
+                break
+            time.sleep(0.1)
+    reason = f"killed by the user at iteration {info.get('iteration', 0)}; resume it from its last checkpoint"
+    update_run_json(run_dir, state="failed", ended=time.time(), reason=reason, error=reason, log_tail=log_tail(run_dir))
+    (run_dir / STOP_FILE).unlink(missing_ok=True)
+
+
+def resumable_checkpoint(run_dir: Path) -> int:
+    """The newest checkpoint with its optimizer state beside it (0: none, the run starts over)."""
+    from phi3tui.core.runs.runner import checkpoint_names  # light: no MLX at module level
+
+    best = 0
+    for c in checkpoints_in(run_dir / ADAPTERS_DIR):
+        if c.iteration is None:
+            continue
+        _, optimizer, state = checkpoint_names(c.iteration)
+        if (run_dir / ADAPTERS_DIR / optimizer).is_file() and (run_dir / ADAPTERS_DIR / state).is_file():
+            best = max(best, c.iteration)
+    return best
+
+
+def _trim_metrics(run_dir: Path, iteration: int) -> tuple[int, tuple]:
+    """Keep the curve up to the checkpoint (a resumed run writes what came after again).
+
+    Returns the tokens trained so far and the best (validation loss, iteration) kept.
+    """
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return 0, (None, None)
+    kept, tokens, best = [], 0, (None, None)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        it = r.get("iteration", 0)
+        keep = (r.get("kind") == "train" and it <= iteration) or (r.get("kind") == "val" and it < iteration)
+        if keep:
+            kept.append(metrics_line(r))
+            if r.get("kind") == "train":
+                tokens = r.get("trained_tokens", tokens)
+            loss = parse_float(r.get("loss"))
+            if r.get("kind") == "val" and math.isfinite(loss) and (best[0] is None or loss < best[0]):
+                best = (loss, it)
+    atomic_write_text(path, "".join(kept))
+    return tokens, best
+
+
+def resume_run(run_dir: Path) -> int:
+    """Start a stopped, failed or diverged run again from its last checkpoint. Returns that iteration."""
+    info = run_info(run_dir)
+    state = info.get("state")
+    if state not in ("stopped", "failed", "diverged"):
+        raise RunError(f"run {run_dir.name} is {state}; only a stopped, failed or diverged run can be resumed")
+    start = resumable_checkpoint(run_dir)
+    if info.get("iters") and start >= int(info["iters"]):
+        raise RunError(f"run {run_dir.name} already saved its last iteration ({start}); nothing to resume")
+    tokens, (best_loss, best_it) = _trim_metrics(run_dir, start)
+    (run_dir / STOP_FILE).unlink(missing_ok=True)
+    resumes = list(info.get("resumes") or []) + [{"from": start, "time": time.time(), "after": state}]
+    update_run_json(
+        run_dir,
+        state="queued",
+        resume_from=start,
+        trained_tokens_at_resume=tokens,
+        best_val_loss=best_loss,
+        best_val_iteration=best_it,
+        iteration=start,
+        resumes=resumes,
+        pid=None,
+        pid_started=None,
+        created_attempt=time.time(),
+        created=info.get("created"),
+        ended=None,
+        reason=None,
+        error=None,
+        log_tail=None,
+    )
+    with open(run_dir / LOG_FILE, "ab") as log:
+        log.write(f"\nphi3tui: resuming from iteration {start}\n".encode())
+    launch(run_dir)
+    return start
+
+
+def promote_best(run_dir: Path) -> tuple[int, float]:
+    """Copy the checkpoint with the best (nearest) validation loss to adapters.safetensors."""
+    info = run_info(run_dir)
+    if info.get("state") in LIVE_STATES:
+        raise RunError(f"run {run_dir.name} is still {info.get('state')}; stop it first (it rewrites adapters.safetensors)")
+    table = [(it, path, loss) for it, path, loss in checkpoint_table(run_dir) if loss is not None and math.isfinite(loss)]
+    if not table:
+        raise RunError(f"run {run_dir.name} has no checkpoint with a validation loss to promote")
+    iteration, path, loss = min(table, key=lambda row: row[2])
+    target = path.parent / "adapters.safetensors"
+    tmp = path.parent / ".tmp-promote.safetensors"
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, target)
+    update_run_json(run_dir, promoted={"iteration": iteration, "val_loss": loss, "time": time.time()})
+    return iteration, loss
+
+
+def delete_run(run_dir: Path) -> None:
+    info = run_info(run_dir)
+    if info.get("state") in LIVE_STATES:
+        raise RunError(f"run {run_dir.name} is {info.get('state')}; stop or kill it before deleting")
+    shutil.rmtree(run_dir)
+
+
+# -- waiting ------------------------------------------------------------------------------------
+def wait_for_run(run_dir: Path, timeout: float = 3600, poll: float = 0.5) -> dict:
+    """Block until the run is in an end state; returns its run.json. Raises TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = run_info(run_dir)
+        if info.get("state") in END_STATES:
+            return info
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_dir.name} still {info.get('state')} after {timeout:.0f} s")
+        time.sleep(poll)
+
+
+def demo_step(workspace: Workspace, state: dict) -> str:
+    """The headless demo's train step: a run of the workspace config, to the end."""
+    started = time.monotonic()
+    run_dir = start_run(workspace)
+    info = wait_for_run(run_dir)
+    state["run_dir"] = run_dir
+    state["adapter_dir"] = run_dir / ADAPTERS_DIR
+    if info.get("state") != "finished":
+        raise RunError(f"run {run_dir.name} ended {info.get('state')}: {info.get('reason')} (log: {run_dir / LOG_FILE})")
+    metrics = read_metrics(run_dir)
+    if len(metrics.val_y) < 2:
+        raise RunError(f"run {run_dir.name} recorded {len(metrics.val_y)} validation(s); need two to compare")
+    first, last = metrics.val_y[0], metrics.val_y[-1]
+    if not last < first:
+        raise RunError(f"run {run_dir.name}: validation loss did not go down ({first:.3f} → {last:.3f})")
+    return (
+        f"run {run_dir.name}: {info.get('iteration')} iterations, "
+        f"val loss {first:.3f} → {last:.3f}, {time.monotonic() - started:.0f} s"
+    )

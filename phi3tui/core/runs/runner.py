@@ -1,0 +1,493 @@
+"""The training process itself: `python -m phi3tui.core.runs.runner RUN_DIR`.
+
+Started detached by core/runs.py (its own session, stdout/stderr into log.txt), directly or through
+`mlx.launch` for data-parallel training on several machines. It trains with mlx-lm's own functions
+(load, load_dataset, linear_to_lora_layers, build_schedule, trainer.train, trainer.evaluate) and
+records through a TrainingCallback, never by reading console output. Only rank 0 writes the run folder.
+
+Working directory: the workspace (RUN_DIR/../..), so the config's relative paths (model, data)
+mean what they mean to `mlx_lm lora` run in the workspace.
+
+Resume: every checkpoint NNNNNNN_adapters.safetensors has NNNNNNN_optimizer.safetensors (the
+optimizer state, its step, which drives the LR schedule, and MLX's random key) and NNNNNNN_state.json
+beside it. A resumed run restores them, replays the data order up to the checkpoint and numbers
+its iterations, reports and checkpoints from there, so the curve continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import SimpleNamespace
+
+from phi3tui.core.files import atomic_write_text
+from phi3tui.core.workspace import load_config_values
+from phi3tui.core.runs.folder import (
+    ADAPTERS_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    STOP_FILE,
+    append_alarm,
+    log_tail,
+    metrics_line,
+    read_run_json,
+    update_run_json,
+)
+
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "muon": "Muon", "sgd": "SGD", "adafactor": "Adafactor"}
+RANDOM_KEY = "phi3tui.mx_random_state"
+OVERFIT_EVALS = 3  # validation loss rising this many evaluations in a row warns of overfitting
+SLOWDOWN_RATIO = 0.3  # tokens/s below this share of the run's median so far warns
+MEMORY_SHARE = 0.9  # peak memory above this share of the machine's memory warns
+
+
+def checkpoint_names(iteration: int) -> tuple[str, str, str]:
+    stem = f"{iteration:07d}"
+    return f"{stem}_adapters.safetensors", f"{stem}_optimizer.safetensors", f"{stem}_state.json"
+
+
+class Diverged(Exception):
+    pass
+
+
+class RunRecorder:
+    """Everything the runner writes; a no-op on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, writer: bool):
+        self.run_dir = run_dir
+        self.writer = writer
+        self.metrics = open(run_dir / METRICS_FILE, "a", encoding="utf-8") if writer else None
+        self.val_history: list[float] = []
+        self.tps_history: list[float] = []
+        self.warned: set[str] = set()
+        self.last_iteration = 0
+        best = read_run_json(run_dir).get("best_val_loss")
+        self.best_val: float | None = float(best) if isinstance(best, (int, float)) else None
+
+    def record(self, record: dict) -> None:
+        self.last_iteration = record.get("iteration", self.last_iteration)
+        if self.writer:
+            record.setdefault("time", time.time())
+            self.metrics.write(metrics_line(record))
+            self.metrics.flush()  # a reader attached now sees it at once
+
+    def update(self, **changes) -> None:
+        if self.writer:
+            update_run_json(self.run_dir, **changes)
+
+    def alarm(self, kind: str, message: str, iteration: int, once: bool = True) -> None:
+        if once and kind in self.warned:
+            return
+        self.warned.add(kind)
+        print(f"phi3tui runner: ALARM {kind} at iteration {iteration}: {message}", flush=True)
+        if self.writer:
+            append_alarm(
+                self.run_dir, {"kind": kind, "message": message, "iteration": iteration, "time": time.time()}
+            )
+
+    # -- health checks -------------------------------------------------------
+    def check_val(self, iteration: int, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise Diverged(f"validation loss is {loss} at iteration {iteration}")
+        self.val_history.append(loss)
+        if self.best_val is None or loss < self.best_val:
+            self.best_val = loss
+            self.update(best_val_loss=loss, best_val_iteration=iteration)
+        recent = self.val_history[-(OVERFIT_EVALS + 1) :]
+        rising = len(recent) == OVERFIT_EVALS + 1 and all(b > a for a, b in zip(recent, recent[1:]))
+        if rising:
+            self.alarm(
+                "overfitting",
+                f"validation loss rose {OVERFIT_EVALS} evaluations in a row "
+                f"({recent[0]:.3f} → {recent[-1]:.3f}); consider the best checkpoint",
+                iteration,
+            )
+
+    def check_train(self, info: dict, memory_limit_gb: float) -> None:
+        it = info["iteration"]
+        if not math.isfinite(info["loss"]):
+            raise Diverged(f"training loss is {info['loss']} at iteration {it}")
+        tps = info["tokens_per_s"]
+        if len(self.tps_history) >= 3:
+            median = sorted(self.tps_history)[len(self.tps_history) // 2]
+            if tps < SLOWDOWN_RATIO * median:
+                self.alarm(
+                    "slow",
+                    f"tokens/s fell to {tps:,.0f} from a median of {median:,.0f} "
+                    "(another program using the machine, or memory swapping?)",
+                    it,
+                )
+        self.tps_history.append(tps)
+        if memory_limit_gb and info["peak_mem"] > MEMORY_SHARE * memory_limit_gb:
+            self.alarm(
+                "memory",
+                f"peak memory {info['peak_mem']:.1f} GB is near the machine's {memory_limit_gb:.1f} GB; "
+                "lower batch_size or max_seq_length, or turn on grad_checkpoint",
+                it,
+            )
+
+
+def _memory_limit_gb() -> float:
+    try:
+        import psutil
+
+        return psutil.virtual_memory().total / 1e9
+    except Exception:  # the alarm is advisory; no limit known means no alarm
+        return 0.0
+
+
+def build_args(values: dict) -> SimpleNamespace:
+    """The config's values merged with mlx-lm's defaults the way `mlx_lm lora --config` merges them."""
+    from mlx_lm.lora import CONFIG_DEFAULTS
+
+    args = dict(values)
+    for key, default in CONFIG_DEFAULTS.items():
+        if args.get(key) is None:
+            args[key] = default
+    return SimpleNamespace(**args)
+
+
+def _save_file(save, path: Path, data: dict) -> None:
+    # Write beside, then rename: a kill mid-write never leaves a half checkpoint under the real name.
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        save(str(tmp), data)
+    except Exception as exc:  # a full disk: drop the partial file, keep the previous checkpoint as it was
+        # MLX reports a short write as RuntimeError; a disk with (almost) no room left says why.
+        full = shutil.disk_usage(path.parent).free < (1 << 16)
+        tmp.unlink(missing_ok=True)
+        if full and not isinstance(exc, OSError):
+            raise OSError(errno.ENOSPC, f"no space left on the disk to save {path.name}", str(path.parent)) from exc
+        raise
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """One run: mlx-lm's setup and trainer, with phi3tui's global iteration numbering around it."""
+
+    def __init__(self, run_dir: Path, recorder: RunRecorder, world):
+        self.run_dir = run_dir
+        self.recorder = recorder
+        self.world = world
+        self.adapter_dir = run_dir / ADAPTERS_DIR
+        self.stop_file = run_dir / STOP_FILE
+        self.stop_requested = False
+        self.stopped_at: int | None = None
+        self.memory_limit_gb = _memory_limit_gb()
+
+    def request_stop(self, *_):
+        self.stop_requested = True
+
+    # -- checkpoints -----------------------------------------------------------
+    def save_checkpoint(self, iteration: int) -> None:
+        import mlx.core as mx
+        from mlx.utils import tree_flatten
+
+        weights = dict(tree_flatten(self.model.trainable_parameters()))
+        finite = all(bool(mx.isfinite(w).all().item()) for w in weights.values())
+        if not finite:
+            raise Diverged(f"the adapter weights hold NaN or infinite values at iteration {iteration}")
+        if self.world.rank() != 0:
+            return
+        adapters, optimizer, state = checkpoint_names(iteration)
+        opt_state = dict(tree_flatten(self.optimizer.state))
+        opt_state[RANDOM_KEY] = mx.random.state[0]
+        _save_file(mx.save_safetensors, self.adapter_dir / adapters, weights)
+        _save_file(mx.save_safetensors, self.adapter_dir / optimizer, opt_state)
+        _save_file(mx.save_safetensors, self.adapter_dir / "adapters.safetensors", weights)
+        atomic_write_text(
+            self.adapter_dir / state,
+            json.dumps({"iteration": iteration, "optimizer": self.args.optimizer, "time": time.time()}) + "\n",
+        )
+        self.recorder.update(last_checkpoint=iteration)
+        print(f"phi3tui runner: saved checkpoint at iteration {iteration}", flush=True)
+
+    def restore(self, iteration: int) -> None:
+        import mlx.core as mx
+        from mlx.utils import tree_unflatten
+
+        adapters, optimizer, _ = checkpoint_names(iteration)
+        self.model.load_weights(str(self.adapter_dir / adapters), strict=False)
+        saved = mx.load(str(self.adapter_dir / optimizer))
+        key = saved.pop(RANDOM_KEY, None)
+        self.optimizer.state = tree_unflatten(list(saved.items()))
+        if key is not None:
+            current = mx.random.state[0]
+            current[:] = key  # the state holds this array; assign into it (the holder has no setter)
+        print(f"phi3tui runner: resumed from iteration {iteration} (weights, optimizer state, step)", flush=True)
+
+    # -- the step hook -----------------------------------------------------------
+    def after_iteration(self, iteration: int) -> bool:
+        """Called once `iteration` is complete (weights updated, reports made). True: end the run here."""
+        import mlx.core as mx
+
+        stop = self.stop_requested or (self.world.rank() == 0 and self.stop_file.exists())
+        if self.world.size() > 1:
+            # Every rank must end at the same step, or the others wait forever in all_sum.
+            stop = mx.distributed.all_sum(mx.array(int(stop)), stream=mx.cpu).item() > 0
+        if stop:
+            self.stopped_at = iteration
+            self.save_checkpoint(iteration)
+            return True
+        if iteration % self.args.save_every == 0:
+            self.save_checkpoint(iteration)
+        return False
+
+    def validate(self, iteration: int) -> None:
+        from mlx_lm.tuner.trainer import evaluate
+
+        tic = time.perf_counter()
+        loss = evaluate(
+            model=self.model,
+            dataset=self.val_set,
+            batch_size=self.args.batch_size,
+            num_batches=self.args.val_batches,
+            max_seq_length=self.args.max_seq_length,
+        )
+        self.model.train()
+        val_time = time.perf_counter() - tic
+        # mlx-lm numbers a validation made before iteration `it` as it - 1 (the weights it saw).
+        self.recorder.record({"kind": "val", "iteration": iteration - 1, "loss": loss, "val_time": val_time})
+        self.recorder.check_val(iteration - 1, loss)
+
+    def is_val_point(self, it: int) -> bool:
+        return self.val_set is not None and (it == 1 or it % self.args.steps_per_eval == 0 or it == self.total)
+
+    def batches(self, dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
+        """mlx-lm's iterate_batches with our per-iteration hook, validation and resume around it.
+
+        The trainer pulls the batch of iteration `it` just before running it, so here the previous
+        iteration is complete. The order of random draws is mlx-lm's: training batch first, then
+        the validation made at that iteration.
+        """
+        import numpy as np
+        from mlx_lm.tuner.trainer import iterate_batches
+
+        inner = iterate_batches(dataset, batch_size, max_seq_length, loop=loop, seed=seed, comm_group=comm_group)
+        if not loop:  # evaluation
+            yield from inner
+            return
+        it = 0
+        val_batches = len(range(0, len(self.val_set) - batch_size + 1, batch_size)) if self.val_set else 0
+        while it < self.start:  # replay the data order (and validation's draws) up to the checkpoint
+            next(inner)
+            it += 1
+            if self.is_val_point(it):
+                np.random.permutation(val_batches)
+        for batch in inner:
+            if it > self.start and self.after_iteration(it):
+                return
+            it += 1
+            if self.is_val_point(it):
+                self.validate(it)
+            yield batch
+
+    # -- the run ---------------------------------------------------------------------
+    def on_train_loss_report(self, info: dict) -> None:
+        record = {
+            "kind": "train",
+            "iteration": info["iteration"] + self.start,
+            "loss": info["train_loss"],
+            "lr": info["learning_rate"],
+            "it_per_s": info["iterations_per_second"],
+            "tokens_per_s": info["tokens_per_second"],
+            "trained_tokens": info["trained_tokens"] + self.tokens_before,
+            "peak_mem": info["peak_memory"],
+        }
+        self.recorder.record(record)
+        self.recorder.update(iteration=record["iteration"], trained_tokens=record["trained_tokens"])
+        self.recorder.check_train(record, self.memory_limit_gb)
+
+    def on_val_loss_report(self, info: dict) -> None:  # validation is ours (see batches)
+        pass
+
+    def run(self, info: dict) -> str:
+        import mlx.core as mx
+        import mlx.optimizers as optim
+        import numpy as np
+        from mlx_lm.tuner.datasets import CacheDataset, load_dataset
+        from mlx_lm.tuner.trainer import TrainingArgs, evaluate, train
+        from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers
+        from mlx_lm.utils import load, save_config
+
+        args = self.args = build_args(load_config_values(self.run_dir / CONFIG_FILE))
+        self.start = int(info.get("resume_from") or 0)
+        self.tokens_before = int(info.get("trained_tokens_at_resume") or 0)
+        self.total = int(args.iters)
+        if self.start >= self.total:
+            raise ValueError(f"nothing to resume: the checkpoint is at iteration {self.start} of {self.total}")
+        if not args.train:
+            raise ValueError(f"{CONFIG_FILE}: train is false; set `train: true` to train")
+
+        # The order of mlx_lm.lora.run / train_model, so the same config and seed give the same losses.
+        np.random.seed(args.seed)
+        print(f"phi3tui runner: loading {args.model}", flush=True)
+        try:
+            model, tokenizer = load(
+                args.model,
+                tokenizer_config={"trust_remote_code": args.trust_remote_code},
+                trust_remote_code=args.trust_remote_code,
+            )
+        except Exception as exc:
+            raise RuntimeError(
+                f"model {args.model!r} could not be loaded (not a model folder in the workspace, "
+                f"nor a downloadable Hugging Face repo): {type(exc).__name__}: {exc}"
+            ) from exc
+        train_set, valid_set, test_set = load_dataset(args, tokenizer)
+        mx.random.seed(args.seed)
+        model.freeze()
+        if args.num_layers > len(model.layers):
+            raise ValueError(
+                f"num_layers is {args.num_layers} but the model has only {len(model.layers)} layers; "
+                "lower num_layers (-1 means all)"
+            )
+        if args.fine_tune_type == "full":
+            for layer in model.layers[-max(args.num_layers, 0) :]:
+                layer.unfreeze()
+            args.lora_parameters = None
+        elif args.fine_tune_type in ("lora", "dora"):
+            linear_to_lora_layers(
+                model, args.num_layers, args.lora_parameters, use_dora=args.fine_tune_type == "dora"
+            )
+        else:
+            raise ValueError(f"fine_tune_type {args.fine_tune_type!r}: use lora, dora or full")
+        if args.resume_adapter_file is not None and not self.start:
+            model.load_weights(args.resume_adapter_file, strict=False)
+
+        self.adapter_dir.mkdir(parents=True, exist_ok=True)
+        if self.world.rank() == 0:
+            save_config(vars(args), self.adapter_dir / "adapter_config.json")
+
+        lr = build_schedule(args.lr_schedule) if args.lr_schedule else args.learning_rate
+        name = args.optimizer.lower()
+        if name not in OPTIMIZERS:
+            raise ValueError(f"optimizer {args.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+        self.optimizer = getattr(optim, OPTIMIZERS[name])(learning_rate=lr, **args.optimizer_config.get(name, {}))
+        self.model = model
+        self.val_set = CacheDataset(valid_set) if len(valid_set) else None
+        if self.start:
+            self.restore(self.start)
+
+        self.recorder.update(state="running", iters=self.total, iteration=self.start)
+        train(
+            model=model,
+            optimizer=self.optimizer,
+            train_dataset=CacheDataset(train_set),
+            val_dataset=None,  # validated in self.batches, numbered from the run's first iteration
+            args=TrainingArgs(
+                batch_size=args.batch_size,
+                iters=self.total - self.start,
+                val_batches=args.val_batches,
+                steps_per_report=args.steps_per_report,
+                steps_per_eval=args.steps_per_eval,
+                steps_per_save=self.total + 1,  # checkpoints are ours, numbered by the run's iteration
+                adapter_file=self.adapter_dir / "adapters.safetensors",
+                max_seq_length=args.max_seq_length,
+                grad_checkpoint=args.grad_checkpoint,
+                grad_accumulation_steps=args.grad_accumulation_steps,
+                clear_cache_threshold=args.clear_cache_threshold,
+            ),
+            iterate_batches=self.batches,
+            training_callback=self,
+        )
+        if self.stopped_at is not None:
+            return "stopped"
+        # The last iteration is not followed by a batch pull: checkpoint it here (resume, promote).
+        self.save_checkpoint(self.total)
+        if args.test and len(test_set):
+            loss = evaluate(
+                model=model,
+                dataset=CacheDataset(test_set),
+                batch_size=args.batch_size,
+                num_batches=args.test_batches,
+                max_seq_length=args.max_seq_length,
+            )
+            ppl = math.exp(loss) if loss < 700 else math.inf
+            self.recorder.record({"kind": "test", "iteration": self.total, "loss": loss, "ppl": ppl})
+            self.recorder.update(test_loss=loss, test_ppl=ppl)
+            print(f"phi3tui runner: test loss {loss:.3f}, perplexity {ppl:.3f}", flush=True)
+        return "finished"
+
+
+def restore_last_good(adapter_dir: Path) -> int | None:
+    """After divergence: adapters.safetensors becomes the last checkpoint saved before it."""
+    import shutil
+
+    from phi3tui.core.adapters import checkpoints_in
+
+    numbered = [c for c in checkpoints_in(adapter_dir) if c.iteration is not None]
+    latest = adapter_dir / "adapters.safetensors"
+    if not numbered:
+        latest.unlink(missing_ok=True)
+        return None
+    tmp = adapter_dir / ".tmp-adapters.safetensors"
+    shutil.copyfile(numbered[-1].path, tmp)
+    os.replace(tmp, latest)
+    return numbered[-1].iteration
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m phi3tui.core.runs.runner RUN_DIR", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0]).resolve()
+    os.chdir(run_dir.parent.parent)  # the workspace: the config's paths are relative to it
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal never ends a run
+
+    import mlx.core as mx
+
+    world = mx.distributed.init()
+    writer = world.rank() == 0
+    recorder = RunRecorder(run_dir, writer)
+    trainer = Trainer(run_dir, recorder, world)
+    signal.signal(signal.SIGTERM, trainer.request_stop)  # a polite kill stops at the next step
+    info = read_run_json(run_dir)
+    recorder.update(
+        state="running",
+        runner_pid=os.getpid(),
+        host=info.get("host") or socket.gethostname(),
+        world_size=world.size(),
+        started=time.time(),
+        ended=None,
+        reason=None,
+        error=None,
+    )
+    print(f"phi3tui runner: rank {world.rank()} of {world.size()}, run {run_dir.name}", flush=True)
+    try:
+        state = trainer.run(info)
+        reason = {"finished": "all iterations done", "stopped": f"stopped at iteration {trainer.stopped_at}"}[state]
+        recorder.update(state=state, ended=time.time(), reason=reason)
+        (run_dir / STOP_FILE).unlink(missing_ok=True) if writer else None
+        print(f"phi3tui runner: {state}: {reason}", flush=True)
+        return 0
+    except Diverged as exc:
+        good = restore_last_good(run_dir / ADAPTERS_DIR) if writer else None
+        keep = f"; kept the checkpoint of iteration {good}" if good else "; no checkpoint was saved before it"
+        print(f"phi3tui runner: diverged: {exc}{keep}", flush=True)
+        recorder.alarm("diverged", f"{exc}{keep}", recorder.last_iteration)
+        recorder.update(state="diverged", ended=time.time(), reason=f"{exc}{keep}", last_good_checkpoint=good)
+        return 1
+    except BaseException as exc:  # every failure ends the run as failed, with the error and the log's tail
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            error = (f"the disk is full ({exc}); the last saved checkpoint is kept: free some space, "
+                     "then resume the run")
+        recorder.update(state="failed", ended=time.time(), reason=error, error=error, log_tail=log_tail(run_dir))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""Run folders: start, status, metrics, stop, kill, resume, promote, list, delete.
+
+A run is a folder (runs/<id>/, see DESIGN.md and run_files.py) and a detached process
+(core/runner.py). Everything here reads and writes files and starts or signals processes; it never
+imports MLX, so the app and the CLI stay quick. The runner runs with the workspace as its working
+directory, so the frozen config keeps the workspace-relative paths the user wrote (model, data);
+only adapter_path is set, to runs/<id>/adapters.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+from phi3tui.core.adapters import checkpoints_in
+from phi3tui.core.runs.folder import (
+    ADAPTERS_DIR,
+    CONFIG_FILE,
+    LIVE_STATES,
+    METRICS_FILE,
+    RUN_FILE,
+    STOP_FILE,
+    log_tail,
+    parse_float,
+    read_run_json,
+    run_lock,
+    update_run_json,
+)
+from phi3tui.core.workspace import Workspace
+
+QUEUED_GRACE_S = 60  # a queued run without a pid yet is being started, not dead
+
+
+class RunError(Exception):
+    """A run cannot be started or changed. str() says why and what to do."""
+
+
+def run_dirs(workspace: Workspace) -> list[Path]:
+    """Run folders, newest first (ids start with the time)."""
+    if not workspace.runs_dir.is_dir():
+        return []
+    dirs = [p for p in workspace.runs_dir.iterdir() if p.is_dir() and (p / RUN_FILE).is_file()]
+    return sorted(dirs, key=lambda p: p.name, reverse=True)
+
+
+def find_run(workspace: Workspace, ref: str) -> Path:
+    """A run by id, unique id prefix, or `latest`."""
+    dirs = run_dirs(workspace)
+    if ref == "latest":
+        if not dirs:
+            raise RunError(f"{workspace.root} has no runs yet; start one with `phi3tui train`")
+        return dirs[0]
+    exact = [d for d in dirs if d.name == ref]
+    matches = exact or [d for d in dirs if d.name.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunError(f"no run {ref!r} in {workspace.runs_dir}; `phi3tui runs list` shows the ids")
+    raise RunError(f"{ref!r} matches {len(matches)} runs ({', '.join(d.name for d in matches[:4])}); give more of the id")
+
+
+# -- liveness and status -----------------------------------------------------------------------
+def _create_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def process_alive(info: dict) -> bool:
+    """Whether the run's process still lives (the same process: pids are reused)."""
+    import psutil
+
+    pid = info.get("pid")
+    if not pid:
+        created = info.get("created") or 0
+        return time.time() - created < QUEUED_GRACE_S
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = info.get("pid_started")
+        return started is None or abs(proc.create_time() - started) < 1.0
+    except psutil.Error:
+        return False
+
+
+def _on_this_host(info: dict) -> bool:
+    return info.get("host") in (None, socket.gethostname())
+
+
+def run_info(run_dir: Path) -> dict:
+    """run.json as it truly stands: a live state whose process is gone becomes failed (and is saved so)."""
+    info = read_run_json(run_dir)
+    if info.get("state") in LIVE_STATES and _on_this_host(info) and not process_alive(info):
+        reason = (
+            f"the runner (pid {info.get('pid')}) ended without recording a result "
+            "(killed, or crashed hard); resume it from its last checkpoint"
+        )
+        dead = dict(state="failed", ended=time.time(), reason=reason, error=reason, log_tail=log_tail(run_dir))
+        try:
+            with run_lock(run_dir):  # re-read: the runner may have written its end just now
+                info = read_run_json(run_dir)
+                is_dead = info.get("state") in LIVE_STATES and not process_alive(info)
+            if is_dead:
+                info = update_run_json(run_dir, **dead)
+        except OSError:  # a read-only workspace: show it as failed without recording it
+            info = {**info, **dead}
+    if info.get("state") == "running" and (run_dir / STOP_FILE).exists():
+        info["state"] = "stopping"
+    return info
+
+
+@dataclass
+class RunSummary:
+    id: str
+    run_dir: Path
+    state: str
+    iteration: int
+    iters: int
+    best_val_loss: float | None
+    best_val_iteration: int | None
+    created: float
+    reason: str
+    alarms: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.iteration / self.iters) if self.iters else 0.0
+
+    def age_text(self, now: float | None = None) -> str:
+        return format_duration((now or time.time()) - self.created) + " ago"
+
+
+def summarize(run_dir: Path) -> RunSummary:
+    info = run_info(run_dir)
+    return RunSummary(
+        id=info.get("id", run_dir.name),
+        run_dir=run_dir,
+        state=info.get("state", "unknown"),
+        iteration=int(info.get("iteration") or 0),
+        iters=int(info.get("iters") or 0),
+        best_val_loss=info.get("best_val_loss"),
+        best_val_iteration=info.get("best_val_iteration"),
+        created=float(info.get("created") or 0),
+        reason=info.get("reason") or "",
+        alarms=info.get("alarms") or [],
+        info=info,
+    )
+
+
+def list_runs(workspace: Workspace) -> list[RunSummary]:
+    return [summarize(d) for d in run_dirs(workspace)]
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def live_run_summary(workspace: Workspace) -> str:
+    """One short line about the live run(s), for the app's header (cheap: run.json files only)."""
+    live = []
+    for run_dir in run_dirs(workspace)[:20]:
+        summary = summarize(run_dir)
+        if summary.live:
+            live.append(summary)
+    if not live:
+        return ""
+    s = live[0]
+    text = f"run {s.id} {s.state} {s.iteration}/{s.iters}"
+    if s.best_val_loss is not None:
+        text += f" val {s.best_val_loss:.3f}"
+    if s.alarms:
+        text += f" ⚠ {s.alarms[-1].get('kind')}"
+    return text + (f" (+{len(live) - 1} more)" if len(live) > 1 else "")
+
+
+def status_oneline(workspace: Workspace) -> str:
+    """One line for a tmux status bar: the live run, else the newest run's end."""
+    text = live_run_summary(workspace)
+    if text:
+        return text
+    dirs = run_dirs(workspace)
+    if not dirs:
+        return "no runs"
+    s = summarize(dirs[0])
+    text = f"run {s.id} {s.state} {s.iteration}/{s.iters}"
+    if s.best_val_loss is not None:
+        text += f" best val {s.best_val_loss:.3f}"
+    return text
+
+
+# -- metrics ------------------------------------------------------------------------------------
+class MetricsTail:
+    """Reads metrics.jsonl incrementally: each poll returns only the records added since the last."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / METRICS_FILE
+        self.offset = 0
+        self.inode: int | None = None
+        self.partial = b""
+
+    def poll(self) -> tuple[list[dict], bool]:
+        """(new records, reset). reset: the file was rewritten (a resume trimmed it): start over."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return [], False
+        reset = self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset)
+        if reset:
+            self.offset, self.partial = 0, b""
+        self.inode = st.st_ino
+        if st.st_size == self.offset:
+            return [], reset
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read()
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()  # a line still being written
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # a torn line from a killed writer
+        return records, reset
+
+
+@dataclass
+class RunMetrics:
+    """The curves and latest figures of one run, grown from MetricsTail records."""
+
+    train_x: list = field(default_factory=list)
+    train_y: list = field(default_factory=list)
+    val_x: list = field(default_factory=list)
+    val_y: list = field(default_factory=list)
+    last_train: dict = field(default_factory=dict)
+    test: dict = field(default_factory=dict)
+
+    def add(self, records: list[dict]) -> None:
+        for r in records:
+            kind = r.get("kind")
+            if kind == "train":
+                self.train_x.append(r["iteration"])
+                self.train_y.append(parse_float(r.get("loss")))
+                self.last_train = r
+            elif kind == "val":
+                self.val_x.append(r["iteration"])
+                self.val_y.append(parse_float(r.get("loss")))
+            elif kind == "test":
+                self.test = r
+
+    def nearest_val(self, iteration: int) -> float | None:
+        if not self.val_x:
+            return None
+        i = bisect.bisect_left(self.val_x, iteration)  # validations come in iteration order
+        near = [k for k in (i - 1, i) if 0 <= k < len(self.val_x)]
+        return self.val_y[min(near, key=lambda k: abs(self.val_x[k] - iteration))]
+
+
+def read_metrics(run_dir: Path) -> RunMetrics:
+    metrics = RunMetrics()
+    metrics.add(MetricsTail(run_dir).poll()[0])
+    return metrics
+
+
+def downsample(xs: list, ys: list, points: int) -> tuple[list, list]:
+    """At most about `points` points, evenly strided, always keeping the last one."""
+    n = len(xs)
+    if n <= points or points < 2:
+        return list(xs), list(ys)
+    step = math.ceil(n / points)
+    sx, sy = xs[::step], ys[::step]
+    if (n - 1) % step:
+        sx.append(xs[-1])
+        sy.append(ys[-1])
+    return sx, sy
+
+
+def checkpoint_table(
+    run_dir: Path, metrics: RunMetrics | None = None, last: int | None = None
+) -> list[tuple[int, Path, float | None]]:
+    """(iteration, file, nearest validation loss) for each numbered checkpoint (or the `last` few), oldest first."""
+    metrics = metrics or read_metrics(run_dir)
+    numbered = [c for c in checkpoints_in(run_dir / ADAPTERS_DIR) if c.iteration is not None]
+    if last is not None:
+        numbered = numbered[-last:]
+    return [(c.iteration, c.path, metrics.nearest_val(c.iteration)) for c in numbered]
+
+
+def eta_seconds(info: dict, now: float | None = None) -> float | None:
+    """Remaining time, from this attempt's pace so far (validation time included)."""
+    started = info.get("started")
+    done = int(info.get("iteration") or 0) - int(info.get("resume_from") or 0)
+    total = int(info.get("iters") or 0)
+    if not started or done <= 0 or not total:
+        return None
+    elapsed = (now or time.time()) - started
+    return elapsed / done * (total - int(info.get("iteration") or 0))
+
+
+# -- configs ------------------------------------------------------------------------------------
+def run_config_text(run_dir: Path) -> str:
+    return (run_dir / CONFIG_FILE).read_text(encoding="utf-8")
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_diff(run_a: Path, run_b: Path) -> list[tuple[str, object, object]]:
+    """(key, value in a, value in b) for every setting that differs (adapter_path always does: left out)."""
+    from phi3tui.core.workspace import load_config_values
+
+    a = _flatten(load_config_values(run_a / CONFIG_FILE))
+    b = _flatten(load_config_values(run_b / CONFIG_FILE))
+    missing = "(not set)"
+    return [
+        (key, a.get(key, missing), b.get(key, missing))
+        for key in sorted(set(a) | set(b))
+        if key != "adapter_path" and a.get(key, missing) != b.get(key, missing)
+    ]

@@ -1,0 +1,317 @@
+"""Export (F5): a wizard from the trained adapter to a GGUF in Ollama. Each step says what it will do,
+then does it with a progress bar; all the work is core.export.job.ExportJob, run on the app's model worker."""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import OptionList, ProgressBar, RichLog, Static
+
+from phi3tui.screens.base import ModeScreen
+from phi3tui.widgets.export_steps import STEP_LABELS, ExportSteps
+
+OUT_TYPES = ("f16", "f32", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
+QUANTIZE = (None, "q4_K_M", "q8_0")
+RUN_ALL = ("fuse", "gguf", "verify", "ollama")
+RUN_ALL_ADAPTER = ("lora-gguf", "verify", "ollama")
+
+
+class ExportScreen(ModeScreen):
+    TITLE = "Export"
+    DEFAULT_CSS = """
+    ExportScreen #export-body { height: 1fr; }
+    ExportScreen #export-right { padding: 0 1; }
+    ExportScreen #export-choices { height: auto; color: $text; }
+    ExportScreen #export-plan { height: auto; margin-top: 1; color: $text-muted; }
+    ExportScreen #export-progress { margin-top: 1; }
+    ExportScreen #export-status { height: 1; color: $text-muted; }
+    ExportScreen #export-log { height: 1fr; border: round $panel; }
+    """
+    BINDINGS = [
+        Binding("r", "run_step", "Run step", id="export.run"),
+        Binding("a", "run_all", "Run all", id="export.all"),
+        Binding("c", "choose", "Adapter", id="export.choose"),
+        Binding("s", "settings", "Settings", id="export.settings"),
+        Binding("t", "cycle_type", "GGUF type", id="export.type"),
+        Binding("d", "toggle_dequantize", "De-quantize", id="export.dequantize"),
+        Binding("l", "toggle_lora", "Fused/LoRA", id="export.lora"),
+        Binding("z", "cycle_quantize", "Ollama quantize", id="export.quantize"),
+    ]
+
+    class Progress(Message):
+        def __init__(self, step: str, done: int, total: int, text: str):
+            super().__init__()
+            self.step, self.done, self.total, self.text = step, done, total, text
+
+    class StepStarted(Message):
+        def __init__(self, step: str):
+            super().__init__()
+            self.step = step
+
+    class StepDone(Message):
+        def __init__(self, step: str, lines: list[str], ok: bool = True, ask_replace_model: bool = False):
+            super().__init__()
+            self.step, self.lines, self.ok, self.ask_replace_model = step, lines, ok, ask_replace_model
+
+    class Finished(Message):
+        """The submitted steps are over (done or stopped at a failure)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.job = None
+        self.job_error = ""
+        self.busy = False
+        self.overrides: dict = {}
+        self.log_lines: list[str] = []  # what the log shows, unwrapped
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="export-body"):
+            yield ExportSteps(id="export-steps")
+            with Vertical(id="export-right"):
+                yield Static("", id="export-choices", markup=False)
+                yield Static("", id="export-plan", markup=False)
+                yield ProgressBar(total=100, show_eta=False, id="export-progress")
+                yield Static("", id="export-status", markup=False)
+                yield RichLog(id="export-log", wrap=True, markup=False, min_width=20)
+
+    def on_mount(self) -> None:
+        self.rebuild_job()
+        self.query_one(ExportSteps).focus()
+
+    # -- the job ----------------------------------------------------------------------------------
+    def rebuild_job(self, **changes) -> None:
+        """Make the ExportJob from the current choices (cheap: reads a few JSON files)."""
+        from phi3tui.core.export import ExportError
+        from phi3tui.core.export.job import ExportJob
+
+        self.overrides.update(changes)
+        o = self.overrides
+        options = {k: o[k] for k in ("outtype", "dequantize", "num_ctx", "quantize", "system", "use_adapter_in_ollama") if o.get(k) is not None}
+        try:
+            self.job = ExportJob.create(
+                self.workspace.root, o.get("adapter_path"), None, None, o.get("model") or None, o.get("name") or None,
+                o.get("output") or None, need_adapter=False, **options,
+            )
+            self.job_error = ""
+        except ExportError as exc:
+            self.job, self.job_error = None, str(exc)
+        self.refresh_text()
+
+    def refresh_text(self) -> None:
+        step = self.query_one(ExportSteps).current
+        choices = self.query_one("#export-choices", Static)
+        plan = self.query_one("#export-plan", Static)
+        job = self.job
+        if job is None:
+            choices.update(f"Cannot export yet: {self.job_error}")
+            plan.update("c: choose an adapter · s: settings")
+            return
+        adapter = job.adapter_label if job.adapter else "none found (train first, or c to choose)"
+        ollama = "base+LoRA" if job.use_adapter_in_ollama else "fused"
+        choices.update(
+            f"Adapter  {adapter}\n"
+            f"Base     {job.rel(job.base_model or '?')}   Output {job.rel(job.out_dir)}\n"
+            f"GGUF {job.outtype} (t) · de-quantize {'on' if job.dequantize else 'off'} (d) · "
+            f"Ollama {ollama} (l) q {job.quantize or '-'} (z) ctx {job.effective_num_ctx()}"
+        )
+        if step == "choose":
+            lines = ["c: pick the run and checkpoint (or adapter folder)", "s: base model, export name, output folder, Ollama settings",
+                     "then r runs the highlighted step, a runs them all"]
+        else:
+            lines = job.describe(step)
+        plan.update(f"{STEP_LABELS[step]} will:\n" + "\n".join(f"  • {line}" for line in lines))
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if self.is_mounted:
+            self.refresh_text()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_run_step()
+
+    # -- actions ----------------------------------------------------------------------------------
+    def action_choose(self) -> None:
+        from phi3tui.core.adapters import find_adapters
+        from phi3tui.screens.export.pick import ExportPickScreen
+
+        def picked(choice) -> None:
+            if choice:
+                self.rebuild_job(adapter_path=str(choice[1]))
+
+        self.app.push_screen(ExportPickScreen(find_adapters(self.workspace.root)), picked)
+
+    def action_settings(self) -> None:
+        from phi3tui.screens.export.settings import ExportSettingsScreen
+
+        job = self.job
+        values = {
+            "model": self.overrides.get("model") or (job.base_model if job else "") or "",
+            "name": job.name if job else "",
+            "output": str(job.out_dir) if job else "",
+            "num_ctx": str(job.effective_num_ctx()) if job else "",
+            "system": (job.system if job else "") or "",
+        }
+
+        def saved(result) -> None:
+            if not result:
+                return
+            num_ctx = result.pop("num_ctx")
+            if num_ctx:
+                if not num_ctx.isdigit():
+                    self.notify(f"num_ctx must be a whole number, not {num_ctx!r}", severity="error")
+                    return
+                result["num_ctx"] = int(num_ctx)
+            # A new name moves the default output folder with it.
+            if job and result.get("name") != job.name and result.get("output") == str(job.out_dir):
+                result["output"] = ""
+            self.rebuild_job(**result)
+
+        self.app.push_screen(ExportSettingsScreen(values), saved)
+
+    def action_cycle_type(self) -> None:
+        current = self.job.outtype if self.job else "f16"
+        self.rebuild_job(outtype=OUT_TYPES[(OUT_TYPES.index(current) + 1) % len(OUT_TYPES)])
+
+    def action_toggle_dequantize(self) -> None:
+        self.rebuild_job(dequantize=not (self.job and self.job.dequantize))
+
+    def action_toggle_lora(self) -> None:
+        self.rebuild_job(use_adapter_in_ollama=not (self.job and self.job.use_adapter_in_ollama))
+
+    def action_cycle_quantize(self) -> None:
+        current = self.job.quantize if self.job else None
+        self.rebuild_job(quantize=QUANTIZE[(QUANTIZE.index(current) + 1) % len(QUANTIZE)])
+
+    def action_run_step(self) -> None:
+        step = self.query_one(ExportSteps).current
+        if step == "choose":
+            self.action_choose()
+        else:
+            self.start([step])
+
+    def action_run_all(self) -> None:
+        self.start(list(RUN_ALL_ADAPTER if self.job and self.job.use_adapter_in_ollama else RUN_ALL))
+
+    # -- running ----------------------------------------------------------------------------------
+    def start(self, steps: list[str], replace_model: bool = False) -> None:
+        from phi3tui.widgets.confirm_dialog import ConfirmDialog
+
+        if self.busy:
+            self.notify("an export step is running; wait for it to finish", severity="warning")
+            return
+        if self.job is None:
+            self.notify(self.job_error or "choose an adapter first (c)", severity="error")
+            return
+        existing = [p for step in steps for p in self.job.existing_outputs(step)]
+        if existing and not self.job.force:
+            names = "\n".join(f"  {p}" for p in existing[:4])
+
+            def answered(yes: bool) -> None:
+                if yes:
+                    self.job.force = True
+                    self.start(steps, replace_model)
+
+            self.app.push_screen(ConfirmDialog(f"These exist and would be replaced:\n{names}\nReplace them?", "Replace", "Keep"), answered)
+            return
+        self.busy = True
+        self.app.model_worker.submit(self._steps_job(self.job, steps, replace_model))
+
+    def _steps_job(self, job, steps: list[str], replace_model: bool):
+        """The work, on the model worker thread: it talks back only through messages."""
+
+        def run(worker) -> None:
+            try:
+                run_steps()
+            finally:
+                self.post_message(self.Finished())
+
+        def run_steps() -> None:
+            from phi3tui.core.export import ExportError
+            from phi3tui.core.export.ollama import OllamaModelExists
+
+            for step in steps:
+                self.post_message(self.StepStarted(step))
+                last = [0.0]
+
+                def progress(done: int, total: int, text: str, step=step) -> None:
+                    now = time.monotonic()
+                    if done >= total or now - last[0] > 0.1:
+                        last[0] = now
+                        self.post_message(self.Progress(step, done, total, text))
+
+                try:
+                    lines = self._run_one(job, step, progress, replace_model)
+                except OllamaModelExists as exc:
+                    self.post_message(self.StepDone(step, [str(exc)], ok=False, ask_replace_model=True))
+                    return
+                except ExportError as exc:
+                    self.post_message(self.StepDone(step, [str(exc)], ok=False))
+                    return
+                except Exception as exc:  # anything else is reported, and the app stays up
+                    self.post_message(self.StepDone(step, [f"{type(exc).__name__}: {exc}"], ok=False))
+                    return
+                self.post_message(self.StepDone(step, lines))
+
+        return run
+
+    def _run_one(self, job, step: str, progress, replace_model: bool) -> list[str]:
+        if step == "fuse":
+            return [job.run_fuse(progress).summary()]
+        if step == "gguf":
+            result, report = job.run_gguf(progress)
+            return [result.summary(), f"read back: {report.summary()}"] + [f"note: {n}" for n in result.notes]
+        if step == "lora-gguf":
+            lora, report, base = job.run_lora(progress)
+            return [lora.summary(), f"read back: {report.summary()}"] + ([f"base: {base.summary()}"] if base else [])
+        if step == "verify":
+            lines = job.run_verify(progress)
+            for agreement in job.results["verify"][1]:
+                for row in agreement.rows:
+                    mark = "same tokens" if row.same_tokens else "different tokens"
+                    lines.append(f"  {row.prompt[:40]!r}: {mark}, cos {row.cosine:.6f}, argmax {row.argmax_agree:.0%}")
+            return lines
+        if step == "ollama":
+            result = job.run_ollama(replace=replace_model, on_line=lambda line: progress(0, 1, line))
+            if result.created:
+                return [f"created Ollama model {result.name}", f"test answer: {result.answer}"]
+            return [f"wrote {result.modelfile}", f"not creating the model: {result.reason}", "run these commands:"] + [
+                f"  {c}" for c in result.commands
+            ]
+        raise ValueError(step)
+
+    # -- messages from the worker -----------------------------------------------------------------
+    def on_export_screen_step_started(self, message: StepStarted) -> None:
+        self.query_one(ExportSteps).set_state(message.step, "running")
+        self.query_one("#export-progress", ProgressBar).update(total=100, progress=0)
+        self.log_line(f"— {STEP_LABELS[message.step]}")
+
+    def on_export_screen_progress(self, message: Progress) -> None:
+        bar = self.query_one("#export-progress", ProgressBar)
+        bar.update(total=max(1, message.total), progress=message.done)
+        self.query_one("#export-status", Static).update(message.text)
+
+    def on_export_screen_step_done(self, message: StepDone) -> None:
+        self.query_one(ExportSteps).set_state(message.step, "done" if message.ok else "failed")
+        for line in message.lines:
+            self.log_line(line if message.ok else f"failed: {line}")
+        self.query_one("#export-status", Static).update("")
+        if message.ok:
+            self.query_one("#export-progress", ProgressBar).update(total=100, progress=100)
+        elif message.ask_replace_model:
+            from phi3tui.widgets.confirm_dialog import ConfirmDialog
+
+            def answered(yes: bool) -> None:
+                if yes:
+                    self.start(["ollama"], replace_model=True)
+
+            self.app.push_screen(ConfirmDialog(f"{message.lines[0]}\nReplace the Ollama model?", "Replace", "Keep"), answered)
+
+    def on_export_screen_finished(self, message: Finished) -> None:
+        self.busy = False
+
+    def log_line(self, text: str) -> None:
+        self.log_lines.append(text)
+        self.query_one("#export-log", RichLog).write(text)

@@ -1,0 +1,295 @@
+"""Train screen (F3): start detached runs and watch one live, or any past run; overlay several.
+
+The screen only reads run folders (core/runs.py) on a timer while it is visible: the run itself
+is a detached process, so leaving the screen or closing the app never touches it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import ProgressBar, Static
+
+from phi3tui.core import runs
+from phi3tui.core.runs import END_STATES, LIVE_STATES, log_tail
+from phi3tui.screens.base import ModeScreen
+from phi3tui.widgets.loss_plot import Curve, LossPlot
+
+POLL_S = 0.5  # metrics and run.json are read this often while the screen is visible
+REDRAW_S = 0.5  # the plot is rebuilt at most this often, and only when new data arrived
+NEWER_RUN_SCAN_S = 2.0  # how often an ended run's screen looks for a newer live run
+OVERLAY_ROLES = ("train-loss", "val-loss", "base-model", "adapted-model", "good", "bad")
+
+
+class TrainScreen(ModeScreen):
+    TITLE = "Train"
+    DEFAULT_CSS = """
+    TrainScreen #run-line { height: 1; }
+    TrainScreen #run-title { width: 1fr; height: 1; padding-right: 1; }
+    TrainScreen #run-progress { width: 22; height: 1; }
+    TrainScreen #run-stats { height: 1; color: $text-muted; }
+    TrainScreen #run-alarm { height: auto; color: $warn; display: none; }
+    TrainScreen #run-alarm.shown { display: block; }
+    TrainScreen #run-bottom { height: 6; }
+    TrainScreen #run-checkpoints { width: 30; border-right: vkey $panel; }
+    TrainScreen #run-log { width: 1fr; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainScreen #run-stats, TrainScreen #run-title { text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+    BINDINGS = [
+        Binding("n", "start_run", "New run", id="train.start"),
+        Binding("s", "stop_run", "Stop", id="train.stop"),
+        Binding("r", "resume_run", "Resume", id="train.resume"),
+        Binding("k", "kill_run", "Kill", id="train.kill"),
+        Binding("l", "runs_list", "Runs", id="train.runs"),
+        Binding("g", "toggle_log", "Log scale", id="train.log_scale"),
+        Binding("p", "promote", "Promote best", id="train.promote"),
+        Binding("c", "show_config", "Config", id="train.config"),
+    ]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.run_dir: Path | None = None
+        self.overlay: list[Path] = []
+        self.tail: runs.MetricsTail | None = None
+        self.metrics = runs.RunMetrics()
+        self.info: dict = {}
+        self.dirty = False
+        self.last_draw = 0.0
+        self.seen_alarms = 0
+        self.seen_end = None
+        self.last_scan = 0.0
+        self.newest_at_attach: Path | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="run-line"):
+            yield Static("no run yet: press n to start one", id="run-title")
+            yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="run-progress")
+        yield Static("", id="run-stats")
+        yield Static("", id="run-alarm")
+        yield LossPlot(id="loss-plot")
+        with Horizontal(id="run-bottom"):
+            yield Static("", id="run-checkpoints")
+            yield Static("", id="run-log", markup=False)
+
+    def on_mount(self) -> None:
+        dirs = runs.run_dirs(self.workspace)
+        live = [d for d in dirs if runs.run_info(d).get("state") in LIVE_STATES]
+        if live or dirs:
+            self.attach((live or dirs)[0])
+        self.set_interval(POLL_S, self.poll)
+
+    # -- following a run -----------------------------------------------------------------
+    def attach(self, run_dir: Path) -> None:
+        """Show this run from its first record (attaching late replays the whole history)."""
+        self.run_dir = run_dir
+        self.newest_at_attach = next(iter(runs.run_dirs(self.workspace)), None)
+        self.overlay = []
+        self.tail = runs.MetricsTail(run_dir)
+        self.metrics = runs.RunMetrics()
+        self.info = runs.run_info(run_dir)
+        self.seen_alarms = len(self.info.get("alarms") or [])  # old alarms show, but do not ring
+        self.seen_end = self.info.get("state") if self.info.get("state") in END_STATES else None
+        self.poll(force=True)
+
+    def poll(self, force: bool = False) -> None:
+        if self.run_dir is None or not (force or self.is_current):
+            return
+        if self.overlay:
+            return
+        records, reset = self.tail.poll()
+        if reset:
+            self.metrics = runs.RunMetrics()
+        if records or reset:
+            self.metrics.add(records)
+            self.dirty = True
+        self.info = runs.run_info(self.run_dir)
+        if self.info.get("state") in END_STATES and self.follow_newer_run():
+            return
+        self.update_panels()
+        now = time.monotonic()
+        if self.dirty and (force or now - self.last_draw >= getattr(self.app, "plot_refresh_s", REDRAW_S)):
+            self.draw()
+            self.last_draw = now
+        self.check_alarms()
+
+    def follow_newer_run(self) -> bool:
+        """A run started elsewhere (the CLI, another terminal) while this one had ended: follow it."""
+        now = time.monotonic()
+        if now - self.last_scan < NEWER_RUN_SCAN_S:
+            return False
+        self.last_scan = now
+        dirs = runs.run_dirs(self.workspace)
+        # Only a run that appeared after attaching: one picked from the list on purpose stays shown.
+        newer = dirs[0] if dirs and dirs[0] not in (self.run_dir, self.newest_at_attach) else None
+        if newer and runs.run_info(newer).get("state") in LIVE_STATES:
+            self.notify(f"following the new run {newer.name}")
+            self.attach(newer)
+            return True
+        return False
+
+    def draw(self) -> None:
+        self.dirty = False
+        m = self.metrics
+        curves = [Curve("train", m.train_x, m.train_y, "train-loss"), Curve("val", m.val_x, m.val_y, "val-loss", "dot")]
+        iters = int(self.info.get("iters") or 0)
+        self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name}", x_end=iters)
+
+    def update_panels(self) -> None:
+        info, m = self.info, self.metrics
+        state = info.get("state", "?")
+        iteration, iters = int(info.get("iteration") or 0), int(info.get("iters") or 0)
+        title = Text.assemble((f"run {self.run_dir.name} ", "bold"), (state, "bold"))
+        eta = runs.eta_seconds(info) if state in ("running", "stopping") else None
+        title.append(f"  {iteration}/{iters}" + (f"  ETA {runs.format_duration(eta)}" if eta is not None else ""))
+        self.query_one("#run-title", Static).update(title)
+        bar = self.query_one(ProgressBar)
+        bar.update(total=max(iters, 1), progress=iteration)
+
+        parts = []
+        last = m.last_train
+        if last:
+            parts += [
+                f"lr {last.get('lr', 0):.2e}",
+                f"{last.get('tokens_per_s', 0):,.0f} tok/s",
+                f"{last.get('it_per_s', 0):.1f} it/s",
+                f"peak {last.get('peak_mem', 0):.2f}GB",
+            ]
+        started = info.get("started")
+        if started:
+            end = info.get("ended") or time.time()
+            parts.append(f"{runs.format_duration(end - started)} elapsed")
+        if m.test:
+            parts.append(f"test {runs.parse_float(m.test.get('loss')):.3f} ppl {runs.parse_float(m.test.get('ppl')):.2f}")
+        self.query_one("#run-stats", Static).update(" · ".join(parts))
+
+        lines = []
+        alarms = info.get("alarms") or []
+        if alarms:
+            a = alarms[-1]
+            lines.append(f"⚠ {a.get('kind')} @{a.get('iteration')}: {a.get('message')}")
+        if state in ("failed", "diverged") and info.get("reason"):
+            lines.append(f"✗ {state}: {info['reason']}")
+        alarm = self.query_one("#run-alarm", Static)
+        alarm.update(Text("\n".join(lines)))
+        alarm.set_class(bool(lines), "shown")
+
+        best = info.get("best_val_loss")
+        rows = [f"best val {best:.4f} @{info.get('best_val_iteration')}" if isinstance(best, (int, float)) else "best val -"]
+        rows.append("checkpoint   val loss")
+        for it, _path, loss in runs.checkpoint_table(self.run_dir, m, last=3):
+            shown = "-" if loss is None or not math.isfinite(loss) else f"{loss:.4f}"
+            rows.append(f"{it:>10}   {shown}")
+        if len(rows) == 2:
+            rows.append("none saved yet")
+        self.query_one("#run-checkpoints", Static).update("\n".join(rows))
+        self.query_one("#run-log", Static).update("\n".join(log_tail(self.run_dir, 6)))
+
+    def check_alarms(self) -> None:
+        alarms = self.info.get("alarms") or []
+        for alarm in alarms[self.seen_alarms :]:
+            self.app.bell()
+            self.notify(f"{alarm.get('kind')}: {alarm.get('message')}", title="run alarm", severity="warning", timeout=10)
+        self.seen_alarms = len(alarms)
+        state = self.info.get("state")
+        if state in END_STATES and self.seen_end != state:
+            self.seen_end = state
+            severity = "information" if state in ("finished", "stopped") else "error"
+            self.notify(f"run {self.run_dir.name} {state}: {self.info.get('reason') or ''}", severity=severity, timeout=10)
+
+    # -- actions ------------------------------------------------------------------------
+    def action_start_run(self) -> None:
+        def start() -> None:
+            try:
+                run_dir = runs.start_run(self.workspace)
+            except Exception as exc:  # a refused config or a start failure is shown, the app stays up
+                self.app.call_from_thread(self.notify, str(exc), title="run not started", severity="error", timeout=20)
+                return
+            self.app.call_from_thread(self.started, run_dir)
+
+        self.app.run_worker(start, thread=True, group="train-start", exclusive=True)
+
+    def started(self, run_dir: Path) -> None:
+        self.notify(f"started run {run_dir.name}; it goes on if you quit (q)")
+        self.attach(run_dir)
+
+    def _control(self, action, done: str) -> None:
+        if self.run_dir is None:
+            self.notify("no run attached: press l to pick one", severity="warning")
+            return
+        try:
+            result = action(self.run_dir)
+        except (runs.RunError, OSError) as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self.notify(done.format(result=result))
+        self.poll(force=True)
+
+    def action_stop_run(self) -> None:
+        self._control(runs.stop_run, "asked the run to stop; it saves its adapter at the next step")
+
+    def action_resume_run(self) -> None:
+        self._control(runs.resume_run, "resumed from iteration {result}")
+
+    def action_kill_run(self) -> None:
+        from phi3tui.widgets.confirm_dialog import ConfirmDialog
+
+        if self.run_dir is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._control(runs.kill_run, "killed; press r to resume from the last checkpoint")
+
+        self.app.push_screen(
+            ConfirmDialog(f"Kill run {self.run_dir.name}? Work since its last checkpoint is lost."), answered
+        )
+
+    def action_promote(self) -> None:
+        self._control(
+            lambda d: "iteration {} (val loss {:.4f})".format(*runs.promote_best(d)),
+            "adapters.safetensors is now the checkpoint of {result}",
+        )
+
+    def action_toggle_log(self) -> None:
+        log = self.query_one(LossPlot).toggle_log_scale()
+        self.notify("log scale" if log else "linear scale")
+
+    def action_show_config(self) -> None:
+        from phi3tui.screens.train.run_text import RunTextScreen
+
+        if self.run_dir is not None:
+            self.app.push_screen(RunTextScreen(f"run {self.run_dir.name}: config.yaml", runs.run_config_text(self.run_dir)))
+
+    def action_runs_list(self) -> None:
+        from phi3tui.screens.train.runs_list import RunsListScreen
+
+        self.app.push_screen(RunsListScreen(self.workspace), self.picked)
+
+    def picked(self, result) -> None:
+        if not result:
+            return
+        kind, value = result
+        if kind == "attach":
+            self.attach(value)
+        elif kind == "overlay":
+            self.show_overlay(value)
+
+    def show_overlay(self, run_dirs: list[Path]) -> None:
+        """Several runs' curves on one plot: validation where a run has it, else training."""
+        self.overlay = run_dirs
+        curves = []
+        for i, run_dir in enumerate(run_dirs):
+            m = runs.read_metrics(run_dir)
+            role = OVERLAY_ROLES[i % len(OVERLAY_ROLES)]
+            if m.val_x:
+                curves.append(Curve(f"{run_dir.name} val", m.val_x, m.val_y, role))
+            else:
+                curves.append(Curve(f"{run_dir.name} train", m.train_x, m.train_y, role))
+        self.query_one("#run-title", Static).update(f"overlay of {len(run_dirs)} runs (l: pick a run to attach)")
+        self.query_one(LossPlot).show_curves(curves, "validation loss, overlaid")
