@@ -169,7 +169,8 @@ def plain_loop(path: Path) -> float:
 
 
 def phi3tui_validate(data_dir: Path) -> float:
-    from phi3tui.core.data.folder import DataFolder, validate_folder
+    from phi3tui.core.data.folder import DataFolder
+    from phi3tui.core.data.checks import validate_folder
 
     start = time.perf_counter()
     report = validate_folder(DataFolder.open(data_dir), phi3=True)

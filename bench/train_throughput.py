@@ -107,7 +107,7 @@ def main() -> None:
     opts = parser.parse_args()
 
     from phi3tui.core.demo import build_demo
-    from phi3tui.core.runs.store import freeze_config
+    from phi3tui.core.runs.launcher import freeze_config
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     ws = build_demo(tmp / "ws").workspace

@@ -16,20 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from phi3tui.core.chat.session import (
-    BASE,
-    ChatError,
-    ChatSession,
-    GenerationSettings,
-    ModelWorker,
-    Side,
-    batch_compare,
-    demo_step,
-    newest_adapter,
-    read_prompts,
-    side_choices,
-    side_for_path,
-)
+from phi3tui.core.chat.session import BASE, ChatError, ChatSession, GenerationSettings, ModelWorker, Side, batch_compare, demo_step, newest_adapter, read_prompts, side_for_path
+from phi3tui.core.chat.sides import side_choices
 from phi3tui.core.workspace import Workspace
 from tests.conftest import run_cli
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from phi3tui.core.data.folder import DataFolder, validate_folder
+from phi3tui.core.data.folder import DataFolder
+from phi3tui.core.data.checks import validate_folder
 from phi3tui.core.data.importers import DataImportError, ImportOptions, import_any, import_file, parse_size, tutorial_text
 from phi3tui.core.data.importers.common import options_from_values, resolve_sizes
 from phi3tui.core.data.importers.truthfulqa import import_truthfulqa

@@ -131,7 +131,7 @@ def bad_workspace(demo_template, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def trained_template(demo_template, tmp_path_factory) -> Path:
     """The demo workspace after one short finished run (its adapters), built once."""
-    from phi3tui.core.runs.store import start_run, wait_for_run
+    from phi3tui.core.runs.launcher import start_run, wait_for_run
     from phi3tui.core.workspace import Workspace
 
     root = tmp_path_factory.mktemp("trained") / "ws"
