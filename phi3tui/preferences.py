@@ -15,6 +15,7 @@ from textual.theme import Theme
 
 from phi3tui.core.settings import DEFAULT_THEME, SettingsError, load_settings, save_setting
 from phi3tui.core.themes import ThemeSpec, load_themes
+from phi3tui.textual_private import app_keymap, invalidate_css
 
 RUN_POLL_S = 2.0  # the terminal title and run-end notifications are refreshed this often
 
@@ -99,13 +100,11 @@ def unknown_keymap_ids(keymap: dict[str, str], app_class: type) -> list[str]:
 def keymap_clashes(keymap: dict[str, str], app_class: type) -> list[str]:
     """Keys the keymap gives to a binding while another binding of the same screen (or the app's
     own) still has them by default: the remapped one wins there, the other silently loses the key."""
-    from textual.keys import _normalize_key_list
-
     rows = binding_table(app_class)
     effective: dict[str, list[tuple[str, set[str], str]]] = {}
     for binding_id, keys, description, owner in rows:
         mapped = keymap.get(binding_id)
-        key_set = set(_normalize_key_list(mapped or keys).split(","))
+        key_set = {b.key for b in Binding.make_bindings([Binding(mapped or keys, "")])}  # Textual's own key names
         effective.setdefault(owner, []).append((binding_id, key_set, description))
     app_rows = effective.get("Phi3App", [])
     every_row = [row for owner_rows in effective.values() for row in owner_rows]
@@ -164,8 +163,8 @@ class PreferencesMixin:
         self.settings.theme = wanted
         if wanted == self.theme and self.is_running:
             # Same name, perhaps new colours: the theme watcher will not run, so redo what it does
-            # (textual is pinned exactly; _invalidate_css makes the other modes' screens update too).
-            self._invalidate_css()
+            # (invalidate_css makes the other modes' screens update too).
+            invalidate_css(self)
             self.refresh_css(animate=False)
         self.theme = wanted
         self.set_keymap(self.settings.keymap)
@@ -230,7 +229,7 @@ class PreferencesMixin:
             self.notify(f"theme not remembered: {exc}", severity="warning")
 
     def remapped(self, bindings) -> list[Binding]:
-        return remapped(bindings, self._keymap)
+        return remapped(bindings, app_keymap(self))
 
     @property
     def plot_refresh_s(self) -> float:

@@ -35,17 +35,22 @@ class ModelLocation:
         return self.folder is not None
 
 
-def locate_model(value: str, workspace_root: Path | str) -> ModelLocation:
-    """A local folder (relative to the workspace), or a Hugging Face repo id looked up in the cache."""
+def locate_model(value: str, workspace_root: Path | str, search: tuple[Path | str, ...] = ()) -> ModelLocation:
+    """A local folder (relative to the workspace, or first to one of the `search` folders), or a Hugging Face
+    repo id looked up in the cache."""
     if not isinstance(value, str) or not value.strip():
         raise ModelNotFound("model is empty; give a local model folder or a Hugging Face repo id")
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = Path(workspace_root) / path
+    given = Path(value).expanduser()
+    path = given if given.is_absolute() else Path(workspace_root) / given
+    for base in search:  # e.g. the run folder: mlx-lm records the path as given where it ran
+        candidate = given if given.is_absolute() else Path(base) / given
+        if candidate.is_dir():
+            path = candidate
+            break
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFound(f"model folder {path} has no config.json; point model at an mlx-lm model folder")
-        return ModelLocation(value, path, "local folder")
+        return ModelLocation(value, path.resolve(), "local folder")
     if path.exists():
         raise ModelNotFound(f"model {path} is a file; point model at a model folder or a Hugging Face repo id")
     if not REPO_ID_RE.match(value):
@@ -58,6 +63,36 @@ def locate_model(value: str, workspace_root: Path | str) -> ModelLocation:
     if isinstance(cached, str):
         return ModelLocation(value, Path(cached).parent, "Hugging Face cache")
     return ModelLocation(value, None, "not downloaded")
+
+
+def model_to_load(value: str, workspace_root: Path | str, search: tuple[Path | str, ...] = ()) -> str:
+    """What mlx-lm's load (and the export) takes for a `model:` value: the local folder as an absolute path,
+    or the repo id (mlx-lm finds it in the Hugging Face cache or downloads it). Raises ModelNotFound."""
+    location = locate_model(value, workspace_root, search)
+    return str(location.folder) if location.kind == "local folder" else location.value
+
+
+def workspace_model(workspace) -> str:
+    """The workspace's base model, from lora_config.yaml's `model:` (read as mlx-lm reads it: YAML, so a
+    `#` inside a quoted value is part of it), ready for mlx-lm's load. Raises ModelNotFound."""
+    setting = workspace.model_setting()
+    if not setting:
+        raise ModelNotFound(
+            f"{workspace.config_path}: no readable `model:`; name the base model there (Config screen)"
+        )
+    try:
+        return model_to_load(setting, workspace.root)
+    except ModelNotFound as exc:
+        raise ModelNotFound(f"{workspace.config_path}: {exc}") from None
+
+
+def model_folder(model: str) -> Path:
+    """A model's folder on disk: a local folder itself, or its Hugging Face snapshot (downloaded if needed,
+    with mlx-lm's file patterns). Raises ModelNotFound."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    return download_model(model)
 
 
 def read_model_config(folder: Path) -> dict:
@@ -149,12 +184,13 @@ def build_structure(config: dict):
 
 def _build_structure(config: dict):
     import mlx.nn as nn
-    from mlx_lm.utils import _get_classes
+
+    from phi3tui.core.mlx_lm_private import model_classes
 
     if config.get("model_file"):
         raise ModelNotFound("this model needs its own code (model_file); it cannot be checked without running it")
     try:
-        model_class, args_class = _get_classes(config)
+        model_class, args_class = model_classes(config)
         model = model_class(args_class.from_dict(config))
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelNotFound(f"mlx-lm cannot build model_type {config.get('model_type')!r}: {exc}") from None

@@ -16,7 +16,6 @@ import yaml
 CONFIG_NAME = "lora_config.yaml"
 DATA_NAME = "data"
 RUNS_NAME = "runs"
-EXPORTS_NAME = "exports"
 
 
 class MlxLmLoader(yaml.SafeLoader):
@@ -95,10 +94,6 @@ class Workspace:
     @property
     def runs_dir(self) -> Path:
         return self.root / RUNS_NAME
-
-    @property
-    def exports_dir(self) -> Path:
-        return self.root / EXPORTS_NAME
 
     @property
     def writable(self) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phi3tui.core import models
 from phi3tui.core.files import atomic_write_text
 from phi3tui.core.workspace import Workspace
 
@@ -145,16 +146,11 @@ def write_compare(path: Path, records: list[dict]) -> None:
 
 
 def model_path(workspace: Workspace) -> str:
-    """The workspace's model: a folder (relative to the workspace) or a Hugging Face repo id."""
-    setting = workspace.model_setting()
-    if not setting:
-        raise ChatError(f"{workspace.config_path}: no `model:` set; name the base model there (Config screen)")
-    local = workspace.resolve(setting)
-    if local.exists():
-        return str(local)
-    if setting.startswith((".", "/", "~")) or setting.count("/") != 1:
-        raise ChatError(f"{workspace.config_path}: model {setting!r} not found (looked for {local})")
-    return setting  # a repo id: mlx-lm finds it in the Hugging Face cache (or downloads it)
+    """The workspace's model as mlx-lm loads it (core.models finds it); ChatError when there is none."""
+    try:
+        return models.workspace_model(workspace)
+    except models.ModelNotFound as exc:
+        raise ChatError(str(exc)) from None
 
 
 def run_compare(

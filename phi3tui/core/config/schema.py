@@ -123,9 +123,9 @@ def mlx_lm_defaults() -> dict:
 
 @lru_cache(maxsize=1)
 def _parser_actions() -> dict:
-    from mlx_lm.lora import build_parser
+    from phi3tui.core.mlx_lm_private import lora_parser_actions
 
-    return {a.dest: a for a in build_parser()._actions if a.dest not in ("help",)}
+    return {a.dest: a for a in lora_parser_actions() if a.dest not in ("help",)}
 
 
 def known_top_level_keys() -> set[str]:
@@ -202,10 +202,6 @@ def config_fields() -> list[FieldSpec]:
             specs.append(FieldSpec(("epochs",), "length & schedule", "float", None, CONFIG_ONLY_HELP["epochs"]))
     order = {g: i for i, g in enumerate(GROUPS)}
     return sorted(specs, key=lambda s: order[s.group])  # stable: mlx-lm's order inside a group
-
-
-def spec_for(path: tuple[str, ...]) -> FieldSpec | None:
-    return next((s for s in config_fields() if s.path == tuple(path)), None)
 
 
 def iters_for_epochs(epochs: float, train_size: int, batch_size: int) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from phi3tui.core import models
 from phi3tui.core.workspace import ConfigError, load_config_values
 
 SPLITS = ("train", "valid", "test")
@@ -106,8 +107,10 @@ def workspace_data(workspace) -> WorkspaceData:
     data = values.get("data") or "data"
     model = values.get("model")
     if model:
-        local = workspace.resolve(str(model))
-        model = str(local) if local.exists() else str(model)
+        try:
+            model = models.model_to_load(str(model), workspace.root)
+        except models.ModelNotFound:
+            model = str(model)  # the check that loads its tokenizer says what is wrong with it
     return WorkspaceData(workspace.resolve(str(data)), model, DataSettings.from_config(values), error)
 
 

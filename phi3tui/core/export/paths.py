@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from phi3tui.core import models
 from phi3tui.core.adapters import checkpoints_in, find_adapters, is_adapter_dir
 from phi3tui.core.export import ExportError
 from phi3tui.core.safety import disk_error_message
@@ -103,45 +104,28 @@ def _pick_checkpoint(adapter_dir: Path, iteration: int | None) -> Path:
 
 
 def base_model_of(workspace_root: Path, adapter: AdapterChoice | None, override: str | None = None) -> str:
-    """The base model the adapter was trained on: --model, else adapter_config.json's `model`, else lora_config.yaml's."""
-    if override:
-        return _local_or_repo(workspace_root, override)
-    if adapter is not None:
-        model = adapter.config.get("model")
-        if model:
+    """The base model the adapter was trained on: --model, else adapter_config.json's `model`, else lora_config.yaml's.
+    A local folder comes back as an absolute path, a Hugging Face model as its repo id (core.models finds both)."""
+    root = Path(workspace_root)
+    try:
+        if override:
+            return models.model_to_load(override, root)
+        if adapter is not None and adapter.config.get("model"):
             # mlx-lm stores the path as given on its command line: relative to where it ran (the run folder or the workspace).
-            for base in (adapter.adapter_dir.parent, Path(workspace_root)):
-                candidate = Path(model).expanduser()
-                candidate = candidate if candidate.is_absolute() else base / candidate
-                if candidate.is_dir():
-                    return str(candidate.resolve())
-            return _local_or_repo(workspace_root, model)
-    from phi3tui.core.workspace import Workspace
+            return models.model_to_load(str(adapter.config["model"]), root, search=(adapter.adapter_dir.parent,))
+        from phi3tui.core.workspace import Workspace
 
-    model = Workspace(Path(workspace_root)).model_setting()
-    if not model:
-        raise ExportError(f"no base model: give --model, or set `model:` in {Path(workspace_root) / 'lora_config.yaml'}")
-    return _local_or_repo(workspace_root, model)
-
-
-def _local_or_repo(workspace_root: Path, model: str) -> str:
-    p = Path(model).expanduser()
-    p = p if p.is_absolute() else Path(workspace_root) / p
-    if p.is_dir():
-        return str(p.resolve())
-    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
-        return model  # a Hugging Face repo id
-    raise ExportError(f"base model {model} is neither a folder nor a Hugging Face repo id (owner/name)")
+        return models.workspace_model(Workspace(root))
+    except models.ModelNotFound as exc:
+        raise ExportError(f"base model: {exc} (or give --model)") from None
 
 
 def local_model_dir(model: str) -> Path:
     """A base model's folder on disk: the folder itself, or its Hugging Face snapshot (downloaded if needed)."""
-    p = Path(model)
-    if p.is_dir():
-        return p
-    from mlx_lm.utils import _download
-
-    return Path(_download(model))
+    try:
+        return models.model_folder(model)
+    except models.ModelNotFound as exc:
+        raise ExportError(str(exc)) from None
 
 
 def default_export_name(adapter: AdapterChoice | None) -> str:

@@ -1,0 +1,87 @@
+"""What phi3tui relies on in the private parts of mlx-lm and Textual (core/mlx_lm_private.py,
+phi3tui/textual_private.py): an upgrade that changes one of them fails here, by name, first."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from textual.app import App
+from textual.screen import Screen
+from textual.theme import Theme
+from textual.widgets import Static
+
+from phi3tui.core.mlx_lm_private import lora_parser_actions, model_classes
+from phi3tui.textual_private import app_keymap, invalidate_css
+
+
+# -- mlx-lm ---------------------------------------------------------------------------------------
+def test_model_classes_build_the_model_mlx_lm_loads(demo_model):
+    from mlx_lm.models import phi3
+
+    config = json.loads((demo_model / "config.json").read_text())
+    model_class, args_class = model_classes(config)
+    assert (model_class, args_class) == (phi3.Model, phi3.ModelArgs)
+    model = model_class(args_class.from_dict(config))
+    assert len(model.layers) == config["num_hidden_layers"]
+
+
+def test_model_classes_follow_mlx_lm_remapping_and_refuse_unknown_types():
+    from mlx_lm.models import llama
+
+    # mlx-lm maps some model_types onto another module (mistral is built as llama).
+    assert model_classes({"model_type": "mistral"})[0] is llama.Model
+    with pytest.raises(ValueError, match="not supported"):
+        model_classes({"model_type": "no-such-architecture"})
+
+
+def test_lora_parser_actions_are_the_options_of_mlx_lm_lora():
+    actions = {a.dest: a for a in lora_parser_actions()}
+    for dest in ("model", "num_layers", "iters", "learning_rate", "fine_tune_type", "adapter_path"):
+        assert dest in actions, dest
+        assert actions[dest].help, dest
+    assert actions["learning_rate"].type is float
+    assert set(actions["fine_tune_type"].choices) >= {"lora", "dora", "full"}
+
+
+# -- Textual --------------------------------------------------------------------------------------
+class Coloured(Screen):
+    CSS = "Static { background: $primary; }"
+
+    def compose(self):
+        yield Static("x")
+
+
+class TwoModes(App):
+    MODES = {"a": Coloured, "b": Coloured}
+
+
+def theme(primary: str) -> Theme:
+    return Theme(name="pinned", primary=primary, dark=True)
+
+
+async def test_invalidate_css_restyles_the_screens_of_other_modes():
+    # Re-registering a theme under the same name does not run Textual's theme watcher; phi3tui's
+    # settings reload calls invalidate_css so that every mode's screen takes the new colours when shown.
+    app = TwoModes()
+    async with app.run_test() as pilot:
+        app.register_theme(theme("#ff0000"))
+        app.theme = "pinned"
+        await app.switch_mode("a")
+        await pilot.pause()
+        await app.switch_mode("b")
+        await pilot.pause()
+        app.register_theme(theme("#0000ff"))
+        await pilot.pause()
+        assert app.screen.query_one(Static).styles.background.hex != "#0000FF"  # nothing restyles by itself
+        invalidate_css(app)
+        await app.switch_mode("a")
+        await pilot.pause()
+        assert app.screen.query_one(Static).styles.background.hex == "#0000FF"
+
+
+async def test_app_keymap_is_the_keymap_as_textual_matches_it():
+    app = TwoModes()
+    async with app.run_test():
+        app.set_keymap({"x.help": "?,a", "x.quit": "ctrl+q"})
+        assert app_keymap(app) == {"x.help": "question_mark,a", "x.quit": "ctrl+q"}
