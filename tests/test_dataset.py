@@ -10,7 +10,8 @@ import pytest
 
 from phi3tui.core.data.folder import STRIDE, DataFolder, DataSettings, LineIndex, split_sizes
 from phi3tui.core.data.checks import check_folder, demo_step, longest_record_tokens, validate_folder
-from phi3tui.core.data.render import is_phi3_model, load_tokenizer, render_record
+from phi3tui.core.data.render import load_tokenizer, render_record
+from phi3tui.core.models import is_phi3_model
 from phi3tui.core.workspace import Workspace
 
 PHI3_TEXT = "<|user|>\nQ{n} <|end|>\n<|assistant|> \nA{n} <|end|>"

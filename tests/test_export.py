@@ -125,7 +125,7 @@ def test_cli_export_all_writes_everything_and_says_what_to_run_for_ollama(traine
         (["--run", "nope"], "run nope has no adapters"),
         (["--checkpoint", "99"], "no checkpoint for iteration 99"),
         (["--adapter-path", "missing-dir"], "does not exist"),
-        (["--model", "not a model"], "neither a folder nor a Hugging Face repo id"),
+        (["--model", "not a model"], "nor a Hugging Face repo id"),
     ],
 )
 def test_cli_fuse_bad_input_exits_2_with_the_reason(trained_template, args, message):

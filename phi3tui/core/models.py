@@ -1,4 +1,6 @@
 """The model a config names: where it is, what it is, what LoRA would train in it, what memory it needs.
+The only code that finds a model (a folder relative to the workspace, the Hugging Face cache, a repo id):
+chat, training checks, data checks and export all ask `workspace_model` / `model_to_load` / `locate_model`.
 
 The structure comes from config.json alone: mlx arrays are lazy, so building an mlx-lm model without
 evaluating it allocates nothing (Phi-3-mini's 3.8 B parameters build in milliseconds), and mlx-lm's own
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,12 +98,139 @@ def model_folder(model: str) -> Path:
     return download_model(model)
 
 
+def model_file(model: str, name: str) -> Path | None:
+    """The file `name` of a model: in its folder, or in the Hugging Face cache for a repo id (never
+    downloaded); None when it is not there."""
+    path = Path(model).expanduser() / name
+    if path.is_file():
+        return path
+    if not REPO_ID_RE.match(str(model)):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(str(model), name)
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def model_choices(workspace_root: Path | str) -> tuple[list[tuple[str, str]], str]:
+    """(label, `model:` value) for every model at hand: folders in the workspace with a config.json, then
+    the model repos in the local Hugging Face cache; and what could not be read ("" when all could)."""
+    choices = [
+        (f"{child.name}  (folder in this workspace)", child.name)
+        for child in sorted(Path(workspace_root).iterdir())
+        if child.is_dir() and (child / "config.json").is_file()
+    ]
+    try:
+        cached = cached_models()
+    except OSError as exc:  # the folders still show
+        return choices, f"cannot read the Hugging Face cache: {exc}"
+    choices += [(f"{m.repo_id}  ({human_bytes(m.size_on_disk)} in the Hugging Face cache)", m.repo_id) for m in cached]
+    return choices, ""
+
+
 def read_model_config(folder: Path) -> dict:
     path = folder / "config.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"{path} cannot be read as JSON ({exc}); re-download or repair the model") from None
+
+
+def is_phi3_model(model: str | Path | None) -> bool:
+    """Phi-3 by its config.json model_type, or by name when the model is a repo id."""
+    if not model:
+        return False
+    config = Path(model) / "config.json"
+    if config.is_file():
+        try:
+            return json.loads(config.read_text(encoding="utf-8")).get("model_type") == "phi3"
+        except (OSError, ValueError):
+            return False
+    # A local folder is judged by its own name, a repo id ("microsoft/Phi-3-mini-4k-instruct") by all of it.
+    name = (Path(model).name if Path(model).is_dir() else str(model)).lower()
+    return "phi-3" in name or "phi3" in name
+
+
+# -- is a local model folder safe and whole to load ---------------------------------------------
+# A model folder is checked before mlx-lm loads it, so a folder holding only pickle weights is refused
+# (unpickling runs code: it is never done) and a truncated safetensors file is named instead of failing
+# deep inside MLX. Files only: nothing is imported or unpickled.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file cannot be read whole (truncated, not safetensors), or None."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                return f"{path} is {size} bytes: not a safetensors file (re-download or re-save it)"
+            (length,) = struct.unpack("<Q", head)
+            if length > size - 8 or length > 100_000_000:
+                return (f"{path} is truncated: its header says {length} bytes but the file has {size} "
+                        "(an incomplete download? re-download it)")
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError) as exc:
+        return f"{path} cannot be read as safetensors: {exc} (re-download or re-save it)"
+    if not isinstance(header, dict):
+        return f"{path} has no safetensors header (re-download or re-save it)"
+    end = max((v.get("data_offsets", [0, 0])[1] for k, v in header.items()
+               if k != "__metadata__" and isinstance(v, dict)), default=0)
+    if 8 + length + end > size:
+        return (f"{path} is truncated: its tensors need {8 + length + end} bytes but the file has {size} "
+                "(an incomplete download? re-download it)")
+    return None
+
+
+def model_folder_problem(folder: Path | str) -> str | None:
+    """What stops mlx-lm from loading this local model folder safely, or None when it looks loadable.
+
+    Looks at files only (config.json, the weight files' headers): nothing is imported or unpickled.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return f"{folder} is not a folder; point model at an mlx-lm model folder or a Hugging Face repo id"
+    config = folder / "config.json"
+    if not config.is_file():
+        return f"{config} is missing: not a Hugging Face model folder (download the model again)"
+    try:
+        values = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{config} is not valid JSON: {exc} (fix or re-download it)"
+    if not isinstance(values, dict):
+        return f"{config} is not a JSON object (re-download it)"
+    model_type = values.get("model_type")
+    if not model_type:
+        return f"{config} has no model_type (re-download the model)"
+    if not _mlx_lm_knows(str(model_type)):
+        return (f"{config}: model_type {model_type!r} is not supported by the installed mlx-lm "
+                "(use a Phi-3 model, or upgrade mlx-lm)")
+    safetensors = sorted(folder.glob("*.safetensors"))
+    if not safetensors:
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            return (f"{folder} holds only pickle weights ({', '.join(pickles[:3])}): phi3tui never loads them "
+                    "(unpickling can run any code); use the model's .safetensors release or convert it "
+                    "with `mlx_lm convert`")
+        return f"{folder} has no .safetensors weights (download the model again)"
+    for path in safetensors:
+        problem = safetensors_problem(path)
+        if problem:
+            return problem
+    return None
+
+
+def _mlx_lm_knows(model_type: str) -> bool:
+    import importlib.util
+
+    try:
+        from mlx_lm.utils import MODEL_REMAPPING
+    except ImportError:  # a future mlx-lm moved it: trust the loader to say
+        return True
+    name = MODEL_REMAPPING.get(model_type, model_type).replace("-", "_")
+    return importlib.util.find_spec(f"mlx_lm.models.{name}") is not None
+
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,7 @@ def check_model(values: dict, defaults: dict, ctx: ModelContext) -> tuple[list[F
         return found, None
     folder = getattr(ctx.location, "folder", None)
     if folder is not None:  # pickle-only or truncated weights: a run would fail (or run code) loading them
-        from phi3tui.core.safety import model_folder_problem
+        from phi3tui.core.models import model_folder_problem
 
         problem = model_folder_problem(folder)
         if problem:

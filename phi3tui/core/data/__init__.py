@@ -18,7 +18,8 @@ from phi3tui.core.data.importers import (
     import_any,
     options_from_values,
 )
-from phi3tui.core.data.render import TokenizerError, is_phi3_model, load_tokenizer, render_record
+from phi3tui.core.data.render import TokenizerError, load_tokenizer, render_record
+from phi3tui.core.models import is_phi3_model
 
 __all__ = [
     "Cancelled",

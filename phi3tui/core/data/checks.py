@@ -522,7 +522,8 @@ def check_folder(
     cancel: threading.Event | None = None,
 ) -> Report:
     """Validation, then token statistics when a model (or tokenizer) is given."""
-    from phi3tui.core.data.render import TokenizerError, is_phi3_model, load_tokenizer
+    from phi3tui.core.data.render import TokenizerError, load_tokenizer
+    from phi3tui.core.models import is_phi3_model
 
     settings = settings or DataSettings()
     report = Report(Path(data_dir), settings, model=model)

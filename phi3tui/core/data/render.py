@@ -6,7 +6,6 @@ training uses, mask offset included. mlx_lm is imported lazily, inside the funct
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,21 +30,6 @@ def load_tokenizer(model: str | Path):
             f"cannot load the tokenizer of {model}: {type(exc).__name__}: {exc}; "
             "check the model path (or download the model once with network access)"
         ) from None
-
-
-def is_phi3_model(model: str | Path | None) -> bool:
-    """Phi-3 by its config.json model_type, or by name when the model is a repo id."""
-    if not model:
-        return False
-    config = Path(model) / "config.json"
-    if config.is_file():
-        try:
-            return json.loads(config.read_text(encoding="utf-8")).get("model_type") == "phi3"
-        except (OSError, ValueError):
-            return False
-    # A local folder is judged by its own name, a repo id ("microsoft/Phi-3-mini-4k-instruct") by all of it.
-    name = (Path(model).name if Path(model).is_dir() else str(model)).lower()
-    return "phi-3" in name or "phi3" in name
 
 
 def dataset_for(record: dict, fmt: str, tokenizer, settings):

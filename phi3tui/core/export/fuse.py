@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from phi3tui.core import models
 from phi3tui.core.export import ExportError, Progress, no_progress
 from phi3tui.core.export.paths import (
     EXPORT_RECORD,
@@ -70,9 +71,7 @@ def load_adapted(base_model: str, adapter: AdapterChoice):
     """(model, tokenizer, config) of the base with the adapter applied, as mlx-lm loads it."""
     from mlx_lm.utils import load
 
-    from phi3tui.core.safety import model_folder_problem
-
-    problem = model_folder_problem(base_model) if Path(base_model).is_dir() else None
+    problem = models.model_folder_problem(base_model) if Path(base_model).is_dir() else None
     if problem:
         raise ExportError(problem)
     with tempfile.TemporaryDirectory(prefix="phi3tui-adapter-") as scratch:

@@ -329,15 +329,11 @@ def find_tokenizer_model(model_dir: Path, explicit: Path | None = None) -> Path 
     if base is None and (model_dir / "adapter_config.json").is_file():
         base = read_json(model_dir / "adapter_config.json").get("model")
     if base:
-        if Path(base, "tokenizer.model").is_file():
-            return Path(base, "tokenizer.model")
-        try:
-            from huggingface_hub import try_to_load_from_cache
+        from phi3tui.core.models import model_file
 
-            cached = try_to_load_from_cache(base, "tokenizer.model")
-            if isinstance(cached, str):
-                return Path(cached)
-        except Exception:  # not a repo id, or no cache: fall back to tokenizer.json
+        try:
+            return model_file(str(base), "tokenizer.model")
+        except Exception:  # an unreadable cache: fall back to tokenizer.json
             return None
     return None
 

@@ -43,6 +43,7 @@ class ExportJob:
     max_tokens: int = 8
     use_adapter_in_ollama: bool = False  # base GGUF + LoRA GGUF instead of the fused GGUF
     results: dict = field(default_factory=dict)
+    base_problem: str = ""  # why no base model was found (said when a step needs it)
 
     @classmethod
     def create(
@@ -56,15 +57,16 @@ class ExportJob:
         except ExportError:
             if need_adapter or adapter_path or run_id:
                 raise
+        base, problem = None, ""
         try:
             base = base_model_of(root, adapter, model)
-        except ExportError:
+        except ExportError as exc:
             if model:
                 raise
-            base = None  # said when a step needs it
+            problem = str(exc)  # said when a step needs it
         name = safe_name(name) if name else default_export_name(adapter)
         out = Path(out_dir).expanduser().resolve() if out_dir else root / "exports" / name
-        return cls(root, adapter, base, name, out, **options)
+        return cls(root, adapter, base, name, out, base_problem=problem, **options)
 
     # -- paths ----------------------------------------------------------------------------------------
     @property
@@ -100,7 +102,7 @@ class ExportJob:
 
     def require_base(self) -> str:
         if not self.base_model:
-            raise ExportError("no base model: give --model")
+            raise ExportError(self.base_problem or "no base model: give --model")
         return self.base_model
 
     def rel(self, path) -> str:

@@ -117,7 +117,7 @@ def base_model_of(workspace_root: Path, adapter: AdapterChoice | None, override:
 
         return models.workspace_model(Workspace(root))
     except models.ModelNotFound as exc:
-        raise ExportError(f"base model: {exc} (or give --model)") from None
+        raise ExportError(f"base model: {exc}" + ("" if override else "; or give --model")) from None
 
 
 def local_model_dir(model: str) -> Path:

@@ -310,17 +310,11 @@ class ConfigScreen(ModeScreen):
 
     @work(thread=True, group="config-models")
     def _list_models(self) -> None:
-        from phi3tui.core.models import cached_models, human_bytes
+        from phi3tui.core.models import model_choices
 
-        options = []
-        for child in sorted(self.workspace.root.iterdir()):
-            if child.is_dir() and (child / "config.json").is_file():
-                options.append((f"{child.name}  (folder in this workspace)", child.name))
-        try:
-            for m in cached_models():
-                options.append((f"{m.repo_id}  ({human_bytes(m.size_on_disk)} in the Hugging Face cache)", m.repo_id))
-        except OSError as exc:
-            self.app.call_from_thread(self.notify, f"cannot read the Hugging Face cache: {exc}", severity="warning")
+        options, problem = model_choices(self.workspace.root)
+        if problem:
+            self.app.call_from_thread(self.notify, problem, severity="warning")
         self.app.call_from_thread(self._pick_model, options)
 
     def _pick_model(self, options) -> None:
