@@ -218,7 +218,7 @@ async def test_a_missing_model_is_a_message_in_both_panes(demo_workspace):
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ChatScreen")
         screen = app.screen
         await wait_for(pilot, lambda: screen.pane(0).query(".error"))
-        assert "model 'no-such-model' not found" in str(screen.pane(0).query(".error").last().render())
+        assert "model 'no-such-model' is neither a folder" in str(screen.pane(0).query(".error").last().render())
         await pilot.press(*"Hello")
         await pilot.press("enter")
         await wait_for(pilot, lambda: not screen.generating)
