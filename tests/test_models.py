@@ -148,3 +148,12 @@ def test_a_repo_not_downloaded_offline_is_an_export_error_naming_it(tmp_path):
         assert "acme/not-there" in str(exc)
     else:
         raise AssertionError("an absent repo was taken for a model folder")
+
+
+def test_the_models_offered_are_the_workspace_folders_with_a_config_json(demo_workspace):
+    shutil.copytree(demo_workspace / "model", demo_workspace / "phi3#v2")
+    choices, problem = models.model_choices(demo_workspace)
+    local = [value for label, value in choices if label.endswith("(folder in this workspace)")]
+    assert local == ["model", "phi3#v2"]  # data/, runs/, exports/ have no config.json
+    assert choices[:2] == [(f"{v}  (folder in this workspace)", v) for v in local]
+    assert problem == "" or "Hugging Face cache" in problem
