@@ -99,7 +99,7 @@ def test_without_ollama_the_exact_commands_are_given(tmp_path, demo_model):
     assert result.commands == [
         f"cd {tmp_path}",
         "ollama create phi3-ft -f Modelfile --quantize q4_K_M",
-        'ollama run phi3-ft "Hello, who are you?"',
+        "ollama run phi3-ft 'Hello, who are you?'",
     ]
     assert (tmp_path / "Modelfile").is_file()
 

@@ -17,13 +17,13 @@ from phi3tui.core.export import ExportError, Progress, no_progress
 from phi3tui.core.export.paths import (
     EXPORT_RECORD,
     AdapterChoice,
-    atomic_output_dir,
     base_model_of,
     default_export_name,
     local_model_dir,
     read_json,
     resolve_adapter,
 )
+from phi3tui.core.files import atomic_output_dir
 
 # Tokenizer and config files a fused folder should carry over from the base when the save left them out.
 TOKENIZER_FILES = (
@@ -102,7 +102,7 @@ def fuse(
     if adapter.fine_tune_type not in ("lora", "dora", "full"):
         raise ExportError(f"{adapter.adapter_dir / 'adapter_config.json'}: unknown fine_tune_type {adapter.fine_tune_type!r}")
     progress(0, 4, "loading the base model and the adapter")
-    with atomic_output_dir(save_path, force=force) as tmp:
+    with atomic_output_dir(save_path, force=force, error=ExportError) as tmp:
         model, tokenizer, config = load_adapted(base_model, adapter)
         progress(1, 4, "fusing the adapter into the base weights")
         fused = [(name, module.fuse(dequantize=dequantize)) for name, module in model.named_modules() if hasattr(module, "fuse")]

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from phi3tui.core.export import ExportError, Progress, no_progress
-from phi3tui.core.export.paths import EXPORT_RECORD, atomic_output_file, read_json
+from phi3tui.core.export.paths import EXPORT_RECORD, read_json
 from phi3tui.core.export.vocab import Vocab, add_bos_setting, build_vocab, read_tokenizer_json
+from phi3tui.core.files import atomic_output_file
 
 SUPPORTED_ARCHITECTURES = {"Phi3ForCausalLM": "phi3"}  # HF class -> GGUF architecture
 SUPPORTED_TEXT = "phi3 (Phi3ForCausalLM: Phi-3 / Phi-3.5 mini and medium, 4k and 128k)"
@@ -482,7 +483,7 @@ def write_gguf(
         progress(done, total, f"writing {outfile.name}")
 
     progress(0, total, f"writing {outfile.name}")
-    with atomic_output_file(outfile, force=force) as tmp:
+    with atomic_output_file(outfile, force=force, error=ExportError) as tmp:
         writer = g.GGUFWriter(tmp, SUPPORTED_ARCHITECTURES[config["architectures"][0]])
         try:
             write_metadata(writer, hp, ftype, vocab, model_dir, model_name, where)

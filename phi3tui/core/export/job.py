@@ -159,7 +159,7 @@ class ExportJob:
 
     def existing_outputs(self, step: str) -> list[Path]:
         """What running `step` would replace (the wizard asks first; the CLI needs --force)."""
-        from phi3tui.core.export.paths import is_nonempty_dir
+        from phi3tui.core.files import is_nonempty_dir
 
         paths = {
             "fuse": [self.fused_dir],

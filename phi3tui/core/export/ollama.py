@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phi3tui.core.files import atomic_write_text
 from phi3tui.core.export import ExportError
-from phi3tui.core.export.paths import refuse_overwrite
+from phi3tui.core.files import atomic_write_text, refuse_overwrite, shell_command
 
 class OllamaModelExists(ExportError):
     """An Ollama model of that name exists: ask before replacing it."""
@@ -194,7 +193,7 @@ def write_modelfile(
     check_model_name(name)
     out_dir = Path(out_dir)
     path = out_dir / "Modelfile"
-    refuse_overwrite(path, force)
+    refuse_overwrite(path, force, error=ExportError)
 
     def rel(p: Path) -> str:
         p = Path(p).resolve()
@@ -275,8 +274,12 @@ def model_exists(name: str, timeout: float = 5.0) -> bool:
 
 def create_commands(modelfile: Path, name: str, quantize: str | None = None, prompt: str = "Hello, who are you?") -> list[str]:
     """The exact commands to run by hand."""
-    q = f" --quantize {quantize}" if quantize else ""
-    return [f"cd {modelfile.parent}", f"ollama create {name} -f {modelfile.name}{q}", f'ollama run {name} "{prompt}"']
+    q = ("--quantize", quantize) if quantize else ()
+    return [
+        shell_command("cd", modelfile.parent),
+        shell_command("ollama", "create", name, "-f", modelfile.name, *q),
+        shell_command("ollama", "run", name, prompt),
+    ]
 
 
 def create_model(
@@ -295,7 +298,7 @@ def create_model(
                 tail = (tail + [part.strip()])[-5:]
                 on_line(part.strip())
     if proc.wait() != 0:
-        raise ExportError(f"`{' '.join(cmd)}` failed: {' | '.join(tail)}")
+        raise ExportError(f"`{shell_command(*cmd)}` failed: {' | '.join(tail)}")
 
 
 def test_prompt(name: str, prompt: str, timeout: float = 300) -> str:
