@@ -158,15 +158,16 @@ def build_args(values: dict) -> SimpleNamespace:
 
 def _save_file(save, path: Path, data: dict) -> None:
     # Write beside, then rename: a kill mid-write never leaves a half checkpoint under the real name.
-    try:
-        with replacing(path, keep_suffix=True) as tmp:  # mx.save_safetensors wants the .safetensors ending
+    with replacing(path, keep_suffix=True) as tmp:  # mx.save_safetensors wants the .safetensors ending
+        try:
             save(str(tmp), data)
-    except Exception as exc:  # a full disk: the partial file is gone, the previous checkpoint kept as it was
-        # MLX reports a short write as RuntimeError; a disk with (almost) no room left says why.
-        full = shutil.disk_usage(path.parent).free < (1 << 16)
-        if full and not isinstance(exc, OSError):
-            raise OSError(errno.ENOSPC, f"no space left on the disk to save {path.name}", str(path.parent)) from exc
-        raise
+        except Exception as exc:  # a full disk: replacing drops the partial file, the previous checkpoint stays
+            # MLX reports a short write as RuntimeError; a disk with (almost) no room left says why. Looked at
+            # before the partial file is removed, which frees its room again.
+            full = shutil.disk_usage(path.parent).free < (1 << 16)
+            if full and not isinstance(exc, OSError):
+                raise OSError(errno.ENOSPC, f"no space left on the disk to save {path.name}", str(path.parent)) from exc
+            raise
 
 
 class Trainer:
