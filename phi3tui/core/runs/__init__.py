@@ -36,10 +36,11 @@ from phi3tui.core.runs.store import (
     status_oneline,
     summarize,
 )
-from phi3tui.core.runs.watcher import RunEvent, RunWatcher
+from phi3tui.core.runs.watcher import RunEvent, RunPoll, RunWatcher
 
 __all__ = [
     "RunEvent",
+    "RunPoll",
     "RunJsonUnreadable",
     "UNREADABLE",
     "RunWatcher",

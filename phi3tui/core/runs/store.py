@@ -198,11 +198,11 @@ def format_duration(seconds: float) -> str:
 
 def live_run_summary(workspace: Workspace) -> str:
     """One short line about the live run(s), for the app's header (cheap: run.json files only)."""
-    live = []
-    for run_dir in run_dirs(workspace)[:20]:
-        summary = summarize(run_dir)
-        if summary.live:
-            live.append(summary)
+    return live_text([s for s in map(summarize, run_dirs(workspace)[:20]) if s.live])
+
+
+def live_text(live: list[RunSummary]) -> str:
+    """The header's line for these live runs (newest first): the first one, and how many more."""
     if not live:
         return ""
     s = live[0]
