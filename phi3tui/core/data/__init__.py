@@ -17,6 +17,7 @@ from phi3tui.core.data.importers import (
     existing_splits,
     import_any,
     options_from_values,
+    tutorial_text,
 )
 from phi3tui.core.data.render import TokenizerError, is_phi3_model, load_tokenizer, render_record
 
@@ -40,6 +41,7 @@ __all__ = [
     "split_sizes",
     "run_checks",
     "token_statistics",
+    "tutorial_text",
     "validate_folder",
     "workspace_data",
 ]

@@ -194,12 +194,12 @@ DEMO_PROMPTS = ("What happens if you crack your knuckles a lot?", "Can you see t
 
 
 def demo_step(workspace, state: dict) -> str:
-    """Headless demo: fuse the trained (or newest) adapter into exports/<name>/fused."""
+    """Headless demo: fuse the adapter this job trained into exports/<name>/fused."""
     root = Path(workspace.root)
-    if state.get("adapter_dir"):
-        adapter = resolve_adapter(root, state["adapter_dir"])
-    else:
-        adapter = resolve_adapter(root)
+    if not state.get("adapter_dir"):
+        # Never the newest adapter on disk: it may be an earlier attempt's.
+        raise ExportError("no adapter from this job: run the train step first")
+    adapter = resolve_adapter(root, state["adapter_dir"])
     base = base_model_of(root, adapter)
     name = default_export_name(adapter)
     result = fuse(base, adapter, root / "exports" / name / "fused", force=True)
