@@ -68,6 +68,8 @@ def test_a_cut_short_run_json_is_listed_as_unreadable(demo_workspace):
     assert row.split()[:2] == [run_dir.name, "unreadable"]
     assert "d ago" not in listed.stdout and "0/0" not in listed.stdout  # no age from 1970, no made-up progress
     assert "run.json is cut short or not JSON" in reason and str(run_dir) in reason
+    status = run_cli("runs", "status", "--oneline", "-w", ws)
+    assert status.stdout.strip() == f"run {run_dir.name} unreadable (`phi3tui runs list` says why)"
     summary = runs.summarize(run_dir)
     assert summary.state == "unreadable" and summary.age_text() == "-"
     assert run_json.read_bytes() == whole[: len(whole) // 2]  # reading it changed nothing

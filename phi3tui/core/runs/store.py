@@ -223,6 +223,8 @@ def status_oneline(workspace: Workspace) -> str:
     if not dirs:
         return "no runs"
     s = summarize(dirs[0])
+    if s.state == UNREADABLE:  # no progress to show: say so, and where to read why
+        return f"run {s.id} unreadable (`phi3tui runs list` says why)"
     text = f"run {s.id} {s.state} {s.iteration}/{s.iters}"
     if s.best_val_loss is not None:
         text += f" best val {s.best_val_loss:.3f}"

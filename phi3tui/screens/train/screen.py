@@ -179,7 +179,7 @@ class TrainScreen(ModeScreen):
         if alarms:
             a = alarms[-1]
             lines.append(f"⚠ {a.get('kind')} @{a.get('iteration')}: {a.get('message')}")
-        if state in ("failed", "diverged") and info.get("reason"):
+        if state in ("failed", "diverged", runs.UNREADABLE) and info.get("reason"):
             lines.append(f"✗ {state}: {info['reason']}")
         alarm = self.query_one("#run-alarm", Static)
         alarm.update(Text("\n".join(lines)))
