@@ -156,4 +156,4 @@ def test_the_models_offered_are_the_workspace_folders_with_a_config_json(demo_wo
     local = [value for label, value in choices if label.endswith("(folder in this workspace)")]
     assert local == ["model", "phi3#v2"]  # data/, runs/, exports/ have no config.json
     assert choices[:2] == [(f"{v}  (folder in this workspace)", v) for v in local]
-    assert problem == "" or "Hugging Face cache" in problem
+    assert problem is None or "Hugging Face cache" in problem

@@ -112,22 +112,6 @@ def model_file(model: str, name: str) -> Path | None:
     return Path(cached) if isinstance(cached, str) else None
 
 
-def model_choices(workspace_root: Path | str) -> tuple[list[tuple[str, str]], str]:
-    """(label, `model:` value) for every model at hand: folders in the workspace with a config.json, then
-    the model repos in the local Hugging Face cache; and what could not be read ("" when all could)."""
-    choices = [
-        (f"{child.name}  (folder in this workspace)", child.name)
-        for child in sorted(Path(workspace_root).iterdir())
-        if child.is_dir() and (child / "config.json").is_file()
-    ]
-    try:
-        cached = cached_models()
-    except OSError as exc:  # the folders still show
-        return choices, f"cannot read the Hugging Face cache: {exc}"
-    choices += [(f"{m.repo_id}  ({human_bytes(m.size_on_disk)} in the Hugging Face cache)", m.repo_id) for m in cached]
-    return choices, ""
-
-
 def read_model_config(folder: Path) -> dict:
     path = folder / "config.json"
     try:
@@ -521,6 +505,22 @@ def cached_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
         has_config = any(f.file_name == "config.json" for f in newest.files)
         found.append((repo.last_modified, CachedModel(repo.repo_id, repo.size_on_disk, newest.snapshot_path, has_config)))
     return [m for _, m in sorted(found, key=lambda x: x[0], reverse=True)]
+
+
+def model_choices(workspace_root: Path) -> tuple[list[tuple[str, str]], str | None]:
+    """(label, value for the config's `model`) for each model folder in the workspace, then each model in
+    the Hugging Face cache; and why the cache could not be read, if it could not."""
+    choices = []
+    for child in sorted(Path(workspace_root).iterdir()):
+        if child.is_dir() and (child / "config.json").is_file():
+            choices.append((f"{child.name}  (folder in this workspace)", child.name))
+    try:
+        cached = cached_models()
+    except OSError as exc:
+        return choices, f"cannot read the Hugging Face cache: {exc}"
+    for m in cached:
+        choices.append((f"{m.repo_id}  ({human_bytes(m.size_on_disk)} in the Hugging Face cache)", m.repo_id))
+    return choices, None
 
 
 class DownloadCancelled(Exception):

@@ -2,7 +2,7 @@
 render (records through the model's tokenizer), importers (CSV/JSONL to splits).
 This is the package's public face: other packages import from here, not from its modules."""
 
-from phi3tui.core.data.checks import Report, check_folder, human_size, token_statistics, validate_folder
+from phi3tui.core.data.checks import Report, check_folder, human_size, run_checks, token_statistics, validate_folder
 from phi3tui.core.data.folder import (
     Cancelled,
     DataFolder,
@@ -17,9 +17,9 @@ from phi3tui.core.data.importers import (
     existing_splits,
     import_any,
     options_from_values,
+    tutorial_text,
 )
 from phi3tui.core.data.render import TokenizerError, load_tokenizer, render_record
-from phi3tui.core.models import is_phi3_model
 
 __all__ = [
     "Cancelled",
@@ -34,12 +34,13 @@ __all__ = [
     "existing_splits",
     "human_size",
     "import_any",
-    "is_phi3_model",
     "load_tokenizer",
     "options_from_values",
     "render_record",
     "split_sizes",
+    "run_checks",
     "token_statistics",
+    "tutorial_text",
     "validate_folder",
     "workspace_data",
 ]
