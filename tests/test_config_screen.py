@@ -319,10 +319,10 @@ async def test_failed_edit_leaves_form_and_document_and_ctrl_s_writes_the_same_b
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_config(pilot, app)
         field = await type_at_end(pilot, screen, ("batch_size",), "backspace", "2")
+        assert screen.doc.text == original and not screen.doc.modified
+        assert field.value == "4"  # the form shows what the file still says, and why
         assert any("batch_size is written 2 times" in m for m in notes(app)), notes(app)
         assert "written 2 times" in str(screen.query_one("#field-batch_size-bad").render())
-        assert field.value == "4"  # the form shows what the file still says
-        assert screen.doc.text == original and not screen.doc.modified
         assert "unsaved" not in status(screen)
         await pilot.press("ctrl+s")
         await pilot.pause(0.2)
