@@ -383,3 +383,24 @@ async def test_failed_migration_is_reported_as_failed_and_changes_nothing(demo_w
         assert not any("applied" in m for m in notes(app)), notes(app)
         assert screen.doc.text == before and screen.rejected == set()
         assert path.read_text() == TUTORIAL_YAML
+
+
+async def test_clearing_a_block_value_whose_key_line_comment_has_a_colon(demo_workspace):
+    from textual.widgets import Select
+
+    path = demo_workspace / "lora_config.yaml"
+    block = ("lr_schedule:  # schedule: cosine, warm-up: 1 step\n    name: cosine_decay\n    warmup: 1\n"
+             "    arguments: [1e-5, 10]\n")
+    original = path.read_text() + block
+    path.write_text(original)
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        screen.query_one("#config-form").widget_for(("lr_schedule", "name")).value = Select.NULL  # no schedule
+        await pilot.pause(0.3)
+        assert screen.doc.values["lr_schedule"] is None and "unsaved" in status(screen)
+        app.set_focus(None)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+    # The value goes after the key's own colon; the comment (and its colons) and every other line stay.
+    assert path.read_text() == original.replace(block, "lr_schedule: null  # schedule: cosine, warm-up: 1 step\n")
