@@ -114,9 +114,7 @@ async def test_migration_list_accepts_and_rejects(demo_workspace):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_config(pilot, app)
         assert "2 to migrate (F6)" in status(screen)
-        await pilot.press("f6")
-        await pilot.pause(0.2)
-        assert type(app.screen).__name__ == "MigrationScreen"
+        await open_migration_list(pilot, app)
         await pilot.press("space")  # the first change (lora_layers -> num_layers): rejected
         await pilot.press("enter")
         await pilot.pause(0.3)
@@ -306,6 +304,13 @@ asyncio.run(main())
         assert proc.returncode == 0 and "terminate called" not in proc.stderr, proc.stderr[-2000:]
 
 
+async def open_migration_list(pilot, app) -> None:
+    app.set_focus(None)
+    await pilot.press("f6")
+    await pilot.pause(0.2)
+    assert type(app.screen).__name__ == "MigrationScreen"
+
+
 def notes(app) -> list[str]:
     return [n.message for n in app._notifications]
 
@@ -372,10 +377,7 @@ async def test_failed_migration_is_reported_as_failed_and_changes_nothing(demo_w
         # listed rename of lora_layers to num_layers can no longer be made.
         screen.doc.set(("num_layers",), 4)
         before = screen.doc.text
-        app.set_focus(None)
-        await pilot.press("f6")
-        await pilot.pause(0.2)
-        assert type(app.screen).__name__ == "MigrationScreen"
+        await open_migration_list(pilot, app)
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert any(m.startswith("migration failed, nothing was changed") and "num_layers is already at line" in m
