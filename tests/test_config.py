@@ -653,4 +653,4 @@ def test_cli_migrate_whose_write_fails_says_so_and_leaves_the_file(demo_workspac
     assert f"cannot write {path}" in failed.stderr and "is unchanged" in failed.stderr, failed.stderr
     assert "wrote" not in failed.stdout and "Traceback" not in failed.stderr
     assert path.read_text() == TUTORIAL_YAML
-    assert [p.name for p in demo_workspace.iterdir() if p.name.startswith(".tutorial.yaml")] == []  # no temp left
+    assert [p.name for p in demo_workspace.iterdir() if "tutorial.yaml" in p.name] == ["tutorial.yaml"]  # no temp left

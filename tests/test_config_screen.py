@@ -361,7 +361,7 @@ async def test_save_and_edit_does_not_open_the_editor_when_the_save_fails(demo_w
             await pilot.pause(0.5)
         finally:
             demo_workspace.chmod(0o755)
-        assert any(m.startswith(f"cannot save {path}") for m in notes(app)), notes(app)
+        assert any(m.startswith(f"cannot write {path}") for m in notes(app)), notes(app)
         assert not marker.exists()  # $EDITOR was not started on a file that does not hold the form
         assert screen.doc.modified and screen.doc.values["iters"] == 7  # the edit is kept for another try
 

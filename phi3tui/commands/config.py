@@ -90,6 +90,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_migrate(args: argparse.Namespace) -> int:
     from phi3tui.core.config import ConfigDocument, DocumentEditError, apply_changes
+    from phi3tui.core.files import disk_error_message
 
     path, text, review = _review(args)
     if review is None:
@@ -118,8 +119,7 @@ def run_migrate(args: argparse.Namespace) -> int:
         try:
             doc.save()
         except OSError as exc:
-            print(f"phi3tui config migrate: cannot write {path}: {exc}; {path} is unchanged (free space or "
-                  "permissions?), then run it again", file=sys.stderr)
+            print(f"phi3tui config migrate: {disk_error_message(exc, path)} ({path} is unchanged)", file=sys.stderr)
             return 2
         print(f"wrote {path} ({len(chosen)} change(s))")
     else:

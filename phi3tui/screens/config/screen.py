@@ -20,6 +20,7 @@ from textual.widgets import Label, ProgressBar, Static
 
 from phi3tui.core.config import ConfigError
 from phi3tui.core.config import ConfigDocument, DocumentEditError
+from phi3tui.core.files import disk_error_message
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.config_form import ConfigForm
 
@@ -260,7 +261,7 @@ class ConfigScreen(ModeScreen):
         try:
             on_disk = path.read_text(encoding="utf-8") if path.exists() else None
         except OSError as exc:
-            self.notify(f"cannot save {path}: {exc}", severity="error")
+            self.notify(f"cannot save {path}: {exc.strerror or exc}; it must be a file you can read", severity="error")
             return
         if on_disk is not None and on_disk != self.doc.saved_text:
             from phi3tui.widgets.confirm_dialog import ConfirmDialog
@@ -277,7 +278,8 @@ class ConfigScreen(ModeScreen):
         try:
             self.doc.save(self.workspace.config_path)
         except OSError as exc:
-            self.notify(f"cannot save {self.workspace.config_path}: {exc}; nothing was written", severity="error")
+            self.notify(f"{disk_error_message(exc, self.workspace.config_path)} (nothing was written)",
+                        severity="error")
             return False
         self.notify(f"saved {self.workspace.config_path.name}")
         self._update_status()
