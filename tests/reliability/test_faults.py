@@ -157,7 +157,10 @@ async def test_run_outlives_the_app(bad_workspace, tmux, how):
         screen = app.screen
         _ = await _await(pilot, lambda: screen.metrics.train_x == iterations, 10)
         assert screen.metrics.train_x == iterations
-        assert run_dir.name in screen_text(app) or app.is_running
+        # The run's own title line, as drawn: its id, its final state and its last iteration.
+        shown = f"run {run_dir.name} finished  30/30"
+        await _await(pilot, lambda: shown in screen_text(app), 10)
+        assert shown in screen_text(app), screen_text(app)[-2000:]
 
 
 def _alive(pid: int) -> bool:
