@@ -19,7 +19,14 @@ import pytest
 from phi3tui.core import runs
 from phi3tui.core.workspace import Workspace
 from tests.conftest import REPO, run_cli
-from tests.reliability.conftest import assert_refused, open_app_on, remount_read_only, screen_text
+from tests.reliability.conftest import (
+    assert_refused,
+    assert_unchanged,
+    open_app_on,
+    remount_read_only,
+    screen_text,
+    snapshot,
+)
 
 FAST = {"steps_per_report": 2, "steps_per_eval": 1000, "val_batches": 1}
 
@@ -246,13 +253,24 @@ def test_disk_full_during_gguf_export(trained_workspace, small_tmpfs):
 # -- a read-only workspace --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def read_only_workspace(bad_workspace, small_tmpfs) -> Path:
+def _read_only_copy(workspace: Path, small_tmpfs) -> Path:
+    # A tmpfs remounted read-only: writes fail with EROFS even for root, who ignores chmod.
     mount = small_tmpfs("32m")
     root = mount / "ws"
-    shutil.copytree(bad_workspace, root)
+    shutil.copytree(workspace, root)
     remount_read_only(mount)
     return root
+
+
+@pytest.fixture
+def read_only_workspace(bad_workspace, small_tmpfs) -> Path:
+    return _read_only_copy(bad_workspace, small_tmpfs)
+
+
+@pytest.fixture
+def read_only_trained_workspace(trained_template, small_tmpfs) -> Path:
+    """A read-only workspace holding a finished run: an export has everything it needs except a place to write."""
+    return _read_only_copy(trained_template, small_tmpfs)
 
 
 async def test_read_only_workspace_opens_and_says_so(read_only_workspace):
@@ -277,9 +295,14 @@ async def test_read_only_workspace_opens_and_says_so(read_only_workspace):
         assert app.is_running
 
 
-def test_read_only_workspace_cli_refuses_writes(read_only_workspace):
-    result = run_cli("train", "-w", str(read_only_workspace))
+def test_read_only_workspace_cli_refuses_writes(read_only_trained_workspace):
+    ws = read_only_trained_workspace
+    before = snapshot(ws)
+    result = run_cli("train", "-w", str(ws))
     assert_refused(result, "read-only", codes=(1, 2))
-    result = run_cli("export", "fuse", "-w", str(read_only_workspace), "--name", "x",
-                     "--adapter-path", str(read_only_workspace / "nothing"))
-    assert "Traceback" not in result.stdout + result.stderr and result.returncode != 0
+    # The run's adapter is there and valid: the only thing that can stop the fuse is the read-only folder.
+    (run_dir,) = runs.run_dirs(Workspace.open(ws))
+    assert (run_dir / "adapters" / "adapters.safetensors").is_file()
+    result = run_cli("export", "fuse", "-w", str(ws), "--name", "x", "--adapter-path", str(run_dir / "adapters"))
+    assert_refused(result, "read-only", codes=(1, 2))
+    assert_unchanged(before, snapshot(ws))
