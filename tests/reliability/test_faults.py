@@ -212,24 +212,47 @@ def _fill(folder: Path, leave: int) -> Path:
     return filler
 
 
+def _frozen_between_saves(run_dir: Path, pid: int, timeout: float) -> int:
+    """SIGSTOP the runner at a moment when no checkpoint is being written; return the last saved iteration.
+
+    A frozen process writes nothing, so what happens next no longer depends on how fast the runner is: every
+    file of its last save is complete (adapters, optimizer, state, run.json's last_checkpoint) and no temporary
+    file is open. A runner frozen mid-save is let go and frozen again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        os.kill(pid, signal.SIGSTOP)
+        last = runs.read_run_json(run_dir).get("last_checkpoint")
+        adapters = run_dir / "adapters"
+        half_written = [p.name for d in (run_dir, adapters) for p in d.iterdir()
+                        if p.name.startswith(".tmp-") or (p.name.startswith(".") and p.name.endswith(".tmp"))]
+        if last and not half_written:
+            stems = {f"{last:07d}_adapters.safetensors", f"{last:07d}_optimizer.safetensors", f"{last:07d}_state.json"}
+            if stems <= {p.name for p in adapters.iterdir()} and (adapters / "adapters.safetensors").is_file():
+                return int(last)
+        assert runs.read_run_json(run_dir).get("state") == "running", _log(run_dir)
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError(f"no moment between two saves within {timeout:.0f} s:\n{_log(run_dir)}")
+
+
 def test_disk_full_during_adapter_save(bad_workspace, small_tmpfs):
     mount = small_tmpfs("16m", at=bad_workspace / "runs")  # runs/ is a small disk of its own
     run_dir = _start(bad_workspace, iters=400, save_every=5)
-
-    def first_save():
-        assert runs.read_run_json(run_dir).get("state") not in ("failed", "finished"), _log(run_dir)
-        return _checkpoints(run_dir) and (run_dir / "adapters" / "adapters.safetensors").exists()
-
-    _wait(first_save, 120, "a first save")
-    time.sleep(0.5)  # let the first save finish (it writes several files)
-    _fill(mount, leave=96 * 1024)  # room for run.json and metrics, not for an adapter
-    saved = {p.name: _sha(p) for p in (run_dir / "adapters").glob("*.safetensors")}
+    pid = _runner_pid(run_dir)
+    _wait(lambda: runs.read_run_json(run_dir).get("last_checkpoint"), 120, "a first checkpoint")
+    last = _frozen_between_saves(run_dir, pid, 60)
+    try:
+        _fill(mount, leave=96 * 1024)  # room for run.json, metrics and the log, not for an adapter
+        saved = {p.name: _sha(p) for p in (run_dir / "adapters").iterdir()}
+    finally:
+        os.kill(pid, signal.SIGCONT)
     info = runs.wait_for_run(run_dir, timeout=120)
     assert info["state"] == "failed", _log(run_dir)
     assert "disk is full" in info["reason"] and "resume" in info["reason"], info["reason"]
-    for name, digest in saved.items():
-        assert _sha(run_dir / "adapters" / name) == digest, f"{name} changed"
-    assert not list((run_dir / "adapters").glob(".tmp-*")), "a partial file was left behind"
+    # The save that failed is the next one: nothing of it is left, every earlier file is as it was.
+    assert info.get("last_checkpoint") == last, info
+    assert {p.name: _sha(p) for p in (run_dir / "adapters").iterdir()} == saved
+    assert runs.resumable_checkpoint(run_dir) == last
     import mlx.core as mx
 
     assert mx.load(str(run_dir / "adapters" / "adapters.safetensors"))

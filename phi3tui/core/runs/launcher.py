@@ -242,7 +242,7 @@ def resume_run(run_dir: Path) -> int:
     info = run_info(run_dir)
     state = info.get("state")
     if state not in ("stopped", "failed", "diverged"):
-        raise RunError(f"run {run_dir.name} is {state}; only a stopped, failed or diverged run can be resumed")
+        raise RunError(f"run {run_dir.name} is {state}; only a stopped, failed or diverged run can be resumed; start a new one with `phi3tui train`")
     start = resumable_checkpoint(run_dir)
     if info.get("iters") and start >= int(info["iters"]):
         raise RunError(f"run {run_dir.name} already saved its last iteration ({start}); nothing to resume")
