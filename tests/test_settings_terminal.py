@@ -4,7 +4,15 @@ Real runs of the demo model through the detached runner."""
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
+import struct
+import subprocess
+import sys
+import threading
 import time
+from fcntl import ioctl
+from termios import TIOCSWINSZ
 
 import pytest
 
@@ -17,6 +25,7 @@ from phi3tui.core.terminal import (
     title_sequence,
 )
 from phi3tui.core.workspace import Workspace
+from tests.conftest import REPO
 
 QUICK = dict(iters=6, steps_per_report=2, steps_per_eval=3, save_every=6, val_batches=2)
 
@@ -91,17 +100,6 @@ class PtyApp:
     """The real app (`python -m phi3tui WS`) on a pseudo-terminal of 80×24: everything it writes is kept, as bytes."""
 
     def __init__(self, workspace, config_dir, *args: str):
-        import os
-        import pty
-        import struct
-        import subprocess
-        import sys
-        import threading
-        from fcntl import ioctl
-        from termios import TIOCSWINSZ
-
-        from tests.conftest import REPO
-
         master, slave = pty.openpty()
         ioctl(slave, TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
         env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "STY", "TERM_PROGRAM", "NO_COLOR")}
@@ -114,8 +112,6 @@ class PtyApp:
         self._reader.start()
 
     def _read(self):
-        import os
-
         while True:
             try:
                 chunk = os.read(self.master, 65536)
@@ -140,13 +136,9 @@ class PtyApp:
         raise AssertionError(f"{what!r} never written; the app wrote:\n{self.text()[-2000:]!r}")
 
     def press(self, keys: str) -> None:
-        import os
-
         os.write(self.master, keys.encode())
 
     def close(self):
-        import os
-
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
@@ -170,11 +162,15 @@ def test_real_terminal_gets_the_title_and_the_notification(config_dir, demo_work
         note = f"\x1b]9;phi3tui: run {run_dir.name} finished: 6/6 iterations, best val loss "
         written = app.wait_for(note, 180)
         assert written.count("\x1b]9;") == 1, "one notification for one finished run"
+
         # Back to the plain title once nothing is live: the last title written is the plain one.
+        def last_title_is_plain() -> bool:
+            return app.text().rsplit("\x1b]2;", 1)[-1].startswith(f"phi3tui — {ws.name}\x07")
+
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not app.text().rsplit("\x1b]2;", 1)[-1].startswith(f"phi3tui — {ws.name}\x07"):
+        while time.monotonic() < deadline and not last_title_is_plain():
             time.sleep(0.2)
-        assert app.text().rsplit("\x1b]2;", 1)[-1].startswith(f"phi3tui — {ws.name}\x07")
+        assert last_title_is_plain(), app.text()[-2000:]
         app.press("q")
         assert app.proc.wait(30) == 0, app.text()[-2000:]
         app._reader.join(5)

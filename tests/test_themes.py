@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -60,17 +61,22 @@ async def test_app_uses_the_theme_roles_in_css_and_code(config_dir, demo_workspa
             assert app.colour(role).upper() == spec.roles[role].upper()
 
 
-def _colours_beyond_16(app) -> list[str]:
-    """Every drawn segment of the current screen whose colour is not one of the terminal's 16 (or its default)."""
+def _drawn(app) -> list:
+    """The segments of the current screen as the terminal would get them."""
     import io
 
-    from rich.color import ColorType
     from rich.console import Console
 
     console = Console(width=80, height=24, file=io.StringIO(), force_terminal=True, color_system="truecolor")
-    drawn = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    return list(console.render(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)))
+
+
+def _colours_beyond_16(app) -> list[str]:
+    """Every drawn segment of the current screen whose colour is not one of the terminal's 16 (or its default)."""
+    from rich.color import ColorType
+
     found = []
-    for segment in console.render(drawn):
+    for segment in _drawn(app):
         for colour in (segment.style.color, segment.style.bgcolor) if segment.style else ():
             if colour is not None and colour.type not in (ColorType.DEFAULT, ColorType.STANDARD):
                 found.append(f"{segment.text[:30]!r} in {segment.style}")
@@ -93,7 +99,11 @@ async def test_sixteen_colour_theme_gives_terminal_colour_names(config_dir, demo
     app = Phi3App(Workspace.open(demo_workspace), start_mode=mode)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        await app.workers.wait_for_complete()  # e.g. the Data screen's check, which draws its summary
+        await app.workers.wait_for_complete()
+        if mode == "data":  # the check's summary line is drawn when the check is done
+            deadline = time.monotonic() + 20
+            while "checked:" not in "".join(seg.text for seg in _drawn(app)) and time.monotonic() < deadline:
+                await pilot.pause(0.1)
         await pilot.pause()
         assert app.theme == "phi3-16"
         assert app.colour("bad") == "red" and app.colour("train-loss") == "blue"

@@ -20,7 +20,7 @@ from tests.conftest import REPO, run_cli
 # clause) followed by its object ("; fix the line", "(use 4 or -1 for all)", "hint: run `phi3tui demo`"), or the
 # rule a value must meet ("it must be a whole number"). A noun that happens to be spelled like a verb ("run
 # 20261201-…", "the run failed", "checkpoint") is not advice.
-ADVICE_VERBS = ("add", "change", "check", "choose", "convert", "create", "delete", "download", "edit", "fill",
+ADVICE_VERBS = ("add", "change", "check", "choose", "convert", "copy", "create", "delete", "download", "edit", "fill",
                 "fix", "free", "give", "install", "lower", "make", "move", "open", "pass", "pick", "point", "put",
                 "raise", "re-download", "rename", "remove", "replace", "rerun", "restore", "resume", "run", "save",
                 "set", "start", "try", "turn", "upgrade", "use", "wait", "write")

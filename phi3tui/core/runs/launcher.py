@@ -83,7 +83,9 @@ def create_run(
 ) -> Path:
     """A new run folder with its frozen config.yaml and a queued run.json (nothing started yet)."""
     if not workspace.writable:
-        raise RunError(f"{workspace.root} is read-only; runs are written into runs/ inside it")
+        raise RunError(
+            f"{workspace.root} is read-only; runs are written into runs/ inside it: copy the workspace to a writable folder"
+        )
     run_id = new_run_id()
     values, findings = freeze_config(workspace, config_path, run_id, overrides)
     run_dir = workspace.runs_dir / run_id
