@@ -20,6 +20,7 @@ from textual.widgets import Label, ProgressBar, Static
 
 from phi3tui.core.config import ConfigError
 from phi3tui.core.config import ConfigDocument, DocumentEditError
+from phi3tui.core.files import disk_error_message
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.config_form import ConfigForm
 
@@ -217,12 +218,17 @@ class ConfigScreen(ModeScreen):
 
         if self.doc is None:
             return
+        form = self._form()
         try:
             apply_field_edit(self.doc, event.path, event.value, self._train_size())
         except (DocumentEditError, ValueError) as exc:
-            self.notify(f"{'.'.join(event.path)}: {exc}", severity="error")
+            # The document is as it was: the form goes back to showing what the file says.
+            message = f"{'.'.join(event.path)}: {exc}"
+            self.notify(message, severity="error")
+            if form is not None:
+                form.refuse(event.path, message, self.doc.values)
+            self._update_status()
             return
-        form = self._form()
         if form is not None:
             if event.path == ("epochs",) or event.path[0] == "lr_schedule":
                 form.set_values(self.doc.values)  # iters (or the schedule's other fields) changed too
@@ -234,10 +240,11 @@ class ConfigScreen(ModeScreen):
     def apply_values(self, values: dict) -> None:
         """Lay values over the document (a preset, a pick), as if typed into the form."""
         try:
-            for key, value in values.items():
-                self.doc.set((key,), value)
+            with self.doc.transaction():
+                for key, value in values.items():
+                    self.doc.set((key,), value)
         except DocumentEditError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(f"nothing was changed: {exc}", severity="error")
         self._refresh_form()
 
     # -- actions --------------------------------------------------------------------------
@@ -251,7 +258,11 @@ class ConfigScreen(ModeScreen):
             self.notify("the file cannot be read; fix it with ctrl+o first", severity="error")
             return
         path = self.workspace.config_path
-        on_disk = path.read_text(encoding="utf-8") if path.exists() else None
+        try:
+            on_disk = path.read_text(encoding="utf-8") if path.exists() else None
+        except OSError as exc:
+            self.notify(f"cannot save {path}: {exc.strerror or exc}; it must be a file you can read", severity="error")
+            return
         if on_disk is not None and on_disk != self.doc.saved_text:
             from phi3tui.widgets.confirm_dialog import ConfirmDialog
 
@@ -262,14 +273,17 @@ class ConfigScreen(ModeScreen):
             return
         self._save()
 
-    def _save(self) -> None:
+    def _save(self) -> bool:
+        """Whether the file now holds the form; on a failure it says why and the file is as it was."""
         try:
             self.doc.save(self.workspace.config_path)
         except OSError as exc:
-            self.notify(f"cannot save {self.workspace.config_path}: {exc}", severity="error")
-            return
+            self.notify(f"{disk_error_message(exc, self.workspace.config_path)} (nothing was written)",
+                        severity="error")
+            return False
         self.notify(f"saved {self.workspace.config_path.name}")
         self._update_status()
+        return True
 
     def action_migrate(self) -> None:
         if self.review is None or not self.review.changes:
@@ -285,23 +299,24 @@ class ConfigScreen(ModeScreen):
             return
         from phi3tui.core.config import apply_changes
 
-        self.rejected = {c.id for c in changes if c.id not in accepted}
         try:
             apply_changes(self.doc, [c for c in changes if c.id in accepted])
         except DocumentEditError as exc:
-            self.notify(f"cannot migrate: {exc}", severity="error")
+            self.notify(f"migration failed, nothing was changed: {exc}", severity="error")
+            return
+        self.rejected = {c.id for c in changes if c.id not in accepted}
         self.notify(f"{len(accepted)} change(s) applied, {len(self.rejected)} rejected; ctrl+s saves")
         self._refresh_form()
 
     def action_presets(self) -> None:
         from phi3tui.core.config import PRESETS
-        from phi3tui.screens.config.pick import PickScreen
+        from phi3tui.widgets.picker import Picker
 
         if self.doc is None:
             return
         options = [(f"{name}: " + ", ".join(f"{k} {v}" for k, v in values.items() if k != "lora_parameters"), name)
                    for name, values in PRESETS.items()]
-        self.app.push_screen(PickScreen("Start from a preset (other keys stay as they are)", options),
+        self.app.push_screen(Picker("Start from a preset (other keys stay as they are)", options),
                              lambda name: self.apply_values(PRESETS[name]) if name else None)
 
     def action_models(self) -> None:
@@ -310,27 +325,21 @@ class ConfigScreen(ModeScreen):
 
     @work(thread=True, group="config-models")
     def _list_models(self) -> None:
-        from phi3tui.core.models import cached_models, human_bytes
+        from phi3tui.core.models import model_choices
 
-        options = []
-        for child in sorted(self.workspace.root.iterdir()):
-            if child.is_dir() and (child / "config.json").is_file():
-                options.append((f"{child.name}  (folder in this workspace)", child.name))
-        try:
-            for m in cached_models():
-                options.append((f"{m.repo_id}  ({human_bytes(m.size_on_disk)} in the Hugging Face cache)", m.repo_id))
-        except OSError as exc:
-            self.app.call_from_thread(self.notify, f"cannot read the Hugging Face cache: {exc}", severity="warning")
-        self.app.call_from_thread(self._pick_model, options)
+        choices, problem = model_choices(self.workspace.root)
+        if problem:
+            self.app.call_from_thread(self.notify, problem, severity="warning")
+        self.app.call_from_thread(self._pick_model, choices)
 
     def _pick_model(self, options) -> None:
-        from phi3tui.screens.config.pick import PickScreen
+        from phi3tui.widgets.picker import Picker
 
-        self.app.push_screen(PickScreen("Model: a folder here or a model in the Hugging Face cache", options),
+        self.app.push_screen(Picker("Model: a folder here or a model in the Hugging Face cache", options),
                              lambda value: self.apply_values({"model": value}) if value else None)
 
     def action_keys(self) -> None:
-        from phi3tui.screens.config.pick import PickScreen
+        from phi3tui.widgets.picker import Picker
 
         model = self.review.model if self.review is not None else None
         if model is None or model.block_modules is None:
@@ -339,7 +348,7 @@ class ConfigScreen(ModeScreen):
         current = (self.doc.values.get("lora_parameters") or {}).get("keys") or []
         options = [(name, name) for name in model.block_modules]
         self.app.push_screen(
-            PickScreen("LoRA keys: the modules inside each block to adapt", options, multi=True, selected=current),
+            Picker("LoRA keys: the modules inside each block to adapt", options, multi=True, selected=current),
             self._keys_picked,
         )
 
@@ -414,8 +423,7 @@ class ConfigScreen(ModeScreen):
             from phi3tui.widgets.confirm_dialog import ConfirmDialog
 
             async def answered(yes: bool | None) -> None:
-                if yes:
-                    self._save()
+                if yes and self._save():  # a failed save has said why; the editor would show the old file
                     await self._edit()
 
             self.app.push_screen(
