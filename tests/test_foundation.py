@@ -83,9 +83,20 @@ def test_demo_model_loads_and_renders_chat_template(demo_model):
     assert end_id in tokenizer.eos_token_ids
     # Byte fallback: characters never seen in training still round-trip.
     assert tokenizer.decode(tokenizer.encode("naïve ☃ text")).strip() == "naïve ☃ text"
-    # The model runs.
-    text = mlx_lm.generate(model, tokenizer, prompt, max_tokens=5)
-    assert isinstance(text, str)
+    # The model runs: mlx-lm's cached, streaming generation gives exactly the greedy tokens of the model's
+    # full forward pass, and stops at the same place (max_tokens or an end token).
+    import mlx.core as mx
+
+    greedy: list[int] = []
+    while len(greedy) < 5:
+        next_id = int(mx.argmax(model(mx.array([ids + greedy]))[0, -1]).item())
+        if next_id in tokenizer.eos_token_ids:
+            break
+        greedy.append(next_id)
+    streamed = [r.token for r in mlx_lm.stream_generate(model, tokenizer, ids, max_tokens=5)]
+    streamed = [t for t in streamed if t not in tokenizer.eos_token_ids]
+    assert greedy and streamed == greedy
+    assert mlx_lm.generate(model, tokenizer, ids, max_tokens=5) == tokenizer.decode(greedy)
 
 
 def test_demo_tokenizer_matches_sentencepiece(demo_model):

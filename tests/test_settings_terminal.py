@@ -4,7 +4,15 @@ Real runs of the demo model through the detached runner."""
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
+import struct
+import subprocess
+import sys
+import threading
 import time
+from fcntl import ioctl
+from termios import TIOCSWINSZ
 
 import pytest
 
@@ -17,6 +25,7 @@ from phi3tui.core.terminal import (
     title_sequence,
 )
 from phi3tui.core.workspace import Workspace
+from tests.conftest import REPO
 
 QUICK = dict(iters=6, steps_per_report=2, steps_per_eval=3, save_every=6, val_batches=2)
 
@@ -85,3 +94,86 @@ async def test_app_title_follows_a_run_and_notifies_when_it_finishes(config_dir,
         assert app.terminal_title == f"phi3tui — {ws.name}"  # back to plain once nothing is live
         assert len(app.desktop_notifications) == 1
         assert any("finished" in (n.title or "") for n in app._notifications)  # and a toast in the app
+
+
+class PtyApp:
+    """The real app (`python -m phi3tui WS`) on a pseudo-terminal of 80×24: everything it writes is kept, as bytes."""
+
+    def __init__(self, workspace, config_dir, *args: str):
+        master, slave = pty.openpty()
+        ioctl(slave, TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "STY", "TERM_PROGRAM", "NO_COLOR")}
+        env.update(TERM="xterm-256color", PHI3TUI_CONFIG_DIR=str(config_dir))
+        self.proc = subprocess.Popen([sys.executable, "-m", "phi3tui", str(workspace), *args], cwd=REPO, env=env,
+                                     stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        self.master, self.output, self._lock = master, bytearray(), threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # the app closed the terminal
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self.output += chunk
+
+    def text(self) -> str:
+        with self._lock:
+            return self.output.decode("utf-8", errors="replace")
+
+    def wait_for(self, what: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if what in self.text():
+                return self.text()
+            assert self.proc.poll() is None, f"the app ended ({self.proc.returncode}):\n{self.text()[-2000:]!r}"
+            time.sleep(0.1)
+        raise AssertionError(f"{what!r} never written; the app wrote:\n{self.text()[-2000:]!r}")
+
+    def press(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._reader.join(5)
+        os.close(self.master)
+
+
+def test_real_terminal_gets_the_title_and_the_notification(config_dir, demo_workspace):
+    """What reaches the terminal itself (not the app's own record of it): OSC 2 titles following the run, one
+    OSC 9 notification when it finishes, and the user's own title back (XTWINOPS push/pop) on quit."""
+    from phi3tui.core.terminal import TITLE_POP, TITLE_PUSH
+
+    (config_dir / "settings.yaml").write_text("notifications: osc9\n")
+    ws = Workspace.open(demo_workspace)
+    app = PtyApp(demo_workspace, config_dir, "--screen", "train")
+    try:
+        app.wait_for(title_sequence(f"phi3tui — {ws.name}"), 60)
+        assert TITLE_PUSH in app.text()
+        run_dir = runs.start_run(ws, overrides=QUICK)
+        app.wait_for(title_sequence(f"phi3tui — {ws.name} — run {run_dir.name} ")[:-1], 60)  # live: "… N/6 (…)"
+        note = f"\x1b]9;phi3tui: run {run_dir.name} finished: 6/6 iterations, best val loss "
+        written = app.wait_for(note, 180)
+        assert written.count("\x1b]9;") == 1, "one notification for one finished run"
+
+        # Back to the plain title once nothing is live: the last title written is the plain one.
+        def last_title_is_plain() -> bool:
+            return app.text().rsplit("\x1b]2;", 1)[-1].startswith(f"phi3tui — {ws.name}\x07")
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not last_title_is_plain():
+            time.sleep(0.2)
+        assert last_title_is_plain(), app.text()[-2000:]
+        app.press("q")
+        assert app.proc.wait(30) == 0, app.text()[-2000:]
+        app._reader.join(5)
+        assert TITLE_POP in app.text().rsplit(TITLE_PUSH, 1)[-1], "the user's title was not given back"
+    finally:
+        app.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -60,19 +61,58 @@ async def test_app_uses_the_theme_roles_in_css_and_code(config_dir, demo_workspa
             assert app.colour(role).upper() == spec.roles[role].upper()
 
 
-async def test_sixteen_colour_theme_gives_terminal_colour_names(config_dir, demo_workspace):
+def _drawn(app) -> list:
+    """The segments of the current screen as the terminal would get them."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=80, height=24, file=io.StringIO(), force_terminal=True, color_system="truecolor")
+    return list(console.render(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)))
+
+
+def _colours_beyond_16(app) -> list[str]:
+    """Every drawn segment of the current screen whose colour is not one of the terminal's 16 (or its default)."""
+    from rich.color import ColorType
+
+    found = []
+    for segment in _drawn(app):
+        for colour in (segment.style.color, segment.style.bgcolor) if segment.style else ():
+            if colour is not None and colour.type not in (ColorType.DEFAULT, ColorType.STANDARD):
+                found.append(f"{segment.text[:30]!r} in {segment.style}")
+    return found
+
+
+# Found by the check below, not ours to fix in tests: textual-plotext draws the loss plot's frame and labels black
+# on black (#000000), and the Data screen's "checked: …" line uses CSS green (#008000), not the theme's `good` role.
+LEAKS_16 = {"train": "the loss plot draws #000000 on #000000 under a 16-colour theme",
+            "data": "the Data screen's validation summary is CSS green #008000, not the theme's `good` role"}
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=LEAKS_16[m])) if m in LEAKS_16 else m
+     for m in ("data", "config", "train", "chat", "export")],
+)
+async def test_sixteen_colour_theme_gives_terminal_colour_names(config_dir, demo_workspace, mode):
     (config_dir / "settings.yaml").write_text("theme: phi3-16\n")
-    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    app = Phi3App(Workspace.open(demo_workspace), start_mode=mode)
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        if mode == "data":  # the check's summary line is drawn when the check is done
+            deadline = time.monotonic() + 20
+            while "checked:" not in "".join(seg.text for seg in _drawn(app)) and time.monotonic() < deadline:
+                await pilot.pause(0.1)
         await pilot.pause()
         assert app.theme == "phi3-16"
         assert app.colour("bad") == "red" and app.colour("train-loss") == "blue"
         for role in ROLE_NAMES:
             style = Style.parse(f"bold {app.colour(role)}")  # usable in Rich markup
             assert style.color.number is not None and style.color.number < 16
-        for mode in ("data", "config", "train", "chat", "export"):  # every screen draws with it
-            app.switch_mode(mode)
-            await pilot.pause(1.0 if mode == "data" else 0.2)
+        # The screen is drawn with the terminal's own 16 colours only (what a 16-colour terminal can show).
+        assert app.current_mode == mode
+        assert _colours_beyond_16(app) == []
 
 
 async def test_user_themes_add_and_override_builtin_ones(config_dir, demo_workspace):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,10 +16,24 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 
-# Words a message uses when it tells the user what to do (every refusal must say one of them).
-ADVICE_WORDS = ("fix", "use", "point", "pass", "put", "add", "lower", "remove", "delete", "save", "choose",
-                "check", "rename", "re-download", "download", "move", "write", "turn", "set", "free", "pick",
-                "convert", "give", "raise", "try", "make", "run", "must be")
+# What a message says when it tells the user what to do: an imperative verb (a whole word, at the start of a
+# clause) followed by its object ("; fix the line", "(use 4 or -1 for all)", "hint: run `phi3tui demo`"), or the
+# rule a value must meet ("it must be a whole number"). A noun that happens to be spelled like a verb ("run
+# 20261201-…", "the run failed", "checkpoint") is not advice.
+ADVICE_VERBS = ("add", "change", "check", "choose", "convert", "copy", "create", "delete", "download", "edit", "fill",
+                "fix", "free", "give", "install", "lower", "make", "move", "open", "pass", "pick", "point", "put",
+                "raise", "re-download", "rename", "remove", "replace", "rerun", "restore", "resume", "run", "save",
+                "set", "start", "try", "turn", "upgrade", "use", "wait", "write")
+ADVICE = re.compile(
+    r"(?:^|[;:.,!?(—–]\s*|\s-\s|\b(?:or|then|and|please|first|instead|you can)\s+)"
+    r"(?:" + "|".join(map(re.escape, ADVICE_VERBS)) + r")\s+(?!\d{8}-)[\w\"'`/.$~<{-]"
+    r"|\bmust be\s+\w",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def says_what_to_do(message: str) -> bool:
+    return ADVICE.search(message) is not None
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -57,8 +72,7 @@ def assert_refused(result, *expected: str, codes=(1, 2)) -> Refusal:
     assert result.returncode in codes, f"exit {result.returncode}, expected one of {codes}:\n{output[-3000:]}"
     for text in expected:
         assert text in output, f"{text!r} not in the message:\n{output[-3000:]}"
-    lowered = output.lower()
-    assert any(word in lowered for word in ADVICE_WORDS), f"the message says nothing to do:\n{output[-3000:]}"
+    assert says_what_to_do(output), f"the message says nothing to do:\n{output[-3000:]}"
     return Refusal(result.returncode, output)
 
 
@@ -181,4 +195,4 @@ def remount_read_only(point: Path) -> None:
 
 
 __all__ = ["REPO", "assert_refused", "assert_unchanged", "open_app_on", "refuse_cli", "remount_read_only",
-           "screen_text", "snapshot"]
+           "says_what_to_do", "screen_text", "snapshot"]

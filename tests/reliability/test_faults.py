@@ -19,7 +19,14 @@ import pytest
 from phi3tui.core import runs
 from phi3tui.core.workspace import Workspace
 from tests.conftest import REPO, run_cli
-from tests.reliability.conftest import assert_refused, open_app_on, remount_read_only, screen_text
+from tests.reliability.conftest import (
+    assert_refused,
+    assert_unchanged,
+    open_app_on,
+    remount_read_only,
+    screen_text,
+    snapshot,
+)
 
 FAST = {"steps_per_report": 2, "steps_per_eval": 1000, "val_batches": 1}
 
@@ -157,7 +164,10 @@ async def test_run_outlives_the_app(bad_workspace, tmux, how):
         screen = app.screen
         _ = await _await(pilot, lambda: screen.metrics.train_x == iterations, 10)
         assert screen.metrics.train_x == iterations
-        assert run_dir.name in screen_text(app) or app.is_running
+        # The run's own title line, as drawn: its id, its final state and its last iteration.
+        shown = f"run {run_dir.name} finished  30/30"
+        await _await(pilot, lambda: shown in screen_text(app), 10)
+        assert shown in screen_text(app), screen_text(app)[-2000:]
 
 
 def _alive(pid: int) -> bool:
@@ -202,24 +212,47 @@ def _fill(folder: Path, leave: int) -> Path:
     return filler
 
 
+def _frozen_between_saves(run_dir: Path, pid: int, timeout: float) -> int:
+    """SIGSTOP the runner at a moment when no checkpoint is being written; return the last saved iteration.
+
+    A frozen process writes nothing, so what happens next no longer depends on how fast the runner is: every
+    file of its last save is complete (adapters, optimizer, state, run.json's last_checkpoint) and no temporary
+    file is open. A runner frozen mid-save is let go and frozen again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        os.kill(pid, signal.SIGSTOP)
+        last = runs.read_run_json(run_dir).get("last_checkpoint")
+        adapters = run_dir / "adapters"
+        half_written = [p.name for d in (run_dir, adapters) for p in d.iterdir()
+                        if p.name.startswith(".tmp-") or (p.name.startswith(".") and p.name.endswith(".tmp"))]
+        if last and not half_written:
+            stems = {f"{last:07d}_adapters.safetensors", f"{last:07d}_optimizer.safetensors", f"{last:07d}_state.json"}
+            if stems <= {p.name for p in adapters.iterdir()} and (adapters / "adapters.safetensors").is_file():
+                return int(last)
+        assert runs.read_run_json(run_dir).get("state") == "running", _log(run_dir)
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError(f"no moment between two saves within {timeout:.0f} s:\n{_log(run_dir)}")
+
+
 def test_disk_full_during_adapter_save(bad_workspace, small_tmpfs):
     mount = small_tmpfs("16m", at=bad_workspace / "runs")  # runs/ is a small disk of its own
     run_dir = _start(bad_workspace, iters=400, save_every=5)
-
-    def first_save():
-        assert runs.read_run_json(run_dir).get("state") not in ("failed", "finished"), _log(run_dir)
-        return _checkpoints(run_dir) and (run_dir / "adapters" / "adapters.safetensors").exists()
-
-    _wait(first_save, 120, "a first save")
-    time.sleep(0.5)  # let the first save finish (it writes several files)
-    _fill(mount, leave=96 * 1024)  # room for run.json and metrics, not for an adapter
-    saved = {p.name: _sha(p) for p in (run_dir / "adapters").glob("*.safetensors")}
+    pid = _runner_pid(run_dir)
+    _wait(lambda: runs.read_run_json(run_dir).get("last_checkpoint"), 120, "a first checkpoint")
+    last = _frozen_between_saves(run_dir, pid, 60)
+    try:
+        _fill(mount, leave=96 * 1024)  # room for run.json, metrics and the log, not for an adapter
+        saved = {p.name: _sha(p) for p in (run_dir / "adapters").iterdir()}
+    finally:
+        os.kill(pid, signal.SIGCONT)
     info = runs.wait_for_run(run_dir, timeout=120)
     assert info["state"] == "failed", _log(run_dir)
     assert "disk is full" in info["reason"] and "resume" in info["reason"], info["reason"]
-    for name, digest in saved.items():
-        assert _sha(run_dir / "adapters" / name) == digest, f"{name} changed"
-    assert not list((run_dir / "adapters").glob(".tmp-*")), "a partial file was left behind"
+    # The save that failed is the next one: nothing of it is left, every earlier file is as it was.
+    assert info.get("last_checkpoint") == last, info
+    assert {p.name: _sha(p) for p in (run_dir / "adapters").iterdir()} == saved
+    assert runs.resumable_checkpoint(run_dir) == last
     import mlx.core as mx
 
     assert mx.load(str(run_dir / "adapters" / "adapters.safetensors"))
@@ -243,13 +276,24 @@ def test_disk_full_during_gguf_export(trained_workspace, small_tmpfs):
 # -- a read-only workspace --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def read_only_workspace(bad_workspace, small_tmpfs) -> Path:
+def _read_only_copy(workspace: Path, small_tmpfs) -> Path:
+    # A tmpfs remounted read-only: writes fail with EROFS even for root, who ignores chmod.
     mount = small_tmpfs("32m")
     root = mount / "ws"
-    shutil.copytree(bad_workspace, root)
+    shutil.copytree(workspace, root)
     remount_read_only(mount)
     return root
+
+
+@pytest.fixture
+def read_only_workspace(bad_workspace, small_tmpfs) -> Path:
+    return _read_only_copy(bad_workspace, small_tmpfs)
+
+
+@pytest.fixture
+def read_only_trained_workspace(trained_template, small_tmpfs) -> Path:
+    """A read-only workspace holding a finished run: an export has everything it needs except a place to write."""
+    return _read_only_copy(trained_template, small_tmpfs)
 
 
 async def test_read_only_workspace_opens_and_says_so(read_only_workspace):
@@ -274,9 +318,14 @@ async def test_read_only_workspace_opens_and_says_so(read_only_workspace):
         assert app.is_running
 
 
-def test_read_only_workspace_cli_refuses_writes(read_only_workspace):
-    result = run_cli("train", "-w", str(read_only_workspace))
+def test_read_only_workspace_cli_refuses_writes(read_only_trained_workspace):
+    ws = read_only_trained_workspace
+    before = snapshot(ws)
+    result = run_cli("train", "-w", str(ws))
     assert_refused(result, "read-only", codes=(1, 2))
-    result = run_cli("export", "fuse", "-w", str(read_only_workspace), "--name", "x",
-                     "--adapter-path", str(read_only_workspace / "nothing"))
-    assert "Traceback" not in result.stdout + result.stderr and result.returncode != 0
+    # The run's adapter is there and valid: the only thing that can stop the fuse is the read-only folder.
+    (run_dir,) = runs.run_dirs(Workspace.open(ws))
+    assert (run_dir / "adapters" / "adapters.safetensors").is_file()
+    result = run_cli("export", "fuse", "-w", str(ws), "--name", "x", "--adapter-path", str(run_dir / "adapters"))
+    assert_refused(result, "read-only", codes=(1, 2))
+    assert_unchanged(before, snapshot(ws))

@@ -268,7 +268,7 @@ def check_model(values: dict, defaults: dict, ctx: ModelContext) -> tuple[list[F
             for key in keys:
                 if key not in valid and key not in ctx.top_modules:
                     found.append(Finding("error", "lora_parameters.keys", f"{key!r} matches no module in the model's blocks",
-                                         "valid: " + ", ".join(valid)))
+                                         "use one of: " + ", ".join(valid)))
     try:
         plan = models.plan_lora(ctx.info.config, num_layers, lora if isinstance(lora, dict) else {}, ftype)
     except Exception as exc:  # mlx-lm's own refusal (bad rank, unknown layer type): say it as it says it

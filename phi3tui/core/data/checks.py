@@ -281,7 +281,8 @@ class _SplitChecker:
             content = m.get("content")
             if content is None:
                 if not m.get("tool_calls"):
-                    self.problem("error", line, "missing-field", f"{name}[{i}] has no 'content'")
+                    self.problem("error", line, "missing-field", f"{name}[{i}] has no 'content'",
+                                 'add "content": "…" to the message')
             elif isinstance(content, str):
                 if not content.strip():
                     self.problem("warning", line, "empty-field", f"{name}[{i}] ({role}) has empty content")
@@ -421,7 +422,8 @@ def _check_split_sizes(report: Report) -> None:
             continue
         if n == 0:
             level = "error" if split == "train" or (split == "test" and s.test) else "warning"
-            report.add(level, split, 0, "empty-split", f"{split}.jsonl is empty")
+            report.add(level, split, 0, "empty-split", f"{split}.jsonl is empty",
+                       "add records to it, one JSON object a line")
             continue
         if n < s.batch_size:
             level = "error" if split in ("train", "valid") or s.test else "warning"

@@ -44,9 +44,9 @@ def read_json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ExportError(f"{path} is missing") from None
+        raise ExportError(f"{path} is missing; check the folder (or re-download it)") from None
     except json.JSONDecodeError as exc:
-        raise ExportError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        raise ExportError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); fix or re-download it") from None
 
 
 def resolve_adapter(

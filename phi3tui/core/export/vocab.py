@@ -143,7 +143,7 @@ def read_tokenizer_json(model_dir: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ExportError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        raise ExportError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); fix or re-download it") from None
 
 
 def build_vocab(model_dir: Path, vocab_size: int, tokenizer_model: Path | None = None, source: str = "auto") -> Vocab:

@@ -83,7 +83,9 @@ def create_run(
 ) -> Path:
     """A new run folder with its frozen config.yaml and a queued run.json (nothing started yet)."""
     if not workspace.writable:
-        raise RunError(f"{workspace.root} is read-only; runs are written into runs/ inside it")
+        raise RunError(
+            f"{workspace.root} is read-only; runs are written into runs/ inside it: copy the workspace to a writable folder"
+        )
     run_id = new_run_id()
     values, findings = freeze_config(workspace, config_path, run_id, overrides)
     run_dir = workspace.runs_dir / run_id
@@ -242,7 +244,7 @@ def resume_run(run_dir: Path) -> int:
     info = run_info(run_dir)
     state = info.get("state")
     if state not in ("stopped", "failed", "diverged"):
-        raise RunError(f"run {run_dir.name} is {state}; only a stopped, failed or diverged run can be resumed")
+        raise RunError(f"run {run_dir.name} is {state}; only a stopped, failed or diverged run can be resumed; start a new one with `phi3tui train`")
     start = resumable_checkpoint(run_dir)
     if info.get("iters") and start >= int(info["iters"]):
         raise RunError(f"run {run_dir.name} already saved its last iteration ({start}); nothing to resume")

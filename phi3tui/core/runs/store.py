@@ -64,7 +64,7 @@ def find_run(workspace: Workspace, ref: str) -> Path:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise RunError(f"no run {ref!r} in {workspace.runs_dir}; `phi3tui runs list` shows the ids")
+        raise RunError(f"no run {ref!r} in {workspace.runs_dir}; run `phi3tui runs list` to see the ids")
     raise RunError(f"{ref!r} matches {len(matches)} runs ({', '.join(d.name for d in matches[:4])}); give more of the id")
 
 
