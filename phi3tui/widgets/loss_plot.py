@@ -54,7 +54,21 @@ class LossPlot(PlotextPlot):
     def on_resize(self) -> None:
         self.rebuild()  # the downsampling depends on the width
 
+    def uses_terminal_colours(self) -> bool:
+        """A 16-colour theme: the plot must draw with the terminal's own colours, not RGB."""
+        theme = self.app.current_theme
+        return bool(theme and theme.ansi)
+
+    def curve_colour(self, role: str):
+        colour = Color.parse(self.app.colour(role))
+        if self.uses_terminal_colours() and colour.ansi is not None and colour.ansi >= 0:
+            return colour.ansi  # plotext takes 0-15 as the terminal's palette entries
+        return colour.rgb
+
     def rebuild(self) -> None:
+        # textual-plotext's "auto" theme turns the app's colours into RGB, which for ansi_default is black on
+        # black; plotext's "clear" theme leaves frame, labels and background to the terminal.
+        self.theme = "clear" if self.uses_terminal_colours() else "auto"
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -69,8 +83,7 @@ class LossPlot(PlotextPlot):
                 continue
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             drawn += len(xs)
-            colour = Color.parse(self.app.colour(curve.role)).rgb
-            plt.plot(xs, ys, label=curve.label, color=colour, marker=curve.marker)
+            plt.plot(xs, ys, label=curve.label, color=self.curve_colour(curve.role), marker=curve.marker)
         plt.title(self.title + (" (log scale)" if self.log_scale else ""))
         plt.xlabel("iteration")
         plt.yscale("log" if self.log_scale else "linear")

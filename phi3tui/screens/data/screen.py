@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -270,9 +271,12 @@ class DataScreen(ModeScreen):
         self.set_status(f"{label}… {100 * done / max(total, 1):.0f}%  (x cancels)")
         self.refresh_summary()
 
-    def set_status(self, text: str, done: bool = False) -> None:
-        self.status_text = text
-        self.query_one("#data-status", Static).update(text)
+    def set_status(self, text: str, done: bool = False, lead: tuple[str, str] | None = None) -> None:
+        """`lead` is (text, colour role): drawn first in the theme's colour, as Rich text so that a 16-colour
+        theme's names ("green") stay the terminal's own colours (Textual markup would read them as CSS colours)."""
+        self.status_text = (lead[0] if lead else "") + text
+        shown = Text.assemble((lead[0], self.app.colour(lead[1])), text) if lead else Text(text)
+        self.query_one("#data-status", Static).update(shown)
         if done:
             self.query_one(ProgressBar).update(total=100, progress=100)
 
@@ -282,10 +286,10 @@ class DataScreen(ModeScreen):
         state = "checked" if report.measured else "validated"
         colour = "bad" if report.errors else ("warn" if report.warnings else "good")
         self.set_status(
-            f"[{self.app.colour(colour)}]{state}: {report.errors} errors, {report.warnings} warnings[/]"
-            + ("" if report.measured else "; counting tokens…" if not report.tokenizer_note else f"; no token statistics: {report.tokenizer_note}")
+            ("" if report.measured else "; counting tokens…" if not report.tokenizer_note else f"; no token statistics: {report.tokenizer_note}")
             + ("  (e: problems)" if report.errors or report.warnings else ""),
             done=report.measured or bool(report.tokenizer_note),
+            lead=(f"{state}: {report.errors} errors, {report.warnings} warnings", colour),
         )
         self.refresh_summary()
         self.show_stats()
