@@ -35,15 +35,16 @@ class ConfigScreen(ModeScreen):
     ConfigScreen #download { height: auto; padding: 0 1; display: none; }
     ConfigScreen #download.active { display: block; }
     """
+    # F6–F9 need Fn on a Mac keyboard: each also has a ctrl key, which the form's text boxes let through.
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="config.save"),
-        Binding("f6", "migrate", "Migrate", id="config.migrate"),
-        Binding("f7", "presets", "Presets", id="config.presets"),
-        Binding("f8", "models", "Models", id="config.models"),
-        Binding("ctrl+l", "keys", "LoRA keys", id="config.keys"),
-        Binding("f9", "download", "Download", id="config.download"),
-        Binding("ctrl+o", "editor", "$EDITOR", id="config.editor"),
-        Binding("ctrl+r", "reload", "Reload", id="config.reload"),
+        Binding("ctrl+g,f6", "migrate", "Migrate", id="config.migrate"),
+        Binding("ctrl+t,f7", "presets", "Presets", id="config.presets"),
+        Binding("ctrl+n,f8", "models", "Models", id="config.models"),
+        Binding("ctrl+l", "keys", "LoRA keys", show=False, id="config.keys"),
+        Binding("ctrl+y,f9", "download", "Download", show=False, id="config.download"),
+        Binding("ctrl+o", "editor", "$EDITOR", show=False, id="config.editor"),
+        Binding("ctrl+r", "reload", "Reload", show=False, id="config.reload"),
         Binding("escape", "cancel_download", "Cancel download", id="config.cancel_download"),
     ]
 
