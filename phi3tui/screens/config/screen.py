@@ -45,7 +45,8 @@ class ConfigScreen(ModeScreen):
         Binding("ctrl+y,f9", "download", "Download", show=False, id="config.download"),
         Binding("ctrl+o", "editor", "$EDITOR", show=False, id="config.editor"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="config.reload"),
-        Binding("escape", "cancel_download", "Cancel download", id="config.cancel_download"),
+        # Not in the footer (it would push it past 80 columns): the download line says "esc cancels".
+        Binding("escape", "cancel_download", "Cancel download", show=False, id="config.cancel_download"),
     ]
 
     def __init__(self, *args, **kwargs):
@@ -170,7 +171,7 @@ class ConfigScreen(ModeScreen):
         if self.review is not None:
             pending = [c for c in self.review.changes if c.id not in self.rejected]
             if pending:
-                parts.append(f"{len(pending)} to migrate (F6)")
+                parts.append(f"{len(pending)} to migrate (^g)")
             if len(pending) < len(self.review.changes):
                 parts.append(f"{len(self.review.changes) - len(pending)} rejected")
             errors = len(self.review.errors)
@@ -376,7 +377,7 @@ class ConfigScreen(ModeScreen):
     def _start_download(self, model: str) -> None:
         self.download_cancel = threading.Event()
         self.query_one("#download").add_class("active")
-        self.query_one("#download-label", Label).update(f"downloading {model}…")
+        self.query_one("#download-label", Label).update(f"downloading {model}… (esc cancels)")
         self.query_one("#download-bar", ProgressBar).update(total=None, progress=0)
         self.refresh_bindings()
         self._download(model, self.download_cancel)
