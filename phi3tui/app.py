@@ -58,6 +58,8 @@ class Phi3App(PreferencesMixin, App):
     CSS = """
     Screen { layout: vertical; }
     #placeholder { padding: 1 2; }
+    /* A group's label ("12345 Screens") keeps a space before the next key in the compact footer. */
+    Footer.-compact FooterLabel { margin: 0 1 0 0; }
     """
     MODES = {mode: _mode_factory(mode) for mode in SCREENS}
     # Screen keys and help are priority bindings, so they are tried before the focused widget; a text

@@ -172,6 +172,10 @@ async def test_footer_fits_80_columns(demo_workspace, mode):
         # Nothing is scrolled out of sight or hidden under the palette key docked on the right.
         assert footer.virtual_size.width <= 80
         assert max(w.region.right for w in shown) <= palette[0].region.x
+        # A group's label ("12345 Screens") does not run into the next key.
+        for before, after in zip(shown, shown[1:]):
+            if type(before).__name__ == "FooterLabel":
+                assert before.region.right < after.region.x
         described = [w.description for w in shown if getattr(w, "description", "")]
         assert "Help" in described  # the last binding shown is whole
 
