@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 from tests.conftest import run_cli
@@ -65,3 +66,21 @@ def test_import_cli_bad_mapping_exit_2(tmp_path):
     assert proc.returncode == 2
     assert "no column 'z'" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_import_refuses_a_source_that_is_one_of_the_splits_it_would_write(tmp_path):
+    # On a case-insensitive disk (macOS) data/Valid.jsonl and data/valid.jsonl are one file. Faked here with a
+    # hard link, which is what os.path.samefile sees there: --force must not write over or delete its own source.
+    data = tmp_path / "data"
+    data.mkdir()
+    source = data / "Valid.jsonl"
+    source.write_text("".join(json.dumps({"text": f"record {i}"}) + "\n" for i in range(10)), encoding="utf-8")
+    os.link(source, data / "valid.jsonl")
+    (data / "train.jsonl").write_text('{"text": "old train"}\n', encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    proc = run_cli("data", "import", str(source), str(data), "--text-column", "text", "--valid", "0", "--test", "0",
+                   "--force")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{source} is the same file as {data / 'valid.jsonl'}" in proc.stderr and "nothing was written" in proc.stderr
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+    assert os.path.samefile(source, data / "valid.jsonl")

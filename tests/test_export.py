@@ -109,7 +109,9 @@ def test_cli_export_all_writes_everything_and_says_what_to_run_for_ollama(traine
     assert (out_dir / "demo-ft-f16.gguf").is_file()
     modelfile = (out_dir / "Modelfile").read_text()
     assert "FROM ./demo-ft-f16.gguf" in modelfile
-    if shutil.which("ollama") is None:
+    from phi3tui.core.export.ollama import find_ollama
+
+    if find_ollama() is None:
         assert "ollama is not installed" in proc.stdout
         assert "ollama create demo-ft -f Modelfile" in proc.stdout
     # Run again: the outputs exist, so it refuses (exit 2) and changes nothing.
@@ -157,14 +159,16 @@ def test_headless_demo_steps_chain_through_state(trained_ws):
     from phi3tui.core.workspace import Workspace
 
     ws = Workspace(trained_ws)
-    state: dict = {}  # as when the train step stored nothing: the newest run's adapters are used
+    with pytest.raises(ExportError, match="no adapter from this job"):  # never the newest adapter on disk
+        fuse_mod.demo_step(ws, {})
+    state: dict = {"adapter_dir": str(trained_ws / "runs" / RUN_ID / "adapters")}  # what the train step stores
     line = fuse_mod.demo_step(ws, state)
     assert RUN_ID in line and Path(state["fused_dir"]).is_dir()
     line = gguf_mod.demo_step(ws, state)
     assert "read back" in line and "complete" in line and Path(state["gguf_path"]).is_file()
     line = ollama_mod.demo_step(ws, state)
     assert "Modelfile" in line
-    if shutil.which("ollama") is None:
+    if ollama_mod.find_ollama() is None:
         assert "not installed" in line and "ollama create" in line
 
 
@@ -181,3 +185,96 @@ def test_cli_fuse_check_compares_greedy_answers(trained_ws):
     assert proc.returncode == 0, proc.stderr
     assert "phi3-20260101-000000-export-2" in proc.stdout  # the checkpoint's own export name
     assert proc.stdout.count("same: ") == 1 and "DIFFERENT" not in proc.stdout
+
+
+def old_export(root: Path):
+    """A complete earlier export of the trained run (fused folder and GGUF), as an earlier attempt leaves it."""
+    from phi3tui.core.export.job import ExportJob
+
+    job = ExportJob.create(root)
+    job.run_fuse()
+    job.run_gguf()
+    return job
+
+
+def test_demo_steps_never_take_an_earlier_attempts_export(trained_ws):
+    from phi3tui.core.export import gguf as gguf_mod
+    from phi3tui.core.export import ollama as ollama_mod
+    from phi3tui.core.workspace import Workspace
+
+    job = old_export(trained_ws)
+    assert (job.fused_dir / "config.json").is_file() and job.gguf_path.is_file()
+    ws = Workspace(trained_ws)
+    with pytest.raises(ExportError, match="no fused model from this job"):
+        gguf_mod.demo_step(ws, {})
+    with pytest.raises(ExportError, match="no GGUF from this job"):
+        ollama_mod.demo_step(ws, {})
+    assert not job.modelfile.exists()
+
+
+def test_pipeline_after_a_failed_fuse_skips_instead_of_using_the_old_export(trained_ws):
+    """A new attempt whose adapter is broken: fuse fails; the old export in exports/ is not picked up."""
+    import io
+
+    from phi3tui.core.pipeline import STEPS, run_pipeline
+    from phi3tui.core.workspace import Workspace
+
+    job = old_export(trained_ws)
+    before = {p: p.stat().st_mtime_ns for p in job.out_dir.rglob("*") if p.is_file()}
+    attempt = trained_ws / "runs" / "20260102-000000-broken"
+    shutil.copytree(trained_ws / "runs" / RUN_ID, attempt)
+    (attempt / "adapters" / "adapters.safetensors").write_bytes(b"not safetensors")
+    out = io.StringIO()
+    code = run_pipeline(Workspace(trained_ws), out, steps=STEPS[3:], state={"adapter_dir": str(attempt / "adapters")})
+    text = out.getvalue()
+    assert code == 1
+    assert "[1/3] fuse: FAILED" in text, text
+    assert "[2/3] write the GGUF: skipped: fuse failed" in text, text
+    assert "[3/3] write the Modelfile: skipped: fuse failed" in text, text
+    assert "0/3 steps succeeded" in text
+    assert {p: p.stat().st_mtime_ns for p in job.out_dir.rglob("*") if p.is_file()} == before  # untouched
+    assert not list((trained_ws / "exports").glob("*/Modelfile"))
+
+
+BLOCK_LLAMA_CPP = """
+import json, sys
+sys.modules["llama_cpp"] = None  # llama-cpp-python as if not installed: `import llama_cpp` raises ImportError
+try:
+    import llama_cpp
+    raise SystemExit("llama_cpp still imports")
+except ImportError:
+    pass
+from phi3tui.core.export.job import ExportJob
+job = ExportJob.create(sys.argv[1])
+job.run_fuse()
+job.run_gguf()
+lines = job.run_verify()
+print(json.dumps({"state": job.verify_state, "shortfall": job.shortfall("verify"), "lines": lines}))
+"""
+
+
+def test_verify_without_llama_cpp_is_a_read_back_not_a_pass(trained_ws):
+    from phi3tui.core.export.job import VERIFY_AGREED, VERIFY_READ_BACK_ONLY
+
+    proc = subprocess.run([sys.executable, "-c", BLOCK_LLAMA_CPP, str(trained_ws)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["state"] == VERIFY_READ_BACK_ONLY == "read back; llama.cpp not installed"
+    assert got["state"] != VERIFY_AGREED and got["shortfall"] == VERIFY_READ_BACK_ONLY
+    assert VERIFY_READ_BACK_ONLY in got["lines"] and any("complete" in line for line in got["lines"])
+
+
+def test_verify_with_llama_cpp_agrees_only_after_the_comparison(trained_ws):
+    from test_export_fixtures import llama_cpp_or_skip
+
+    from phi3tui.core.export.job import VERIFY_AGREED, ExportJob
+
+    llama_cpp_or_skip()
+    job = ExportJob.create(trained_ws)
+    job.run_fuse()
+    job.run_gguf()
+    assert job.verify_state is None  # the read-back inside the GGUF step is not a verify
+    lines = job.run_verify()
+    (agreement,) = job.results["verify"][1]
+    assert agreement.ok and "llama.cpp agrees with MLX (f16)" in "\n".join(lines)
+    assert job.verify_state == VERIFY_AGREED and job.shortfall("verify") is None

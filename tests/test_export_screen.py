@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import sys
 
 from test_export_fixtures import RUN_ID, trained_template, trained_ws  # noqa: F401
 
@@ -20,6 +20,30 @@ async def wait_idle(pilot, screen, seconds: float = 120) -> None:
 
 def log_text(screen) -> str:
     return "\n".join(screen.log_lines)
+
+
+def shown_mark(steps, step: str) -> str:
+    """The mark the step list draws after the step's label (the prompt's last character)."""
+    return str(steps.get_option(step).prompt).rstrip()[-1]
+
+
+async def test_verify_without_llama_cpp_is_not_ticked(trained_ws, monkeypatch):
+    """llama-cpp-python made unimportable: Verify shows a read-back, not a ✓."""
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # `import llama_cpp` now raises ImportError
+    app = Phi3App(Workspace(trained_ws), start_mode="export")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        screen = app.screen
+        await pilot.press("a")
+        await wait_idle(pilot, screen)
+        steps = screen.query_one("#export-steps")
+        assert [steps.states[s] for s in ("fuse", "gguf", "verify")] == ["done", "done", "partial"], log_text(screen)
+        assert shown_mark(steps, "fuse") == "✓" and shown_mark(steps, "verify") == "~"
+        assert "read back; llama.cpp not installed" in log_text(screen)
+        await pilot.press("down", "down", "down", "down")  # highlight Verify: its plan says what it did not do
+        await pilot.pause(0.2)
+        assert steps.current == "verify"
+        assert "last run: read back; llama.cpp not installed" in str(screen.query_one("#export-plan").render())
 
 
 async def test_run_all_from_the_keyboard_then_confirm_before_replacing(trained_ws):
@@ -45,7 +69,10 @@ async def test_run_all_from_the_keyboard_then_confirm_before_replacing(trained_w
         assert "read back: " in text and "complete" in text
         if llama_cpp_available():
             assert "llama.cpp agrees with MLX (f16)" in text and "same tokens" in text
-        if shutil.which("ollama") is None:
+            assert shown_mark(steps, "verify") == "✓"  # llama.cpp ran the GGUF and agreed
+        from phi3tui.core.export.ollama import find_ollama
+
+        if find_ollama() is None:
             assert f"ollama create phi3-{RUN_ID} -f Modelfile" in text
         # Fuse again: the fused folder exists, so the wizard asks; "n" keeps it untouched.
         before = (out_dir / "fused" / "model.safetensors").stat().st_mtime_ns

@@ -175,7 +175,7 @@ def test_headless_demo_runs_the_whole_job(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     from phi3tui.core.pipeline import STEPS
 
-    for number, (title, _) in enumerate(STEPS, 1):
+    for number, (title, *_) in enumerate(STEPS, 1):
         assert f"[{number}/{len(STEPS)}] {title}: ok" in proc.stdout, title
     assert f"{len(STEPS)}/{len(STEPS)} steps succeeded" in proc.stdout
     assert "Traceback" not in proc.stderr

@@ -8,8 +8,13 @@ from test_export_fixtures import trained_template, trained_ws  # noqa: F401
 
 from phi3tui.core.export import ExportError
 from phi3tui.core.export.ollama import (
+    OLLAMA_DIRS,
     PHI3_STOPS,
+    OllamaModelExists,
+    check_replace,
+    find_ollama,
     lint_modelfile,
+    model_exists,
     modelfile_text,
     ollama_status,
     package,
@@ -99,7 +104,7 @@ def test_without_ollama_the_exact_commands_are_given(tmp_path, demo_model):
     assert result.commands == [
         f"cd {tmp_path}",
         "ollama create phi3-ft -f Modelfile --quantize q4_K_M",
-        'ollama run phi3-ft "Hello, who are you?"',
+        "ollama run phi3-ft 'Hello, who are you?'",
     ]
     assert (tmp_path / "Modelfile").is_file()
 
@@ -150,4 +155,115 @@ def test_real_ollama_create_and_refuses_an_existing_name(trained_ws):
         job.run_ollama(replace=False)
     import subprocess
 
-    subprocess.run(["ollama", "rm", "phi3tui-test-ft"], capture_output=True, timeout=60)
+    subprocess.run([status.binary, "rm", "phi3tui-test-ft"], capture_output=True, timeout=60)
+
+
+# -- finding ollama, reaching its server, replacing a model ----------------------------------------
+
+
+def test_ollama_is_found_off_path_in_the_install_folders(tmp_path, monkeypatch):
+    """`ssh mac phi3tui` has a PATH without Homebrew: the usual install folders are searched too."""
+    assert {"/opt/homebrew/bin", "/usr/local/bin", "/Applications/Ollama.app/Contents/Resources"} <= set(OLLAMA_DIRS)
+    empty, bin_dir, no_exec = tmp_path / "path", tmp_path / "bin", tmp_path / "noexec"
+    for folder in (empty, bin_dir, no_exec):
+        folder.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # the bare PATH of a non-login shell: no ollama on it
+    assert find_ollama((tmp_path / "missing",)) is None
+    (no_exec / "ollama").write_text("")  # present but not executable: not taken
+    assert find_ollama((no_exec,)) is None
+    binary = bin_dir / "ollama"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert find_ollama((tmp_path / "missing", no_exec, bin_dir)) == str(binary)
+
+
+class _FakeOllamaEndpoint:
+    """A real HTTP server on 127.0.0.1 answering /api/tags and /api/version (stands where Ollama listens)."""
+
+    def __enter__(self):
+        import http.server
+        import json
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = {"/api/tags": {"models": [{"name": "phi3ft:latest", "model": "phi3ft:latest"}]},
+                        "/api/version": {"version": "0.0-test"}}.get(self.path)
+                data = json.dumps(body).encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self.server.server_address[1]
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_local_ollama_server_is_reached_past_a_system_proxy(monkeypatch):
+    from phi3tui.core.export.ollama import ollama_get
+
+    dead_proxy = f"http://127.0.0.1:{_closed_port()}"  # a proxy nothing answers on
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, dead_proxy)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with _FakeOllamaEndpoint() as port:
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{port}")
+        assert model_exists("phi3ft") and not model_exists("other")
+        assert ollama_get("/api/version", 5) == {"version": "0.0-test"}
+
+
+def test_an_existing_ollama_model_is_replaced_only_when_confirmed():
+    with pytest.raises(OllamaModelExists, match="phi3ft exists.*--yes"):
+        check_replace("phi3ft", exists=True, replace=False)
+    check_replace("phi3ft", exists=True, replace=True)  # the wizard's confirm, or --yes
+    check_replace("phi3ft", exists=False, replace=False)
+
+
+def test_headless_demo_takes_yes_for_replacing_the_ollama_model():
+    proc = run_cli("demo", "--help")
+    assert proc.returncode == 0 and "--yes" in proc.stdout and "replace an Ollama model" in proc.stdout
+
+
+def test_real_ollama_demo_step_needs_yes_to_replace(trained_ws):
+    status = ollama_status()
+    if not status.ready:
+        pytest.skip(f"needs a running Ollama: {status.reason}")
+    import io
+    import subprocess
+
+    from phi3tui.core.export.job import ExportJob
+    from phi3tui.core.pipeline import STEPS, run_pipeline
+    from phi3tui.core.workspace import Workspace
+
+    name = "phi3tui-test-replace"
+    job = ExportJob.create(trained_ws, name=name)
+    job.run_fuse()
+    job.run_gguf()
+    assert job.run_ollama(replace=True).created
+    try:
+        state = {"gguf_path": str(job.gguf_path), "export_name": name}
+        out = io.StringIO()
+        assert run_pipeline(Workspace(trained_ws), out, steps=STEPS[-1:], state=state) == 1
+        assert "exists" in out.getvalue() and "--yes" in out.getvalue()
+        out = io.StringIO()
+        assert run_pipeline(Workspace(trained_ws), out, replace_ollama=True, steps=STEPS[-1:], state=state) == 0, out.getvalue()
+    finally:
+        subprocess.run([status.binary, "rm", name], capture_output=True, timeout=60)

@@ -67,6 +67,7 @@ def _review(args):
 
 def run_check(args: argparse.Namespace) -> int:
     from phi3tui.core.config import ConfigDocument
+    from phi3tui.core.files import shell_command
 
     path, text, review = _review(args)
     if review is None:
@@ -82,7 +83,7 @@ def run_check(args: argparse.Namespace) -> int:
     warnings = sum(f.level == "warning" for f in review.findings)
     print(f"{path}: {errors} error(s), {warnings} warning(s)")
     if review.changes:
-        print(f"run `phi3tui config migrate {path} --write` to make the {len(review.changes)} migration(s) in the file")
+        print(f"run `{shell_command('phi3tui', 'config', 'migrate', path, '--write')}` to make the {len(review.changes)} migration(s) in the file")
     return 1 if errors else 0
 
 

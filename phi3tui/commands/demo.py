@@ -21,6 +21,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("dir", nargs="?", default=DEFAULT_DIR, help=f"workspace folder (default: ./{DEFAULT_DIR})")
     p.add_argument("--headless", action="store_true", help="run every step with no UI and print each result")
+    p.add_argument("--yes", action="store_true", help="with --headless: replace an Ollama model of the same name without asking")
     p.add_argument("--rebuild", action="store_true", help="rebuild the model, data and config even if present")
     p.set_defaults(func=run)
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.headless:
         from phi3tui.core.pipeline import run_pipeline
 
-        return run_pipeline(result.workspace, out=sys.stdout)
+        return run_pipeline(result.workspace, out=sys.stdout, replace_ollama=args.yes)
     from phi3tui.app import Phi3App
 
     Phi3App(result.workspace).run()

@@ -6,7 +6,8 @@ import argparse
 import sys
 import time
 
-OUT_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")  # = core.export.gguf.OUT_TYPES (kept light here)
+from phi3tui.core.export import OUT_TYPES  # the package face is light: no gguf or numpy
+
 OLLAMA_QUANTIZE = ("q4_K_M", "q4_K_S", "q8_0")
 
 

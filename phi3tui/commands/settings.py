@@ -3,7 +3,6 @@ the themes, the key bindings (and their ids, for remapping) and the app in a bro
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
@@ -243,9 +242,9 @@ def cmd_serve(args) -> int:
             probe.bind((SERVE_HOST, args.port))
         except OSError as exc:
             return _fail("serve", f"cannot listen on {SERVE_HOST}:{args.port} ({exc.strerror}); pick another with --port")
-    command = " ".join(
-        shlex.quote(part) for part in (sys.executable, "-m", "phi3tui", str(ws.root), "--screen", args.screen)
-    )
+    from phi3tui.core.files import shell_command
+
+    command = shell_command(sys.executable, "-m", "phi3tui", ws.root, "--screen", args.screen)
     server = Server(command, host=SERVE_HOST, port=args.port, title=f"phi3tui — {ws.name}", public_url=args.public_url)
     server.serve()
     return 0

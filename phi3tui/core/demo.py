@@ -146,11 +146,6 @@ class DemoResult:
     created: bool  # False when an existing demo workspace was reused
 
 
-def tutorial_text(question: str, answer: str) -> str:
-    """One record in the tutorial's exact text format."""
-    return f"<|user|>\n{question} <|end|>\n<|assistant|> \n{answer} <|end|>"
-
-
 def split_pairs(pairs, seed: int = 0, valid_fraction: float = 0.1, test_fraction: float = 0.1):
     """Shuffle reproducibly and split into train / valid / test lists."""
     items = list(pairs)
@@ -161,6 +156,8 @@ def split_pairs(pairs, seed: int = 0, valid_fraction: float = 0.1, test_fraction
 
 
 def write_demo_data(data_dir: Path, seed: int = 0) -> dict[str, int]:
+    from phi3tui.core.data import tutorial_text  # the record format's one owner (late: the data package is larger)
+
     data_dir.mkdir(parents=True, exist_ok=True)
     train, valid, test = split_pairs(demo_pairs(), seed=seed)
     counts = {}

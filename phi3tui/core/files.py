@@ -1,39 +1,240 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then rename.
+"""The only atomic write or replace of a file or folder, the disk-error messages, and paths said as shell commands.
 
-A crash or a full disk leaves either the old file or the new one, never half of either.
+Every write goes to a temporary name in the destination's own folder (a rename never crosses file
+systems), is flushed and fsynced, then `os.replace`d over the destination, and the folder is fsynced
+so the rename itself survives a power cut. A crash, a kill or a full disk leaves either the old file or
+the new one, never half of either, and no temporary file behind (a SIGKILL can leave one: its name
+starts with `.tmp-`, so it is hidden and never mistaken for the real file).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shlex
+import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+TEMP_PREFIX = ".tmp-"
 
-def _umask() -> int:
+
+class WriteRefused(Exception):
+    """An output that exists and was not to be replaced, or a write that failed. str() says what to do."""
+
+
+# -- disk errors ------------------------------------------------------------------------------------
+
+
+def disk_error_message(exc: OSError, path: Path | str) -> str:
+    """A write that failed, said the way a person can act on: disk full, read-only, no permission."""
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return f"cannot write {path}: the disk is full; free some space or choose another output folder, then try again"
+    if code == errno.EROFS:
+        return f"cannot write {path}: the file system is read-only; choose another output folder"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"cannot write {path}: permission denied; choose a folder you can write to"
+    return f"cannot write {path}: {exc.strerror or exc}; check the folder and try again"
+
+
+# -- shell commands shown to a person ---------------------------------------------------------------
+
+
+def shell_command(*argv: object) -> str:
+    """One command line a person can paste: every part quoted for the shell (Mac paths have spaces)."""
+    return shlex.join(str(part) for part in argv)
+
+
+# -- the atomic write -------------------------------------------------------------------------------
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it: done once at import, before any worker thread makes files.
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+_UMASK_AT_START = _read_umask()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux /proc)."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp makes 0600 files: keep the replaced file's mode, or the usual umask-based one.
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
-        os.replace(tmp, path)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return _UMASK_AT_START
+
+
+def _fsync_path(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_folder(folder: Path | str) -> None:
+    """Make a rename inside `folder` durable; a no-op where the OS cannot open or fsync a folder."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder; the rename itself is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def _make_file(dest: Path, keep_suffix: bool = False) -> Path:
+    # keep_suffix: for writers that insist on an extension (mx.save_safetensors appends one otherwise).
+    suffix = f".partial{dest.suffix}" if keep_suffix else ".partial"
+    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{dest.name}.", suffix=suffix, dir=dest.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _commit_file(tmp: Path, dest: Path) -> None:
+    _fsync_path(tmp)
+    # mkstemp makes 0600 files: keep the replaced file's mode, or give the usual umask-based one.
+    os.chmod(tmp, dest.stat().st_mode & 0o7777 if dest.exists() else 0o666 & ~current_umask())
+    os.replace(tmp, dest)
+
+
+@contextlib.contextmanager
+def replacing(path: Path | str, keep_suffix: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write; on success it becomes `path`, on any failure it is removed."""
+    path = Path(path)
+    tmp = _make_file(path, keep_suffix)
+    try:
+        yield tmp
+        _commit_file(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    with replacing(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
 
 
 def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> None:
     atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_copy(source: Path | str, dest: Path | str) -> None:
+    """Copy `source` over `dest` so `dest` is always the old file or the whole new one."""
+    with replacing(dest, keep_suffix=True) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+# -- outputs that must not be overwritten unasked ---------------------------------------------------
+
+
+def is_nonempty_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def refuse_overwrite(path: Path, force: bool, what: str = "", error: type[Exception] = WriteRefused) -> None:
+    """Raise `error` unless `path` is free (or an empty folder), or force is set."""
+    if force:
+        return
+    if path.is_file() or is_nonempty_dir(path):
+        kind = "folder is not empty" if path.is_dir() else "file exists"
+        raise error(f"{path}: {what + ' ' if what else ''}{kind}; pass --force to replace it (or choose another output)")
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """mkdir -p, returning the folders it made (deepest last), so a failed write can take them back."""
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))
+
+
+def _remove_empty(made: list[Path]) -> None:
+    # A failed output leaves no empty folders behind: nothing on disk changes.
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            _fsync_path(Path(folder, name))
+        fsync_folder(folder)
+
+
+@contextlib.contextmanager
+def _output(dest: Path, force: bool, error: type[Exception], make: Callable[[Path], Path],
+            commit: Callable[[Path, Path], None], discard: Callable[[Path], None]) -> Iterator[Path]:
+    refuse_overwrite(dest, force, error=error)
+    try:
+        made = _make_parents(dest.parent)
+        tmp = make(dest)
+    except OSError as exc:
+        raise error(disk_error_message(exc, dest)) from None
+    try:
+        yield tmp
+        commit(tmp, dest)
+    except BaseException as exc:
+        discard(tmp)
+        _remove_empty(made)
+        if isinstance(exc, OSError):  # disk full, read-only: the destination is untouched; say so
+            raise error(disk_error_message(exc, dest)) from None
+        raise
+    fsync_folder(dest.parent)
+
+
+def _make_dir(dest: Path) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{dest.name}.", suffix=".partial", dir=dest.parent))
+
+
+def _commit_dir(tmp: Path, dest: Path) -> None:
+    _fsync_tree(tmp)
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
+    if not dest.exists():
+        os.replace(tmp, dest)
+        return
+    # A folder cannot be renamed over a non-empty one: move the old aside first, then drop it.
+    old = dest.with_name(f"{TEMP_PREFIX}{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(dest, old)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        os.replace(old, dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _discard_dir(tmp: Path) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_output_file(
+    dest: Path | str, force: bool = False, error: type[Exception] = WriteRefused,
+) -> contextlib.AbstractContextManager[Path]:
+    """A context manager: a temporary path beside `dest` that becomes `dest` on success and is removed on failure.
+
+    Refuses (raises `error`) when `dest` exists and force is not set; a failed write raises `error` with
+    the disk-error message, and leaves `dest` as it was and no folder that the write made.
+    """
+    return _output(Path(dest), force, error, _make_file, _commit_file, lambda tmp: tmp.unlink(missing_ok=True))
+
+
+def atomic_output_dir(
+    dest: Path | str, force: bool = False, error: type[Exception] = WriteRefused,
+) -> contextlib.AbstractContextManager[Path]:
+    """Like atomic_output_file, for a folder: the temporary folder replaces `dest` whole on success."""
+    return _output(Path(dest), force, error, _make_dir, _commit_dir, _discard_dir)

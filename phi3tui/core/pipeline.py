@@ -1,7 +1,8 @@
 """The whole job, headless: what `phi3tui demo --headless` runs, step by step.
 
 Each step lives in the core module that owns it, as a function ``demo_step(workspace, state) -> str``
-that returns a one-line result or raises. ``state`` carries results between steps (run id, paths).
+that returns a one-line result or raises. ``state`` carries this job's results between steps (run id,
+paths); a step takes its input only from there, never from what an earlier attempt left on disk.
 """
 
 from __future__ import annotations
@@ -13,34 +14,47 @@ from typing import TextIO
 
 from phi3tui.core.workspace import Workspace
 
-# (step title, module that owns it and its demo_step). Imported when the step runs: training and export
-# pull in MLX and gguf.
+# (step title, module that owns it and its demo_step, the step whose output it needs). Imported when the
+# step runs: training and export pull in MLX and gguf.
 STEPS = (
-    ("check the data", "phi3tui.core.data.checks"),
-    ("train", "phi3tui.core.runs.launcher"),
-    ("compare base and adapted answers", "phi3tui.core.chat.session"),
-    ("fuse", "phi3tui.core.export.fuse"),
-    ("write the GGUF", "phi3tui.core.export.gguf"),
-    ("write the Modelfile", "phi3tui.core.export.ollama"),
+    ("check the data", "phi3tui.core.data.checks", None),
+    ("train", "phi3tui.core.runs.launcher", None),
+    ("compare base and adapted answers", "phi3tui.core.chat.session", "train"),
+    ("fuse", "phi3tui.core.export.fuse", "train"),
+    ("write the GGUF", "phi3tui.core.export.gguf", "fuse"),
+    ("write the Modelfile", "phi3tui.core.export.ollama", "write the GGUF"),
 )
 
 
-def run_pipeline(ws: Workspace, out: TextIO) -> int:
-    state: dict = {}
+def run_pipeline(ws: Workspace, out: TextIO, replace_ollama: bool = False, steps=STEPS, state: dict | None = None) -> int:
+    """Run `steps` in order; a step whose input step did not succeed is skipped and says which one.
+
+    replace_ollama: replace an Ollama model of the same name (`--yes`); without it an existing one stops
+    the Modelfile step. `steps` and `state` let a caller start the job part-way, with that state."""
+    state = dict(state or {})
+    state["replace_ollama"] = replace_ollama
+    not_done: dict[str, str] = {}  # step title -> why it produced nothing ("failed" or "skipped: ...")
     failed = 0
-    for number, (title, module_name) in enumerate(STEPS, 1):
+    for number, (title, module_name, needs) in enumerate(steps, 1):
+        label = f"[{number}/{len(steps)}] {title}"
+        if needs in not_done:
+            failed += 1
+            cause = not_done[needs]
+            not_done[title] = f"skipped: {needs} failed" if cause == "failed" else cause
+            print(f"{label}: {not_done[title]}", file=out, flush=True)
+            continue
         step = import_module(module_name).demo_step
-        label = f"[{number}/{len(STEPS)}] {title}"
         start = time.perf_counter()
         try:
             result = step(ws, state)
         except Exception as exc:  # a step's failure is reported, and the job goes on where it can
             failed += 1
+            not_done[title] = "failed"
             print(f"{label}: FAILED: {exc}", file=out, flush=True)
             tail = traceback.format_exc().strip().splitlines()[-3:]
             for line in tail:
                 print(f"    {line}", file=out)
             continue
         print(f"{label}: ok ({time.perf_counter() - start:.1f} s) {result}", file=out, flush=True)
-    print(f"{len(STEPS) - failed}/{len(STEPS)} steps succeeded", file=out, flush=True)
+    print(f"{len(steps) - failed}/{len(steps)} steps succeeded", file=out, flush=True)
     return 1 if failed else 0

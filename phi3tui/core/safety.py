@@ -1,9 +1,9 @@
-"""Checks that keep bad input from doing harm: model folders, export names, failed writes.
+"""Checks that keep bad input from doing harm: model folders and export names.
 
 A model folder is checked before mlx-lm loads it, so a folder holding only pickle weights is refused
 (unpickling runs code: it is never done) and a truncated safetensors file is named instead of
-failing deep inside MLX. Export names are checked against what `ollama create` accepts, and
-failed writes are said plainly (disk full, read-only).
+failing deep inside MLX. Export names are checked against what `ollama create` accepts.
+(Failed writes are said plainly by core.files.disk_error_message.)
 """
 
 from __future__ import annotations
@@ -98,17 +98,3 @@ def ollama_name_problem(name: str) -> str | None:
         return (f"Ollama model name {name!r} is not valid: use [namespace/]name[:tag] of letters, digits, "
                 "'.', '_' and '-'")
     return None
-
-
-def disk_error_message(exc: OSError, path: Path | str) -> str:
-    """A write that failed, said the way a person can act on: disk full, read-only, no permission."""
-    import errno
-
-    code = getattr(exc, "errno", None)
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        return f"cannot write {path}: the disk is full; free some space or choose another output folder, then try again"
-    if code == errno.EROFS:
-        return f"cannot write {path}: the file system is read-only; choose another output folder"
-    if code in (errno.EACCES, errno.EPERM):
-        return f"cannot write {path}: permission denied; choose a folder you can write to"
-    return f"cannot write {path}: {exc.strerror or exc}; check the folder and try again"

@@ -1,4 +1,4 @@
-"""The Export wizard's step list: each step with its state (waiting, running, done, failed)."""
+"""The Export wizard's step list: each step with its state (waiting, running, done, partial, failed)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ STEP_LABELS = {
     "verify": "Verify",
     "ollama": "Ollama",
 }
-MARKS = {"waiting": " ", "running": "…", "done": "✓", "failed": "✗"}
+# partial: the step passed but did less than a ✓ claims (Verify read the files back; llama.cpp did not run them).
+MARKS = {"waiting": " ", "running": "…", "done": "✓", "partial": "~", "failed": "✗"}
 
 
 class ExportSteps(OptionList):
@@ -27,12 +28,14 @@ class ExportSteps(OptionList):
 
     def __init__(self, **kwargs):
         self.states = {step: "waiting" for step in STEP_LABELS}
+        self.notes: dict[str, str] = {}  # step -> what a partial step did not do
         super().__init__(*[Option(self._label(s), id=s) for s in STEP_LABELS], **kwargs)
 
     def _label(self, step: str) -> Text:
         number = list(STEP_LABELS).index(step) + 1
         state = self.states[step]
-        style = {"done": self.app_colour("good"), "failed": self.app_colour("bad"), "running": self.app_colour("warn")}.get(state, "")
+        style = {"done": self.app_colour("good"), "failed": self.app_colour("bad"), "running": self.app_colour("warn"),
+                 "partial": self.app_colour("warn")}.get(state, "")
         text = Text(f"{number} {STEP_LABELS[step]:<10} ")
         text.append(MARKS[state], style=style)
         return text
@@ -48,6 +51,7 @@ class ExportSteps(OptionList):
         index = self.highlighted or 0
         return list(STEP_LABELS)[index]
 
-    def set_state(self, step: str, state: str) -> None:
+    def set_state(self, step: str, state: str, note: str = "") -> None:
         self.states[step] = state
+        self.notes[step] = note
         self.replace_option_prompt(step, self._label(step))

@@ -322,9 +322,6 @@ class ConfigDocument:
         self.path, self.saved_text = target, self.text
         return target
 
-    def revert(self) -> None:
-        self._splice(0, len(self.text), self.saved_text)
-
 
 def load_values(text: str) -> dict:
     from phi3tui.core.workspace import MlxLmLoader as _MlxLmLoader

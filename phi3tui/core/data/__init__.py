@@ -17,6 +17,7 @@ from phi3tui.core.data.importers import (
     existing_splits,
     import_any,
     options_from_values,
+    tutorial_text,
 )
 from phi3tui.core.data.render import TokenizerError, is_phi3_model, load_tokenizer, render_record
 
@@ -39,6 +40,7 @@ __all__ = [
     "render_record",
     "split_sizes",
     "token_statistics",
+    "tutorial_text",
     "validate_folder",
     "workspace_data",
 ]

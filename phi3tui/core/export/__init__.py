@@ -10,6 +10,9 @@ from collections.abc import Callable
 
 Progress = Callable[[int, int, str], None]
 
+# GGUF tensor types the export writes (the default first: the wizard cycles through them in this order).
+OUT_TYPES = ("f16", "f32", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
+
 
 class ExportError(Exception):
     """A problem the user can fix (bad input, missing file, refused overwrite). str() says what to do."""

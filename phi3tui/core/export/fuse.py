@@ -17,13 +17,13 @@ from phi3tui.core.export import ExportError, Progress, no_progress
 from phi3tui.core.export.paths import (
     EXPORT_RECORD,
     AdapterChoice,
-    atomic_output_dir,
     base_model_of,
     default_export_name,
     local_model_dir,
     read_json,
     resolve_adapter,
 )
+from phi3tui.core.files import atomic_output_dir
 
 # Tokenizer and config files a fused folder should carry over from the base when the save left them out.
 TOKENIZER_FILES = (
@@ -102,7 +102,7 @@ def fuse(
     if adapter.fine_tune_type not in ("lora", "dora", "full"):
         raise ExportError(f"{adapter.adapter_dir / 'adapter_config.json'}: unknown fine_tune_type {adapter.fine_tune_type!r}")
     progress(0, 4, "loading the base model and the adapter")
-    with atomic_output_dir(save_path, force=force) as tmp:
+    with atomic_output_dir(save_path, force=force, error=ExportError) as tmp:
         model, tokenizer, config = load_adapted(base_model, adapter)
         progress(1, 4, "fusing the adapter into the base weights")
         fused = [(name, module.fuse(dequantize=dequantize)) for name, module in model.named_modules() if hasattr(module, "fuse")]
@@ -194,12 +194,12 @@ DEMO_PROMPTS = ("What happens if you crack your knuckles a lot?", "Can you see t
 
 
 def demo_step(workspace, state: dict) -> str:
-    """Headless demo: fuse the trained (or newest) adapter into exports/<name>/fused."""
+    """Headless demo: fuse the adapter this job trained into exports/<name>/fused."""
     root = Path(workspace.root)
-    if state.get("adapter_dir"):
-        adapter = resolve_adapter(root, state["adapter_dir"])
-    else:
-        adapter = resolve_adapter(root)
+    if not state.get("adapter_dir"):
+        # Never the newest adapter on disk: it may be an earlier attempt's.
+        raise ExportError("no adapter from this job: run the train step first")
+    adapter = resolve_adapter(root, state["adapter_dir"])
     base = base_model_of(root, adapter)
     name = default_export_name(adapter)
     result = fuse(base, adapter, root / "exports" / name / "fused", force=True)

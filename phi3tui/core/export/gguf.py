@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from phi3tui.core.export import ExportError, Progress, no_progress
-from phi3tui.core.export.paths import EXPORT_RECORD, atomic_output_file, read_json
+from phi3tui.core.export import OUT_TYPES, ExportError, Progress, no_progress
+from phi3tui.core.export.paths import EXPORT_RECORD, read_json
 from phi3tui.core.export.vocab import Vocab, add_bos_setting, build_vocab, read_tokenizer_json
+from phi3tui.core.files import atomic_output_file
 
 SUPPORTED_ARCHITECTURES = {"Phi3ForCausalLM": "phi3"}  # HF class -> GGUF architecture
 SUPPORTED_TEXT = "phi3 (Phi3ForCausalLM: Phi-3 / Phi-3.5 mini and medium, 4k and 128k)"
-OUT_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
 SKIPPED_TENSORS = (".rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias")
 CHUNK_ELEMENTS = 1 << 22  # elements per streamed chunk (16 MB as f32): bounds the memory of one conversion
 
@@ -482,7 +482,7 @@ def write_gguf(
         progress(done, total, f"writing {outfile.name}")
 
     progress(0, total, f"writing {outfile.name}")
-    with atomic_output_file(outfile, force=force) as tmp:
+    with atomic_output_file(outfile, force=force, error=ExportError) as tmp:
         writer = g.GGUFWriter(tmp, SUPPORTED_ARCHITECTURES[config["architectures"][0]])
         try:
             write_metadata(writer, hp, ftype, vocab, model_dir, model_name, where)
@@ -511,13 +511,10 @@ def demo_step(workspace, state: dict) -> str:
     """Headless demo: the f16 GGUF of the fused model, read back and checked."""
     from phi3tui.core.export.verify import read_back
 
-    root = Path(workspace.root)
     fused = state.get("fused_dir")
     if not fused:
-        candidates = sorted((root / "exports").glob("*/fused/config.json"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
-            raise ExportError("no fused model: run the fuse step first (`phi3tui export fuse`)")
-        fused = str(candidates[-1].parent)
+        # Never a fused model an earlier attempt left in exports/: only this job's.
+        raise ExportError("no fused model from this job: run the fuse step first (`phi3tui export fuse`)")
     fused_dir = Path(fused)
     name = state.get("export_name") or fused_dir.parent.name
     result = write_gguf(fused_dir, fused_dir.parent / f"{name}-f16.gguf", "f16", name=name, force=True)

@@ -21,6 +21,12 @@ from phi3tui.core.export.paths import (
 )
 
 STEPS = ("fuse", "gguf", "lora-gguf", "verify", "ollama")
+# What the verify step established. Only AGREED earns the ✓: a read-back proves the file is well formed,
+# not that llama.cpp runs it as MLX does.
+VERIFY_AGREED = "agreed"
+VERIFY_READ_BACK_ONLY = "read back; llama.cpp not installed"
+VERIFY_NOTHING_TO_RUN = "read back; nothing llama.cpp could compare with MLX"
+VERIFY_DISAGREES = "llama.cpp disagrees with MLX"
 DEFAULT_PROMPTS = ("What happens if you crack your knuckles a lot?", "Why is the sky blue?")
 
 
@@ -159,7 +165,7 @@ class ExportJob:
 
     def existing_outputs(self, step: str) -> list[Path]:
         """What running `step` would replace (the wizard asks first; the CLI needs --force)."""
-        from phi3tui.core.export.paths import is_nonempty_dir
+        from phi3tui.core.files import is_nonempty_dir
 
         paths = {
             "fuse": [self.fused_dir],
@@ -213,7 +219,9 @@ class ExportJob:
         return lora, report, base
 
     def run_verify(self, progress: Progress = no_progress) -> list[str]:
-        """Agreement lines for the GGUFs written so far (llama.cpp when installed)."""
+        """Agreement lines for the GGUFs written so far (llama.cpp when installed); raises when any disagrees.
+
+        Afterwards verify_state says whether llama.cpp agreed or the files only read back."""
         from phi3tui.core.export.verify import LLAMA_CPP_MISSING, llama_cpp_available, read_back, verify_gguf, verify_lora
 
         lines, agreements = [], []
@@ -226,7 +234,8 @@ class ExportJob:
             if not report.ok:
                 raise ExportError(lines[-1])
         if not llama_cpp_available():
-            lines.append(LLAMA_CPP_MISSING)
+            state = VERIFY_READ_BACK_ONLY
+            lines += [state, LLAMA_CPP_MISSING]
         else:
             prompts = list(self.prompts)
             if self.gguf_path.is_file() and (self.fused_dir / "config.json").is_file():
@@ -242,10 +251,26 @@ class ExportJob:
                 agreements.append(a)
                 lines.append(f"{self.base_gguf_path.name} + {self.lora_path.name}: {a.summary()}")
             progress(2, 2, "verified")
-        self.results["verify"] = (lines, agreements)
+            if not agreements:
+                state = VERIFY_NOTHING_TO_RUN
+                lines.append(state)
+            else:
+                state = VERIFY_AGREED if all(a.ok for a in agreements) else VERIFY_DISAGREES
+        self.results["verify"] = (lines, agreements, state)
         if any(not a.ok for a in agreements):
             raise ExportError("; ".join(lines))
         return lines
+
+    @property
+    def verify_state(self) -> str | None:
+        """VERIFY_AGREED, one of the read-back-only states, or None before verify has passed."""
+        return self.results["verify"][2] if "verify" in self.results else None
+
+    def shortfall(self, step: str) -> str | None:
+        """Why a step that passed did less than its ✓ promises (verify without llama.cpp); None when it did it all."""
+        if step == "verify" and self.verify_state != VERIFY_AGREED:
+            return self.verify_state
+        return None
 
     def run_ollama(self, replace: bool = False, create: bool = True, on_line=lambda line: None):
         from phi3tui.core.export.ollama import package

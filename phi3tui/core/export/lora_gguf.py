@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from phi3tui.core.export import ExportError, Progress, no_progress
-from phi3tui.core.export.paths import AdapterChoice, atomic_output_file
+from phi3tui.core.export.paths import AdapterChoice
+from phi3tui.core.files import atomic_output_file
 
 LORA_TYPES = ("f32", "f16")
 ADAPTER_NAME = re.compile(r"^(?P<module>.+)\.(?P<part>lora_a|lora_b)$")
@@ -76,7 +77,7 @@ def write_lora_gguf(
     for base_name, parts in pairs.items():
         if parts != {"lora_a", "lora_b"}:
             raise ExportError(f"{adapter.weights}: {base_name} has only {', '.join(sorted(parts))}")
-    with atomic_output_file(outfile, force=force) as tmp:
+    with atomic_output_file(outfile, force=force, error=ExportError) as tmp:
         writer = gguf.GGUFWriter(tmp, "phi3")
         try:
             writer.add_type(gguf.GGUFType.ADAPTER)

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phi3tui.core.files import atomic_write_text
 from phi3tui.core.export import ExportError
-from phi3tui.core.export.paths import refuse_overwrite
+from phi3tui.core.files import atomic_write_text, refuse_overwrite, shell_command
 
 class OllamaModelExists(ExportError):
     """An Ollama model of that name exists: ask before replacing it."""
@@ -194,7 +193,7 @@ def write_modelfile(
     check_model_name(name)
     out_dir = Path(out_dir)
     path = out_dir / "Modelfile"
-    refuse_overwrite(path, force)
+    refuse_overwrite(path, force, error=ExportError)
 
     def rel(p: Path) -> str:
         p = Path(p).resolve()
@@ -236,6 +235,32 @@ def check_quantizable(gguf_path: Path) -> None:
 # -- talking to Ollama ----------------------------------------------------------------------------
 
 
+# Where Ollama's installers put the binary, for when it is not on PATH: a non-login `ssh mac phi3tui`
+# gets a bare PATH without Homebrew's folders.
+OLLAMA_DIRS = ("/opt/homebrew/bin", "/usr/local/bin", "/Applications/Ollama.app/Contents/Resources")
+
+# The Ollama server is local: a system proxy (HTTP_PROXY) must not carry 127.0.0.1 away to another machine.
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def find_ollama(places=OLLAMA_DIRS) -> str | None:
+    """The ollama executable: on PATH, else in one of `places`; None when it is nowhere."""
+    found = shutil.which("ollama")
+    if found:
+        return found
+    for folder in places:
+        candidate = Path(folder) / "ollama"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def ollama_get(path: str, timeout: float) -> dict:
+    """GET a JSON answer from the Ollama server, never through a proxy."""
+    with _LOCAL.open(f"{ollama_host()}{path}", timeout=timeout) as response:
+        return json.loads(response.read().decode())
+
+
 def ollama_host() -> str:
     host = os.environ.get("OLLAMA_HOST", "127.0.0.1:11434")
     if not host.startswith(("http://", "https://")):
@@ -255,28 +280,31 @@ class OllamaStatus:
 
 
 def ollama_status(timeout: float = 2.0) -> OllamaStatus:
-    binary = shutil.which("ollama")
+    binary = find_ollama()
     if binary is None:
-        return OllamaStatus(None, None, "ollama is not installed (https://ollama.com/download)")
+        places = ", ".join(OLLAMA_DIRS)
+        return OllamaStatus(None, None, f"ollama is not installed (not on PATH nor in {places}; https://ollama.com/download)")
     try:
-        with urllib.request.urlopen(f"{ollama_host()}/api/version", timeout=timeout) as response:
-            version = json.loads(response.read().decode()).get("version", "?")
+        version = ollama_get("/api/version", timeout).get("version", "?")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return OllamaStatus(binary, None, f"the ollama server at {ollama_host()} does not answer ({exc}); start it with `ollama serve`")
     return OllamaStatus(binary, version)
 
 
 def model_exists(name: str, timeout: float = 5.0) -> bool:
-    with urllib.request.urlopen(f"{ollama_host()}/api/tags", timeout=timeout) as response:
-        models = json.loads(response.read().decode()).get("models", [])
+    models = ollama_get("/api/tags", timeout).get("models", [])
     wanted = {name, name if ":" in name else f"{name}:latest"}
     return any(m.get("name") in wanted or m.get("model") in wanted for m in models)
 
 
 def create_commands(modelfile: Path, name: str, quantize: str | None = None, prompt: str = "Hello, who are you?") -> list[str]:
     """The exact commands to run by hand."""
-    q = f" --quantize {quantize}" if quantize else ""
-    return [f"cd {modelfile.parent}", f"ollama create {name} -f {modelfile.name}{q}", f'ollama run {name} "{prompt}"']
+    q = ("--quantize", quantize) if quantize else ()
+    return [
+        shell_command("cd", modelfile.parent),
+        shell_command("ollama", "create", name, "-f", modelfile.name, *q),
+        shell_command("ollama", "run", name, prompt),
+    ]
 
 
 def create_model(
@@ -285,7 +313,7 @@ def create_model(
     """`ollama create NAME -f Modelfile [--quantize Q]`, reporting each progress line."""
     if quantize and quantize not in OLLAMA_QUANTIZE:
         raise ExportError(f"--quantize {quantize}: Ollama quantizes to {', '.join(OLLAMA_QUANTIZE)}")
-    cmd = ["ollama", "create", name, "-f", str(modelfile)] + (["--quantize", quantize] if quantize else [])
+    cmd = [find_ollama() or "ollama", "create", name, "-f", str(modelfile)] + (["--quantize", quantize] if quantize else [])
     proc = subprocess.Popen(cmd, cwd=modelfile.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail = []
     assert proc.stdout is not None
@@ -295,7 +323,7 @@ def create_model(
                 tail = (tail + [part.strip()])[-5:]
                 on_line(part.strip())
     if proc.wait() != 0:
-        raise ExportError(f"`{' '.join(cmd)}` failed: {' | '.join(tail)}")
+        raise ExportError(f"`{shell_command(*cmd)}` failed: {' | '.join(tail)}")
 
 
 def test_prompt(name: str, prompt: str, timeout: float = 300) -> str:
@@ -303,7 +331,7 @@ def test_prompt(name: str, prompt: str, timeout: float = 300) -> str:
     body = json.dumps({"model": name, "messages": [{"role": "user", "content": prompt}], "stream": False,
                        "options": {"num_predict": 32, "temperature": 0}}).encode()
     request = urllib.request.Request(f"{ollama_host()}/api/chat", data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with _LOCAL.open(request, timeout=timeout) as response:
         return json.loads(response.read().decode())["message"]["content"]
 
 
@@ -320,6 +348,12 @@ class OllamaResult:
         if self.created:
             return f"ollama model {self.name} created from {self.modelfile}; test answer: {self.answer!r}"
         return f"{self.modelfile} written; {self.reason}; run: " + " && ".join(self.commands)
+
+
+def check_replace(name: str, exists: bool, replace: bool) -> None:
+    """An existing Ollama model is replaced only when the person said so (the wizard's confirm, or --yes)."""
+    if exists and not replace:
+        raise OllamaModelExists(f"an Ollama model named {name} exists; choose another name or confirm replacing it (--yes)")
 
 
 def package(
@@ -340,24 +374,21 @@ def package(
     status = ollama_status()
     if not status.ready:
         return OllamaResult(plan.path, name, False, status.reason, commands)
-    if model_exists(name) and not replace:
-        raise OllamaModelExists(f"an Ollama model named {name} exists; choose another name or confirm replacing it (--yes)")
+    check_replace(name, model_exists(name), replace)
     create_model(plan.path, name, quantize, on_line)
     return OllamaResult(plan.path, name, True, commands=commands, answer=test_prompt(name, prompt))
 
 
 def demo_step(workspace, state: dict) -> str:
-    """Headless demo: the Modelfile beside the GGUF; `ollama create` only when Ollama is there and answers."""
-    root = Path(workspace.root)
+    """Headless demo: the Modelfile beside this job's GGUF; `ollama create` only when Ollama is there and answers.
+
+    An Ollama model of the same name is replaced only with state["replace_ollama"] (`phi3tui demo --headless --yes`)."""
     gguf_path = state.get("gguf_path")
     if not gguf_path:
-        found = sorted((root / "exports").glob("*/*.gguf"), key=lambda p: p.stat().st_mtime)
-        found = [p for p in found if "-lora-" not in p.name]
-        if not found:
-            raise ExportError("no GGUF: run the GGUF step first (`phi3tui export gguf`)")
-        gguf_path = str(found[-1])
+        # Never an older export lying in exports/: only what this job's GGUF step wrote.
+        raise ExportError("no GGUF from this job: run the GGUF step first (`phi3tui export gguf`)")
     gguf_path = Path(gguf_path)
     name = state.get("export_name") or gguf_path.parent.name
-    result = package(gguf_path.parent, gguf_path, name, force=True, replace=True)
+    result = package(gguf_path.parent, gguf_path, name, force=True, replace=bool(state.get("replace_ollama")))
     state["modelfile"] = str(result.modelfile)
     return result.summary()

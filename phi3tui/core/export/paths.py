@@ -1,24 +1,18 @@
 """What an export starts from and where it goes: the adapter, its base model, the output paths.
 
-Also the two write guards every step uses: never overwrite without being told to, and never leave
-a half-written file at the destination (write beside it, rename at the end).
+The write guards every step uses (never overwrite unasked, never leave half a file) are core.files'.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from phi3tui.core.adapters import checkpoints_in, find_adapters, is_adapter_dir
 from phi3tui.core.export import ExportError
-from phi3tui.core.safety import disk_error_message
 
 EXPORT_RECORD = "phi3tui-export.json"  # written into a fused folder: what it was made from
 
@@ -155,89 +149,3 @@ def default_export_name(adapter: AdapterChoice | None) -> str:
 def safe_name(text: str) -> str:
     cleaned = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
     return cleaned or "model"
-
-
-# -- write guards ---------------------------------------------------------------------------------
-
-
-def is_nonempty_dir(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
-
-
-def refuse_overwrite(path: Path, force: bool, what: str = "") -> None:
-    """Raise unless `path` is free (or an empty folder), or force is set."""
-    if force:
-        return
-    if path.is_file() or is_nonempty_dir(path):
-        kind = "folder is not empty" if path.is_dir() else "file exists"
-        raise ExportError(f"{path}: {what + ' ' if what else ''}{kind}; pass --force to replace it (or choose another output)")
-
-
-def _make_parents(folder: Path) -> list[Path]:
-    """mkdir -p, returning the folders it made (deepest last), so a failed write can take them back."""
-    missing = [p for p in [folder, *folder.parents] if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    return list(reversed(missing))
-
-
-def _remove_empty(made: list[Path]) -> None:
-    # A failed export leaves no empty exports/NAME folders behind: nothing on disk changes.
-    for folder in reversed(made):
-        try:
-            folder.rmdir()
-        except OSError:
-            break
-
-
-@contextlib.contextmanager
-def atomic_output_file(dest: Path, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `dest`; on success it becomes `dest`, on any failure it is removed."""
-    dest = Path(dest)
-    refuse_overwrite(dest, force)
-    try:
-        made = _make_parents(dest.parent)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
-    except OSError as exc:
-        raise ExportError(disk_error_message(exc, dest)) from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        _remove_empty(made)
-        if isinstance(exc, OSError):  # disk full, read-only: the destination is untouched; say so
-            raise ExportError(disk_error_message(exc, dest)) from None
-        raise
-
-
-@contextlib.contextmanager
-def atomic_output_dir(dest: Path, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside `dest`; on success it replaces `dest`, on failure it is removed."""
-    dest = Path(dest)
-    refuse_overwrite(dest, force)
-    try:
-        made = _make_parents(dest.parent)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    except OSError as exc:
-        raise ExportError(disk_error_message(exc, dest)) from None
-    try:
-        yield tmp
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _remove_empty(made)
-        if isinstance(exc, OSError):  # disk full, read-only: the destination is untouched; say so
-            raise ExportError(disk_error_message(exc, dest)) from None
-        raise

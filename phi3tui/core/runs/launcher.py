@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from phi3tui.core.adapters import checkpoints_in
-from phi3tui.core.files import atomic_write_text
+from phi3tui.core.files import atomic_copy, atomic_write_text, shell_command
 from phi3tui.core.runs.folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
@@ -141,7 +141,7 @@ def launch(run_dir: Path) -> int:
     package_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     with open(run_dir / LOG_FILE, "ab") as log:
-        log.write(f"phi3tui: starting {' '.join(cmd)}\n".encode())
+        log.write(f"phi3tui: starting {shell_command(*cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
             cmd,
@@ -283,9 +283,7 @@ def promote_best(run_dir: Path) -> tuple[int, float]:
         raise RunError(f"run {run_dir.name} has no checkpoint with a validation loss to promote")
     iteration, path, loss = min(table, key=lambda row: row[2])
     target = path.parent / "adapters.safetensors"
-    tmp = path.parent / ".tmp-promote.safetensors"
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, target)
+    atomic_copy(path, target)
     update_run_json(run_dir, promoted={"iteration": iteration, "val_loss": loss, "time": time.time()})
     return iteration, loss
 

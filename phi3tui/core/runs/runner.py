@@ -29,7 +29,7 @@ import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
-from phi3tui.core.files import atomic_write_text
+from phi3tui.core.files import atomic_copy, atomic_write_text, replacing
 from phi3tui.core.workspace import load_config_values
 from phi3tui.core.runs.folder import (
     ADAPTERS_DIR,
@@ -158,17 +158,16 @@ def build_args(values: dict) -> SimpleNamespace:
 
 def _save_file(save, path: Path, data: dict) -> None:
     # Write beside, then rename: a kill mid-write never leaves a half checkpoint under the real name.
-    tmp = path.with_name(f".tmp-{path.name}")
-    try:
-        save(str(tmp), data)
-    except Exception as exc:  # a full disk: drop the partial file, keep the previous checkpoint as it was
-        # MLX reports a short write as RuntimeError; a disk with (almost) no room left says why.
-        full = shutil.disk_usage(path.parent).free < (1 << 16)
-        tmp.unlink(missing_ok=True)
-        if full and not isinstance(exc, OSError):
-            raise OSError(errno.ENOSPC, f"no space left on the disk to save {path.name}", str(path.parent)) from exc
-        raise
-    os.replace(tmp, path)
+    with replacing(path, keep_suffix=True) as tmp:  # mx.save_safetensors wants the .safetensors ending
+        try:
+            save(str(tmp), data)
+        except Exception as exc:  # a full disk: replacing drops the partial file, the previous checkpoint stays
+            # MLX reports a short write as RuntimeError; a disk with (almost) no room left says why. Looked at
+            # before the partial file is removed, which frees its room again.
+            full = shutil.disk_usage(path.parent).free < (1 << 16)
+            if full and not isinstance(exc, OSError):
+                raise OSError(errno.ENOSPC, f"no space left on the disk to save {path.name}", str(path.parent)) from exc
+            raise
 
 
 class Trainer:
@@ -420,8 +419,6 @@ class Trainer:
 
 def restore_last_good(adapter_dir: Path) -> int | None:
     """After divergence: adapters.safetensors becomes the last checkpoint saved before it."""
-    import shutil
-
     from phi3tui.core.adapters import checkpoints_in
 
     numbered = [c for c in checkpoints_in(adapter_dir) if c.iteration is not None]
@@ -429,9 +426,7 @@ def restore_last_good(adapter_dir: Path) -> int | None:
     if not numbered:
         latest.unlink(missing_ok=True)
         return None
-    tmp = adapter_dir / ".tmp-adapters.safetensors"
-    shutil.copyfile(numbered[-1].path, tmp)
-    os.replace(tmp, latest)
+    atomic_copy(numbered[-1].path, latest)
     return numbered[-1].iteration
 
 

@@ -11,10 +11,10 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import OptionList, ProgressBar, RichLog, Static
 
+from phi3tui.core.export import OUT_TYPES
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.export_steps import STEP_LABELS, ExportSteps
 
-OUT_TYPES = ("f16", "f32", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
 QUANTIZE = (None, "q4_K_M", "q8_0")
 RUN_ALL = ("fuse", "gguf", "verify", "ollama")
 RUN_ALL_ADAPTER = ("lora-gguf", "verify", "ollama")
@@ -53,9 +53,10 @@ class ExportScreen(ModeScreen):
             self.step = step
 
     class StepDone(Message):
-        def __init__(self, step: str, lines: list[str], ok: bool = True, ask_replace_model: bool = False):
+        def __init__(self, step: str, lines: list[str], ok: bool = True, ask_replace_model: bool = False, shortfall: str | None = None):
             super().__init__()
             self.step, self.lines, self.ok, self.ask_replace_model = step, lines, ok, ask_replace_model
+            self.shortfall = shortfall  # passed, but short of a ✓: what it did not do
 
     class Finished(Message):
         """The submitted steps are over (done or stopped at a failure)."""
@@ -123,6 +124,9 @@ class ExportScreen(ModeScreen):
                      "then r runs the highlighted step, a runs them all"]
         else:
             lines = job.describe(step)
+            note = self.query_one(ExportSteps).notes.get(step)
+            if note:
+                lines = lines + [f"last run: {note}"]
         plan.update(f"{STEP_LABELS[step]} will:\n" + "\n".join(f"  • {line}" for line in lines))
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -253,7 +257,7 @@ class ExportScreen(ModeScreen):
                 except Exception as exc:  # anything else is reported, and the app stays up
                     self.post_message(self.StepDone(step, [f"{type(exc).__name__}: {exc}"], ok=False))
                     return
-                self.post_message(self.StepDone(step, lines))
+                self.post_message(self.StepDone(step, lines, shortfall=job.shortfall(step)))
 
         return run
 
@@ -294,10 +298,12 @@ class ExportScreen(ModeScreen):
         self.query_one("#export-status", Static).update(message.text)
 
     def on_export_screen_step_done(self, message: StepDone) -> None:
-        self.query_one(ExportSteps).set_state(message.step, "done" if message.ok else "failed")
+        state = "failed" if not message.ok else "partial" if message.shortfall else "done"
+        self.query_one(ExportSteps).set_state(message.step, state, message.shortfall or "")
         for line in message.lines:
             self.log_line(line if message.ok else f"failed: {line}")
-        self.query_one("#export-status", Static).update("")
+        self.query_one("#export-status", Static).update(f"{STEP_LABELS[message.step]}: {message.shortfall}" if message.shortfall else "")
+        self.refresh_text()
         if message.ok:
             self.query_one("#export-progress", ProgressBar).update(total=100, progress=100)
         elif message.ask_replace_model:

@@ -1,7 +1,7 @@
 """Turn a CSV or JSONL file into train/valid/test.jsonl that mlx-lm reads.
 
-`import_file` does the work for every source; `truthfulqa` fixes the column mapping for the
-TruthfulQA CSV of the classic Phi-3 tutorial, `generic` lets the user map columns.
+`import_file` does the work for every source, with the column mapping the user chose; `truthfulqa`
+fixes the mapping for the TruthfulQA CSV of the classic Phi-3 tutorial.
 Nothing is written when anything is wrong, and existing split files are kept unless `force`.
 """
 

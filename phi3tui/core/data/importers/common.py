@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import sys
 from dataclasses import dataclass, field
@@ -232,6 +233,14 @@ def import_file(source: Path | str, out_dir: Path | str, options: ImportOptions)
     """Read, map, split and write. Raises DataImportError before writing anything when input is bad."""
     source, out_dir = Path(source), Path(out_dir)
     existing = existing_splits(out_dir)
+    # On a case-insensitive disk (macOS) data/Valid.jsonl *is* data/valid.jsonl: the import would write over,
+    # or delete as a stale split, its own source. Only samefile sees it: the names differ.
+    own = [p for p in existing if source.is_file() and os.path.samefile(source, p)]
+    if own:
+        raise DataImportError(
+            f"{source} is the same file as {own[0]}, which this import writes or removes; nothing was written "
+            f"(move or copy {source.name} out of {out_dir} first, or import into another folder)"
+        )
     if existing and not options.force:
         raise DataImportError(
             f"{', '.join(str(p) for p in existing)} already exist{'s' if len(existing) == 1 else ''}; "
