@@ -8,6 +8,7 @@ from importlib import import_module
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
+from textual.signal import Signal
 
 from phi3tui.core.workspace import Workspace
 from phi3tui.preferences import PreferencesMixin, rich_colour
@@ -33,6 +34,10 @@ APP_COLOUR_ROLES = {
     "warn": "warning",
     "bad": "error",
 }
+
+# runs/ is read this often, by the app's one RunWatcher; the Train screen's live plot needs it this quick.
+# The header and the terminal title are redrawn only when their text changes.
+RUN_POLL_S = 0.5
 
 
 # The footer shows the five screen keys as one group: "12345 Screens".
@@ -84,8 +89,12 @@ class Phi3App(PreferencesMixin, App):
         super().__init__(**kwargs)
         self.workspace = workspace
         self.start_mode = start_mode
-        self.live_run_text = ""
         self._model_worker = None
+        # The one watcher of runs/ (core.runs.RunWatcher), polled by one timer; each poll is kept in
+        # run_poll and published on runs_polled to the header and the Train screen.
+        self.run_watcher = None
+        self.run_poll = None
+        self.runs_polled: Signal = Signal(self, "runs-polled")
         # Settings, themes and the keymap from the user's config folder (phi3tui/preferences.py).
         self.load_preferences()
 
@@ -119,8 +128,25 @@ class Phi3App(PreferencesMixin, App):
 
     def on_mount(self) -> None:
         self.title = f"phi3tui — {self.workspace.name}"
+        from phi3tui.core.runs import RunPoll, RunWatcher
+
+        self.run_poll = RunPoll()
+        self.run_watcher = RunWatcher(self.workspace)
+        self.poll_runs()  # before the first screen mounts, so it starts from what is there
         self.switch_mode(self.start_mode)
         self.start_preferences()
+        self.set_interval(RUN_POLL_S, self.poll_runs)
+
+    def poll_runs(self):
+        """Poll runs/ once and tell everyone that shows runs. Returns the poll (a core.runs.RunPoll)."""
+        try:
+            poll = self.run_watcher.poll()
+        except OSError:  # runs/ unreadable for a moment (a network disk): keep the last poll
+            return self.run_poll
+        self.run_poll = poll
+        self.show_runs_in_terminal(poll)
+        self.runs_polled.publish(poll)
+        return poll
 
     # -- help and palette -------------------------------------------------
     def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -16,8 +16,6 @@ from textual.theme import Theme
 from phi3tui.core.settings import DEFAULT_THEME, SettingsError, load_settings, save_setting
 from phi3tui.core.themes import ThemeSpec, load_themes
 
-RUN_POLL_S = 2.0  # the terminal title and run-end notifications are refreshed this often
-
 
 # -- themes ---------------------------------------------------------------------------------
 def colour_error(value: str) -> str | None:
@@ -135,7 +133,6 @@ class PreferencesMixin:
     def load_preferences(self) -> None:
         self.terminal_title = ""
         self.desktop_notifications: list[str] = []
-        self._run_watcher = None
         self._title_pushed = False
         self.theme_specs: dict[str, ThemeSpec] = {}
         self.startup_problems = self.apply_preferences()
@@ -202,12 +199,6 @@ class PreferencesMixin:
             self.notify(problem, title="phi3tui settings", severity="warning", timeout=12)
         if self.settings.keymap:
             self.call_after_refresh(self._check_keymap)
-        if getattr(self, "workspace", None) is not None:
-            from phi3tui.core.runs import RunWatcher
-
-            self._run_watcher = RunWatcher(self.workspace)
-            self.set_interval(RUN_POLL_S, self.poll_runs)
-            self.call_after_refresh(self.poll_runs)
 
     def _check_keymap(self) -> None:
         problems = keymap_clashes(self.settings.keymap, type(self))
@@ -244,7 +235,8 @@ class PreferencesMixin:
             driver.write(sequence)
             driver.flush()
 
-    def poll_runs(self) -> None:
+    def show_runs_in_terminal(self, poll) -> None:
+        """The terminal title and the run-end notifications, from one poll of the app's RunWatcher."""
         from phi3tui.core.terminal import (
             TITLE_PUSH,
             notification_kind,
@@ -252,12 +244,7 @@ class PreferencesMixin:
             title_sequence,
         )
 
-        if self._run_watcher is None:
-            return
-        try:
-            progress, events = self._run_watcher.poll()
-        except OSError:
-            return
+        progress = poll.title
         name = getattr(self.workspace, "name", "")
         title = f"phi3tui — {name}" + (f" — {progress}" if progress else "")
         if self.settings.terminal_title and title != self.terminal_title:
@@ -267,7 +254,7 @@ class PreferencesMixin:
             self.terminal_title = title
             self.write_terminal(title_sequence(title))
         kind = notification_kind(self.settings.notifications)
-        for event in events:
+        for event in poll.events:
             self.notify(event.body, title=event.title, severity=event.severity, timeout=10)
             if kind:
                 self.desktop_notifications.append(f"{event.title}: {event.body}")

@@ -116,8 +116,8 @@ async def test_pickers_and_errors_show_in_the_pane(trained, tmp_path):
         screen = await open_chat(app, pilot)
         # ctrl+l: the left pane becomes checkpoint 10 of the run (two checkpoints side by side).
         await pilot.press("ctrl+l")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "SidePickerScreen")
-        labels = [side.label for side in app.screen.choices]
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "Picker")
+        labels = [label for label, _ in app.screen.choices]
         target = labels.index("run 20260101-0000-r1 · iteration 10")
         app.screen.query_one("OptionList").highlighted = target
         await pilot.press("enter")
@@ -127,8 +127,8 @@ async def test_pickers_and_errors_show_in_the_pane(trained, tmp_path):
         # ctrl+r: an adapter for another model is refused with a message; the pane keeps its model.
         before = screen.session.sides[1]
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "SidePickerScreen")
-        app.screen.query_one("OptionList").highlighted = [s.label for s in app.screen.choices].index("other-model-adapter · latest")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "Picker")
+        app.screen.query_one("OptionList").highlighted = [label for label, _ in app.screen.choices].index("other-model-adapter · latest")
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.pane(1).query(".error"), timeout=20)
         error = str(screen.pane(1).query(".error").last().render())
@@ -142,7 +142,7 @@ async def test_pickers_and_errors_show_in_the_pane(trained, tmp_path):
         outside = tmp_path / "elsewhere"
         shutil.copytree(ws / "runs" / "20260101-0000-r1" / "adapters", outside)
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "SidePickerScreen")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "Picker")
         app.screen.query_one("#pick-path").focus()
         await pilot.press(*str(tmp_path / "nowhere"), "enter")
         assert "not an adapter folder" in str(app.screen.query_one("#pick-error").render())

@@ -175,7 +175,7 @@ async def test_preset_is_laid_over_the_form(demo_workspace):
         app.set_focus(None)
         await pilot.press("f7")
         await pilot.pause(0.2)
-        assert type(app.screen).__name__ == "PickScreen"
+        assert type(app.screen).__name__ == "Picker"
         await pilot.press("enter")  # the first preset: quick check
         await pilot.pause(0.3)
         values = screen.doc.values
@@ -191,8 +191,8 @@ async def test_lora_keys_picked_from_the_models_modules(demo_workspace):
         await pilot.press("ctrl+l")
         await pilot.pause(0.2)
         picker = app.screen
-        assert type(picker).__name__ == "PickScreen"
-        labels = [label for label, _ in picker.options]
+        assert type(picker).__name__ == "Picker"
+        labels = [label for label, _ in picker.choices]
         assert labels == ["mlp.down_proj", "mlp.gate_up_proj", "self_attn.o_proj", "self_attn.qkv_proj"]
         await pilot.press("space")  # unselect mlp.down_proj (all four are selected in the demo config)
         await pilot.press("enter")

@@ -175,3 +175,32 @@ async def test_check_again_reads_the_config_as_it_is_now(demo_workspace):
         assert app.screen.report.settings.batch_size == 64
         assert [p.split for p in app.screen.report.problems if p.rule == "smaller-than-batch"] == ["valid", "test"]
         assert title(app).startswith("train:7 ")  # still on the same record
+
+
+async def test_a_file_that_vanishes_mid_check_shows_cores_could_not_be_read(demo_workspace):
+    """The screen runs core's own check (core.data.run_checks): a split deleted between validation and
+    the token count is core's "could not be read … check again" error, and the check ends."""
+    valid = demo_workspace / "data" / "valid.jsonl"
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await checked(app, pilot)
+        screen = app.screen
+        shown = screen.show_report
+
+        def then_delete(report):  # the screen shows validation's results; the file goes right then
+            if not report.measured and valid.exists():
+                valid.unlink()
+            shown(report)
+
+        screen.show_report = then_delete
+        await pilot.press("c")
+        await wait_for(pilot, lambda: not valid.exists() and "could not be read" in screen.status_text + str(
+            [p.message for p in screen.report.problems]) and "counting tokens" not in screen.status_text)
+        problems = [(p.level, p.message, p.hint) for p in screen.report.problems]
+        (unreadable,) = [p for p in problems if "could not be read" in p[1]]
+        assert unreadable[0] == "error" and "valid.jsonl" in unreadable[1] and "check again" in unreadable[2]
+        assert "1 errors" in screen.status_text and "no token statistics" in screen.status_text
+        table = screen.query_one("#problem-list")
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert any("could not be read" in str(row[2]) and "check again" in str(row[3]) for row in rows), rows

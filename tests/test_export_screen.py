@@ -98,5 +98,5 @@ async def test_without_adapters_the_wizard_says_to_train_first(demo_workspace):
         assert screen.query_one("#export-steps").states["fuse"] == "failed"
         await pilot.press("c")  # the adapter picker opens and says there is nothing yet
         await pilot.pause(0.2)
-        assert app.screen.__class__.__name__ == "ExportPickScreen"
+        assert app.screen.__class__.__name__ == "Picker"
         await pilot.press("escape")

@@ -52,3 +52,24 @@ def test_bad_config_is_refused_and_nothing_is_written(demo_workspace):
     assert not (demo_workspace / "runs").exists() or not any((demo_workspace / "runs").iterdir())
     unknown = run_cli("runs", "attach", "nope", "-w", str(demo_workspace))
     assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr
+
+
+def test_a_cut_short_run_json_is_listed_as_unreadable(demo_workspace):
+    ws = str(demo_workspace)
+    assert run_cli("train", "--iters", "2", "-w", ws, "--attach").returncode == 0
+    (run_dir,) = runs.run_dirs(Workspace.open(demo_workspace))
+    run_json = run_dir / "run.json"
+    whole = run_json.read_bytes()
+    run_json.write_bytes(whole[: len(whole) // 2])  # what a full disk leaves behind
+
+    listed = run_cli("runs", "list", "-w", ws)
+    assert listed.returncode == 0, listed.stderr
+    row, reason = listed.stdout.splitlines()[1:3]
+    assert row.split()[:2] == [run_dir.name, "unreadable"]
+    assert "d ago" not in listed.stdout and "0/0" not in listed.stdout  # no age from 1970, no made-up progress
+    assert "run.json is cut short or not JSON" in reason and str(run_dir) in reason
+    status = run_cli("runs", "status", "--oneline", "-w", ws)
+    assert status.stdout.strip() == f"run {run_dir.name} unreadable (`phi3tui runs list` says why)"
+    summary = runs.summarize(run_dir)
+    assert summary.state == "unreadable" and summary.age_text() == "-"
+    assert run_json.read_bytes() == whole[: len(whole) // 2]  # reading it changed nothing

@@ -54,14 +54,14 @@ def test_watcher_reports_a_killed_run_once_and_never_old_runs(demo_workspace):
     ws = Workspace.open(demo_workspace)
     watcher = RunWatcher(ws)
     run_dir = runs.start_run(ws, overrides=dict(QUICK, iters=100000))
-    title, events = watcher.poll()
-    assert title.startswith(f"run {run_dir.name} ") and "/100000 (" in title and not events
+    poll = watcher.poll()
+    assert poll.title.startswith(f"run {run_dir.name} ") and "/100000 (" in poll.title and not poll.events
     runs.kill_run(run_dir)
-    title, events = watcher.poll()
-    assert title == ""
-    assert [(e.run_id, e.state, e.severity) for e in events] == [(run_dir.name, "failed", "error")]
-    assert watcher.poll()[1] == []  # once
-    assert RunWatcher(ws).poll()[1] == []  # a run that ended before the app started is not news
+    poll = watcher.poll()
+    assert poll.title == ""
+    assert [(e.run_id, e.state, e.severity) for e in poll.events] == [(run_dir.name, "failed", "error")]
+    assert watcher.poll().events == []  # once
+    assert RunWatcher(ws).poll().events == []  # a run that ended before the app started is not news
 
 
 async def test_app_title_follows_a_run_and_notifies_when_it_finishes(config_dir, demo_workspace):

@@ -164,3 +164,54 @@ async def test_alarm_of_a_diverging_run_shows_in_the_app(demo_workspace):
         await wait_for(pilot, lambda: any(n.title == "run alarm" and "diverged" in n.message for n in app._notifications))
         assert runs.run_info(app.screen.run_dir)["state"] == "diverged"
         assert "diverged" in str(app.screen.query_one("#run-alarm").render())
+
+
+async def test_one_watcher_feeds_the_header_the_terminal_title_and_the_train_screen(demo_workspace, monkeypatch):
+    """runs/ is read by the app's one RunWatcher; a run started elsewhere (the CLI, here core) reaches the
+    header of every screen, the terminal title and the Train screen from the same poll."""
+    import gc
+    import sys
+
+    from phi3tui.core.runs import store, watcher
+
+    calls = []
+
+    def spy(module, name):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            caller = sys._getframe(1).f_code
+            calls.append((name, caller.co_name, caller.co_filename.rsplit("/", 1)[-1]))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    # Who reads runs/ and run.json: every reader is recorded with its caller (the real functions run).
+    for module, name in [(store, "run_dirs"), (runs, "run_dirs"), (watcher, "run_dirs"), (store, "run_info"), (runs, "run_info")]:
+        spy(module, name)
+
+    ws = Workspace.open(demo_workspace)
+    app = Phi3App(ws, start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        run_dir = runs.start_run(ws, overrides=dict(iters=100000, steps_per_report=2, steps_per_eval=1000))
+        await wait_for(pilot, lambda: app.run_poll.live and app.run_poll.live[0].state == "running")
+        await pilot.pause(0.6)  # one more poll after the run shows as running
+        poll = app.run_poll
+        screen = app.screen
+        header = screen.query_one("WorkspaceHeader")
+        assert f"run {run_dir.name} running" in str(header.render()) and poll.header in str(header.render())
+        assert app.terminal_title == f"phi3tui — {ws.name} — {poll.title}" and run_dir.name in poll.title
+        assert screen.run_dir == run_dir  # the Train screen followed the new run from the poll
+        assert f"run {run_dir.name}" in str(screen.query_one("#run-title").render())
+        # Another screen's header shows the same poll's line.
+        calls.clear()
+        await pilot.press("f1")
+        await pilot.pause(1.2)
+        assert f"run {run_dir.name} running" in str(app.screen.query_one("WorkspaceHeader").render())
+        seen = set(calls)
+        runs.kill_run(run_dir)
+    # One poller: runs/ was listed only by RunWatcher.poll, run.json read only through its summaries.
+    assert seen and seen <= {("run_dirs", "poll", "watcher.py"), ("run_info", "summarize", "store.py")}, seen
+    mine = [o for o in gc.get_objects() if isinstance(o, runs.RunWatcher) and o.workspace.root == ws.root]
+    assert mine == [app.run_watcher]

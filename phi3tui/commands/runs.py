@@ -114,16 +114,20 @@ def _loss(value) -> str:
 
 
 def cmd_list(args) -> int:
-    from phi3tui.core.runs import list_runs
+    from phi3tui.core.runs import UNREADABLE, list_runs
 
     runs = list_runs(_workspace(args))
     if not runs:
         print("no runs yet; start one with `phi3tui train`")
         return 0
-    print(f"{'id':<22} {'state':<9} {'progress':>11} {'best val':>9}  age")
+    print(f"{'id':<22} {'state':<10} {'progress':>11} {'best val':>9}  age")
     for s in runs:
+        if s.state == UNREADABLE:  # nothing in it can be trusted: no progress, no age, only why
+            print(f"{s.id:<22} {s.state:<10} {'-':>11} {'-':>9}  -")
+            print(f"  {s.reason}")
+            continue
         progress = f"{s.iteration}/{s.iters}"
-        print(f"{s.id:<22} {s.state:<9} {progress:>11} {_loss(s.best_val_loss):>9}  {s.age_text()}")
+        print(f"{s.id:<22} {s.state:<10} {progress:>11} {_loss(s.best_val_loss):>9}  {s.age_text()}")
     return 0
 
 

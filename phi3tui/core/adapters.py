@@ -68,3 +68,13 @@ def find_adapters(workspace_root: Path) -> list[AdapterSource]:
             if child.is_dir() and child.name not in ("runs", "data", "model", "exports") and is_adapter_dir(child):
                 sources.append(AdapterSource(child.name, child, None, checkpoints_in(child)))
     return sources
+
+
+def checkpoint_choices(workspace_root: Path) -> list[tuple[str, tuple[Path, Path]]]:
+    """("run X: iteration 10", (adapter folder, checkpoint file)) for every checkpoint of every source,
+    newest run first, latest checkpoint first: what the Export screen offers."""
+    return [
+        (f"{s.label}: {c.label}", (s.adapter_dir, c.path))
+        for s in find_adapters(workspace_root)
+        for c in reversed(s.checkpoints)
+    ]

@@ -357,6 +357,22 @@ def cached_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
     return [m for _, m in sorted(found, key=lambda x: x[0], reverse=True)]
 
 
+def model_choices(workspace_root: Path) -> tuple[list[tuple[str, str]], str | None]:
+    """(label, value for the config's `model`) for each model folder in the workspace, then each model in
+    the Hugging Face cache; and why the cache could not be read, if it could not."""
+    choices = []
+    for child in sorted(Path(workspace_root).iterdir()):
+        if child.is_dir() and (child / "config.json").is_file():
+            choices.append((f"{child.name}  (folder in this workspace)", child.name))
+    try:
+        cached = cached_models()
+    except OSError as exc:
+        return choices, f"cannot read the Hugging Face cache: {exc}"
+    for m in cached:
+        choices.append((f"{m.repo_id}  ({human_bytes(m.size_on_disk)} in the Hugging Face cache)", m.repo_id))
+    return choices, None
+
+
 class DownloadCancelled(Exception):
     pass
 

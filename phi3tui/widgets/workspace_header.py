@@ -24,17 +24,16 @@ class WorkspaceHeader(Static):
         self.screen_title = screen_title
 
     def on_mount(self) -> None:
+        # The app's one RunWatcher feeds every header; this one never reads runs/ itself.
+        poll = getattr(self.app, "run_poll", None)
+        self.run_text = poll.header if poll is not None else ""
         self.update_text()
-        self.poll_live_run()
-        self.set_interval(2.0, self.poll_live_run)
+        signal = getattr(self.app, "runs_polled", None)
+        if signal is not None:
+            signal.subscribe(self, self.show_poll)
 
-    def poll_live_run(self) -> None:
-        # Only the visible screen's header reads the run folders (cheap: run.json files only).
-        if self.screen.is_current:
-            from phi3tui.core.runs import live_run_summary
-
-            ws = getattr(self.app, "workspace", None)
-            self.run_text = live_run_summary(ws) if ws is not None else ""
+    def show_poll(self, poll) -> None:
+        self.run_text = poll.header
 
     def watch_run_text(self) -> None:
         self.update_text()
@@ -50,7 +49,6 @@ class WorkspaceHeader(Static):
                 parts.append(f"model {model}")
             if not ws.writable:
                 parts.append("READ-ONLY")
-        run_text = self.run_text or getattr(app, "live_run_text", "")
-        if run_text:
-            parts.append(run_text)
+        if self.run_text:
+            parts.append(self.run_text)
         self.update(" │ ".join(parts))

@@ -2,7 +2,7 @@
 render (records through the model's tokenizer), importers (CSV/JSONL to splits).
 This is the package's public face: other packages import from here, not from its modules."""
 
-from phi3tui.core.data.checks import Report, check_folder, human_size, token_statistics, validate_folder
+from phi3tui.core.data.checks import Report, check_folder, human_size, run_checks, token_statistics, validate_folder
 from phi3tui.core.data.folder import (
     Cancelled,
     DataFolder,
@@ -39,6 +39,7 @@ __all__ = [
     "options_from_values",
     "render_record",
     "split_sizes",
+    "run_checks",
     "token_statistics",
     "tutorial_text",
     "validate_folder",

@@ -522,8 +522,6 @@ def check_folder(
     cancel: threading.Event | None = None,
 ) -> Report:
     """Validation, then token statistics when a model (or tokenizer) is given."""
-    from phi3tui.core.data.render import TokenizerError, is_phi3_model, load_tokenizer
-
     settings = settings or DataSettings()
     report = Report(Path(data_dir), settings, model=model)
     try:
@@ -531,12 +529,33 @@ def check_folder(
     except OSError as exc:
         report.add("error", "train", 0, "missing-split", str(exc))
         return report
+    return run_checks(folder, report, tokenizer=tokenizer, progress=progress, cancel=cancel)
+
+
+def run_checks(
+    folder: DataFolder,
+    report: Report,
+    tokenizer=None,
+    get_tokenizer: Callable[[], object] | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    on_validated: Callable[[Report], None] | None = None,
+) -> Report:
+    """The whole check of an open folder, for the CLI and the Data screen alike: every line validated
+    (then on_validated(report), so a screen can show the problems before the slower token count), then
+    token statistics with `tokenizer`, or the one get_tokenizer() returns, or report.model's. A data file
+    that vanishes meanwhile is an error in the report ("could not be read … check again"), not a crash.
+    Raises Cancelled when `cancel` is set."""
+    from phi3tui.core.data.render import TokenizerError, is_phi3_model, load_tokenizer
+
     for split, info in folder.splits.items():
         report.formats[split] = info.format
-    validate_folder(folder, report, phi3=is_phi3_model(model), progress=progress, cancel=cancel)
-    if tokenizer is None and model:
+    validate_folder(folder, report, phi3=is_phi3_model(report.model), progress=progress, cancel=cancel)
+    if on_validated is not None:
+        on_validated(report)
+    if tokenizer is None and (get_tokenizer is not None or report.model):
         try:
-            tokenizer = load_tokenizer(model)
+            tokenizer = get_tokenizer() if get_tokenizer is not None else load_tokenizer(report.model)
         except TokenizerError as exc:
             report.tokenizer_note = str(exc)
             report.add("warning", "train", 0, "tokenizer", str(exc))
@@ -548,6 +567,9 @@ def check_folder(
         except OSError as exc:  # a split vanished between the two passes
             report.add("error", "train", 0, "unreadable", f"a data file could not be read: {exc}",
                        "check that the files are still there, then check again")
+            report.tokenizer_note = "a data file could not be read"
+    elif tokenizer is not None:  # say why, so nobody waits for statistics that will not come
+        report.tokenizer_note = "a data file could not be read" if folder.splits else "no data files"
     return report
 
 
@@ -591,6 +613,7 @@ __all__ = [
     "check_workspace",
     "demo_step",
     "longest_record_tokens",
+    "run_checks",
     "token_statistics",
     "validate_folder",
 ]

@@ -3,7 +3,7 @@
 process, `python -m phi3tui.core.runs.runner RUN_DIR`; heavy, never imported from here).
 This is the package's public face: other packages import from here, not from its modules."""
 
-from phi3tui.core.runs.folder import END_STATES, LIVE_STATES, log_tail, parse_float, read_run_json
+from phi3tui.core.runs.folder import END_STATES, LIVE_STATES, RunJsonUnreadable, log_tail, parse_float, read_run_json
 from phi3tui.core.runs.launcher import (
     delete_run,
     kill_run,
@@ -15,6 +15,7 @@ from phi3tui.core.runs.launcher import (
     wait_for_run,
 )
 from phi3tui.core.runs.store import (
+    UNREADABLE,
     MetricsTail,
     RunError,
     RunMetrics,
@@ -35,10 +36,13 @@ from phi3tui.core.runs.store import (
     status_oneline,
     summarize,
 )
-from phi3tui.core.runs.watcher import RunEvent, RunWatcher
+from phi3tui.core.runs.watcher import RunEvent, RunPoll, RunWatcher
 
 __all__ = [
     "RunEvent",
+    "RunPoll",
+    "RunJsonUnreadable",
+    "UNREADABLE",
     "RunWatcher",
     "END_STATES",
     "LIVE_STATES",

@@ -44,11 +44,29 @@ def run_lock(run_dir: Path):
         os.close(fd)
 
 
+class RunJsonUnreadable(ValueError):
+    """run.json exists but is not a JSON object (cut short by a full disk, or edited by hand).
+    str() names the file, what is wrong, and the run folder to look at."""
+
+
 def read_run_json(run_dir: Path) -> dict:
+    """run.json's content; {} when there is none yet. A damaged one raises RunJsonUnreadable:
+    taking it for empty would show the run as a blank from 1970 and let the next write replace it."""
+    path = run_dir / RUN_FILE
     try:
-        return json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunJsonUnreadable(
+            f"{path.name} is cut short or not JSON: {exc}; the run folder is {run_dir}"
+        ) from None
+    if not isinstance(data, dict):
+        raise RunJsonUnreadable(
+            f"{path.name} is cut short or not JSON: it holds a {type(data).__name__}, not an object; "
+            f"the run folder is {run_dir}"
+        )
+    return data
 
 
 def _json_safe(value):

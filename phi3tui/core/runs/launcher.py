@@ -38,7 +38,7 @@ from phi3tui.core.runs.folder import (
 from phi3tui.core.workspace import Workspace
 
 QUEUED_GRACE_S = 60  # a queued run without a pid yet is being started, not dead
-from phi3tui.core.runs.store import RunError, _create_time, _on_this_host, checkpoint_table, process_alive, read_metrics, run_info
+from phi3tui.core.runs.store import UNREADABLE, RunError, _create_time, _on_this_host, checkpoint_table, process_alive, read_metrics, run_info
 
 
 class ConfigRefused(RunError):
@@ -303,6 +303,8 @@ def wait_for_run(run_dir: Path, timeout: float = 3600, poll: float = 0.5) -> dic
         info = run_info(run_dir)
         if info.get("state") in END_STATES:
             return info
+        if info.get("state") == UNREADABLE:  # it will not get better by waiting
+            raise RunError(info["reason"])
         if time.monotonic() > deadline:
             raise TimeoutError(f"run {run_dir.name} still {info.get('state')} after {timeout:.0f} s")
         time.sleep(poll)

@@ -27,6 +27,7 @@ from phi3tui.core.runs.folder import (
     METRICS_FILE,
     RUN_FILE,
     STOP_FILE,
+    RunJsonUnreadable,
     log_tail,
     parse_float,
     read_run_json,
@@ -36,6 +37,7 @@ from phi3tui.core.runs.folder import (
 from phi3tui.core.workspace import Workspace
 
 QUEUED_GRACE_S = 60  # a queued run without a pid yet is being started, not dead
+UNREADABLE = "unreadable"  # the state shown for a run whose run.json is damaged (never written to disk)
 
 
 class RunError(Exception):
@@ -99,8 +101,12 @@ def _on_this_host(info: dict) -> bool:
 
 
 def run_info(run_dir: Path) -> dict:
-    """run.json as it truly stands: a live state whose process is gone becomes failed (and is saved so)."""
-    info = read_run_json(run_dir)
+    """run.json as it truly stands: a live state whose process is gone becomes failed (and is saved so).
+    A damaged run.json reads as state `unreadable` with the reason; nothing is written to it."""
+    try:
+        info = read_run_json(run_dir)
+    except RunJsonUnreadable as exc:
+        return {"id": run_dir.name, "state": UNREADABLE, "reason": str(exc), "error": str(exc)}
     if info.get("state") in LIVE_STATES and _on_this_host(info) and not process_alive(info):
         reason = (
             f"the runner (pid {info.get('pid')}) ended without recording a result "
@@ -115,6 +121,8 @@ def run_info(run_dir: Path) -> dict:
                 info = update_run_json(run_dir, **dead)
         except OSError:  # a read-only workspace: show it as failed without recording it
             info = {**info, **dead}
+        except RunJsonUnreadable as exc:  # damaged between the two reads
+            return {"id": run_dir.name, "state": UNREADABLE, "reason": str(exc), "error": str(exc)}
     if info.get("state") == "running" and (run_dir / STOP_FILE).exists():
         info["state"] = "stopping"
     return info
@@ -129,7 +137,7 @@ class RunSummary:
     iters: int
     best_val_loss: float | None
     best_val_iteration: int | None
-    created: float
+    created: float | None  # None: not known (a damaged run.json)
     reason: str
     alarms: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
@@ -143,6 +151,8 @@ class RunSummary:
         return min(1.0, self.iteration / self.iters) if self.iters else 0.0
 
     def age_text(self, now: float | None = None) -> str:
+        if self.created is None:
+            return "-"
         return format_duration((now or time.time()) - self.created) + " ago"
 
 
@@ -156,11 +166,19 @@ def summarize(run_dir: Path) -> RunSummary:
         iters=int(info.get("iters") or 0),
         best_val_loss=info.get("best_val_loss"),
         best_val_iteration=info.get("best_val_iteration"),
-        created=float(info.get("created") or 0),
+        created=_created(info),
         reason=info.get("reason") or "",
         alarms=info.get("alarms") or [],
         info=info,
     )
+
+
+def _created(info: dict) -> float | None:
+    try:
+        created = float(info["created"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return created if created > 0 else None
 
 
 def list_runs(workspace: Workspace) -> list[RunSummary]:
@@ -180,11 +198,11 @@ def format_duration(seconds: float) -> str:
 
 def live_run_summary(workspace: Workspace) -> str:
     """One short line about the live run(s), for the app's header (cheap: run.json files only)."""
-    live = []
-    for run_dir in run_dirs(workspace)[:20]:
-        summary = summarize(run_dir)
-        if summary.live:
-            live.append(summary)
+    return live_text([s for s in map(summarize, run_dirs(workspace)[:20]) if s.live])
+
+
+def live_text(live: list[RunSummary]) -> str:
+    """The header's line for these live runs (newest first): the first one, and how many more."""
     if not live:
         return ""
     s = live[0]
@@ -205,6 +223,8 @@ def status_oneline(workspace: Workspace) -> str:
     if not dirs:
         return "no runs"
     s = summarize(dirs[0])
+    if s.state == UNREADABLE:  # no progress to show: say so, and where to read why
+        return f"run {s.id} unreadable (`phi3tui runs list` says why)"
     text = f"run {s.id} {s.state} {s.iteration}/{s.iters}"
     if s.best_val_loss is not None:
         text += f" best val {s.best_val_loss:.3f}"

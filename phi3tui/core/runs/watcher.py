@@ -1,13 +1,15 @@
-"""The one watcher of a workspace's runs/ folder: what is live (for the header, the terminal title and
-the Train screen) and which runs just ended (for notifications)."""
+"""The one watcher of a workspace's runs/ folder. The app owns one and polls it on one timer; each poll
+(a RunPoll) feeds the header, the terminal title, the Train screen and the run-end notifications, so
+runs/ is listed once per interval however many things show it."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from phi3tui.core.runs.folder import END_STATES, LIVE_STATES
-from phi3tui.core.runs.store import run_dirs, summarize
+from phi3tui.core.runs.store import RunSummary, live_text, run_dirs, summarize
 
 
 def run_progress_text(summary) -> str:
@@ -28,8 +30,41 @@ class RunEvent:
 
 
 @dataclass
+class RunPoll:
+    """What one poll saw: the newest runs (newest first), the live ones among them, and runs that just ended."""
+
+    runs: list[RunSummary] = field(default_factory=list)
+    events: list[RunEvent] = field(default_factory=list)
+
+    @property
+    def live(self) -> list[RunSummary]:
+        return [s for s in self.runs if s.live]
+
+    @property
+    def title(self) -> str:
+        """The terminal title's run part: the first live run's progress, and how many more."""
+        live = self.live
+        if not live:
+            return ""
+        return run_progress_text(live[0]) + (f" (+{len(live) - 1} more)" if len(live) > 1 else "")
+
+    @property
+    def header(self) -> str:
+        """The header's run part (store.live_text)."""
+        return live_text(self.live)
+
+    @property
+    def newest(self) -> Path | None:
+        return self.runs[0].run_dir if self.runs else None
+
+    def summary(self, run_dir: Path) -> RunSummary | None:
+        """This run as the poll saw it; None when it is older than the runs polled."""
+        return next((s for s in self.runs if s.run_dir == run_dir), None)
+
+
+@dataclass
 class RunWatcher:
-    """Polls a workspace's run folders; reports the title text and runs that just ended.
+    """Polls a workspace's run folders; reports what it saw and the runs that just ended.
 
     A run counts as just ended when it was seen live before, or when it was created after the watcher
     started (a short run can start and finish between two polls). Runs that had ended before the app
@@ -40,26 +75,22 @@ class RunWatcher:
     started: float = field(default_factory=time.time)
     last_states: dict[str, str] = field(default_factory=dict)
 
-    def poll(self, recent: int = 20) -> tuple[str, list[RunEvent]]:
-        live_texts, events = [], []
+    def poll(self, recent: int = 20) -> RunPoll:
+        result = RunPoll()
         for run_dir in run_dirs(self.workspace)[:recent]:
             try:
                 summary = summarize(run_dir)
             except Exception:  # a run folder half-written by another process: next poll
                 continue
+            result.runs.append(summary)
             before = self.last_states.get(summary.id)
             self.last_states[summary.id] = summary.state
-            if summary.state in LIVE_STATES:
-                live_texts.append(run_progress_text(summary))
-            elif summary.state in END_STATES and before != summary.state:
+            if summary.state in END_STATES and before != summary.state:
                 was_live = before in LIVE_STATES
-                new = before is None and summary.created >= self.started
+                new = before is None and summary.created is not None and summary.created >= self.started
                 if was_live or new:
-                    events.append(run_event(summary))
-        title = live_texts[0] if live_texts else ""
-        if len(live_texts) > 1:
-            title += f" (+{len(live_texts) - 1} more)"
-        return title, events
+                    result.events.append(run_event(summary))
+        return result
 
 
 def run_event(summary) -> RunEvent:

@@ -297,13 +297,13 @@ class ConfigScreen(ModeScreen):
 
     def action_presets(self) -> None:
         from phi3tui.core.config import PRESETS
-        from phi3tui.screens.config.pick import PickScreen
+        from phi3tui.widgets.picker import Picker
 
         if self.doc is None:
             return
         options = [(f"{name}: " + ", ".join(f"{k} {v}" for k, v in values.items() if k != "lora_parameters"), name)
                    for name, values in PRESETS.items()]
-        self.app.push_screen(PickScreen("Start from a preset (other keys stay as they are)", options),
+        self.app.push_screen(Picker("Start from a preset (other keys stay as they are)", options),
                              lambda name: self.apply_values(PRESETS[name]) if name else None)
 
     def action_models(self) -> None:
@@ -312,27 +312,21 @@ class ConfigScreen(ModeScreen):
 
     @work(thread=True, group="config-models")
     def _list_models(self) -> None:
-        from phi3tui.core.models import cached_models, human_bytes
+        from phi3tui.core.models import model_choices
 
-        options = []
-        for child in sorted(self.workspace.root.iterdir()):
-            if child.is_dir() and (child / "config.json").is_file():
-                options.append((f"{child.name}  (folder in this workspace)", child.name))
-        try:
-            for m in cached_models():
-                options.append((f"{m.repo_id}  ({human_bytes(m.size_on_disk)} in the Hugging Face cache)", m.repo_id))
-        except OSError as exc:
-            self.app.call_from_thread(self.notify, f"cannot read the Hugging Face cache: {exc}", severity="warning")
-        self.app.call_from_thread(self._pick_model, options)
+        choices, problem = model_choices(self.workspace.root)
+        if problem:
+            self.app.call_from_thread(self.notify, problem, severity="warning")
+        self.app.call_from_thread(self._pick_model, choices)
 
     def _pick_model(self, options) -> None:
-        from phi3tui.screens.config.pick import PickScreen
+        from phi3tui.widgets.picker import Picker
 
-        self.app.push_screen(PickScreen("Model: a folder here or a model in the Hugging Face cache", options),
+        self.app.push_screen(Picker("Model: a folder here or a model in the Hugging Face cache", options),
                              lambda value: self.apply_values({"model": value}) if value else None)
 
     def action_keys(self) -> None:
-        from phi3tui.screens.config.pick import PickScreen
+        from phi3tui.widgets.picker import Picker
 
         model = self.review.model if self.review is not None else None
         if model is None or model.block_modules is None:
@@ -341,7 +335,7 @@ class ConfigScreen(ModeScreen):
         current = (self.doc.values.get("lora_parameters") or {}).get("keys") or []
         options = [(name, name) for name in model.block_modules]
         self.app.push_screen(
-            PickScreen("LoRA keys: the modules inside each block to adapt", options, multi=True, selected=current),
+            Picker("LoRA keys: the modules inside each block to adapt", options, multi=True, selected=current),
             self._keys_picked,
         )
 

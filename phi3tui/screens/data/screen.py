@@ -15,7 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, ProgressBar, Static, TabbedContent, TabPane
 
 from phi3tui.core.data import SPLITS, Cancelled, DataFolder, workspace_data
-from phi3tui.core.data import Report, human_size, token_statistics, validate_folder
+from phi3tui.core.data import Report, human_size, run_checks
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.length_histogram import LengthHistogram
 from phi3tui.widgets.record_view import VIEW_TITLES, VIEWS, RecordView
@@ -241,7 +241,7 @@ class DataScreen(ModeScreen):
             release_thread_streams()  # or the process may abort at exit (see core/models.py)
 
     def _run_check(self, folder: DataFolder, cancel: threading.Event) -> None:
-        from phi3tui.core.data import is_phi3_model
+        from phi3tui.core.data import TokenizerError
 
         call = self.call_on_screen
         labels = {"index": "counting records", "validate": "validating every line", "measure": "counting tokens"}
@@ -249,21 +249,22 @@ class DataScreen(ModeScreen):
         def progress(done: int, total: int, phase: str) -> None:
             call(self.set_progress, labels[phase], done, total)
 
+        def tokenizer():
+            if self.ensure_tokenizer() is None:  # loaded once per screen, shared with the record view
+                raise TokenizerError(self.tokenizer_error)
+            return self.tokenizer
+
         report = Report(folder.path, folder.settings, model=self.model)
         try:
             folder.build_indexes(lambda d, t: progress(d, t, "index"), cancel)
             call(self.refresh_summary)
             call(self.show_record)  # its title now knows the record count
-            validate_folder(folder, report, phi3=is_phi3_model(self.model), progress=progress, cancel=cancel)
-            call(self.show_report, report)
-            if self.ensure_tokenizer() is None:
-                report.tokenizer_note = self.tokenizer_error
-            else:
-                token_statistics(folder, self.tokenizer, report, progress=progress, cancel=cancel)
+            run_checks(folder, report, get_tokenizer=tokenizer, progress=progress, cancel=cancel,
+                       on_validated=lambda r: call(self.show_report, r))
         except Cancelled:
             call(self.set_status, "check cancelled (c runs it again)", done=True)
             return
-        except OSError as exc:
+        except OSError as exc:  # the folder itself could not be indexed
             call(self.set_status, f"cannot read the data: {exc}", done=True)
             return
         call(self.show_report, report)

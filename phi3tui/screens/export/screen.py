@@ -138,14 +138,19 @@ class ExportScreen(ModeScreen):
 
     # -- actions ----------------------------------------------------------------------------------
     def action_choose(self) -> None:
-        from phi3tui.core.adapters import find_adapters
-        from phi3tui.screens.export.pick import ExportPickScreen
+        from phi3tui.core.adapters import checkpoint_choices
+        from phi3tui.widgets.picker import Picker
 
         def picked(choice) -> None:
             if choice:
                 self.rebuild_job(adapter_path=str(choice[1]))
 
-        self.app.push_screen(ExportPickScreen(find_adapters(self.workspace.root)), picked)
+        picker = Picker(
+            "Which adapter to export?",
+            checkpoint_choices(self.workspace.root),
+            empty="No adapters yet: train a run (F3), or put an adapter folder in the workspace.",
+        )
+        self.app.push_screen(picker, picked)
 
     def action_settings(self) -> None:
         from phi3tui.screens.export.settings import ExportSettingsScreen

@@ -1,6 +1,7 @@
 """Train screen (F3): start detached runs and watch one live, or any past run; overlay several.
 
-The screen only reads run folders (core/runs.py) on a timer while it is visible: the run itself
+The screen polls nothing itself: the app's one RunWatcher (core/runs/watcher.py) publishes each poll of
+runs/ and the screen shows it, reading the followed run's new metrics while it is visible. The run itself
 is a detached process, so leaving the screen or closing the app never touches it.
 """
 
@@ -17,13 +18,11 @@ from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
 
 from phi3tui.core import runs
-from phi3tui.core.runs import END_STATES, LIVE_STATES, log_tail
+from phi3tui.core.runs import END_STATES, log_tail
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.loss_plot import Curve, LossPlot
 
-POLL_S = 0.5  # metrics and run.json are read this often while the screen is visible
 REDRAW_S = 0.5  # the plot is rebuilt at most this often, and only when new data arrived
-NEWER_RUN_SCAN_S = 2.0  # how often an ended run's screen looks for a newer live run
 OVERLAY_ROLES = ("train-loss", "val-loss", "base-model", "adapted-model", "good", "bad")
 
 
@@ -63,7 +62,6 @@ class TrainScreen(ModeScreen):
         self.last_draw = 0.0
         self.seen_alarms = 0
         self.seen_end = None
-        self.last_scan = 0.0
         self.newest_at_attach: Path | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -78,27 +76,38 @@ class TrainScreen(ModeScreen):
             yield Static("", id="run-log", markup=False)
 
     def on_mount(self) -> None:
-        dirs = runs.run_dirs(self.workspace)
-        live = [d for d in dirs if runs.run_info(d).get("state") in LIVE_STATES]
-        if live or dirs:
-            self.attach((live or dirs)[0])
-        self.set_interval(POLL_S, self.poll)
+        poll = self.app.run_poll
+        shown = poll.live or poll.runs
+        if shown:
+            self.attach(shown[0].run_dir, poll)
+        self.app.runs_polled.subscribe(self, self.show_poll)
 
     # -- following a run -----------------------------------------------------------------
-    def attach(self, run_dir: Path) -> None:
+    def attach(self, run_dir: Path, poll=None) -> None:
         """Show this run from its first record (attaching late replays the whole history)."""
+        poll = poll or self.app.run_poll
         self.run_dir = run_dir
-        self.newest_at_attach = next(iter(runs.run_dirs(self.workspace)), None)
+        self.newest_at_attach = poll.newest
         self.overlay = []
         self.tail = runs.MetricsTail(run_dir)
         self.metrics = runs.RunMetrics()
-        self.info = runs.run_info(run_dir)
+        seen = poll.summary(run_dir)
+        self.info = seen.info if seen is not None else runs.run_info(run_dir)  # an old run, older than the poll
         self.seen_alarms = len(self.info.get("alarms") or [])  # old alarms show, but do not ring
         self.seen_end = self.info.get("state") if self.info.get("state") in END_STATES else None
-        self.poll(force=True)
+        self.show_poll(poll, force=True)
 
-    def poll(self, force: bool = False) -> None:
-        if self.run_dir is None or not (force or self.is_current):
+    def refresh_now(self) -> None:
+        """After an action: poll at once (through the app's one watcher) rather than wait for the timer."""
+        self.show_poll(self.app.poll_runs(), force=True)
+
+    def show_poll(self, poll, force: bool = False) -> None:
+        if not (force or self.is_current):
+            return
+        if self.run_dir is None:  # nothing shown yet: the first run started (here or elsewhere) is
+            if poll.live:
+                self.notify(f"following the new run {poll.live[0].run_dir.name}")
+                self.attach(poll.live[0].run_dir, poll)
             return
         if self.overlay:
             return
@@ -108,8 +117,10 @@ class TrainScreen(ModeScreen):
         if records or reset:
             self.metrics.add(records)
             self.dirty = True
-        self.info = runs.run_info(self.run_dir)
-        if self.info.get("state") in END_STATES and self.follow_newer_run():
+        seen = poll.summary(self.run_dir)
+        if seen is not None:  # else an old run outside the poll: ended, its run.json does not change
+            self.info = seen.info
+        if self.info.get("state") in END_STATES and self.follow_newer_run(poll):
             return
         self.update_panels()
         now = time.monotonic()
@@ -118,18 +129,13 @@ class TrainScreen(ModeScreen):
             self.last_draw = now
         self.check_alarms()
 
-    def follow_newer_run(self) -> bool:
+    def follow_newer_run(self, poll) -> bool:
         """A run started elsewhere (the CLI, another terminal) while this one had ended: follow it."""
-        now = time.monotonic()
-        if now - self.last_scan < NEWER_RUN_SCAN_S:
-            return False
-        self.last_scan = now
-        dirs = runs.run_dirs(self.workspace)
+        newest = poll.runs[0] if poll.runs else None
         # Only a run that appeared after attaching: one picked from the list on purpose stays shown.
-        newer = dirs[0] if dirs and dirs[0] not in (self.run_dir, self.newest_at_attach) else None
-        if newer and runs.run_info(newer).get("state") in LIVE_STATES:
-            self.notify(f"following the new run {newer.name}")
-            self.attach(newer)
+        if newest and newest.run_dir not in (self.run_dir, self.newest_at_attach) and newest.live:
+            self.notify(f"following the new run {newest.run_dir.name}")
+            self.attach(newest.run_dir, poll)
             return True
         return False
 
@@ -173,7 +179,7 @@ class TrainScreen(ModeScreen):
         if alarms:
             a = alarms[-1]
             lines.append(f"⚠ {a.get('kind')} @{a.get('iteration')}: {a.get('message')}")
-        if state in ("failed", "diverged") and info.get("reason"):
+        if state in ("failed", "diverged", runs.UNREADABLE) and info.get("reason"):
             lines.append(f"✗ {state}: {info['reason']}")
         alarm = self.query_one("#run-alarm", Static)
         alarm.update(Text("\n".join(lines)))
@@ -216,7 +222,7 @@ class TrainScreen(ModeScreen):
 
     def started(self, run_dir: Path) -> None:
         self.notify(f"started run {run_dir.name}; it goes on if you quit (q)")
-        self.attach(run_dir)
+        self.attach(run_dir, self.app.poll_runs())
 
     def _control(self, action, done: str) -> None:
         if self.run_dir is None:
@@ -228,7 +234,7 @@ class TrainScreen(ModeScreen):
             self.notify(str(exc), severity="error", timeout=10)
             return
         self.notify(done.format(result=result))
-        self.poll(force=True)
+        self.refresh_now()
 
     def action_stop_run(self) -> None:
         self._control(runs.stop_run, "asked the run to stop; it saves its adapter at the next step")

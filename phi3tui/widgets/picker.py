@@ -1,0 +1,131 @@
+"""The one picker: choose one item (a run's checkpoint, an adapter folder, a model, a preset) or several
+(LoRA keys) from a list of (label, value) choices, by keyboard. What the choices are comes from core;
+this only shows them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, OptionList, SelectionList, Static
+from textual.widgets.option_list import Option
+from textual.widgets.selection_list import Selection
+
+
+class Picker(ModalScreen[Any]):
+    """Dismisses with the chosen value (or the list of chosen values when `multi`); None when cancelled.
+
+    current: the value in use now, marked "(now)" and highlighted. empty: said when there are no choices;
+    note: said under the list in any case. from_path: when given, a box where a
+    path can be typed instead; it turns the text into a value or raises one of `path_errors`, whose
+    message is shown in the dialog.
+    """
+
+    DEFAULT_CSS = """
+    Picker { align: center middle; }
+    Picker > Vertical {
+        width: 90%; max-width: 100; height: auto; max-height: 90%;
+        border: round $accent; background: $panel; padding: 0 1;
+    }
+    Picker #pick-title { text-style: bold; }
+    Picker #pick-list { height: auto; max-height: 16; }
+    Picker .hint { color: $text-muted; }
+    Picker Input { height: 1; border: none; padding: 0 1; }
+    Picker Input:focus { background: $boost; border: none; }
+    Picker #pick-error { color: $error; height: auto; }
+    """
+    BINDINGS = [
+        # priority: the list would take enter for itself (SelectionList toggles with it)
+        Binding("enter", "choose", "Choose", priority=True, id="picker.choose"),
+        Binding("escape", "cancel", "Cancel", id="picker.cancel"),
+    ]
+
+    def __init__(
+        self,
+        title: str,
+        choices: list[tuple[str, Any]],
+        *,
+        multi: bool = False,
+        selected=(),
+        current: Any = None,
+        empty: str = "nothing to pick from",
+        note: str = "",
+        from_path: Callable[[str], Any] | None = None,
+        path_errors: tuple[type[Exception], ...] = (ValueError,),
+        path_prompt: str = "or type a path, enter",
+    ):
+        super().__init__()
+        self.title_text = title
+        self.choices = list(choices)
+        self.multi = multi
+        self.selected = list(selected)
+        self.current = current
+        self.empty = empty
+        self.note = note
+        self.from_path = from_path
+        self.path_errors = path_errors
+        self.path_prompt = path_prompt
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, id="pick-title", markup=False)
+            if self.multi:
+                yield SelectionList(
+                    *[Selection(label, i, value in self.selected) for i, (label, value) in enumerate(self.choices)],
+                    id="pick-list",
+                )
+            else:
+                options = [
+                    Option(label + ("  (now)" if self.current is not None and value == self.current else ""))
+                    for label, value in self.choices
+                ]
+                yield OptionList(*options, id="pick-list")
+            if not self.choices or self.note:
+                yield Static(self.note or self.empty, id="pick-empty", classes="hint", markup=False)
+            if self.from_path is not None:
+                yield Input(placeholder=self.path_prompt, id="pick-path")
+                yield Static("", id="pick-error", markup=False)
+            keys = "space toggle · enter done" if self.multi else "enter choose"
+            path = " · tab to the path box" if self.from_path is not None else ""
+            yield Static(f"↑/↓ move{path} · {keys} · esc cancel", classes="hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        values = [value for _, value in self.choices]
+        if not self.multi and self.current is not None and self.current in values:
+            self.query_one(OptionList).highlighted = values.index(self.current)
+        self.query_one("#pick-list").focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(self.choices[event.option_index][1])
+
+    def action_choose(self) -> None:
+        if self.from_path is not None and self.focused is self.query_one("#pick-path", Input):
+            self.choose_path(self.query_one("#pick-path", Input).value)
+        elif self.multi:
+            chosen = sorted(self.query_one(SelectionList).selected)
+            self.dismiss([self.choices[i][1] for i in chosen])
+        else:
+            index = self.query_one(OptionList).highlighted
+            if index is not None and self.choices:
+                self.dismiss(self.choices[index][1])
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.choose_path(event.value)
+
+    def choose_path(self, text: str) -> None:
+        try:
+            value = self.from_path(text.strip() or ".")
+        except self.path_errors as exc:
+            self.query_one("#pick-error", Static).update(str(exc))
+            return
+        self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
