@@ -132,7 +132,7 @@ async def test_config_number_box_keeps_digits_and_passes_help(demo_workspace):
         await _help_opens_and_closes(pilot, app)
         assert app.focused is field
         await pilot.press("ctrl+t")  # Presets (F7) has a key a Mac reaches without Fn
-        await _wait_screen(pilot, app, "PickScreen")
+        await _wait_screen(pilot, app, "Picker")
         await pilot.press("escape")
         await _wait_screen(pilot, app, "ConfigScreen")
         field.focus()
