@@ -554,3 +554,103 @@ def test_run_preparation_with_a_model_not_downloaded_keeps_the_warning_offline(d
     values, findings = prepare_run_config(path, demo_workspace)
     assert values["model"] == "acme/not-downloaded-model"
     assert [f.level for f in findings if f.field == "model"] == ["warning"]  # the run may still download it
+
+
+# -- edits are transactions ---------------------------------------------------------------------
+COMMENTED_YAML = """\
+model: model
+lora_parameters:  # keys: which layers
+  # the modules inside each block
+  keys:
+    - self_attn.o_proj
+    - self_attn.qkv_proj  # qkv: fused in Phi-3
+  rank: 8
+learning_rate: 1e-5  # lr: small
+resume_adapter_file:  # file: none yet
+iters: 100
+"""
+
+
+def test_block_value_replaced_under_a_key_line_whose_comment_has_a_colon():
+    doc = ConfigDocument(COMMENTED_YAML)
+    doc.set(("lora_parameters",), {"keys": ["mlp.down_proj"], "rank": 4})  # a mapping sets its keys in place
+    assert doc.text == COMMENTED_YAML.replace(
+        "    - self_attn.o_proj\n    - self_attn.qkv_proj  # qkv: fused in Phi-3\n", "    - mlp.down_proj\n"
+    ).replace("rank: 8", "rank: 4")
+    doc = ConfigDocument(COMMENTED_YAML)
+    doc.set(("lora_parameters",), None)  # the whole block replaced by one value
+    assert doc.text == COMMENTED_YAML.replace(
+        "lora_parameters:  # keys: which layers\n  # the modules inside each block\n"
+        "  keys:\n    - self_attn.o_proj\n    - self_attn.qkv_proj  # qkv: fused in Phi-3\n  rank: 8\n",
+        "lora_parameters: null  # keys: which layers\n  # the modules inside each block\n")
+    assert doc.values["lora_parameters"] is None and doc.values["iters"] == 100
+    doc = ConfigDocument(COMMENTED_YAML)
+    doc.set(("lora_parameters", "keys"), [])  # a nested block list replaced by a flow one
+    assert doc.text == COMMENTED_YAML.replace(
+        "  keys:\n    - self_attn.o_proj\n    - self_attn.qkv_proj  # qkv: fused in Phi-3\n", "  keys: []\n")
+
+
+def test_scalar_value_replaced_beside_a_comment_with_a_colon():
+    doc = ConfigDocument(COMMENTED_YAML)
+    doc.set(("learning_rate",), 2e-5)
+    assert doc.text == COMMENTED_YAML.replace("learning_rate: 1e-5  # lr: small", "learning_rate: 2e-05  # lr: small")
+    doc.set(("resume_adapter_file",), "adapters/a.safetensors")  # an empty value: it goes after the key's colon
+    assert doc.text == COMMENTED_YAML.replace("learning_rate: 1e-5", "learning_rate: 2e-05").replace(
+        "resume_adapter_file:  # file: none yet", "resume_adapter_file: adapters/a.safetensors  # file: none yet")
+    assert doc.values["resume_adapter_file"] == "adapters/a.safetensors"
+
+
+@pytest.mark.parametrize("text, edit, words", [
+    ("iters: 100\nbatch_size: 4\niters: 200\n", ("set", ("iters",), 5), "written 2 times (lines 1, 3)"),
+    ("base: &lp {rank: 8}\nlora_parameters: *lp\n", ("set", ("lora_parameters", "rank"), 4), "anchor"),
+    ("lora_parameters: 8\n", ("set", ("lora_parameters", "rank"), 4), "lora_parameters is not a mapping"),
+    ("lora_layers: 8\nnum_layers: 4\n", ("rename", ("lora_layers",), "num_layers"), "already at line 2"),
+])
+def test_an_edit_that_cannot_be_made_changes_nothing(text, edit, words):
+    from phi3tui.core.config.document import DocumentEditError
+
+    doc = ConfigDocument(text)
+    with pytest.raises(DocumentEditError, match=re.escape(words)):
+        getattr(doc, edit[0])(*edit[1:])
+    assert doc.text == text and not doc.modified
+    doc.set(("seed",), 1)  # the document still takes edits after a refused one
+    assert doc.text == text + "seed: 1\n"
+
+
+def test_a_migration_that_cannot_be_made_in_full_changes_nothing():
+    from phi3tui.core.config.document import DocumentEditError
+    from phi3tui.core.config.migrate import Change, apply_changes
+
+    text = "lora_layers: 8\nlora_parameters: 8\n"
+    doc = ConfigDocument(text)
+    changes = [Change("rename:lora_layers", "lora_layers", "", "", (("rename", ("lora_layers",), "num_layers"),)),
+               Change("add:lora_parameters.rank", "lora_parameters.rank", "add rank: 8", "",
+                      (("set", ("lora_parameters", "rank"), 8),))]
+    with pytest.raises(DocumentEditError, match=r"\[add:lora_parameters.rank\].*not a mapping"):
+        apply_changes(doc, changes)
+    assert doc.text == text and not doc.modified  # the first change, which could be made, is undone too
+
+
+def test_cli_migrate_whose_write_fails_says_so_and_leaves_the_file(demo_workspace):
+    import resource
+    import signal
+
+    from tests.conftest import REPO
+
+    path = demo_workspace / "tutorial.yaml"
+    path.write_text(TUTORIAL_YAML)
+
+    def no_file_growth():
+        # A full disk, as the kernel reports it to this process alone: writes to files fail with EFBIG
+        # (works as root too, where a read-only folder would not stop the write).
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+
+    failed = subprocess.run([sys.executable, "-m", "phi3tui", "config", "migrate", str(path), "--write"],
+                            capture_output=True, text=True, timeout=600, cwd=REPO, preexec_fn=no_file_growth,
+                            env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    assert failed.returncode == 2, failed.stdout + failed.stderr
+    assert f"cannot write {path}" in failed.stderr and "is unchanged" in failed.stderr, failed.stderr
+    assert "wrote" not in failed.stdout and "Traceback" not in failed.stderr
+    assert path.read_text() == TUTORIAL_YAML
+    assert [p.name for p in demo_workspace.iterdir() if "tutorial.yaml" in p.name] == ["tutorial.yaml"]  # no temp left

@@ -38,7 +38,8 @@ def register(subparsers) -> None:
         description=(
             "List the changes that make an old lora_config.yaml work with today's mlx-lm, with the reason for each, "
             "and the resulting diff. Nothing changes on disk without --write; --write edits only those keys, "
-            "keeping comments, order and unknown keys, and writes atomically."
+            "keeping comments, order and unknown keys, and writes atomically. Exit status: 0 done (or nothing to do), "
+            "2 the file cannot be read, migrated or written (then it is unchanged)."
         ),
     )
     migrate.add_argument("file", help="the lora_config.yaml to migrate")
@@ -88,8 +89,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    from phi3tui.core.config import ConfigDocument
-    from phi3tui.core.config import apply_changes
+    from phi3tui.core.config import ConfigDocument, DocumentEditError, apply_changes
+    from phi3tui.core.files import disk_error_message
 
     path, text, review = _review(args)
     if review is None:
@@ -107,11 +108,19 @@ def run_migrate(args: argparse.Namespace) -> int:
     for change in review.changes:
         mark = "skip" if change.id in args.skip else "    "
         print(f"{mark} [{change.id}] {change.summary}\n       why: {change.why}")
-    apply_changes(doc, chosen)
+    try:
+        apply_changes(doc, chosen)
+    except DocumentEditError as exc:
+        print(f"phi3tui config migrate: cannot migrate {path}: {exc}; {path} is unchanged", file=sys.stderr)
+        return 2
     diff = difflib.unified_diff(text.splitlines(True), doc.text.splitlines(True), str(path), f"{path} (migrated)")
     sys.stdout.writelines(diff)
     if args.write:
-        doc.save()
+        try:
+            doc.save()
+        except OSError as exc:
+            print(f"phi3tui config migrate: {disk_error_message(exc, path)} ({path} is unchanged)", file=sys.stderr)
+            return 2
         print(f"wrote {path} ({len(chosen)} change(s))")
     else:
         print("nothing written; add --write to make these changes")

@@ -161,6 +161,14 @@ class ConfigForm(VerticalScroll):
         finally:
             self.call_after_refresh(self._done_loading)
 
+    def refuse(self, path: tuple[str, ...], message: str, values: dict) -> None:
+        """An edit the document could not make: show the values it still holds, and why, under the field."""
+        self.set_values(values)
+        if self.field_id(path) in self._by_id:
+            bad = self.query_one("#" + self.field_id(path) + "-bad", Static)
+            bad.update(message)
+            bad.add_class("-shown")
+
     def _done_loading(self) -> None:
         self._loading = False
 

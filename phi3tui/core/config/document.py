@@ -5,12 +5,15 @@ span it is about (a value, a key name, one list) and leaves every other byte as 
 comments, blank lines, key order, quoting, indentation and keys we do not know. Loading and saving
 with no edit gives the same bytes. Values are always read back with mlx-lm's own semantics
 (`load_values`), never from ruamel's YAML 1.2 view (where `yes` is a string and `1e-6` might differ).
+Every edit is a transaction: one that cannot be made, or does not read back as asked, leaves the text as it was.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +43,6 @@ def _find_key(node, key: str):
         if knode.value == key:
             return knode, vnode
     return None
-
-
-def _last_scalar(node):
-    """The last scalar inside a node: where a block collection really ends (its end mark runs on)."""
-    while not hasattr(node, "value") or isinstance(node.value, list):
-        if not node.value:
-            return node
-        last = node.value[-1]
-        node = last[1] if isinstance(last, tuple) else last
-    return node
 
 
 def _line_start(text: str, index: int) -> int:
@@ -115,8 +108,53 @@ def _block_text(key: str, value: Any, indent: str, step: str = "  ") -> str:
     return f"{indent}{scalar_text(key)}: {_flow_text(value)}\n"
 
 
+_ABSENT = object()
+
+
+def _value_end(text: str, node) -> int:
+    """Index just past a value's own text. A block collection's end mark runs on over the comments and
+    blank lines up to the next key, and a block scalar's takes its trailing newlines: neither is the value."""
+    if isinstance(node.value, list) and node.value and not getattr(node, "flow_style", False):
+        last = node.value[-1]
+        return _value_end(text, last[1] if isinstance(last, tuple) else last)
+    end = node.end_mark.index
+    if getattr(node, "style", None) in ("|", ">"):
+        while end > node.start_mark.index and text[end - 1] == "\n":
+            end -= 1
+    return end
+
+
+def _colon_after(text: str, knode) -> int:
+    """The `:` that ends a block mapping's key: the parser's end of the key, then only blanks. (A `:` found
+    by searching the line could be one inside the key line's comment.)"""
+    at = knode.end_mark.index
+    while text[at : at + 1] in (" ", "\t"):
+        at += 1
+    if text[at : at + 1] != ":":
+        raise DocumentEditError(f"the key at line {knode.start_mark.line + 1} is not a plain `key:`; edit it in the file")
+    return at
+
+
+def _same_except(before: Any, after: Any, path: Path_) -> bool:
+    """Whether `after` equals `before` everywhere except at `path` (a level that was not a mapping before
+    was replaced whole)."""
+    if not path or not isinstance(before, dict) or not isinstance(after, dict):
+        return True
+    others = (set(before) | set(after)) - {path[0]}
+    return all(before.get(k, _ABSENT) == after.get(k, _ABSENT) for k in others) and _same_except(
+        before.get(path[0]), after.get(path[0]), path[1:])
+
+
+def _dotted(path: Path_) -> str:
+    return ".".join(path)
+
+
 class ConfigDocument:
-    """The text of a lora_config.yaml with in-place edits. `text` is what `save` writes."""
+    """The text of a lora_config.yaml with in-place edits. `text` is what `save` writes.
+
+    Every edit is a transaction: it is made, read back with mlx-lm's loader and compared (the edited key
+    holds the new value, every other value is as it was); when it cannot be made or does not read back,
+    the text (and so `modified`) is exactly what it was before, and DocumentEditError says why."""
 
     def __init__(self, text: str = "", path: Path | str | None = None):
         self.path = Path(path) if path is not None else None
@@ -170,85 +208,146 @@ class ConfigDocument:
             knode, node = found
         return knode.start_mark.line + 1 if knode is not None else None
 
+    def _locate(self, path: Path_):
+        """(key node, value node) of the key an edit is about, or None when a key on the path is absent.
+        Refuses a key written twice (mlx-lm reads the last, an edit would land on one) and a value shared
+        through a YAML anchor or alias (an edit would change the other keys that use it too)."""
+        node, found = self._root, None
+        for depth, key in enumerate(path):
+            matches = [(k, v) for k, v in _mapping_items(node) if k.value == key]
+            if not matches:
+                return None
+            where = _dotted(path[: depth + 1])
+            if len(matches) > 1:
+                lines = ", ".join(str(k.start_mark.line + 1) for k, _ in matches)
+                raise DocumentEditError(f"{where} is written {len(matches)} times (lines {lines}) and mlx-lm reads "
+                                        "only the last; delete the others in the file")
+            found = matches[0]
+            knode, node = found
+            if node.start_mark.index < knode.end_mark.index or getattr(node, "anchor", None):
+                raise DocumentEditError(f"{where} (line {knode.start_mark.line + 1}) shares its value through a YAML "
+                                        "anchor (&) or alias (*); edit it in the file")
+        return found
+
     # -- editing ------------------------------------------------------------
+    @contextmanager
+    def transaction(self, what: str = "the edit"):
+        """All the edits inside happen, or none: on any failure the text is put back as it was."""
+        from ruamel.yaml.error import YAMLError as RoundTripError
+
+        text, root = self.text, self._root
+        try:
+            yield
+        except (yaml.YAMLError, RoundTripError) as exc:
+            self.text, self._root = text, root
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DocumentEditError(f"{what} would not leave valid YAML ({problem}); nothing was changed, "
+                                    "edit it in the file") from None
+        except BaseException:
+            self.text, self._root = text, root
+            raise
+
     def _splice(self, start: int, end: int, new: str) -> None:
         text = self.text[:start] + new + self.text[end:]
         root = _compose(text) if text.strip() else None
+        if root is not None and not root.tag.endswith(":map"):
+            raise DocumentEditError("the top level would no longer be a mapping")
         self.text, self._root = text, root
 
     def set(self, path: Path_ | str, value: Any) -> None:
         """Set the value at `path` (e.g. ("lora_parameters", "rank")), adding the key if absent."""
         path = (path,) if isinstance(path, str) else tuple(path)
-        node = self._node(path)
-        if node is None:
-            self._add(path, value)
-        elif isinstance(value, dict):
-            if not node.tag.endswith(":map") or getattr(node, "flow_style", False):
-                self._replace_node(node, _flow_text(value))
+        with self.transaction(f"setting {_dotted(path)}"):
+            before = self.values
+            found = self._locate(path)
+            if found is None:
+                self._add(path, value)
             else:
-                for k, v in value.items():
-                    self.set(path + (str(k),), v)
-        elif isinstance(value, (list, tuple)):
-            self._set_list(node, list(value))
-        else:
-            quote = node.style if getattr(node, "style", None) in ("'", '"') else None
-            if node.tag.endswith(":seq") or node.tag.endswith(":map"):
-                self._replace_node(node, _flow_text(value))
-            else:
-                self._splice(node.start_mark.index, node.end_mark.index, scalar_text(value, quote))
-        self._verify(path, value)
+                knode, node = found
+                if isinstance(value, dict):
+                    if not node.tag.endswith(":map") or getattr(node, "flow_style", False):
+                        self._replace_value(knode, node, _flow_text(value))
+                    else:
+                        for k, v in value.items():
+                            self.set(path + (str(k),), v)
+                elif isinstance(value, (list, tuple)):
+                    self._set_list(knode, node, list(value))
+                else:
+                    quote = node.style if getattr(node, "style", None) in ("'", '"') else None
+                    self._replace_value(knode, node, scalar_text(value, quote))
+            self._verify(path, value, before)
 
-    def _verify(self, path: Path_, value: Any) -> None:
-        got: Any = self.values
+    def _verify(self, path: Path_, value: Any, before: dict) -> None:
+        after: Any = self.values
+        got: Any = after
         for key in path:
             got = got.get(key) if isinstance(got, dict) else None
         expected = list(value) if isinstance(value, tuple) else value
         if isinstance(expected, dict) and isinstance(got, dict):
             got = {k: got.get(k) for k in expected}
         if got != expected:
-            raise DocumentEditError(f"setting {'.'.join(path)} did not read back as {value!r} (got {got!r})")
+            raise DocumentEditError(f"setting {_dotted(path)} did not read back as {value!r} (got {got!r}); "
+                                    "nothing was changed, edit it in the file")
+        if not _same_except(before, after, path):
+            raise DocumentEditError(f"setting {_dotted(path)} would change other keys too; nothing was changed, "
+                                    "edit it in the file")
 
-    def _replace_node(self, node, new: str) -> None:
+    def _replace_value(self, knode, node, new: str) -> None:
+        """Put `new` (one line of YAML) where the value of `knode` is, keeping the key line's comment."""
         if getattr(node, "flow_style", None) is False and isinstance(node.value, list):
-            # A block collection: rewrite from its first line to the end of its last line.
-            start = _line_start(self.text, node.start_mark.index)
-            end = _line_end(self.text, _last_scalar(node).end_mark.index)
-            key_line_end = self.text.rfind("\n", 0, start)
-            # Put the flow value right after "key:" on the key's line.
-            colon = self.text.rfind(":", 0, key_line_end + 1 if key_line_end >= 0 else start)
-            self._splice(colon + 1, end, f" {new}\n")
-        else:
-            self._splice(node.start_mark.index, node.end_mark.index, new)
+            self._replace_block(knode, node, new)
+            return
+        start, end = node.start_mark.index, _value_end(self.text, node)
+        if start == end and knode is not None:
+            # An empty value: its mark is wherever the next token starts (often the next line), so the
+            # value goes right after the key's colon: `key:  # note` becomes `key: new  # note`.
+            start = end = _colon_after(self.text, knode) + 1
+            new = " " + new
+        self._splice(start, end, new)
 
-    def _set_list(self, node, items: list) -> None:
+    def _replace_block(self, knode, node, new: str) -> None:
+        """A block collection becomes a one-line value right after its key's colon. The key line's comment
+        and the comment lines above the first item stay; the item lines go."""
+        if knode is None:
+            raise DocumentEditError("a block value that is not under a key; edit it in the file")
+        text = self.text
+        colon = _colon_after(text, knode)
+        key_line_end = _line_end(text, colon)
+        first = _line_start(text, node.start_mark.index)
+        if first < key_line_end:
+            raise DocumentEditError(f"the value of the key at line {knode.start_mark.line + 1} starts on the key's "
+                                    "line; edit it in the file")
+        end = _line_end(text, _value_end(text, node))
+        self._splice(colon + 1, end, " " + new + text[colon + 1 : key_line_end] + text[key_line_end:first])
+
+    def _set_list(self, knode, node, items: list) -> None:
         if not node.tag.endswith(":seq"):
-            self._replace_node(node, _flow_text(items))
+            self._replace_value(knode, node, _flow_text(items))
             return
         quote = next((i.style for i in node.value if getattr(i, "style", None) in ("'", '"')), None)
-        if node.flow_style or not node.value:
-            self._replace_node(node, _flow_text(items, quote))
+        if node.flow_style or not node.value or not items:
+            self._replace_value(knode, node, _flow_text(items, quote))
             return
         # A block list: keep its indentation, one "- item" line per item.
         first = node.value[0]
         line_start = _line_start(self.text, first.start_mark.index)
         dash = self.text.rfind("-", line_start, first.start_mark.index)
+        if dash < 0 or self.text[line_start:dash].strip():
+            raise DocumentEditError(f"the list at line {first.start_mark.line + 1} is not one `- item` a line; "
+                                    "edit it in the file")
         prefix = self.text[line_start:dash]
         gap = self.text[dash + 1 : first.start_mark.index]
-        end = _line_end(self.text, _last_scalar(node).end_mark.index)
-        lines = "".join(f"{prefix}-{gap}{_flow_text(i, quote)}\n" for i in items)
-        if not items:
-            self._replace_node(node, "[]")
-            return
-        self._splice(line_start, end, lines)
+        end = _line_end(self.text, _value_end(self.text, node))
+        self._splice(line_start, end, "".join(f"{prefix}-{gap}{_flow_text(i, quote)}\n" for i in items))
 
     def _add(self, path: Path_, value: Any) -> None:
         # Find the deepest existing mapping on the path; write the rest beneath it as a block.
         parent, depth, owner = self._root, 0, None
         while depth < len(path) - 1:
-            found = _find_key(parent, path[depth])
+            found = self._locate(path[: depth + 1])
             if found is None or not found[1].tag.endswith(":map"):
                 if found is not None:
-                    raise DocumentEditError(f"{'.'.join(path[:depth + 1])} is not a mapping; fix it in the file")
+                    raise DocumentEditError(f"{_dotted(path[:depth + 1])} is not a mapping; fix it in the file")
                 break
             owner, parent, depth = found[0], found[1], depth + 1
         nested: Any = value
@@ -260,11 +359,9 @@ class ConfigDocument:
             if parent is not None and parent.value:
                 first_key = parent.value[0][0]
                 indent = " " * first_key.start_mark.column
-            text = self.text
-            if text and not text.endswith("\n"):
-                text += "\n"
-            self.text = text
-            self._splice(len(text), len(text), _block_text(key, nested, indent))
+            at = len(self.text)
+            self._splice(at, at, ("\n" if self.text and not self.text.endswith("\n") else "")
+                         + _block_text(key, nested, indent))
             return
         if getattr(parent, "flow_style", False):
             current = self.values
@@ -272,49 +369,70 @@ class ConfigDocument:
                 current = current[k]
             merged = dict(current)
             merged[key] = nested
-            self._replace_node(parent, _flow_text(merged))
+            self._replace_value(owner, parent, _flow_text(merged))
             return
         if not parent.value:
-            raise DocumentEditError(f"{'.'.join(path[:depth])} is empty; add a key to it in the file")
+            raise DocumentEditError(f"{_dotted(path[:depth])} is empty; add a key to it in the file")
         first_key = parent.value[0][0]
         indent = " " * first_key.start_mark.column
         step = " " * max(2, first_key.start_mark.column - owner.start_mark.column)
-        at = _line_end(self.text, _last_scalar(parent).end_mark.index)
+        at = _line_end(self.text, _value_end(self.text, parent))
         self._splice(at, at, _block_text(key, nested, indent, step))
 
     def rename(self, path: Path_, new_key: str) -> None:
         """Rename a key where it stands, keeping its value and comments."""
-        node = self._root
-        for key in path[:-1]:
-            node = _find_key(node, key)[1]
-        found = _find_key(node, path[-1])
-        if found is None:
-            raise DocumentEditError(f"{'.'.join(path)} is not in the file")
-        knode = found[0]
-        self._splice(knode.start_mark.index, knode.end_mark.index, scalar_text(new_key))
+        path = tuple(path)
+        with self.transaction(f"renaming {_dotted(path)} to {new_key}"):
+            before = self.values
+            found = self._locate(path)
+            if found is None:
+                raise DocumentEditError(f"{_dotted(path)} is not in the file")
+            parent = self._locate(path[:-1])[1] if len(path) > 1 else self._root
+            clash = _find_key(parent, new_key)
+            if clash is not None:
+                raise DocumentEditError(f"cannot rename {_dotted(path)} to {new_key}: {new_key} is already at line "
+                                        f"{clash[0].start_mark.line + 1}; remove one of them in the file")
+            knode = found[0]
+            self._splice(knode.start_mark.index, knode.end_mark.index, scalar_text(new_key))
+            expected = copy.deepcopy(before)
+            level = expected
+            for key in path[:-1]:
+                level = level[key]
+            level[new_key] = level.pop(path[-1])
+            if self.values != expected:
+                raise DocumentEditError(f"renaming {_dotted(path)} to {new_key} did not read back; edit it in the file")
 
     def delete(self, path: Path_) -> None:
-        """Remove a key and its value (its lines, in block style)."""
-        node = self._root
-        for key in path[:-1]:
-            node = _find_key(node, key)[1]
-        found = _find_key(node, path[-1])
-        if found is None:
-            return
-        knode, vnode = found
-        if getattr(node, "flow_style", False):
-            current = self.values
-            for k in path[:-1]:
-                current = current[k]
-            self._replace_node(node, _flow_text({k: v for k, v in current.items() if k != path[-1]}))
-            return
-        start = _line_start(self.text, knode.start_mark.index)
-        last = _last_scalar(vnode) if isinstance(vnode.value, list) else vnode
-        end = _line_end(self.text, max(last.end_mark.index - 1, knode.end_mark.index))
-        self._splice(start, end, "")
+        """Remove a key and its value (its lines, in block style). A key that is not there is already gone."""
+        path = tuple(path)
+        with self.transaction(f"removing {_dotted(path)}"):
+            before = self.values
+            found = self._locate(path)
+            if found is None:
+                return
+            parent_found = self._locate(path[:-1]) if len(path) > 1 else (None, self._root)
+            owner, parent = parent_found
+            knode, vnode = found
+            if getattr(parent, "flow_style", False):
+                current = before
+                for k in path[:-1]:
+                    current = current[k]
+                self._replace_value(owner, parent, _flow_text({k: v for k, v in current.items() if k != path[-1]}))
+            else:
+                start = _line_start(self.text, knode.start_mark.index)
+                end = _line_end(self.text, max(_value_end(self.text, vnode), knode.end_mark.index))
+                self._splice(start, end, "")
+            expected = copy.deepcopy(before)
+            level = expected
+            for key in path[:-1]:
+                level = level[key]
+            level.pop(path[-1], None)
+            if self.values != expected:
+                raise DocumentEditError(f"removing {_dotted(path)} did not read back; edit it in the file")
 
     # -- saving -------------------------------------------------------------
     def save(self, path: Path | str | None = None) -> Path:
+        """Write the text atomically. On an OSError the file and the document are as they were."""
         target = Path(path) if path is not None else self.path
         if target is None:
             raise DocumentEditError("this config has no file yet; choose where to save it")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from phi3tui.core.config.document import ConfigDocument
+from phi3tui.core.config.document import ConfigDocument, DocumentEditError
 
 # Old names for modules that Phi-3 fuses (and the reverse, for models that keep them apart).
 FUSED_INTO = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj",
@@ -186,16 +186,21 @@ def _lora_parameter_changes(lora: dict, lora_defaults: dict, block_modules, top_
 
 
 def apply_changes(doc: ConfigDocument, changes: list[Change]) -> None:
-    """Make the changes in the document's text (not saved)."""
-    for change in changes:
-        for edit in change.edits:
-            if edit[0] == "rename":
-                if doc.has(edit[1]):
-                    doc.rename(edit[1], edit[2])
-            elif edit[0] == "set":
-                doc.set(edit[1], edit[2])
-            elif edit[0] == "delete":
-                doc.delete(edit[1])
+    """Make the changes in the document's text (not saved): all of them, or (DocumentEditError, naming the
+    change that could not be made) none."""
+    with doc.transaction("the migration"):
+        for change in changes:
+            try:
+                for edit in change.edits:
+                    if edit[0] == "rename":
+                        if doc.has(edit[1]):
+                            doc.rename(edit[1], edit[2])
+                    elif edit[0] == "set":
+                        doc.set(edit[1], edit[2])
+                    elif edit[0] == "delete":
+                        doc.delete(edit[1])
+            except DocumentEditError as exc:
+                raise DocumentEditError(f"[{change.id}] {change.summary}: {exc}") from None
 
 
 def migrated_text(text: str, changes: list[Change]) -> str:

@@ -20,6 +20,7 @@ from textual.widgets import Label, ProgressBar, Static
 
 from phi3tui.core.config import ConfigError
 from phi3tui.core.config import ConfigDocument, DocumentEditError
+from phi3tui.core.files import disk_error_message
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.config_form import ConfigForm
 
@@ -219,12 +220,17 @@ class ConfigScreen(ModeScreen):
 
         if self.doc is None:
             return
+        form = self._form()
         try:
             apply_field_edit(self.doc, event.path, event.value, self._train_size())
         except (DocumentEditError, ValueError) as exc:
-            self.notify(f"{'.'.join(event.path)}: {exc}", severity="error")
+            # The document is as it was: the form goes back to showing what the file says.
+            message = f"{'.'.join(event.path)}: {exc}"
+            self.notify(message, severity="error")
+            if form is not None:
+                form.refuse(event.path, message, self.doc.values)
+            self._update_status()
             return
-        form = self._form()
         if form is not None:
             if event.path == ("epochs",) or event.path[0] == "lr_schedule":
                 form.set_values(self.doc.values)  # iters (or the schedule's other fields) changed too
@@ -236,10 +242,11 @@ class ConfigScreen(ModeScreen):
     def apply_values(self, values: dict) -> None:
         """Lay values over the document (a preset, a pick), as if typed into the form."""
         try:
-            for key, value in values.items():
-                self.doc.set((key,), value)
+            with self.doc.transaction():
+                for key, value in values.items():
+                    self.doc.set((key,), value)
         except DocumentEditError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(f"nothing was changed: {exc}", severity="error")
         self._refresh_form()
 
     # -- actions --------------------------------------------------------------------------
@@ -253,7 +260,11 @@ class ConfigScreen(ModeScreen):
             self.notify("the file cannot be read; fix it with ctrl+o first", severity="error")
             return
         path = self.workspace.config_path
-        on_disk = path.read_text(encoding="utf-8") if path.exists() else None
+        try:
+            on_disk = path.read_text(encoding="utf-8") if path.exists() else None
+        except OSError as exc:
+            self.notify(f"cannot save {path}: {exc.strerror or exc}; it must be a file you can read", severity="error")
+            return
         if on_disk is not None and on_disk != self.doc.saved_text:
             from phi3tui.widgets.confirm_dialog import ConfirmDialog
 
@@ -264,14 +275,17 @@ class ConfigScreen(ModeScreen):
             return
         self._save()
 
-    def _save(self) -> None:
+    def _save(self) -> bool:
+        """Whether the file now holds the form; on a failure it says why and the file is as it was."""
         try:
             self.doc.save(self.workspace.config_path)
         except OSError as exc:
-            self.notify(f"cannot save {self.workspace.config_path}: {exc}", severity="error")
-            return
+            self.notify(f"{disk_error_message(exc, self.workspace.config_path)} (nothing was written)",
+                        severity="error")
+            return False
         self.notify(f"saved {self.workspace.config_path.name}")
         self._update_status()
+        return True
 
     def action_migrate(self) -> None:
         if self.review is None or not self.review.changes:
@@ -287,11 +301,12 @@ class ConfigScreen(ModeScreen):
             return
         from phi3tui.core.config import apply_changes
 
-        self.rejected = {c.id for c in changes if c.id not in accepted}
         try:
             apply_changes(self.doc, [c for c in changes if c.id in accepted])
         except DocumentEditError as exc:
-            self.notify(f"cannot migrate: {exc}", severity="error")
+            self.notify(f"migration failed, nothing was changed: {exc}", severity="error")
+            return
+        self.rejected = {c.id for c in changes if c.id not in accepted}
         self.notify(f"{len(accepted)} change(s) applied, {len(self.rejected)} rejected; ctrl+s saves")
         self._refresh_form()
 
@@ -410,8 +425,7 @@ class ConfigScreen(ModeScreen):
             from phi3tui.widgets.confirm_dialog import ConfirmDialog
 
             async def answered(yes: bool | None) -> None:
-                if yes:
-                    self._save()
+                if yes and self._save():  # a failed save has said why; the editor would show the old file
                     await self._edit()
 
             self.app.push_screen(
