@@ -7,7 +7,7 @@ from importlib import import_module
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.signal import Signal
 
 from phi3tui.core.workspace import Workspace
@@ -40,6 +40,15 @@ APP_COLOUR_ROLES = {
 RUN_POLL_S = 0.5
 
 
+# The footer shows the five screen keys as one group: "12345 Screens".
+SCREEN_GROUP = Binding.Group("Screens", compact=True)
+# Shown in `?` help: where the screen keys work.
+KEY_RULE = (
+    "1–5 and ? work everywhere but in a text box that holds text, where they are typed "
+    "(a number box keeps its digits); F1–F5 switch screens from anywhere."
+)
+
+
 def screen_class(mode: str) -> type[Screen]:
     module, cls, _ = SCREENS[mode]
     return getattr(import_module(module), cls)
@@ -54,16 +63,25 @@ class Phi3App(PreferencesMixin, App):
     CSS = """
     Screen { layout: vertical; }
     #placeholder { padding: 1 2; }
+    /* A group's label ("12345 Screens") keeps a space before the next key in the compact footer. */
+    Footer.-compact FooterLabel { margin: 0 1 0 0; }
     """
     MODES = {mode: _mode_factory(mode) for mode in SCREENS}
+    # Screen keys and help are priority bindings, so they are tried before the focused widget; a text
+    # box lets 1–5 and ? through only while it is empty (widgets/text_box.py), and F1–F5 always.
     BINDINGS = [
-        Binding("f1,1", "switch_mode('data')", "Data", key_display="F1", id="app.mode.data"),
-        Binding("f2,2", "switch_mode('config')", "Config", key_display="F2", id="app.mode.config"),
-        Binding("f3,3", "switch_mode('train')", "Train", key_display="F3", id="app.mode.train"),
-        Binding("f4,4", "switch_mode('chat')", "Chat", key_display="F4", id="app.mode.chat"),
-        Binding("f5,5", "switch_mode('export')", "Export", key_display="F5", id="app.mode.export"),
-        Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
-        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("1,f1", "switch_mode('data')", "Data", key_display="1", priority=True, group=SCREEN_GROUP,
+                id="app.mode.data"),
+        Binding("2,f2", "switch_mode('config')", "Config", key_display="2", priority=True, group=SCREEN_GROUP,
+                id="app.mode.config"),
+        Binding("3,f3", "switch_mode('train')", "Train", key_display="3", priority=True, group=SCREEN_GROUP,
+                id="app.mode.train"),
+        Binding("4,f4", "switch_mode('chat')", "Chat", key_display="4", priority=True, group=SCREEN_GROUP,
+                id="app.mode.chat"),
+        Binding("5,f5", "switch_mode('export')", "Export", key_display="5", priority=True, group=SCREEN_GROUP,
+                id="app.mode.export"),
+        Binding("question_mark", "help", "Help", key_display="?", priority=True, id="app.help"),
+        Binding("q", "quit", "Quit", show=False, id="app.quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.quit_ctrl_c"),
     ]
 
@@ -135,10 +153,17 @@ class Phi3App(PreferencesMixin, App):
         from phi3tui.screens.help import describe_bindings
 
         # Shown with the user's keymap applied (settings.yaml `keymap:`).
-        sections = [("Everywhere", describe_bindings(self.remapped(self.BINDINGS)) + [("ctrl+p", "Command palette")])]
+        everywhere = describe_bindings(self.remapped(self.BINDINGS)) + [("ctrl+p", "Command palette")]
+        sections = [("Everywhere", everywhere + [("", KEY_RULE)])]
         for mode, (_, _, title) in SCREENS.items():
             sections.append((title, describe_bindings(self.remapped(screen_class(mode).BINDINGS))))
         return sections
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The priority screen keys and help stay out of dialogs (a dialog's own keys win there, as before).
+        if action in ("switch_mode", "help") and isinstance(self.screen, ModalScreen):
+            return False
+        return True
 
     async def action_quit(self) -> None:
         """Quit; a screen holding unsaved edits (has_unsaved_changes, e.g. the Config form) asks first.

@@ -13,7 +13,7 @@ from phi3tui.commands import COMMAND_MODULES
 def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
     parser = argparse.ArgumentParser(
         prog="phi3tui",
-        usage="phi3tui [-h] [--version] [WORKSPACE] | phi3tui COMMAND ...",
+        usage="phi3tui [-h] [--version] [--screen SCREEN] [WORKSPACE] | phi3tui COMMAND ...",
         description=(
             "Fine-tune Phi-3 with mlx-lm from the keyboard: data, config, training, chat, export. "
             "`phi3tui [WORKSPACE]` opens the app on a workspace (default: the current folder); "
@@ -48,21 +48,48 @@ def open_workspace(path: str, screen: str) -> int:
     return 0
 
 
+# Top-level options that take a value: the word after them is not a command or a workspace.
+VALUE_OPTIONS = ("--screen",)
+
+
+def first_word(argv: list[str]) -> int | None:
+    """Index of the first positional word, skipping option values: in `--screen train WS` it is WS
+    (every screen name is also a command name)."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word in VALUE_OPTIONS:
+            index += 2
+        elif word.startswith("-"):
+            index += 1
+        else:
+            return index
+    return None
+
+
+def plan(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace, str | None]:
+    """Parse argv: (parser, args, workspace). workspace is None for a command (args.func runs it),
+    else the folder to open ("" for settings.yaml's default) on args.screen."""
+    parser, commands = build_parser()
+    index = first_word(argv)
+    if index is not None and argv[index] in commands:
+        return parser, parser.parse_args(argv), None
+    rest_argv = argv if index is None else argv[:index] + argv[index + 1:]
+    opts, rest = parser.parse_known_args(rest_argv)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return parser, opts, "" if index is None else argv[index]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser, commands = build_parser()
-    # A first positional word that is not a command is the workspace to open.
-    positional = [a for a in argv if not a.startswith("-")]
-    if not positional or positional[0] not in commands:
-        opts, rest = parser.parse_known_args([a for a in argv if a not in positional[:1]])
-        if rest:
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        if positional:
-            return open_workspace(positional[0], opts.screen)
-        from phi3tui.core.settings import startup_workspace  # settings.yaml's default_workspace
+    parser, args, workspace = plan(argv)
+    if workspace is not None:
+        if not workspace:
+            from phi3tui.core.settings import startup_workspace  # settings.yaml's default_workspace
 
-        return open_workspace(startup_workspace(), opts.screen)
-    args = parser.parse_args(argv)
+            workspace = startup_workspace()
+        return open_workspace(workspace, args.screen)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

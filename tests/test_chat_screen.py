@@ -192,7 +192,7 @@ async def test_batch_compare_table_and_file(trained, tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_chat(app, pilot)
         screen.session.settings = GenerationSettings(max_tokens=8)
-        await pilot.press("ctrl+b")
+        await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen")
         modal = app.screen
         modal.query_one("#compare-file").value = str(prompts)

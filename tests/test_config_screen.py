@@ -113,7 +113,7 @@ async def test_migration_list_accepts_and_rejects(demo_workspace):
     app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_config(pilot, app)
-        assert "2 to migrate (F6)" in status(screen)
+        assert "2 to migrate (^g)" in status(screen)
         await open_migration_list(pilot, app)
         await pilot.press("space")  # the first change (lora_layers -> num_layers): rejected
         await pilot.press("enter")

@@ -55,3 +55,33 @@ def notification_sequence(title: str, body: str, kind: str, environ: dict | None
     if env.get("TMUX"):
         seq = f"{ESC}Ptmux;{seq.replace(ESC, ESC + ESC)}{ESC}\\"
     return seq
+
+
+# -- the clipboard --------------------------------------------------------------------------
+OSC52_NOTE = "sent to the terminal clipboard (OSC 52; Terminal.app ignores it, iTerm2 needs it allowed)"
+PBCOPY_NOTE = "copied to the Mac clipboard (pbcopy)"
+
+
+def local_clipboard_program(platform: str | None = None, environ: dict | None = None) -> str | None:
+    """pbcopy's path when the app runs on the Mac whose screen you see (macOS, not over SSH, pbcopy on
+    PATH), else None: then the copy goes to the terminal as OSC 52, which reaches the Mac over SSH too."""
+    import shutil
+    import sys
+
+    env = os.environ if environ is None else environ
+    if (platform or sys.platform) != "darwin" or env.get("SSH_CONNECTION") or env.get("SSH_TTY"):
+        return None
+    return shutil.which("pbcopy", path=env.get("PATH"))
+
+
+def copy_with_program(program: str, text: str) -> str | None:
+    """Give `text` to a clipboard program on its stdin. None when it worked, else why not."""
+    import subprocess
+
+    try:
+        done = subprocess.run([program], input=text.encode("utf-8"), capture_output=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{program} failed: {exc}"
+    if done.returncode != 0:
+        return f"{program} failed (exit {done.returncode}): {done.stderr.decode(errors='replace').strip()}"
+    return None

@@ -17,7 +17,7 @@ class ModeScreen(Screen):
     def compose(self) -> ComposeResult:
         yield WorkspaceHeader(self.TITLE)
         yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True)
 
     def compose_body(self) -> ComposeResult:
         raise NotImplementedError

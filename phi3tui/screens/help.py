@@ -10,14 +10,26 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 
+def key_name(key: str) -> str:
+    """A key as the footer writes it: f1 -> F1, ctrl+g -> ^g, question_mark -> ?."""
+    if key.startswith("f") and key[1:].isdigit():
+        return key.upper()
+    if key.startswith("ctrl+"):
+        return "^" + key[len("ctrl+"):]
+    return {"question_mark": "?", "slash": "/", "space": "space", "delete": "del"}.get(key, key)
+
+
 def describe_bindings(bindings) -> list[tuple[str, str]]:
+    """(keys, description) rows; a binding with several keys lists them all (F-keys beside their plain key)."""
     rows = []
     for b in bindings:
         if isinstance(b, tuple):
             b = Binding(*b)
         if not b.description:
             continue
-        rows.append((b.key_display or b.key, b.description))
+        keys = [key_name(k.strip()) for k in b.key.split(",")]
+        shown = b.key_display or keys[0]
+        rows.append((" ".join([shown] + [k for k in keys if k != shown]), b.description))
     return rows
 
 

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
 from phi3tui.core.config import load_values
+from phi3tui.widgets.text_box import TextBox
 
 
 def _show(value: Any) -> str:
@@ -126,8 +127,8 @@ class ConfigForm(VerticalScroll):
             return Select(options, value=value if value in [v for _, v in options] else Select.NULL, allow_blank=True,
                           prompt=f"default: {_show(spec.default) or 'none'}", id=wid, compact=True)
         kind = {"int": "integer"}.get(spec.kind, "text")
-        return Input(_show(value), placeholder=_show(spec.default), type=kind, id=wid, select_on_focus=False,
-                     compact=True)
+        return TextBox(_show(value), placeholder=_show(spec.default), type=kind, id=wid, select_on_focus=False,
+                       compact=True, number=spec.kind in ("int", "float"))
 
     @staticmethod
     def _options(spec) -> list[tuple[str, Any]]:

@@ -13,11 +13,17 @@ from textual.message import Message
 from textual.widgets import Input, Static
 
 from phi3tui.core.chat import BASE, ChatError, ChatSession, describe_error, model_path, side_choices, side_for_path
+from phi3tui.core.terminal import OSC52_NOTE, PBCOPY_NOTE, copy_with_program, local_clipboard_program
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.chat_pane import ChatPane
+from phi3tui.widgets.text_box import TextBox
 
 PANES = ("pane-left", "pane-right")
 
+
+
+# The footer shows ^l and ^r as one group: "^l^r Models".
+MODEL_GROUP = Binding.Group("Models", compact=True)
 
 
 class ChatScreen(ModeScreen):
@@ -27,15 +33,17 @@ class ChatScreen(ModeScreen):
     ChatScreen #chat-panes { height: 1fr; }
     ChatScreen #chat-input { height: 3; }
     """
+    # ctrl+b is tmux's prefix key, so batch compare is ^g (b too, with a pane focused). The footer keeps
+    # what fits 80 columns; the rest are in the palette and `?`.
     BINDINGS = [
         Binding("enter", "send", "Send", id="chat.send"),
-        Binding("escape", "stop", "Stop", id="chat.stop"),
-        Binding("ctrl+l", "pick(0)", "Left model", key_display="^l", id="chat.pick_left"),
-        Binding("ctrl+r", "pick(1)", "Right model", key_display="^r", id="chat.pick_right"),
-        Binding("ctrl+t", "settings", "Settings", key_display="^t", id="chat.settings"),
-        Binding("ctrl+b", "compare", "Batch compare", key_display="^b", id="chat.compare"),
+        Binding("escape", "stop", "Stop", show=False, id="chat.stop"),
+        Binding("ctrl+l", "pick(0)", "Left model", key_display="^l", group=MODEL_GROUP, id="chat.pick_left"),
+        Binding("ctrl+r", "pick(1)", "Right model", key_display="^r", group=MODEL_GROUP, id="chat.pick_right"),
+        Binding("ctrl+t", "settings", "Settings", key_display="^t", show=False, id="chat.settings"),
+        Binding("ctrl+g,b", "compare", "Batch compare", key_display="^g", id="chat.compare"),
         Binding("ctrl+y", "copy", "Copy answer", key_display="^y", id="chat.copy"),
-        Binding("ctrl+n", "clear", "Clear", key_display="^n", id="chat.clear"),
+        Binding("ctrl+n", "clear", "Clear", key_display="^n", show=False, id="chat.clear"),
     ]
 
     class Streamed(Message):
@@ -62,7 +70,7 @@ class ChatScreen(ModeScreen):
         with Horizontal(id="chat-panes"):
             yield ChatPane("base", id=PANES[0])
             yield ChatPane("adapted", id=PANES[1])
-        yield Input(placeholder="Ask both models (enter sends, esc stops)", id="chat-input")
+        yield TextBox(placeholder="Ask both models (enter sends, esc stops; 1–5 ? work while empty)", id="chat-input")
 
     def on_mount(self) -> None:
         self.session = ChatSession(self.workspace)
@@ -201,8 +209,17 @@ class ChatScreen(ModeScreen):
         if not text:
             self.notify("No answer to copy yet")
             return
+        what = f"{focused.border_title}'s answer ({len(text)} characters)"
+        program = local_clipboard_program()
+        problem = copy_with_program(program, text) if program else None
+        if program and problem is None:
+            self.notify(f"{what} {PBCOPY_NOTE}")
+            return
+        # Over SSH, or not on a Mac: only the terminal can reach the clipboard. Say so: a terminal that
+        # ignores OSC 52 drops it silently.
         self.app.copy_to_clipboard(text)
-        self.notify(f"Copied {focused.border_title}'s answer ({len(text)} characters)")
+        self.notify(f"{what} {OSC52_NOTE}" + (f"; {problem}" if problem else ""),
+                    severity="warning" if problem else "information")
 
     def action_clear(self) -> None:
         self.action_stop()

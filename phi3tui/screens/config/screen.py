@@ -36,16 +36,18 @@ class ConfigScreen(ModeScreen):
     ConfigScreen #download { height: auto; padding: 0 1; display: none; }
     ConfigScreen #download.active { display: block; }
     """
+    # F6–F9 need Fn on a Mac keyboard: each also has a ctrl key, which the form's text boxes let through.
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="config.save"),
-        Binding("f6", "migrate", "Migrate", id="config.migrate"),
-        Binding("f7", "presets", "Presets", id="config.presets"),
-        Binding("f8", "models", "Models", id="config.models"),
-        Binding("ctrl+l", "keys", "LoRA keys", id="config.keys"),
-        Binding("f9", "download", "Download", id="config.download"),
-        Binding("ctrl+o", "editor", "$EDITOR", id="config.editor"),
-        Binding("ctrl+r", "reload", "Reload", id="config.reload"),
-        Binding("escape", "cancel_download", "Cancel download", id="config.cancel_download"),
+        Binding("ctrl+g,f6", "migrate", "Migrate", id="config.migrate"),
+        Binding("ctrl+t,f7", "presets", "Presets", id="config.presets"),
+        Binding("ctrl+n,f8", "models", "Models", id="config.models"),
+        Binding("ctrl+l", "keys", "LoRA keys", show=False, id="config.keys"),
+        Binding("ctrl+y,f9", "download", "Download", show=False, id="config.download"),
+        Binding("ctrl+o", "editor", "$EDITOR", show=False, id="config.editor"),
+        Binding("ctrl+r", "reload", "Reload", show=False, id="config.reload"),
+        # Not in the footer (it would push it past 80 columns): the download line says "esc cancels".
+        Binding("escape", "cancel_download", "Cancel download", show=False, id="config.cancel_download"),
     ]
 
     def __init__(self, *args, **kwargs):
@@ -170,7 +172,7 @@ class ConfigScreen(ModeScreen):
         if self.review is not None:
             pending = [c for c in self.review.changes if c.id not in self.rejected]
             if pending:
-                parts.append(f"{len(pending)} to migrate (F6)")
+                parts.append(f"{len(pending)} to migrate (^g)")
             if len(pending) < len(self.review.changes):
                 parts.append(f"{len(self.review.changes) - len(pending)} rejected")
             errors = len(self.review.errors)
@@ -384,7 +386,7 @@ class ConfigScreen(ModeScreen):
     def _start_download(self, model: str) -> None:
         self.download_cancel = threading.Event()
         self.query_one("#download").add_class("active")
-        self.query_one("#download-label", Label).update(f"downloading {model}…")
+        self.query_one("#download-label", Label).update(f"downloading {model}… (esc cancels)")
         self.query_one("#download-bar", ProgressBar).update(total=None, progress=0)
         self.refresh_bindings()
         self._download(model, self.download_cancel)

@@ -20,10 +20,15 @@ from phi3tui.core.data import Report, human_size, run_checks
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.length_histogram import LengthHistogram
 from phi3tui.widgets.record_view import VIEW_TITLES, VIEWS, RecordView
+from phi3tui.widgets.text_box import TextBox
 from phi3tui.widgets.split_summary import SplitSummary
 from phi3tui.widgets.validation_list import ValidationList
 
 AUTO_CHECK_DELAY = 0.6  # seconds after mount: the first page paints before any tokenizer import
+
+
+# The footer shows → and ← as one group: "→← Record". What does not fit 80 columns is in the palette and `?`.
+RECORD_GROUP = Binding.Group("Record", compact=True)
 
 
 class DataScreen(ModeScreen):
@@ -39,21 +44,21 @@ class DataScreen(ModeScreen):
     DataScreen #problem-detail { height: auto; max-height: 4; padding: 0 1; border-top: solid $panel; }
     """
     BINDINGS = [
-        Binding("right,j", "next_record", "Next", id="data.next"),
-        Binding("left,k", "previous_record", "Prev", id="data.previous"),
+        Binding("right,j", "next_record", "Next", group=RECORD_GROUP, id="data.next"),
+        Binding("left,k", "previous_record", "Prev", group=RECORD_GROUP, id="data.previous"),
         Binding("home", "first_record", "First record", show=False, id="data.first"),
         Binding("end", "last_record", "Last record", show=False, id="data.last"),
-        Binding("g", "goto", "Go to", id="data.goto"),
+        Binding("g", "goto", "Go to", show=False, id="data.goto"),
         Binding("slash", "search", "Search", key_display="/", id="data.search"),
         Binding("n", "search_next", "Next match", show=False, id="data.search_next"),
         Binding("s", "next_split", "Split", id="data.split"),
         Binding("v", "cycle_view", "View", id="data.view"),
         Binding("r", "show_tab('records')", "Records", show=False, id="data.tab_records"),
-        Binding("e", "show_tab('problems')", "Problems", id="data.tab_problems"),
+        Binding("e", "show_tab('problems')", "Problems", show=False, id="data.tab_problems"),
         Binding("t", "show_tab('stats')", "Statistics", show=False, id="data.tab_stats"),
         Binding("c", "check", "Check", id="data.check"),
         Binding("x", "cancel_check", "Cancel check", show=False, id="data.cancel"),
-        Binding("i", "import_file", "Import", id="data.import"),
+        Binding("i", "import_file", "Import", show=False, id="data.import"),
         Binding("o", "open_other", "Open folder", show=False, id="data.open"),
     ]
 
@@ -90,7 +95,7 @@ class DataScreen(ModeScreen):
         with Horizontal(id="data-status-row"):
             yield Static("", id="data-status")
             yield ProgressBar(total=100, show_eta=False, id="data-progress")
-        yield Input(placeholder="", id="data-prompt")
+        yield TextBox(placeholder="", id="data-prompt")
 
     def on_mount(self) -> None:
         # Focus the record, not the tab bar: the tab bar would take left/right for itself.
@@ -364,7 +369,8 @@ class DataScreen(ModeScreen):
 
     def open_prompt(self, mode: str, placeholder: str) -> None:
         self.prompt_mode = mode
-        prompt = self.query_one("#data-prompt", Input)
+        prompt = self.query_one("#data-prompt", TextBox)
+        prompt.number = mode == "goto"  # a record number keeps its digits (widgets/text_box.py)
         prompt.placeholder = placeholder
         prompt.value = ""
         prompt.add_class("-shown")

@@ -36,10 +36,10 @@ class ExportScreen(ModeScreen):
         Binding("a", "run_all", "Run all", id="export.all"),
         Binding("c", "choose", "Adapter", id="export.choose"),
         Binding("s", "settings", "Settings", id="export.settings"),
-        Binding("t", "cycle_type", "GGUF type", id="export.type"),
-        Binding("d", "toggle_dequantize", "De-quantize", id="export.dequantize"),
-        Binding("l", "toggle_lora", "Fused/LoRA", id="export.lora"),
-        Binding("z", "cycle_quantize", "Ollama quantize", id="export.quantize"),
+        Binding("t", "cycle_type", "GGUF type", show=False, id="export.type"),
+        Binding("d", "toggle_dequantize", "De-quantize", show=False, id="export.dequantize"),
+        Binding("l", "toggle_lora", "Fused/LoRA", show=False, id="export.lora"),
+        Binding("z", "cycle_quantize", "Ollama quantize", show=False, id="export.quantize"),
     ]
 
     class Progress(Message):

@@ -43,12 +43,12 @@ class TrainScreen(ModeScreen):
     BINDINGS = [
         Binding("n", "start_run", "New run", id="train.start"),
         Binding("s", "stop_run", "Stop", id="train.stop"),
-        Binding("r", "resume_run", "Resume", id="train.resume"),
-        Binding("k", "kill_run", "Kill", id="train.kill"),
+        Binding("r", "resume_run", "Resume", show=False, id="train.resume"),
+        Binding("k", "kill_run", "Kill", show=False, id="train.kill"),
         Binding("l", "runs_list", "Runs", id="train.runs"),
-        Binding("g", "toggle_log", "Log scale", id="train.log_scale"),
+        Binding("g", "toggle_log", "Log scale", show=False, id="train.log_scale"),
         Binding("p", "promote", "Promote best", id="train.promote"),
-        Binding("c", "show_config", "Config", id="train.config"),
+        Binding("c", "show_config", "Config", show=False, id="train.config"),
     ]
 
     def __init__(self, **kwargs):

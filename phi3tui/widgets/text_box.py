@@ -1,0 +1,37 @@
+"""The app's text box: an Input that lets the screen keys and `?` through until you start typing.
+
+The one rule (shown in the footer and `?` help): in a text box that is still empty, 1–5 switch screens
+and `?` opens help; once the box holds text they are typed. A box for numbers keeps its digits (so
+`g 120` or a Config number field never jumps screens) but passes `?`. F1–F5 work everywhere.
+
+Only the app's priority bindings (the screen keys and help, app.py) can take a key the box passes:
+every other key still reaches the box first, as in a plain Input.
+"""
+
+from __future__ import annotations
+
+from textual.widgets import Input
+
+NUMBER_CHARACTERS = set("0123456789+-.eE_")
+
+
+def box_takes(value: str, number: bool, character: str) -> bool:
+    """Whether a box holding `value` keeps `character` from the app's screen keys and help."""
+    if number:
+        return character in NUMBER_CHARACTERS
+    return bool(value)
+
+
+class TextBox(Input):
+    """number=True marks a box for numbers (default: Input type integer or number; a float typed as
+    text, e.g. Config's learning_rate, passes number=True)."""
+
+    def __init__(self, *args, number: bool | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.number = self.type in ("integer", "number") if number is None else number
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        # Textual drops the app's bindings for keys the focused widget says it consumes.
+        if character is not None and character.isprintable() and not box_takes(self.value, self.number, character):
+            return False
+        return super().check_consume_key(key, character)
