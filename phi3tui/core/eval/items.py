@@ -50,11 +50,13 @@ def item_from_row(row: dict, source: str) -> McItem:
         names = ("question", "correct", "incorrect")
     question = str(question or "").strip()
     correct_list = split_answers(correct)
-    best = str(best or "").strip() or (correct_list[0] if correct_list else "")
+    best = str(best or "").strip()
     incorrect_list = split_answers(incorrect)
+    # A TruthfulQA row must name its Best Answer; a JSONL item's best is its first correct one by default.
     for name, value in zip(names, (question, best if QUESTION in row else correct_list, incorrect_list)):
         if not value:
             raise EvalError(f"{source}: {name!r} is empty or missing; every item needs a question, a correct and an incorrect answer")
+    best = best or correct_list[0]
     if best not in correct_list:
         correct_list.insert(0, best)
     return McItem(question, best, tuple(correct_list), tuple(incorrect_list), source)
