@@ -17,6 +17,7 @@ from phi3tui.core.data.importers import (
     existing_splits,
     import_any,
     options_from_values,
+    read_rows,
     tutorial_text,
 )
 from phi3tui.core.data.render import TokenizerError, load_tokenizer, render_record
@@ -36,6 +37,7 @@ __all__ = [
     "import_any",
     "load_tokenizer",
     "options_from_values",
+    "read_rows",
     "render_record",
     "split_sizes",
     "run_checks",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from phi3tui.core.data.importers import DataImportError, read_rows
+from phi3tui.core.data import DataImportError, read_rows
 
 # TruthfulQA's CSV columns; answers in a cell are separated by ';'.
 QUESTION, BEST, CORRECT, INCORRECT = "Question", "Best Answer", "Correct Answers", "Incorrect Answers"
