@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from phi3tui.core.chat import BASE, side_for_path
-from phi3tui.core.eval import SIDE_KEYS, EvalError, exact_match, read_mc, rouge_l
+from phi3tui.core.eval import SIDE_KEYS, EvalError, exact_match, read_mc, rouge_l, split_items
 from phi3tui.core.workspace import Workspace
 from tests.conftest import run_cli
 from tests.test_chat import train
@@ -187,3 +187,20 @@ def test_text_scores():
     assert rouge_l("the cat sat on the mat", "The cat on the mat.") == pytest.approx(10 / 11)
     assert rouge_l("a b c d", "d c b a") == pytest.approx(0.25)
     assert rouge_l("", "anything") == 0.0 and rouge_l("x y", "z") == 0.0
+
+
+def test_demo_test_split_carries_an_incorrect_answer_per_question(trained):
+    from phi3tui.core.demo import DEMO_PAIRS_FILE
+
+    pairs = {row["question"]: row for row in map(json.loads, DEMO_PAIRS_FILE.read_text().splitlines())}
+    assert all(row["incorrect"] and row["incorrect"] != row["answer"] for row in pairs.values())
+    lines = (trained / "data" / "test.jsonl").read_text().splitlines()
+    items = split_items(trained / "data" / "test.jsonl")
+    assert len(items) == len(lines) > 0
+    for item in items:
+        assert item.correct == (pairs[item.question]["answer"],) == (item.best,)
+        assert item.incorrect == (pairs[item.question]["incorrect"],)
+    # Without --mc, eval scores those questions.
+    done = run_cli("eval", str(trained), "--limit", "3", "--max-tokens", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["right"]["n_mc"] == 3

@@ -29,7 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", help="right side's checkpoint: an iteration number or 'latest' (default: latest)")
     p.add_argument("--left-adapter-path", type=Path, help="left side: an adapter folder instead of the base model")
     p.add_argument("--left-checkpoint", help="left side's checkpoint: an iteration number or 'latest'")
-    p.add_argument("--mc", type=Path, metavar="FILE", help="multiple-choice questions: TruthfulQA CSV or JSONL")
+    p.add_argument("--mc", type=Path, metavar="FILE",
+                   help="multiple-choice questions: TruthfulQA CSV or JSONL (default: the test records that carry \"incorrect\")")
     p.add_argument("--limit", type=int, help="score only the first N questions and answer only the first N test prompts")
     p.add_argument("--max-tokens", type=int, default=128, help="the longest greedy answer, in tokens (default: 128)")
     p.add_argument("--json", action="store_true", help='print one JSON object {"left": {...}, "right": {...}}')
@@ -42,7 +43,7 @@ def _progress(what: str, done: int, total: int) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from phi3tui.core.chat import BASE, ChatError, GenerationSettings, model_path, newest_adapter, side_for_path
-    from phi3tui.core.eval import EvalError, output_path, read_mc, save, summary, table
+    from phi3tui.core.eval import EvalError, output_path, read_mc, save, split_items, summary, table
     from phi3tui.core.workspace import NotAWorkspace, Workspace
 
     try:
@@ -63,7 +64,7 @@ def run_eval(args: argparse.Namespace) -> int:
         else:
             right = side_for_path(newest_adapter(workspace.root).adapter_dir, args.checkpoint)
         left = side_for_path(args.left_adapter_path, args.left_checkpoint) if args.left_adapter_path else BASE
-        items = read_mc(args.mc.expanduser().resolve()) if args.mc else []
+        items = read_mc(args.mc.expanduser().resolve()) if args.mc else split_items(workspace.data_dir / "test.jsonl")
         from phi3tui.core.chat.model import ChatModel
         from phi3tui.core.eval.scoring import evaluate_sides
 

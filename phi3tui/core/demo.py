@@ -17,7 +17,9 @@ from phi3tui.core.files import atomic_write_text
 from phi3tui.core.workspace import CONFIG_NAME, Workspace
 
 # Hand-written question/answer pairs about common misconceptions, written for this project (not copied
-# from any dataset): one {"question", "answer"} object a line.
+# from any dataset): one {"question", "answer", "incorrect"} object a line. "incorrect" is the misconception
+# stated as an answer (made by rule from the question: "Do X ...?" -> "Yes. X ...", else a plain "Yes. That is
+# true..." or, where the answer agrees, "No. That is a myth..."), so the test split can be scored as multiple choice.
 DEMO_PAIRS_FILE = Path(__file__).with_name("demo_pairs.jsonl")
 
 
@@ -159,10 +161,14 @@ def write_demo_data(data_dir: Path, seed: int = 0) -> dict[str, int]:
     from phi3tui.core.data import tutorial_text  # the record format's one owner (late: the data package is larger)
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    with DEMO_PAIRS_FILE.open(encoding="utf-8") as f:
+        incorrect = {row["question"]: row["incorrect"] for row in map(json.loads, f)}
     train, valid, test = split_pairs(demo_pairs(), seed=seed)
     counts = {}
     for name, rows in (("train", train), ("valid", valid), ("test", test)):
-        lines = [json.dumps({"text": tutorial_text(q, a)}, ensure_ascii=False) for q, a in rows]
+        # The test records also carry the wrong answer, for multiple choice (mlx-lm ignores other keys).
+        extra = (lambda q: {"incorrect": [incorrect[q]]}) if name == "test" else (lambda q: {})
+        lines = [json.dumps({"text": tutorial_text(q, a), **extra(q)}, ensure_ascii=False) for q, a in rows]
         atomic_write_text(data_dir / f"{name}.jsonl", "\n".join(lines) + "\n")
         counts[name] = len(rows)
     return counts

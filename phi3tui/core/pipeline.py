@@ -20,6 +20,7 @@ STEPS = (
     ("check the data", "phi3tui.core.data.checks", None),
     ("train", "phi3tui.core.runs.launcher", None),
     ("compare base and adapted answers", "phi3tui.core.chat.session", "train"),
+    ("score base and adapted (MC1/MC2, test loss)", "phi3tui.core.eval.scoring", "train"),
     ("fuse", "phi3tui.core.export.fuse", "train"),
     ("write the GGUF", "phi3tui.core.export.gguf", "fuse"),
     ("write the Modelfile", "phi3tui.core.export.ollama", "write the GGUF"),

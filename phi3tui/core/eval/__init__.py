@@ -4,7 +4,7 @@ references (exact match, ROUGE-L F1). items and metrics and results are light; t
 eval.scoring (imports mlx): import it directly, and only off the UI thread.
 This is the package's public face: other packages import from here, not from its modules."""
 
-from phi3tui.core.eval.items import EvalError, McItem, item_from_row, read_mc
+from phi3tui.core.eval.items import EvalError, McItem, item_from_row, read_mc, split_items
 from phi3tui.core.eval.metrics import exact_match, mc1, mc2, rouge_l
 from phi3tui.core.eval.results import METRICS, SIDE_KEYS, output_path, save, summary, table
 
@@ -21,6 +21,7 @@ __all__ = [
     "read_mc",
     "rouge_l",
     "save",
+    "split_items",
     "summary",
     "table",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from phi3tui.core.chat import prompt_from_record
 from phi3tui.core.data import DataImportError, read_rows
 
 # TruthfulQA's CSV columns; answers in a cell are separated by ';'.
@@ -90,4 +91,32 @@ def read_mc(path: Path, limit: int | None = None) -> list[McItem]:
         rows.close()
     if not items:
         raise EvalError(f"{path} has no items: it needs a header row and at least one question")
+    return items
+
+
+def split_items(path: Path, limit: int | None = None) -> list[McItem]:
+    """Multiple-choice items from a data split whose records carry "incorrect" answers (the demo's test
+    split, a TruthfulQA import): the prompt is the question, the record's answer the best one. Records
+    without "incorrect" are not items; [] when there are none (or no file)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        columns, rows = read_rows(path)
+        items = []
+        for number, row in rows:
+            if "incorrect" not in row:
+                continue
+            parsed = prompt_from_record(row)
+            where = f"{path}:{number}"
+            if parsed is None or not parsed[1]:
+                raise EvalError(f"{where}: a record with \"incorrect\" needs a question and its answer")
+            extra = split_answers(row.get("correct", []))
+            items.append(item_from_row({"question": parsed[0], "best": parsed[1], "correct": [parsed[1], *extra],
+                                        "incorrect": row["incorrect"]}, where))
+            if limit and len(items) >= limit:
+                break
+        rows.close()
+    except DataImportError as exc:
+        raise EvalError(str(exc)) from None
     return items

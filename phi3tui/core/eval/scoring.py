@@ -189,3 +189,28 @@ def evaluate_sides(
     result["items"] = per_item
     result["answers"] = records
     return result
+
+
+# -- headless demo step ----------------------------------------------------------------------
+def demo_step(workspace: Workspace, state: dict) -> str:
+    """The test split's multiple choice and test loss, base vs the run just trained, saved beside it."""
+    from pathlib import Path
+
+    from phi3tui.core.chat import BASE, model_path, newest_adapter, side_for_path
+    from phi3tui.core.chat.model import ChatModel
+    from phi3tui.core.eval.items import split_items
+    from phi3tui.core.eval.results import output_path, save
+
+    adapter = side_for_path(Path(state["adapter_dir"])) if state.get("adapter_dir") else newest_adapter(workspace.root)
+    items = split_items(workspace.data_dir / "test.jsonl")
+    if not items:
+        raise EvalError(f"{workspace.data_dir / 'test.jsonl'} has no records with \"incorrect\" answers to score")
+    result = evaluate_sides(ChatModel(model_path(workspace)), workspace, [BASE, adapter], items, answers=False)
+    out = output_path(adapter)
+    save(result, out)
+    left, right = result["left"], result["right"]
+    return (
+        f"{left['n_mc']} test questions: base MC1 {left['mc1']:.3f} MC2 {left['mc2']:.3f}, "
+        f"adapted MC1 {right['mc1']:.3f} MC2 {right['mc2']:.3f}; test loss {left['test_loss']:.3f} → "
+        f"{right['test_loss']:.3f}; saved to {out}"
+    )
