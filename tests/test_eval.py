@@ -204,3 +204,25 @@ def test_demo_test_split_carries_an_incorrect_answer_per_question(trained):
     done = run_cli("eval", str(trained), "--limit", "3", "--max-tokens", "4", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["right"]["n_mc"] == 3
+
+
+def test_truthfulqa_import_keeps_the_answers_multiple_choice_needs(tmp_path):
+    from phi3tui.core.data import DataFolder, ImportOptions, import_any, validate_folder
+
+    source = tmp_path / "TruthfulQA.csv"
+    source.write_text(
+        "Type,Category,Question,Best Answer,Correct Answers,Incorrect Answers,Source\n"
+        "A,M,Train me?,Yes,Yes,No,u\n"
+        'A,M,Are bats blind?,No. Bats can see,"No, bats can see; Bats are not blind","Yes, bats are blind; Bats see nothing",u\n'
+        "A,M,Is the sun a star?,Yes,Yes,,u\n"
+    )
+    out = tmp_path / "data"
+    import_any(source, out, ImportOptions(train=None, valid=0, test=2))
+    lines = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()]
+    assert lines[0]["incorrect"] == ["Yes, bats are blind", "Bats see nothing"] and "incorrect" not in lines[1]
+    report = validate_folder(DataFolder.open(out), phi3=True)
+    assert [p for p in report.problems if p.split == "test"] == []  # the extra keys are no problem to the checks
+    (item,) = split_items(out / "test.jsonl")  # the row without incorrect answers is no question
+    assert (item.question, item.best) == ("Are bats blind?", "No. Bats can see")
+    assert item.correct == ("No. Bats can see", "No, bats can see", "Bats are not blind")
+    assert item.incorrect == ("Yes, bats are blind", "Bats see nothing")

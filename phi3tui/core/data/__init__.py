@@ -18,6 +18,7 @@ from phi3tui.core.data.importers import (
     import_any,
     options_from_values,
     read_rows,
+    split_answers,
     tutorial_text,
 )
 from phi3tui.core.data.render import TokenizerError, load_tokenizer, render_record
@@ -39,6 +40,7 @@ __all__ = [
     "options_from_values",
     "read_rows",
     "render_record",
+    "split_answers",
     "split_sizes",
     "run_checks",
     "token_statistics",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phi3tui.core.chat import prompt_from_record
-from phi3tui.core.data import DataImportError, read_rows
+from phi3tui.core.data import DataImportError, read_rows, split_answers
 
 # TruthfulQA's CSV columns; answers in a cell are separated by ';'.
 QUESTION, BEST, CORRECT, INCORRECT = "Question", "Best Answer", "Correct Answers", "Incorrect Answers"
@@ -30,13 +30,6 @@ class McItem:
     @property
     def reference(self) -> str:
         return self.best
-
-
-def split_answers(cell) -> list[str]:
-    """A TruthfulQA cell ("a; b; c") or a JSON list, as a list of non-empty answers."""
-    if isinstance(cell, list):
-        return [str(a).strip() for a in cell if str(a).strip()]
-    return [a.strip() for a in str(cell or "").split(";") if a.strip()]
 
 
 def item_from_row(row: dict, source: str) -> McItem:

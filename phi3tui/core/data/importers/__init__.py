@@ -15,6 +15,7 @@ from phi3tui.core.data.importers.common import (
     options_from_values,
     parse_size,
     read_rows,
+    split_answers,
     tutorial_text,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "options_from_values",
     "parse_size",
     "read_rows",
+    "split_answers",
     "tutorial_text",
 ]
 

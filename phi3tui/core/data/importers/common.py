@@ -39,6 +39,9 @@ class ImportOptions:
     shuffle: bool = False
     seed: int = 0
     force: bool = False
+    # (correct column, incorrect column): answers separated by ';', kept in each record as "correct" and
+    # "incorrect" lists so the split can be scored as multiple choice (mlx-lm ignores the extra keys).
+    choice_columns: tuple[str, str] | None = None
 
 
 @dataclass
@@ -178,8 +181,24 @@ def _cell(row: dict, column: str | None) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def split_answers(cell) -> list[str]:
+    """A TruthfulQA answers cell ("a; b; c") or a JSON list, as a list of non-empty answers."""
+    if isinstance(cell, list):
+        return [str(a).strip() for a in cell if str(a).strip()]
+    return [a.strip() for a in str(cell or "").split(";") if a.strip()]
+
+
 def make_record(row: dict, options: ImportOptions) -> tuple[dict | None, str]:
     """(record, "") or (None, why the row is skipped)."""
+    record, why = _make_record(row, options)
+    if record is not None and options.choice_columns:
+        correct, incorrect = (split_answers(row.get(c)) for c in options.choice_columns)
+        if incorrect:  # a row without incorrect answers is still a training record, just not a question
+            record.update(correct=correct, incorrect=incorrect)
+    return record, why
+
+
+def _make_record(row: dict, options: ImportOptions) -> tuple[dict | None, str]:
     if options.text_column:
         text = _cell(row, options.text_column)
         if not text.strip():

@@ -9,7 +9,8 @@ from phi3tui.core.data.importers.common import DataImportError, ImportOptions, I
 
 QUESTION = "Question"
 BEST_ANSWER = "Best Answer"
-COLUMNS = ("Type", "Category", QUESTION, BEST_ANSWER, "Correct Answers", "Incorrect Answers", "Source")
+CORRECT_ANSWERS, INCORRECT_ANSWERS = "Correct Answers", "Incorrect Answers"
+COLUMNS = ("Type", "Category", QUESTION, BEST_ANSWER, CORRECT_ANSWERS, INCORRECT_ANSWERS, "Source")
 
 
 def looks_like_truthfulqa(path: Path | str) -> bool:
@@ -23,12 +24,15 @@ def looks_like_truthfulqa(path: Path | str) -> bool:
 
 
 def import_truthfulqa(source: Path | str, out_dir: Path | str, options: ImportOptions | None = None) -> ImportResult:
-    """Each row's Question and Best Answer become one record: the tutorial text format, chat or completions."""
-    options = replace(
-        options or ImportOptions(), prompt_column=QUESTION, completion_column=BEST_ANSWER, text_column=None
-    )
+    """Each row's Question and Best Answer become one record: the tutorial text format, chat or completions.
+    The Correct and Incorrect Answers go along as the record's "correct" and "incorrect" lists (multiple choice)."""
     columns, rows = read_rows(source)
     rows.close()
+    choices = (CORRECT_ANSWERS, INCORRECT_ANSWERS) if {CORRECT_ANSWERS, INCORRECT_ANSWERS} <= set(columns) else None
+    options = replace(
+        options or ImportOptions(), prompt_column=QUESTION, completion_column=BEST_ANSWER, text_column=None,
+        choice_columns=choices,
+    )
     missing = [c for c in (QUESTION, BEST_ANSWER) if c not in columns]
     if missing:
         raise DataImportError(
