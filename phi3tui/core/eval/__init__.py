@@ -6,7 +6,7 @@ This is the package's public face: other packages import from here, not from its
 
 from phi3tui.core.eval.items import EvalError, McItem, item_from_row, read_mc, split_items
 from phi3tui.core.eval.metrics import exact_match, mc1, mc2, rouge_l
-from phi3tui.core.eval.results import METRICS, SIDE_KEYS, output_path, save, summary, table
+from phi3tui.core.eval.results import METRICS, SIDE_KEYS, counts, output_path, rows, save, summary, table
 
 __all__ = [
     "EvalError",
@@ -15,11 +15,13 @@ __all__ = [
     "SIDE_KEYS",
     "exact_match",
     "item_from_row",
+    "counts",
     "mc1",
     "mc2",
     "output_path",
     "read_mc",
     "rouge_l",
+    "rows",
     "save",
     "split_items",
     "summary",

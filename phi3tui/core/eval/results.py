@@ -32,24 +32,43 @@ def _cell(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def table(result: dict) -> str:
-    """Left vs right per metric with the difference (right − left)."""
+def rows(result: dict) -> list[tuple[str, str, str, str, str]]:
+    """Per metric: (title, left, right, difference right − left, "better" / "worse" / "same" / "")."""
     left, right = result["left"], result["right"]
-    rows = [("", left["label"], right["label"], "difference")]
-    for key, title, _ in METRICS:
+    out = []
+    for key, title, higher_is_better in METRICS:
         a, b = left.get(key), right.get(key)
-        diff = b - a if a is not None and b is not None else None
-        rows.append((title, _cell(a), _cell(b), "—" if diff is None else f"{diff:+.4f}"))
-    counts = []
+        if a is None or b is None:
+            out.append((title, _cell(a), _cell(b), "—", ""))
+            continue
+        diff = b - a
+        shown = f"{diff:+.4f}"
+        # "same" for what the table cannot tell apart, so a 1e-7 change is not called better.
+        same = shown in ("+0.0000", "-0.0000")
+        verdict = "same" if same else ("better" if (diff > 0) == higher_is_better else "worse")
+        out.append((title, _cell(a), _cell(b), shown, verdict))
+    return out
+
+
+def counts(result: dict) -> str:
+    left = result["left"]
+    parts = []
     if left.get("n_mc"):
-        counts.append(f"{left['n_mc']} multiple-choice questions")
+        parts.append(f"{left['n_mc']} multiple-choice questions")
     if left.get("n_answers"):
-        counts.append(f"{left['n_answers']} answers scored")
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))) for r in rows]
-    if counts:
-        lines.append(", ".join(counts))
-    return "\n".join(lines)
+        parts.append(f"{left['n_answers']} answers scored")
+    return ", ".join(parts)
+
+
+def table(result: dict) -> str:
+    """Left vs right per metric with the difference (right − left) and whether the right side is better."""
+    lines = [("", result["left"]["label"], result["right"]["label"], "difference", "right is")] + rows(result)
+    widths = [max(len(r[i]) for r in lines) for i in range(5)]
+    text = ["  ".join(cell.ljust(w) if i in (0, 4) else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))).rstrip()
+            for r in lines]
+    if counts(result):
+        text.append(counts(result))
+    return "\n".join(text)
 
 
 def output_path(side) -> Path:
