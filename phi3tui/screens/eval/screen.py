@@ -10,27 +10,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, ProgressBar, Static
 
 from phi3tui.core.chat import describe_error, model_path
 from phi3tui.core.eval import EvalError, counts, output_path, read_mc, rows, save, split_items
+from phi3tui.widgets.job_dialog import JobDialog
 
 
-class EvaluateScreen(ModalScreen):
+class EvaluateScreen(JobDialog):
     DEFAULT_CSS = """
-    EvaluateScreen { align: center middle; }
-    EvaluateScreen > Vertical {
-        width: 100%; height: 100%; border: round $accent; background: $panel; padding: 0 1;
-    }
-    EvaluateScreen Horizontal { height: 1; }
     EvaluateScreen Label { width: 12; }
-    EvaluateScreen Input { width: 1fr; height: 1; border: none; padding: 0 1; }
-    EvaluateScreen Input:focus { background: $boost; border: none; }
-    EvaluateScreen DataTable { height: 1fr; }
     EvaluateScreen ProgressBar { height: 1; }
-    EvaluateScreen #eval-status { height: auto; }
-    EvaluateScreen #eval-status.error { color: $error; }
     """
     BINDINGS = [
         Binding("enter", "start", "Start", id="eval.start"),
@@ -51,7 +41,6 @@ class EvaluateScreen(ModalScreen):
         super().__init__()
         self.session = session
         self.running = False
-        self.result: dict | None = None
 
     def compose(self) -> ComposeResult:
         left, right = (s.label if s else "—" for s in self.session.sides)
@@ -67,14 +56,10 @@ class EvaluateScreen(ModalScreen):
             table.add_columns("metric", "left", "right", "difference", "right is")
             yield table
             yield ProgressBar(id="eval-progress", show_eta=False)
-            yield Static("enter: start · esc: stop or close", id="eval-status", markup=False)
+            yield Static("enter: start · esc: stop or close", id="eval-status", classes="job-status", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#eval-mc", Input).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_start()
 
     def action_start(self) -> None:
         if self.running:
@@ -110,18 +95,6 @@ class EvaluateScreen(ModalScreen):
             post(self.Done(result, path))
 
         self.cancel = self.app.model_worker.submit(job)
-
-    def action_stop_or_close(self) -> None:
-        if self.running:
-            self.cancel.set()
-            self._status("stopping…")
-        else:
-            self.dismiss(self.result)
-
-    def _status(self, text: str, error: bool = False) -> None:
-        status = self.query_one("#eval-status", Static)
-        status.update(text)
-        status.set_class(error, "error")
 
     def on_evaluate_screen_progress(self, message: Progress) -> None:
         self.query_one(ProgressBar).update(total=max(message.total, 1), progress=message.done)
