@@ -47,8 +47,8 @@ def continuation(tokenizer, prompt: str, answer: str) -> tuple[list[int], int]:
 
 def loglikelihoods(chat_model, sequences: Sequence[tuple[list[int], int]], row_sides: Sequence[int]) -> list[float]:
     """For each row: the sum of log p(token) over the tokens from its start on, the row run as side
-    row_sides[i] of chat_model, all rows in one forward pass (right-padded: a causal model's earlier
-    positions never see the padding)."""
+    row_sides[i] of chat_model (one entry: every row as that side), all rows in one forward pass
+    (right-padded: a causal model's earlier positions never see the padding)."""
     longest = max(len(tokens) for tokens, _ in sequences)
     inputs = mx.array([tokens[:-1] + [0] * (longest - len(tokens)) for tokens, _ in sequences])
     targets = mx.array([tokens[1:] + [0] * (longest - len(tokens)) for tokens, _ in sequences])
@@ -69,11 +69,12 @@ def score_item(chat_model, item: McItem, n_sides: int) -> list[dict]:
     prompt = mc_prompt(chat_model.tokenizer, item.question)
     answers = list(item.correct) + list(item.incorrect)
     sequences = [continuation(chat_model.tokenizer, prompt, a) for a in answers]
-    sums = loglikelihoods(chat_model, sequences * n_sides, [s for s in range(n_sides) for _ in answers])
     out = []
     best = item.correct.index(item.best)
     for s in range(n_sides):
-        scores = sums[s * len(answers) : (s + 1) * len(answers)]
+        # One batch per side, its scale broadcast over the rows: the base side then skips the LoRA
+        # products altogether (a mixed batch would compute them for its base rows and scale them by 0).
+        scores = loglikelihoods(chat_model, sequences, [s])
         correct, incorrect = scores[: len(item.correct)], scores[len(item.correct) :]
         out.append({"scores": scores, "mc1": mc1(correct[best], incorrect), "mc2": mc2(correct, incorrect)})
     return out
