@@ -24,15 +24,16 @@ def register(subparsers) -> None:
     )
     p.add_argument("workspace", nargs="?", default=".", help="workspace folder (default: the current folder)")
     right = p.add_mutually_exclusive_group()
-    right.add_argument("--adapter-path", type=Path, help="right side: an adapter folder or run folder (default: newest run)")
+    right.add_argument("--adapter-path", type=Path, metavar="DIR", help="right side: an adapter folder or run folder (default: newest run)")
     right.add_argument("--run", metavar="ID", help="right side: the run with this id (a folder in runs/)")
-    p.add_argument("--checkpoint", help="right side's checkpoint: an iteration number or 'latest' (default: latest)")
-    p.add_argument("--left-adapter-path", type=Path, help="left side: an adapter folder instead of the base model")
-    p.add_argument("--left-checkpoint", help="left side's checkpoint: an iteration number or 'latest'")
+    p.add_argument("--checkpoint", metavar="N|latest", help="right side's checkpoint: an iteration number or 'latest' (default: latest)")
+    p.add_argument("--left-adapter-path", type=Path, metavar="DIR", help="left side: an adapter folder instead of the base model")
+    p.add_argument("--left-checkpoint", metavar="N|latest", help="left side's checkpoint: an iteration number or 'latest'")
     p.add_argument("--mc", type=Path, metavar="FILE",
                    help="multiple-choice questions: TruthfulQA CSV or JSONL (default: the test records that carry \"incorrect\")")
-    p.add_argument("--limit", type=int, help="score only the first N questions and answer only the first N test prompts")
-    p.add_argument("--max-tokens", type=int, default=128, help="the longest greedy answer, in tokens (default: 128)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="score only the first N questions and answer only the first N test prompts (the test loss is always mlx-lm's: test_batches of the config)")
+    p.add_argument("--max-tokens", type=int, default=128, metavar="N", help="the longest greedy answer, in tokens (default: 128)")
     p.add_argument("--json", action="store_true", help='print one JSON object {"left": {...}, "right": {...}}')
     p.set_defaults(func=run_eval)
 
