@@ -140,7 +140,7 @@ class ExportJob:
         if step == "gguf":
             return [
                 f"read {self.rel(self.fused_dir)}: a Phi-3 with full (not MLX-quantized) weights",
-                "vocabulary with real SentencePiece scores, explicit add_bos, chat template",
+                "vocabulary (SentencePiece with real scores, or byte-level BPE with merges), explicit add_bos, chat template",
                 f"write {self.gguf_path.name} ({self.outtype}, llama.cpp phi3) tensor by tensor",
                 "read it back: every tensor, shape, type and key",
             ]

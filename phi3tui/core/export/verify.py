@@ -101,8 +101,11 @@ def read_back(path: Path, expected=None, kind: str = "model") -> ReadBackReport:
     report.n_keys = len([k for k in fields if not k.startswith("GGUF.")])
     report.n_tensors = len(reader.tensors)
     wanted = MODEL_KEYS if kind == "model" else LORA_KEYS
+    byte_level = kind == "model" and "tokenizer.ggml.model" in fields and fields["tokenizer.ggml.model"].contents() == "gpt2"
     for key, type_name in wanted.items():
         f = fields.get(key)
+        if f is None and byte_level and key == "tokenizer.ggml.scores":
+            continue  # llama.cpp's converter writes no scores for a gpt2-kind vocabulary
         if f is None:
             report.problems.append(f"key {key} is missing")
         elif f.types[0].name != type_name:
@@ -137,9 +140,16 @@ def _check_model_fields(fields, report: ReadBackReport) -> None:
     import re
 
     name = str(report.metadata.get("general.name", ""))
-    if not re.search(r"phi-?3", name, re.IGNORECASE):
+    kind = fields["tokenizer.ggml.model"].contents() if "tokenizer.ggml.model" in fields else None
+    says_phi3 = bool(re.search(r"phi-?3", name, re.IGNORECASE))
+    if kind == "llama" and not says_phi3:
         report.problems.append(f"general.name {name!r} does not say Phi-3 (llama.cpp would tokenize special tokens differently)")
-    lengths = {k: len(fields[k].data) for k in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type") if k in fields}
+    if kind == "gpt2" and says_phi3:
+        report.problems.append(f"general.name {name!r} says Phi-3: llama.cpp would apply Phi-3's token rules to a byte-level vocabulary")
+    if kind == "gpt2" and "tokenizer.ggml.merges" not in fields:
+        report.problems.append("key tokenizer.ggml.merges is missing (a gpt2-kind vocabulary needs its merges)")
+    arrays = ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type")
+    lengths = {k: len(fields[k].data) for k in arrays if k in fields}
     if len(set(lengths.values())) > 1:
         report.problems.append(f"vocabulary arrays differ in length: {lengths}")
 
@@ -163,17 +173,81 @@ def run_llama(gguf_path: Path, prompts: list[list[int]], max_tokens: int, n_ctx:
             "model": str(gguf_path), "lora": str(lora) if lora else None, "prompts": prompts,
             "max_tokens": max_tokens, "n_ctx": n_ctx, "out": str(Path(tmp) / "out.npz"),
         }
-        req_path = Path(tmp) / "request.json"
-        req_path.write_text(json.dumps(request), encoding="utf-8")
-        proc = subprocess.run(
-            [sys.executable, "-m", "phi3tui.core.export.llama_worker", str(req_path)],
-            capture_output=True, text=True, timeout=timeout,
-        )
-        if proc.returncode != 0:
-            reason = [line for line in proc.stderr.splitlines() if "error" in line.lower()][-3:] or proc.stderr.strip().splitlines()[-3:]
-            raise ExportError(f"llama.cpp could not run {gguf_path.name} (exit {proc.returncode}): {' | '.join(reason)}")
+        _run_worker(request, Path(tmp), gguf_path, timeout)
         data = np.load(request["out"])
         return [(data[f"tokens_{i}"].tolist(), data[f"logits_{i}"]) for i in range(len(prompts))]
+
+
+# Strings llama.cpp must tokenize exactly as the model's HF tokenizer does before logits are compared:
+# leading spaces, tabs and newlines, digits, accents, CJK, emoji, contractions, a chat turn with special tokens.
+TOKENIZER_CHECK_STRINGS = (
+    "Hello world",
+    " Hello world",
+    "  two leading spaces",
+    "\ttab\tseparated",
+    "line one\nline two\n\n  indented",
+    "\n\nnewlines first",
+    "1 22 333 4444 55555 3.14159",
+    "Café, naïve, über, São Paulo, Ångström",
+    "東京は日本の首都です。中文测试",
+    "emoji 😀🚀 and ❤️ hearts",
+    "don't I'M we'll they'RE it's",
+    "MiXeD CaSe WORDS and CamelCaseWords",
+    "<|user|>What is 2+2?<|end|><|assistant|>4<|end|>",
+    "<|system|>You are helpful.<|end|>\n<|user|>\nHi there<|end|>\n<|assistant|>\n",
+)
+
+
+@dataclass
+class TokenizerCheck:
+    strings: list[str]
+    hf: list[list[int]]
+    llama: list[list[int]]
+
+    @property
+    def mismatches(self) -> list[tuple[str, list[int], list[int]]]:
+        return [(s, h, g) for s, h, g in zip(self.strings, self.hf, self.llama) if h != g]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def summary(self) -> str:
+        n = len(self.strings)
+        if self.ok:
+            return f"llama.cpp tokenizes {n}/{n} check strings as the model's tokenizer does"
+        text, hf, got = self.mismatches[0]
+        return (
+            f"llama.cpp tokenizes {n - len(self.mismatches)}/{n} check strings as the model's tokenizer does; "
+            f"first difference: {text!r}: tokenizer {hf[:12]} vs llama.cpp {got[:12]}"
+        )
+
+
+def check_tokenizer(model_dir: Path, gguf_path: Path, strings=TOKENIZER_CHECK_STRINGS, timeout: float = 300) -> TokenizerCheck:
+    """Tokenize the check strings with the model folder's HF tokenizer and with the GGUF's vocabulary in llama.cpp."""
+    if not llama_cpp_available():
+        raise ExportError(LLAMA_CPP_MISSING)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    hf = [list(tokenizer.encode(s, add_special_tokens=True)) for s in strings]
+    with tempfile.TemporaryDirectory(prefix="phi3tui-llama-") as tmp:
+        request = {"mode": "tokenize", "model": str(gguf_path), "texts": list(strings), "out": str(Path(tmp) / "ids.json")}
+        _run_worker(request, Path(tmp), gguf_path, timeout)
+        got = json.loads(Path(request["out"]).read_text(encoding="utf-8"))
+    return TokenizerCheck(list(strings), hf, got)
+
+
+def _run_worker(request: dict, tmp: Path, gguf_path: Path, timeout: float) -> None:
+    req_path = tmp / "request.json"
+    req_path.write_text(json.dumps(request), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "phi3tui.core.export.llama_worker", str(req_path)],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if proc.returncode != 0:
+        reason = [line for line in proc.stderr.splitlines() if "error" in line.lower()][-3:] or proc.stderr.strip().splitlines()[-3:]
+        raise ExportError(f"llama.cpp could not run {gguf_path.name} (exit {proc.returncode}): {' | '.join(reason)}")
 
 
 @dataclass
