@@ -160,7 +160,7 @@ class ExportJob:
         if step == "ollama":
             src = f"{self.base_gguf_path.name} + ADAPTER {self.lora_path.name}" if self.use_adapter_in_ollama else self.gguf_path.name
             return [
-                f"write {self.rel(self.modelfile)}: FROM {src}, Phi-3 TEMPLATE, stops",
+                f"write {self.rel(self.modelfile)}: FROM {src}, TEMPLATE and stops from the model's chat template",
                 f"lint it; `ollama create {self.name}` if Ollama runs, else show the commands",
             ]
         raise ValueError(step)
