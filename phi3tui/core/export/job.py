@@ -14,6 +14,7 @@ from phi3tui.core.export.paths import (
     AdapterChoice,
     base_model_of,
     default_export_name,
+    dequantize_for_gguf,
     local_model_dir,
     read_json,
     resolve_adapter,
@@ -30,6 +31,20 @@ VERIFY_DISAGREES = "llama.cpp disagrees with MLX"
 DEFAULT_PROMPTS = ("What happens if you crack your knuckles a lot?", "Why is the sky blue?")
 
 
+@dataclass(frozen=True)
+class FuseStep:
+    """fuse()'s result plus what this job decided around it (a de-quantized base), said in its summary."""
+
+    result: object  # fuse.FuseResult
+    notes: tuple[str, ...] = ()
+
+    def __getattr__(self, name):
+        return getattr(self.result, name)  # fused_dir, dequantized, ... as fuse() reports them
+
+    def summary(self) -> str:
+        return self.result.summary() + "".join(f"; {note}" for note in self.notes)
+
+
 @dataclass
 class ExportJob:
     workspace_root: Path
@@ -39,7 +54,8 @@ class ExportJob:
     out_dir: Path
     outtype: str = "f16"
     lora_outtype: str = "f16"
-    dequantize: bool = False
+    dequantize: bool = False  # de-quantize even when no GGUF follows (`export fuse --dequantize`)
+    no_dequantize: bool = False  # refuse a quantized base instead of de-quantizing it (`--no-dequantize`)
     force: bool = False
     num_ctx: int | None = None
     quantize: str | None = None
@@ -134,8 +150,10 @@ class ExportJob:
                 f"load {self.rel(self.base_model or '?')} with the {self.adapter.fine_tune_type.upper()} adapter",
                 "fuse each adapted layer into its base weights (mlx-lm)",
             ]
-            if self.dequantize:
-                lines.append("de-quantize the weights (needed before GGUF)")
+            if self.no_dequantize:
+                lines.append("refuse an MLX-quantized base (--no-dequantize): the GGUF needs full weights")
+            else:
+                lines.append("de-quantize the weights if the base is MLX-quantized (the GGUF needs full weights)")
             return lines + [f"save to {self.rel(self.fused_dir)} with tokenizer.model and every tokenizer file"]
         if step == "gguf":
             return [
@@ -187,7 +205,10 @@ class ExportJob:
         from phi3tui.core.export.fuse import fuse
 
         adapter = self.require_adapter()
-        result = fuse(self.require_base(), adapter, self.fused_dir, self.dequantize, self.force, progress)
+        # The wizard, `export all` and the demo fuse for a GGUF: a quantized base is de-quantized, and said so.
+        dequantize, note = dequantize_for_gguf(self.require_base(), refuse=self.no_dequantize)
+        result = FuseStep(fuse(self.require_base(), adapter, self.fused_dir, dequantize or self.dequantize, self.force, progress),
+                          (note,) if note else ())
         self.results["fuse"] = result
         return result
 
