@@ -152,7 +152,24 @@ def test_phi4_mini_f16_gguf_with_a_fused_adapter_gives_mlxs_greedy_tokens(phi4_t
     tokenizer_check = check_tokenizer(job.fused_dir, job.gguf_path)
     assert tokenizer_check.ok, tokenizer_check.summary()
     lines = job.run_verify()
+    assert lines[1] == f"{job.gguf_path.name}: llama.cpp tokenizes 14/14 check strings as the model's tokenizer does"
     (agreement,) = job.results["verify"][1]
     assert agreement.ok, lines
     assert all(r.same_tokens and len(r.llama_tokens) == 8 for r in agreement.rows)
     assert agreement.cosine >= 0.9999
+
+
+def test_verify_stops_at_the_tokenizer_when_llama_cpp_splits_text_otherwise(phi4_trained_template, tmp_path, monkeypatch):
+    llama_cpp_or_skip()
+    from phi3tui.core.export import vocab
+    from phi3tui.core.export.job import VERIFY_DISAGREES, ExportJob
+
+    ws = tmp_path / "ws"
+    shutil.copytree(phi4_trained_template, ws)
+    job = ExportJob.create(ws, name="phi4")
+    job.run_fuse()
+    monkeypatch.setitem(vocab.KNOWN_PRE_TOKENIZERS, next(iter(vocab.KNOWN_PRE_TOKENIZERS)), "llama-bpe")  # a wrong name
+    job.run_gguf()
+    with pytest.raises(ExportError, match=r"tokenizes \d+/14 check strings .*first difference"):
+        job.run_verify()
+    assert job.verify_state == VERIFY_DISAGREES and job.results["verify"][1] == []  # no logits compared

@@ -108,10 +108,27 @@ def read_safetensors(model_dir: Path) -> dict[str, SourceTensor]:
     return found
 
 
+# Phi models mlx-lm trains whose GGUF this export does not write, and why (said instead of a bare "not supported").
+REFUSED_MODEL_TYPES = {
+    "phi3small": (
+        "Phi-3-small (phi3small) cannot be exported to GGUF: llama.cpp has no phi3small architecture (its blocksparse "
+        "attention and tiktoken cl100k vocabulary are not implemented there), so no llama.cpp or Ollama build could run "
+        "the file; train and chat with it in phi3tui (mlx-lm), and keep the adapter or the fused MLX folder"
+    ),
+    "phimoe": (
+        "Phi-3.5-MoE (phimoe) is not exported yet: llama.cpp's phimoe architecture needs the 16 experts' weights stacked "
+        "into ffn_*_exps tensors and a router, which this exporter does not write; fuse the adapter (`phi3tui export "
+        "fuse`) and convert the fused folder with llama.cpp's convert_hf_to_gguf.py"
+    ),
+}
+
+
 def check_model(config: dict, model_dir: Path) -> None:
     """Refuse, with the reason, what the phi3 GGUF cannot hold."""
     where = model_dir / "config.json"
     arch = (config.get("architectures") or [None])[0]
+    if config.get("model_type") in REFUSED_MODEL_TYPES:
+        raise ExportError(f"{where}: {REFUSED_MODEL_TYPES[config['model_type']]}")
     if config.get("model_type") != "phi3" or arch not in SUPPORTED_ARCHITECTURES:
         raise ExportError(
             f"{where}: architecture {arch or config.get('model_type')!r} is not supported; supported: {SUPPORTED_TEXT}"

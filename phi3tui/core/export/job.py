@@ -245,7 +245,14 @@ class ExportJob:
         """Agreement lines for the GGUFs written so far (llama.cpp when installed); raises when any disagrees.
 
         Afterwards verify_state says whether llama.cpp agreed or the files only read back."""
-        from phi3tui.core.export.verify import LLAMA_CPP_MISSING, llama_cpp_available, read_back, verify_gguf, verify_lora
+        from phi3tui.core.export.verify import (
+            LLAMA_CPP_MISSING,
+            check_tokenizer,
+            llama_cpp_available,
+            read_back,
+            verify_gguf,
+            verify_lora,
+        )
 
         lines, agreements = [], []
         targets = [p for p in (self.gguf_path, self.lora_path, self.base_gguf_path) if p.is_file()]
@@ -262,6 +269,16 @@ class ExportJob:
         else:
             prompts = list(self.prompts)
             if self.gguf_path.is_file() and (self.fused_dir / "config.json").is_file():
+                if read_back(self.gguf_path).metadata.get("tokenizer.ggml.model") == "gpt2":
+                    # Tokens first: logits mean nothing if llama.cpp splits the text differently. (A SentencePiece
+                    # vocabulary is not checked against HF here: transformers 5's legacy=False Phi-3 tokenizer itself
+                    # differs from sentencepiece on leading spaces, see shared/reference/gguf-phi3.md 9.7a.)
+                    progress(0, 2, "llama.cpp: tokenizer")
+                    tokens = check_tokenizer(self.fused_dir, self.gguf_path)
+                    lines.append(f"{self.gguf_path.name}: {tokens.summary()}")
+                    if not tokens.ok:
+                        self.results["verify"] = (lines, agreements, VERIFY_DISAGREES)
+                        raise ExportError("; ".join(lines))
                 progress(0, 2, "llama.cpp: fused GGUF")
                 a = verify_gguf(self.fused_dir, self.gguf_path, self.outtype, prompts, self.max_tokens)
                 agreements.append(a)

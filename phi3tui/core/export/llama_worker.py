@@ -22,6 +22,7 @@ def run(request: dict) -> None:
     kwargs = dict(
         model_path=request["model"], n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True,
         n_threads=int(request.get("threads") or 2), type_k=0, type_v=0, verbose=False,  # F32 KV cache: exact comparisons
+        n_gpu_layers=0,  # on the CPU: the same check means the same on a Mac, where llama-cpp-python builds with Metal
     )
     if request.get("lora"):
         kwargs.update(lora_path=request["lora"], lora_scale=1.0)
@@ -46,7 +47,7 @@ def run(request: dict) -> None:
 def tokenize(request: dict) -> None:
     from llama_cpp import Llama
 
-    llm = Llama(model_path=request["model"], vocab_only=True, verbose=False)
+    llm = Llama(model_path=request["model"], vocab_only=True, n_gpu_layers=0, verbose=False)
     try:
         ids = [llm.tokenize(t.encode("utf-8"), add_bos=True, special=True) for t in request["texts"]]
     finally:

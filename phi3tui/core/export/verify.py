@@ -110,7 +110,8 @@ def read_back(path: Path, expected=None, kind: str = "model") -> ReadBackReport:
             report.problems.append(f"key {key} is missing")
         elif f.types[0].name != type_name:
             report.problems.append(f"key {key} is {f.types[0].name}, expected {type_name}")
-    for key in ("general.architecture", "general.type", "general.name", "general.file_type", "tokenizer.ggml.add_bos_token", "adapter.lora.alpha"):
+    for key in ("general.architecture", "general.type", "general.name", "general.file_type", "tokenizer.ggml.add_bos_token",
+                "tokenizer.ggml.model", "adapter.lora.alpha"):
         if key in fields:
             report.metadata[key] = fields[key].contents()
     if report.metadata.get("general.architecture") != "phi3":
