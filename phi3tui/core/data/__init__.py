@@ -19,7 +19,7 @@ from phi3tui.core.data.importers import (
     options_from_values,
     tutorial_text,
 )
-from phi3tui.core.data.render import TokenizerError, load_tokenizer, render_record
+from phi3tui.core.data.render import TokenizerError, load_tokenizer, preference_tokens, render_record
 
 __all__ = [
     "Cancelled",
@@ -36,6 +36,7 @@ __all__ = [
     "import_any",
     "load_tokenizer",
     "options_from_values",
+    "preference_tokens",
     "render_record",
     "split_sizes",
     "run_checks",
