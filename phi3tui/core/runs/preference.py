@@ -335,3 +335,4 @@ class PreferenceTask:
             total, ntokens, batches = summed[:3]
             sums = dict(zip(sorted(sums), summed[3:]))
         return total / max(ntokens, 1), {k: v / max(batches, 1) for k, v in sums.items()}
+
