@@ -267,3 +267,80 @@ def test_dpo_run_on_the_demo_model_records_rewards_and_its_adapter_loads_in_chat
         for event in events:
             answers[event.row].append(event.token)
     assert all(answers)
+
+
+def test_dpo_run_stopped_and_resumed_equals_the_straight_run(demo_workspace):
+    from phi3tui.core import runs
+    from phi3tui.core.demo import write_demo_preference_data
+    from phi3tui.core.runs.folder import read_run_json
+    from phi3tui.core.workspace import Workspace
+    from tests.test_runner import wait_until
+
+    write_demo_preference_data(demo_workspace / "pref")
+    ws = Workspace.open(demo_workspace)
+    quick = dict(train_mode="dpo", data="pref", iters=20, steps_per_report=5, steps_per_eval=5, save_every=10,
+                 val_batches=3, learning_rate=1e-3)
+    straight = runs.start_run(ws, overrides=quick)
+    stopped = runs.start_run(ws, overrides=quick)
+    wait_until(lambda: (read_run_json(stopped).get("last_checkpoint") or 0) >= 10, what="first checkpoint")
+    runs.stop_run(stopped)
+    info = runs.wait_for_run(stopped, timeout=120)
+    assert info["state"] == "stopped", info
+    at = int(info["reason"].rsplit(" ", 1)[-1])
+    assert 10 <= at < 20
+    assert runs.resume_run(stopped) == at
+    assert runs.wait_for_run(stopped, timeout=180)["state"] == "finished"
+    assert runs.wait_for_run(straight, timeout=180)["state"] == "finished"
+
+    def val(run_dir):
+        lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [(r["iteration"], r["loss"], r["reward_margin"], r["accuracy"]) for r in lines if r["kind"] == "val"]
+
+    # Weights, optimizer state, data order and the reference (the same base weights) all continue.
+    resumed, expected = val(stopped), val(straight)
+    assert [v[0] for v in resumed] == [v[0] for v in expected] == [0, 4, 9, 14, 19]
+    assert resumed == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_headless_demo_with_preference_runs_dpo_after_sft_and_compares_its_adapter(demo_workspace):
+    import io
+
+    from phi3tui.core.pipeline import run_pipeline, steps_with_preference
+    from phi3tui.core.workspace import Workspace
+
+    steps = steps_with_preference()
+    titles = [s[0] for s in steps]
+    assert titles.index("preference-tune (DPO)") == titles.index("train") + 1
+    upto_compare = steps[: titles.index("compare base and adapted answers") + 1]
+    out = io.StringIO()
+    state: dict = {}
+    assert run_pipeline(Workspace.open(demo_workspace), out, steps=upto_compare, state=state) == 0, out.getvalue()
+    text = out.getvalue()
+    assert "preference-tune (DPO): ok" in text and "reward margin" in text
+    runs_dir = demo_workspace / "runs"
+    done = sorted(p for p in runs_dir.iterdir() if (p / "run.json").is_file())
+    assert len(done) == 2
+    sft, dpo = done
+    config = (dpo / "config.yaml").read_text()
+    assert "train_mode: dpo" in config and f"{sft.name}/adapters/adapters.safetensors" in config
+    assert f"base vs run {dpo.name}" in text
+
+
+def test_full_fine_tune_dpo_precomputes_the_reference_once_and_says_so(demo_workspace):
+    from phi3tui.core import runs
+    from phi3tui.core.demo import write_demo_preference_data
+    from phi3tui.core.workspace import Workspace
+
+    write_demo_preference_data(demo_workspace / "pref")
+    run_dir = runs.start_run(Workspace.open(demo_workspace), overrides=dict(
+        train_mode="dpo", data="pref", fine_tune_type="full", iters=4, steps_per_report=2, steps_per_eval=2,
+        save_every=4, val_batches=2, learning_rate=1e-4))
+    info = runs.wait_for_run(run_dir, timeout=300)
+    log = (run_dir / "log.txt").read_text()
+    assert info["state"] == "finished", log[-2000:]
+    assert "computing the reference log-probabilities once, before training" in log
+    val = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in val if r["kind"] == "val"]
+    # The precomputed reference is the weights as loaded: before the first update the rewards are 0.
+    assert val[0]["iteration"] == 0 and val[0]["chosen_reward"] == 0.0 and val[0]["rejected_reward"] == 0.0
+    assert any(r["reward_margin"] != 0.0 for r in val[1:])
