@@ -272,22 +272,14 @@ def test_dpo_run_on_the_demo_model_records_rewards_and_its_adapter_loads_in_chat
 def test_dpo_run_stopped_and_resumed_equals_the_straight_run(demo_workspace):
     from phi3tui.core import runs
     from phi3tui.core.demo import write_demo_preference_data
-    from phi3tui.core.runs.folder import read_run_json
     from phi3tui.core.workspace import Workspace
-    from tests.test_runner import wait_until
+    from tests.test_runner import straight_and_stopped_runs
 
     write_demo_preference_data(demo_workspace / "pref")
     ws = Workspace.open(demo_workspace)
     quick = dict(train_mode="dpo", data="pref", iters=20, steps_per_report=5, steps_per_eval=5, save_every=10,
                  val_batches=3, learning_rate=1e-3)
-    straight = runs.start_run(ws, overrides=quick)
-    stopped = runs.start_run(ws, overrides=quick)
-    wait_until(lambda: (read_run_json(stopped).get("last_checkpoint") or 0) >= 10, what="first checkpoint")
-    runs.stop_run(stopped)
-    info = runs.wait_for_run(stopped, timeout=120)
-    assert info["state"] == "stopped", info
-    at = int(info["reason"].rsplit(" ", 1)[-1])
-    assert 10 <= at < 20
+    straight, stopped, at = straight_and_stopped_runs(ws, quick)
     assert runs.resume_run(stopped) == at
     assert runs.wait_for_run(stopped, timeout=180)["state"] == "finished"
     assert runs.wait_for_run(straight, timeout=180)["state"] == "finished"
