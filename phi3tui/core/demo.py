@@ -157,6 +157,21 @@ def split_pairs(pairs, seed: int = 0, valid_fraction: float = 0.1, test_fraction
     return items[n_valid + n_test :], items[:n_valid], items[n_valid : n_valid + n_test]
 
 
+def write_demo_preference_data(data_dir: Path, seed: int = 0) -> dict[str, int]:
+    """The demo pairs as preference records for DPO/ORPO: each answer is chosen for its own question and
+    rejected as the answer to the next question of its split (a fluent answer to another question)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, rows in zip(("train", "valid", "test"), split_pairs(demo_pairs(), seed=seed)):
+        records = [
+            {"prompt": q, "chosen": a, "rejected": rows[(i + 1) % len(rows)][1]}
+            for i, (q, a) in enumerate(rows) if rows[(i + 1) % len(rows)][1] != a
+        ]
+        atomic_write_text(data_dir / f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        counts[name] = len(records)
+    return counts
+
+
 def write_demo_data(data_dir: Path, seed: int = 0) -> dict[str, int]:
     from phi3tui.core.data import tutorial_text  # the record format's one owner (late: the data package is larger)
 

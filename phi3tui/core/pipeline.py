@@ -27,6 +27,16 @@ STEPS = (
 )
 
 
+# `phi3tui demo --headless --preference`: a DPO pass right after the SFT run; the steps after it use its adapter.
+PREFERENCE_STEP = ("preference-tune (DPO)", "phi3tui.core.runs.preference_demo", "train")
+
+
+def steps_with_preference(steps=STEPS) -> tuple:
+    at = [title for title, _m, _n in steps].index("train") + 1
+    later = tuple((title, module, PREFERENCE_STEP[0] if needs == "train" else needs) for title, module, needs in steps[at:])
+    return steps[:at] + (PREFERENCE_STEP,) + later
+
+
 def run_pipeline(ws: Workspace, out: TextIO, replace_ollama: bool = False, steps=STEPS, state: dict | None = None) -> int:
     """Run `steps` in order; a step whose input step did not succeed is skipped and says which one.
 

@@ -21,7 +21,7 @@ from phi3tui.core.data.importers import (
     split_answers,
     tutorial_text,
 )
-from phi3tui.core.data.render import TokenizerError, load_tokenizer, render_record
+from phi3tui.core.data.render import TokenizerError, load_tokenizer, preference_tokens, render_record
 
 __all__ = [
     "Cancelled",
@@ -38,6 +38,7 @@ __all__ = [
     "import_any",
     "load_tokenizer",
     "options_from_values",
+    "preference_tokens",
     "read_rows",
     "render_record",
     "split_answers",

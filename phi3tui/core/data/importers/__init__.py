@@ -7,6 +7,7 @@ Nothing is written when anything is wrong, and existing split files are kept unl
 
 from phi3tui.core.data.importers.common import (
     FORMATS,
+    PREFERENCE,
     DataImportError,
     ImportOptions,
     ImportResult,
@@ -21,6 +22,7 @@ from phi3tui.core.data.importers.common import (
 
 __all__ = [
     "FORMATS",
+    "PREFERENCE",
     "DataImportError",
     "ImportOptions",
     "ImportResult",
