@@ -8,7 +8,6 @@ the end: a failure (a full disk included) leaves nothing at the destination.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterator
