@@ -27,10 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import psutil
-kind, model_dir, adapter_dir, out = sys.argv[1:5]
-sys.path.insert(0, sys.argv[5])
+kind, model_dir, adapter_dir, out, repo = sys.argv[1:6]
+sys.path.insert(0, repo)
 import mlx_lm.fuse
 if kind == "phi3tui":
     from pathlib import Path
@@ -45,10 +45,9 @@ if kind == "mlx_lm":
 else:
     fuse(model_dir, adapter, Path(out))
 seconds = time.perf_counter() - t0
-try:  # VmHWM: this process image's own peak (ru_maxrss can carry the forking parent's peak across exec)
-    peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024
-except OSError:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+sys.path.insert(0, repo + "/bench")
+from peak_rss import peak_rss
+peak = peak_rss()
 print(json.dumps({"seconds": seconds, "peak_growth": max(0, peak - before)}))
 """
 
