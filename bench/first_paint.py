@@ -6,7 +6,9 @@ every 5 ms): for phi3tui "phi3tui · Data" (the Data screen's header), for the b
 The two alternate; prints each launch, the medians, then the ratio last. The demo workspace is built
 once in a temporary folder. User settings come from an empty config folder, as on a first start.
 
-    python bench/first_paint.py [--repeats 5] [--screen data]
+    python bench/first_paint.py [--repeats 5] [--screen data] [--also-tree DIR]
+
+--also-tree DIR adds a third side: phi3tui from another checkout (e.g. main), to see what a change gains.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--screen", default="data", choices=["data", "config", "train", "chat", "export"])
+    parser.add_argument("--also-tree", metavar="DIR", help="also time phi3tui from this checkout")
     args = parser.parse_args()
     if not shutil.which("tmux"):
         raise SystemExit("tmux is not installed: this benchmark needs a real terminal")
@@ -86,25 +89,28 @@ def main() -> None:
             "PYTHONPATH": str(REPO), "PHI3TUI_CONFIG_DIR": str(tmp / "config"), "TERM": "xterm-256color",
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
         }
-        sides = {
-            "bare": ([sys.executable, str(tmp / "bare.py")], "bare textual app"),
-            "phi3tui": ([sys.executable, "-m", "phi3tui", "--screen", args.screen, str(ws)], f"phi3tui · {args.screen.capitalize()}"),
-        }
+        app = [sys.executable, "-m", "phi3tui", "--screen", args.screen, str(ws)]
+        header = f"phi3tui · {args.screen.capitalize()}"
+        sides = {"bare": ([sys.executable, str(tmp / "bare.py")], "bare textual app", env), "phi3tui": (app, header, env)}
+        if args.also_tree:
+            sides["other tree"] = (app, header, {**env, "PYTHONPATH": str(Path(args.also_tree).resolve())})
         # A session that lives through the whole run: a tmux server whose last session ends exits, racing the next start.
         tmux(sock, "new-session", "-d", "-s", "hold", "sleep 100000")
         # One untimed launch each: the first start pays for compiling .pyc files and a cold page cache.
-        for side, (command, needle) in sides.items():
-            first_paint(sock, f"warm-{side}", command, needle, env)
+        for i, (command, needle, side_env) in enumerate(sides.values()):
+            first_paint(sock, f"warm-{i}", command, needle, side_env)
         times: dict[str, list[float]] = {side: [] for side in sides}
         for i in range(args.repeats):
             for side in list(sides) if i % 2 == 0 else list(sides)[::-1]:
-                command, needle = sides[side]
-                t = first_paint(sock, f"{side}-{i}", command, needle, env)
+                command, needle, side_env = sides[side]
+                t = first_paint(sock, f"{side.replace(' ', '-')}-{i}", command, needle, side_env)
                 times[side].append(t)
                 print(f"  {side:8s} run {i + 1}: {t:.3f} s", flush=True)
         med = {side: statistics.median(v) for side, v in times.items()}
         for side in sides:
             print(f"{side:8s} median {med[side]:.3f} s")
+        if args.also_tree:
+            print(f"phi3tui / {args.also_tree} {med['phi3tui'] / med['other tree']:.2f}")
         print(f"first paint ratio {med['phi3tui'] / med['bare']:.2f} (phi3tui {med['phi3tui']:.3f} s / bare Textual app "
               f"{med['bare']:.3f} s, {args.screen} screen, tmux 80x24, median of {args.repeats}; goal <= 1.5)")
     finally:
