@@ -84,7 +84,9 @@ def test_chat_format(tmp_path):
     out = tmp_path / "data"
     import_truthfulqa(source, out, ImportOptions(fmt="chat", valid=0, test=0))
     assert read_split(out, "train")[3] == {
-        "messages": [{"role": "user", "content": "Question 3?"}, {"role": "assistant", "content": "Answer 3"}]
+        "messages": [{"role": "user", "content": "Question 3?"}, {"role": "assistant", "content": "Answer 3"}],
+        "correct": ["c"],  # TruthfulQA's answer columns go along, for multiple choice
+        "incorrect": ["i"],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +209,9 @@ def test_headless_demo_runs_the_whole_job(tmp_path):
         assert f"[{number}/{len(STEPS)}] {title}: ok" in proc.stdout, title
     assert f"{len(STEPS)}/{len(STEPS)} steps succeeded" in proc.stdout
     assert "Traceback" not in proc.stderr
+    # The scoring step prints both sides' multiple-choice scores on the test split, saved beside the run.
+    assert re.search(r"test questions: base MC1 [01]\.\d+ MC2 0\.\d+, adapted MC1 [01]\.\d+ MC2 0\.\d+", proc.stdout)
+    assert list((tmp_path / "ws" / "runs").glob("*/eval-*.json"))
     assert list((tmp_path / "ws" / "exports").glob("*/*-f16.gguf"))
     assert list((tmp_path / "ws" / "exports").glob("*/Modelfile"))
 
@@ -217,4 +221,6 @@ def test_headless_demo_fails_loudly_when_a_step_fails(demo_workspace):
     (demo_workspace / "data" / "train.jsonl").write_text('{"text": "ok"}\nnot json\n')
     proc = run_cli("demo", str(demo_workspace), "--headless", timeout=900)
     assert proc.returncode != 0
-    assert "[1/6] check the data: FAILED" in proc.stdout
+    from phi3tui.core.pipeline import STEPS
+
+    assert f"[1/{len(STEPS)}] check the data: FAILED" in proc.stdout

@@ -190,15 +190,6 @@ def test_unsupported_models_are_refused_with_the_reason(demo_model, tmp_path, ch
     assert not (tmp_path / "x.gguf").exists()
 
 
-def test_phi4_style_gpt2_tokenizer_is_refused(demo_model, tmp_path):
-    model = model_copy(demo_model, tmp_path)
-    cfg = json.loads((model / "tokenizer_config.json").read_text())
-    cfg["tokenizer_class"] = "GPT2Tokenizer"
-    (model / "tokenizer_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ExportError, match="GPT-2 style BPE tokenizer"):
-        write_gguf(model, tmp_path / "x.gguf")
-
-
 def test_missing_tokenizer_files_are_named(demo_model, tmp_path):
     model = model_copy(demo_model, tmp_path)
     (model / "tokenizer.model").unlink()

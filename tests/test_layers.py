@@ -10,9 +10,9 @@ from pathlib import Path
 from tests.conftest import REPO
 
 PACKAGE = REPO / "phi3tui"
-FACED = ("phi3tui.core.config", "phi3tui.core.data", "phi3tui.core.runs", "phi3tui.core.chat")
+FACED = ("phi3tui.core.config", "phi3tui.core.data", "phi3tui.core.runs", "phi3tui.core.chat", "phi3tui.core.eval")
 # Heavy modules, imported directly and late so that nothing heavy runs before the first paint.
-HEAVY = {"phi3tui.core.chat.model", "phi3tui.core.runs.runner"}
+HEAVY = {"phi3tui.core.chat.model", "phi3tui.core.runs.runner", "phi3tui.core.eval.scoring"}
 
 
 def _modules(root: Path = PACKAGE) -> dict[str, Path]:

@@ -80,9 +80,10 @@ def test_lint_checks_files_and_the_training_context(tmp_path):
     assert any("num_ctx is 128, less than the training max_seq_length 256" in p for p in problems)
 
 
-def test_write_modelfile_refuses_bad_names_and_overwrites(tmp_path):
-    gguf_file = tmp_path / "m.gguf"
-    gguf_file.write_bytes(b"GGUF")
+def test_write_modelfile_refuses_bad_names_and_overwrites(tmp_path, demo_model):
+    from phi3tui.core.export.gguf import write_gguf
+
+    gguf_file = write_gguf(demo_model, tmp_path / "m.gguf", "f16").path
     with pytest.raises(ExportError, match="not valid"):
         write_modelfile(tmp_path, gguf_file, "Bad Name!")
     plan = write_modelfile(tmp_path, gguf_file, "phi3-ft", min_ctx=8000)
@@ -267,3 +268,64 @@ def test_real_ollama_demo_step_needs_yes_to_replace(trained_ws):
         assert run_pipeline(Workspace(trained_ws), out, replace_ollama=True, steps=STEPS[-1:], state=state) == 0, out.getvalue()
     finally:
         subprocess.run([status.binary, "rm", name], capture_output=True, timeout=60)
+
+
+# -- the TEMPLATE and stops come from the model's own chat template -----------------------------------
+
+PHI4_TEMPLATE = (
+    '{{- range .Messages }}{{- if eq .Role "system" }}<|system|>{{ .Content }}<|end|>'
+    '{{ else if eq .Role "user" }}<|user|>{{ .Content }}<|end|>'
+    '{{ else if eq .Role "assistant" }}<|assistant|>{{ .Content }}<|end|>{{ end }}{{- end }}<|assistant|>'
+)
+
+
+def test_the_phi3_gguf_gets_phi3s_template_from_its_own_chat_template(tmp_path, demo_model):
+    from phi3tui.core.export.gguf import write_gguf
+    from phi3tui.core.export.ollama import PHI3_FORMAT, chat_format_from_gguf
+
+    fmt = chat_format_from_gguf(write_gguf(demo_model, tmp_path / "m.gguf", "f16").path)
+    assert fmt.template == PHI3_FORMAT.template and fmt.stops == PHI3_STOPS  # newline after each role tag
+
+
+def test_the_phi4_mini_modelfile_has_no_newline_after_role_tags(tmp_path):
+    from phi3tui.core.demo import write_phi4_mini_model
+    from phi3tui.core.export.gguf import write_gguf
+
+    model = tmp_path / "phi4"
+    write_phi4_mini_model(model)
+    gguf_file = write_gguf(model, tmp_path / "out" / "p4-f16.gguf", "f16").path
+    plan = write_modelfile(tmp_path / "out", gguf_file, "phi4-ft")
+    assert f'TEMPLATE """{PHI4_TEMPLATE}"""' in plan.text
+    assert [line for line in plan.text.splitlines() if line.startswith("PARAMETER stop")] == [
+        f'PARAMETER stop "{s}"' for s in ("<|end|>", "<|user|>", "<|assistant|>", "<|endoftext|>")
+    ]
+    assert lint_modelfile(plan.text, tmp_path / "out") == []
+
+
+@pytest.mark.parametrize(
+    "template, reason",
+    [
+        # Llama-2 style: the system prompt goes inside the first user turn, which a per-message template cannot say.
+        ("{% for m in messages %}{% if m['role'] == 'system' %}{% set sys = m['content'] %}{% elif m['role'] == 'user' %}"
+         "[INST] {% if loop.index0 == 1 %}<<SYS>>{{ messages[0]['content'] }}<</SYS>> {% endif %}{{ m['content'] }} [/INST]"
+         "{% else %}{{ m['content'] }}<|end|>{% endif %}{% endfor %}", "a user message does not render the same after another"),
+        # The assistant's turn is told apart by position, not role: the second conversation checked catches it.
+        ("{% for m in messages %}{% if loop.index0 == 2 %}<|end|>{% endif %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>"
+         "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}", "conversation renders differently"),
+        ("{{ raise_exception('no') }}", "no"),
+        ("{% for m in messages %}{{ m['content'] }}{% endfor %}", "no special token ends an assistant turn"),
+    ],
+)
+def test_a_chat_template_ollama_cannot_express_is_refused_with_the_reason(template, reason):
+    from phi3tui.core.export.ollama import chat_format
+
+    with pytest.raises(ExportError, match=f"cannot be written as an Ollama TEMPLATE.*{reason}"):
+        chat_format(template, ["<|end|>", "<|user|>"], ["<|endoftext|>"], {"eos_token": "<|endoftext|>"}, "m.gguf")
+
+
+def test_an_unreadable_gguf_writes_no_modelfile(tmp_path):
+    bad = tmp_path / "m.gguf"
+    bad.write_bytes(b"GGUF")
+    with pytest.raises(ExportError, match="not a readable GGUF"):
+        write_modelfile(tmp_path, bad, "phi3-ft")
+    assert not (tmp_path / "Modelfile").exists()

@@ -40,6 +40,20 @@ def wait_until(predicate, timeout=120, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def straight_and_stopped_runs(ws, overrides: dict) -> tuple[Path, Path, int]:
+    """Two runs of one config; the second stopped after its first checkpoint (at 10 of 20 iterations).
+    Returns (straight run, stopped run, the iteration it stopped at)."""
+    straight = runs.start_run(ws, overrides=overrides)
+    stopped = runs.start_run(ws, overrides=overrides)
+    wait_until(lambda: (read_run_json(stopped).get("last_checkpoint") or 0) >= 10, what="first checkpoint")
+    runs.stop_run(stopped)
+    info = runs.wait_for_run(stopped, timeout=120)
+    assert info["state"] == "stopped", info
+    at = int(info["reason"].rsplit(" ", 1)[-1])
+    assert 10 <= at < 20
+    return straight, stopped, at
+
+
 def test_same_losses_as_mlx_lm_and_run_folder_layout(demo_workspace, tmp_path):
     ws = Workspace.open(demo_workspace)
     run_dir = runs.start_run(ws, overrides=dict(QUICK, test=True, test_batches=4))
@@ -82,14 +96,7 @@ def test_stop_then_resume_continues_curve_and_optimizer(demo_workspace):
     ws = Workspace.open(demo_workspace)
     # A warm-up + cosine schedule: its value depends on the optimizer's step, which a resume must restore.
     schedule = dict(QUICK, lr_schedule={"name": "cosine_decay", "arguments": [1e-3, 20], "warmup": 3})
-    straight = runs.start_run(ws, overrides=schedule)
-    stopped = runs.start_run(ws, overrides=schedule)
-    wait_until(lambda: (read_run_json(stopped).get("last_checkpoint") or 0) >= 10, what="first checkpoint")
-    runs.stop_run(stopped)
-    info = runs.wait_for_run(stopped, timeout=120)
-    assert info["state"] == "stopped", info
-    at = int(info["reason"].rsplit(" ", 1)[-1])
-    assert 10 <= at < 20
+    straight, stopped, at = straight_and_stopped_runs(ws, schedule)
     # The stop left an adapter that mlx-lm loads, and the optimizer state (step = iterations done) beside it.
     model, _ = load(str(demo_workspace / "model"), adapter_path=str(stopped / "adapters"))
     assert any("lora_a" in k for k, _ in __import__("mlx.utils").utils.tree_flatten(model.parameters()))

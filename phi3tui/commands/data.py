@@ -48,7 +48,8 @@ def register(subparsers) -> None:
     )
     i.add_argument("source", metavar="SOURCE", help="a .csv file (RFC 4180, UTF-8, BOM allowed) or a .jsonl file")
     i.add_argument("out_dir", metavar="OUT_DIR", help="folder to write train/valid/test.jsonl into (created if needed)")
-    i.add_argument("--format", dest="fmt", choices=["text", "chat", "completions"], default="text", help="record format to write (default: text, the tutorial's Phi-3 markers)")
+    i.add_argument("--format", dest="fmt", choices=["text", "chat", "completions", "preference"], default="text", help="record format to write (default: text, the tutorial's Phi-3 markers); preference: {prompt, chosen, rejected} pairs for DPO/ORPO from TruthfulQA's Best Answer and Incorrect Answers")
+    i.add_argument("--pairs-per-question", type=int, default=1, help="preference format: pairs per question, one per incorrect answer (default: 1)")
     i.add_argument("--prompt-column", help="column (or JSONL key) with the question/prompt (TruthfulQA: Question)")
     i.add_argument("--completion-column", help="column with the answer/completion (TruthfulQA: Best Answer)")
     i.add_argument("--text-column", help="column with ready-made text, copied as is (text format only)")
@@ -126,6 +127,7 @@ def run_import(args) -> int:
         shuffle=args.shuffle,
         seed=args.seed,
         force=args.force,
+        pairs_per_question=args.pairs_per_question,
     )
     try:
         result = import_any(args.source, args.out_dir, options)

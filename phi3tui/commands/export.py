@@ -97,7 +97,10 @@ def register(subparsers) -> None:
 
     a = sub.add_parser("all", help="fuse, GGUF, verify and Ollama in one go")
     _common(a)
-    a.add_argument("--dequantize", action="store_true", help="de-quantize a quantized base (needed before GGUF)")
+    dq = a.add_mutually_exclusive_group()
+    dq.add_argument("--dequantize", action="store_true", help="de-quantize the base (the default when it is MLX-quantized)")
+    dq.add_argument("--no-dequantize", action="store_true",
+                    help="refuse an MLX-quantized base instead of de-quantizing it (a GGUF needs full weights)")
     _gguf_options(a)
     _verify_options(a)
     _ollama_options(a)
@@ -130,7 +133,7 @@ def _job(args, need_adapter: bool = True, **options):
     from phi3tui.core.export.job import ExportJob
 
     opts = dict(force=args.force)
-    for key in ("outtype", "lora_outtype", "dequantize", "num_ctx", "quantize", "system", "max_tokens"):
+    for key in ("outtype", "lora_outtype", "dequantize", "no_dequantize", "num_ctx", "quantize", "system", "max_tokens"):
         if getattr(args, key, None) is not None:
             opts[key] = getattr(args, key)
     if getattr(args, "tokenizer_model", None):

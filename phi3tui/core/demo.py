@@ -17,7 +17,9 @@ from phi3tui.core.files import atomic_write_text
 from phi3tui.core.workspace import CONFIG_NAME, Workspace
 
 # Hand-written question/answer pairs about common misconceptions, written for this project (not copied
-# from any dataset): one {"question", "answer"} object a line.
+# from any dataset): one {"question", "answer", "incorrect"} object a line. "incorrect" is the misconception
+# stated as an answer (made by rule from the question: "Do X ...?" -> "Yes. X ...", else a plain "Yes. That is
+# true..." or, where the answer agrees, "No. That is a myth..."), so the test split can be scored as multiple choice.
 DEMO_PAIRS_FILE = Path(__file__).with_name("demo_pairs.jsonl")
 
 
@@ -155,14 +157,33 @@ def split_pairs(pairs, seed: int = 0, valid_fraction: float = 0.1, test_fraction
     return items[n_valid + n_test :], items[:n_valid], items[n_valid : n_valid + n_test]
 
 
+def write_demo_preference_data(data_dir: Path, seed: int = 0) -> dict[str, int]:
+    """The demo pairs as preference records for DPO/ORPO: each answer is chosen for its own question and
+    rejected as the answer to the next question of its split (a fluent answer to another question)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, rows in zip(("train", "valid", "test"), split_pairs(demo_pairs(), seed=seed)):
+        records = [
+            {"prompt": q, "chosen": a, "rejected": rows[(i + 1) % len(rows)][1]}
+            for i, (q, a) in enumerate(rows) if rows[(i + 1) % len(rows)][1] != a
+        ]
+        atomic_write_text(data_dir / f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        counts[name] = len(records)
+    return counts
+
+
 def write_demo_data(data_dir: Path, seed: int = 0) -> dict[str, int]:
     from phi3tui.core.data import tutorial_text  # the record format's one owner (late: the data package is larger)
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    with DEMO_PAIRS_FILE.open(encoding="utf-8") as f:
+        incorrect = {row["question"]: row["incorrect"] for row in map(json.loads, f)}
     train, valid, test = split_pairs(demo_pairs(), seed=seed)
     counts = {}
     for name, rows in (("train", train), ("valid", valid), ("test", test)):
-        lines = [json.dumps({"text": tutorial_text(q, a)}, ensure_ascii=False) for q, a in rows]
+        # The test records also carry the wrong answer, for multiple choice (mlx-lm ignores other keys).
+        extra = (lambda q: {"incorrect": [incorrect[q]]}) if name == "test" else (lambda q: {})
+        lines = [json.dumps({"text": tutorial_text(q, a), **extra(q)}, ensure_ascii=False) for q, a in rows]
         atomic_write_text(data_dir / f"{name}.jsonl", "\n".join(lines) + "\n")
         counts[name] = len(rows)
     return counts
@@ -303,3 +324,104 @@ def build_demo(target: Path | str, force: bool = False) -> DemoResult:
     (root / "runs").mkdir(exist_ok=True)
     (root / "exports").mkdir(exist_ok=True)
     return DemoResult(ws, created=True)
+
+
+# -- a tiny Phi-4-mini: same phi3 architecture, byte-level BPE vocabulary -----------------------------
+
+# Phi-4-mini-instruct's special tokens (there numbered from 199999 on) and its chat template: no newline after role tags.
+PHI4_SPECIAL_TOKENS = ("<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>", "<|tool|>", "<|/tool|>")
+PHI4_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' and 'tools' in message and message['tools'] is not none %}"
+    "{{ '<|' + message['role'] + '|>' + message['content'] + '<|tool|>' + message['tools'] + '<|/tool|>' + '<|end|>' }}"
+    "{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
+)
+PHI4_BPE_VOCAB_SIZE = 1200  # merges learned at most (the 256 byte symbols included)
+
+PHI4_MINI_CONFIG = {
+    "architectures": ["Phi3ForCausalLM"],
+    "model_type": "phi3",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,  # grouped KV heads, as Phi-4-mini (24 of 8)
+    "partial_rotary_factor": 0.75,  # RoPE on 12 of 16 head dims
+    "tie_word_embeddings": True,  # no lm_head
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "max_position_embeddings": 4096,
+    "original_max_position_embeddings": 512,
+    "sliding_window": 262144,
+    "hidden_act": "silu",
+    "torch_dtype": "float32",
+}
+
+
+def write_phi4_mini_tokenizer(model_dir: Path) -> dict[str, int]:
+    """Train a byte-level BPE (o200k split) on the demo corpus; save it as Phi-4-mini's is saved. Returns the special ids."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from phi3tui.core.export import O200K_SPLIT_REGEX
+    from transformers import PreTrainedTokenizerFast
+
+    pairs = demo_pairs()
+    corpus = [q for q, _ in pairs] + [a for _, a in pairs]
+    corpus += ["Café naïve über 東京 日本語 😀 🚀 don't I'M 12345 \t tab\n\nnew lines"]  # every byte class seen
+    # Frequent enough to become merges that only the o200k split allows (upper-case contractions, digit triples,
+    # punctuation joined to a word): a GGUF naming another llama.cpp pre-tokenizer then tokenizes differently.
+    corpus += ["She said I'M sure THEY'RE right (really) 1 22 333 4444 55555 3.14159 don't"] * 40
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(O200K_SPLIT_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=PHI4_BPE_VOCAB_SIZE, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in PHI4_SPECIAL_TOKENS])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+    fast.chat_template = PHI4_CHAT_TEMPLATE
+    fast.model_max_length = 4096
+    model_dir.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(model_dir))
+    path = model_dir / "tokenizer_config.json"
+    cfg = json.loads(path.read_text())
+    cfg.update(add_bos_token=False, add_eos_token=False, tokenizer_class="GPT2Tokenizer", chat_template=PHI4_CHAT_TEMPLATE)
+    atomic_write_text(path, json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+    return {t: tok.token_to_id(t) for t in PHI4_SPECIAL_TOKENS}
+
+
+def write_phi4_mini_model(model_dir: Path, seed: int = 0, longrope: bool = True) -> dict:
+    """A tiny random Phi-4-mini-style model (phi3 architecture, partial rotary, tied embeddings, grouped KV heads,
+    LongRoPE, byte-level BPE). Returns its config."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import phi3
+
+    ids = write_phi4_mini_tokenizer(Path(model_dir))
+    config = dict(PHI4_MINI_CONFIG)
+    n_tokens = max(ids.values()) + 1
+    config["vocab_size"] = -(-n_tokens // VOCAB_PAD_MULTIPLE) * VOCAB_PAD_MULTIPLE + VOCAB_PAD_MULTIPLE  # padding rows
+    config["bos_token_id"] = config["eos_token_id"] = config["pad_token_id"] = ids["<|endoftext|>"]
+    if longrope:
+        half = int(config["hidden_size"] // config["num_attention_heads"] * config["partial_rotary_factor"]) // 2
+        config["rope_scaling"] = {
+            "type": "longrope", "long_factor": [1.0 + 0.25 * i for i in range(half)], "short_factor": [1.0] * half,
+        }
+    mx.random.seed(seed)
+    model = phi3.Model(phi3.ModelArgs.from_dict(config))
+    mx.eval(model.parameters())
+    weights = dict(tree_flatten(model.parameters()))
+    mx.save_safetensors(str(Path(model_dir) / "model.safetensors"), weights, metadata={"format": "mlx"})
+    atomic_write_text(Path(model_dir) / "config.json", json.dumps(config, indent=2) + "\n")
+    generation = {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": [ids["<|endoftext|>"], ids["<|end|>"]]}
+    atomic_write_text(Path(model_dir) / "generation_config.json", json.dumps(generation, indent=2) + "\n")
+    return config

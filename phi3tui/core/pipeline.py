@@ -20,10 +20,21 @@ STEPS = (
     ("check the data", "phi3tui.core.data.checks", None),
     ("train", "phi3tui.core.runs.launcher", None),
     ("compare base and adapted answers", "phi3tui.core.chat.session", "train"),
+    ("score base and adapted (MC1/MC2, test loss)", "phi3tui.core.eval.scoring", "train"),
     ("fuse", "phi3tui.core.export.fuse", "train"),
     ("write the GGUF", "phi3tui.core.export.gguf", "fuse"),
     ("write the Modelfile", "phi3tui.core.export.ollama", "write the GGUF"),
 )
+
+
+# `phi3tui demo --headless --preference`: a DPO pass right after the SFT run; the steps after it use its adapter.
+PREFERENCE_STEP = ("preference-tune (DPO)", "phi3tui.core.runs.preference_demo", "train")
+
+
+def steps_with_preference(steps=STEPS) -> tuple:
+    at = [title for title, _m, _n in steps].index("train") + 1
+    later = tuple((title, module, PREFERENCE_STEP[0] if needs == "train" else needs) for title, module, needs in steps[at:])
+    return steps[:at] + (PREFERENCE_STEP,) + later
 
 
 def run_pipeline(ws: Workspace, out: TextIO, replace_ollama: bool = False, steps=STEPS, state: dict | None = None) -> int:

@@ -4,7 +4,7 @@ import it directly, and only off the UI thread.
 This is the package's public face: other packages import from here, not from its modules."""
 
 from phi3tui.core.chat.generation import GenerationSettings
-from phi3tui.core.chat.session import ChatSession, ComparePrompt, ModelWorker, batch_compare, model_path
+from phi3tui.core.chat.session import ChatSession, ComparePrompt, ModelWorker, batch_compare, model_path, prompt_from_record
 from phi3tui.core.chat.sides import (
     BASE,
     ChatError,
@@ -25,6 +25,7 @@ __all__ = [
     "describe_error",
     "model_path",
     "newest_adapter",
+    "prompt_from_record",
     "side_choices",
     "side_for_path",
 ]

@@ -192,8 +192,11 @@ class ChatModel:
                     f"{lora_a.shape[0]}→{lora_b.shape[-1]} in the adapter. Pick an adapter trained on {self.model_path}."
                 )
 
-    def _use_rows(self, row_sides: Sequence[int]) -> None:
-        """Switch each adapter on for the rows whose side uses it, off (scale 0) for the others."""
+    def use_rows(self, row_sides: Sequence[int]) -> None:
+        """Switch each adapter on for the rows whose side uses it, off (scale 0) for the others.
+
+        The next forward pass of self.model has len(row_sides) rows, row i run as side row_sides[i]; with
+        one row, its scale broadcasts over a batch of any size (eval scores a whole batch as one side)."""
         scales = {}
         for slot, weights_file in enumerate(self._slots):
             adapter = self._adapters[weights_file]
@@ -243,7 +246,7 @@ class ChatModel:
         padding = [max(lengths) - n for n in lengths]
         stats = [RowStats(prompt_tokens=n) for n in lengths]
         active = list(range(rows))  # batch position -> row
-        self._use_rows([row_sides[r] for r in active])
+        self.use_rows([row_sides[r] for r in active])
         mx.random.seed(settings.seed)
         sampler = make_sampler(settings.temp, settings.top_p, settings.min_p, top_k=settings.top_k)
         processors = make_logits_processors(
@@ -322,7 +325,7 @@ class ChatModel:
                     c.filter(keep)
                 next_y = next_y[mx.array(keep)]
                 active = [active[pos] for pos in keep]
-                self._use_rows([row_sides[r] for r in active])
+                self.use_rows([row_sides[r] for r in active])
             y = next_y
 
     def answer_all(self, prompts, row_sides, settings, cancel=None) -> tuple[list[str], list[RowStats]]:

@@ -7,7 +7,14 @@ from phi3tui.core.workspace import ConfigError, load_config_values
 from phi3tui.core.config.document import ConfigDocument, DocumentEditError, _flow_text, load_values
 from phi3tui.core.config.migrate import apply_changes
 from phi3tui.core.config.review import ConfigReview, apply_field_edit, prepare_run_config, review_config
-from phi3tui.core.config.schema import PRESETS, config_fields, epochs_for_iters, mlx_lm_defaults
+from phi3tui.core.config.schema import (
+    PRESETS,
+    TRAIN_MODES,
+    config_fields,
+    epochs_for_iters,
+    mlx_lm_defaults,
+    preference_settings,
+)
 
 __all__ = [
     "ConfigError",
@@ -17,6 +24,7 @@ __all__ = [
     "DocumentEditError",
     "Finding",
     "PRESETS",
+    "TRAIN_MODES",
     "_flow_text",
     "apply_changes",
     "apply_field_edit",
@@ -24,6 +32,7 @@ __all__ = [
     "epochs_for_iters",
     "load_values",
     "mlx_lm_defaults",
+    "preference_settings",
     "prepare_run_config",
     "review_config",
 ]

@@ -173,6 +173,9 @@ def check_types(values: dict) -> list[Finding]:
             bad = "text"
         if bad:
             found.append(Finding("error", key, f"is {value!r}; it must be {bad}"))
+    beta = values.get("beta")
+    if isinstance(beta, NUMBER_TYPES) and not isinstance(beta, bool) and not beta > 0:
+        found.append(Finding("error", "beta", f"is {beta!r}; it must be above 0", "0.1 is usual"))
     lr = values.get("lr_schedule")
     if isinstance(lr, dict):
         if lr.get("name") not in schedule_names():
@@ -314,6 +317,7 @@ def check_data(values: dict, defaults: dict, data: DataContext | None, workspace
         found.append(Finding("error", "mask_prompt", "is on but the data is in the text format: mlx-lm stops "
                              "(\"Prompt masking not supported for text dataset.\")",
                              "turn mask_prompt off, or use chat or completions records"))
+    found += _check_data_mode(values, data)
     max_len = _value(values, "max_seq_length", defaults)
     for split, histogram in data.lengths.items():
         if not histogram or not isinstance(max_len, int):
@@ -325,6 +329,29 @@ def check_data(values: dict, defaults: dict, data: DataContext | None, workspace
                                  f"(longest {longest} tokens): mlx-lm truncates them",
                                  f"raise max_seq_length to {longest} or shorten those records"))
     return found
+
+
+def _check_data_mode(values: dict, data: DataContext) -> list[Finding]:
+    """Preference records need train_mode dpo or orpo; those modes need preference records in every split."""
+    from phi3tui.core.config.schema import preference_settings
+
+    try:
+        mode = preference_settings(values)["train_mode"]
+    except ValueError:
+        return []  # the wrong value is reported by the type check
+    formats = {s: f for s, f in data.formats.items() if f}
+    if mode == "sft" and "preference" in formats.values():
+        splits = ", ".join(s for s, f in formats.items() if f == "preference")
+        return [Finding("error", "train_mode", f"is sft but {splits} hold{'s' if ',' not in splits else ''} "
+                        "preference pairs (prompt, chosen, rejected), which mlx-lm's supervised training cannot read",
+                        "set train_mode: dpo or orpo, or import the data in the text, chat or completions format")]
+    other = {s: f for s, f in formats.items() if f != "preference"}
+    if mode != "sft" and other:
+        listed = ", ".join(f"{s}.jsonl is {f}" for s, f in other.items())
+        return [Finding("error", "train_mode", f"is {mode} but {listed}: {mode} trains on preference pairs",
+                        "import pairs (phi3tui data import TruthfulQA.csv DIR --format preference), "
+                        "or set train_mode: sft")]
+    return []
 
 
 def check_adapters(values: dict, defaults: dict, workspace_root: Path) -> list[Finding]:
@@ -358,6 +385,15 @@ def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan) -> tuple
     # A wrong type is reported on its own line by the schema check; no estimate can be made from it.
     if any(merged[k] is not None and (type(merged[k]) is not int) for k in ("batch_size", "max_seq_length", "num_layers")):
         return [], None
+    from phi3tui.core.config.schema import preference_settings
+
+    try:
+        preference = preference_settings(values)["train_mode"] != "sft"
+    except ValueError:
+        preference = False
+    if preference and merged["batch_size"]:
+        # DPO/ORPO run the chosen and the rejected sequence of each pair in one batch: twice the rows.
+        merged["batch_size"] *= 2
     estimate = models.estimate_memory(ctx.info.config, plan, merged)
     if estimate.total > estimate.machine:
         hint = ("turn on grad_checkpoint" if not estimate.grad_checkpoint and estimate.total_other <= estimate.machine

@@ -22,6 +22,7 @@ GROUPS = (
     "saving",
     "memory",
     "logging",
+    "preference",
     "other",
 )
 
@@ -91,6 +92,43 @@ CONFIG_ONLY_HELP = {
 DATASET_KEYS = {"hf_dataset": None, "text_feature": "text", "prompt_feature": "prompt",
                 "completion_feature": "completion", "chat_feature": "messages"}
 
+# phi3tui's preference tuning (core/runs/preference.py), not mlx-lm's: named as mlx-lm-lora names them
+# (train_mode, beta), except dpo_loss_type, which mlx-lm-lora calls dpo_cpo_loss_type (read as well).
+# ORPO's weight of the odds-ratio term is beta too, as in mlx-lm-lora's orpo_loss.
+PREFERENCE_KEYS = {"train_mode": "sft", "beta": 0.1, "dpo_loss_type": "sigmoid"}
+PREFERENCE_ALIASES = {"dpo_cpo_loss_type": "dpo_loss_type"}
+TRAIN_MODES = ("sft", "dpo", "orpo")
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo")
+PREFERENCE_FIELDS = (
+    ("train_mode", "choice", TRAIN_MODES,
+     "sft: supervised (mlx-lm's own loss, any data format); dpo or orpo: preference tuning on "
+     "{prompt, chosen, rejected} records, the reference model being the same weights with the adapter off."),
+    ("beta", "float", (),
+     "DPO: how far the tuned model may move from the reference (higher keeps it closer); "
+     "ORPO: the weight of the odds-ratio term beside the chosen answer's loss. 0.1 is usual."),
+    ("dpo_loss_type", "choice", DPO_LOSS_TYPES,
+     "DPO's loss: sigmoid (the DPO paper), hinge (SLiC) or ipo (IPO: scores averaged per token)."),
+)
+
+def preference_settings(values: dict) -> dict:
+    """train_mode, beta and dpo_loss_type of a config (defaults filled, mlx-lm-lora's dpo_cpo_loss_type
+    read as dpo_loss_type). Raises ValueError naming the key and what to write when a value is wrong."""
+    out = dict(PREFERENCE_KEYS)
+    for alias, key in PREFERENCE_ALIASES.items():
+        if values.get(alias) is not None and values.get(key) is None:
+            out[key] = values[alias]
+    out.update({k: values[k] for k in PREFERENCE_KEYS if values.get(k) is not None})
+    if out["train_mode"] not in TRAIN_MODES:
+        raise ValueError(f"train_mode is {out['train_mode']!r}; it must be one of {', '.join(TRAIN_MODES)}")
+    if out["dpo_loss_type"] not in DPO_LOSS_TYPES:
+        raise ValueError(f"dpo_loss_type is {out['dpo_loss_type']!r}; it must be one of {', '.join(DPO_LOSS_TYPES)}")
+    beta = out["beta"]
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0 or not math.isfinite(beta):
+        raise ValueError(f"beta is {beta!r}; it must be a positive number such as 0.1")
+    out["beta"] = float(beta)
+    return out
+
+
 LORA_PARAMETER_KINDS = {"keys": "list", "rank": "int", "scale": "float", "dropout": "float"}
 LR_SCHEDULE_KINDS = {"name": "choice", "arguments": "floats", "warmup": "int", "warmup_init": "float"}
 
@@ -129,7 +167,8 @@ def _parser_actions() -> dict:
 
 
 def known_top_level_keys() -> set[str]:
-    return (set(mlx_lm_defaults()) | set(_parser_actions()) | set(DATASET_KEYS)) - CLI_ONLY
+    return (set(mlx_lm_defaults()) | set(_parser_actions()) | set(DATASET_KEYS) | set(PREFERENCE_KEYS)
+            | set(PREFERENCE_ALIASES)) - CLI_ONLY
 
 
 def _kind_of(action, default) -> tuple[str, tuple[str, ...]]:
@@ -200,6 +239,8 @@ def config_fields() -> list[FieldSpec]:
         specs.append(FieldSpec((key,), GROUP_OF.get(key, "other"), kind, default, help_text, choices))
         if key == "iters":
             specs.append(FieldSpec(("epochs",), "length & schedule", "float", None, CONFIG_ONLY_HELP["epochs"]))
+    for key, kind, choices, help_text in PREFERENCE_FIELDS:
+        specs.append(FieldSpec((key,), "preference", kind, PREFERENCE_KEYS[key], help_text, choices))
     order = {g: i for i, g in enumerate(GROUPS)}
     return sorted(specs, key=lambda s: order[s.group])  # stable: mlx-lm's order inside a group
 

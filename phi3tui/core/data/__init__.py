@@ -17,9 +17,11 @@ from phi3tui.core.data.importers import (
     existing_splits,
     import_any,
     options_from_values,
+    read_rows,
+    split_answers,
     tutorial_text,
 )
-from phi3tui.core.data.render import TokenizerError, load_tokenizer, render_record
+from phi3tui.core.data.render import TokenizerError, load_tokenizer, preference_tokens, render_record
 
 __all__ = [
     "Cancelled",
@@ -36,7 +38,10 @@ __all__ = [
     "import_any",
     "load_tokenizer",
     "options_from_values",
+    "preference_tokens",
+    "read_rows",
     "render_record",
+    "split_answers",
     "split_sizes",
     "run_checks",
     "token_statistics",

@@ -242,6 +242,8 @@ class _SplitChecker:
                     "text lacks the Phi-3 markers <|user|> / <|assistant|>",
                     "write <|user|>\\n… <|end|>\\n<|assistant|> \\n… <|end|>, or use the chat format",
                 )
+        elif fmt == "preference":
+            self.check_preference(value, line)
         elif fmt == "chat":
             messages = value.get(s.chat_feature)
             if messages is None:
@@ -258,6 +260,30 @@ class _SplitChecker:
                 elif not v.strip():
                     self.problem(level, line, "empty-field", f"'{name}' is empty", "fill it in or delete the line")
             self.check_tools(value, line)
+
+    def check_preference(self, value: dict, line: int) -> None:
+        """A DPO/ORPO pair: a prompt and two different answers, all non-empty strings."""
+        s = self.s
+        names = (s.prompt_feature, s.chosen_feature, s.rejected_feature)
+        if s.chosen_feature not in value or s.rejected_feature not in value:
+            return self.wrong_format(value, line)
+        if s.prompt_feature not in value:
+            return self.problem("error", line, "missing-field", f"no '{s.prompt_feature}' field: a preference pair "
+                                "needs the prompt both answers reply to", f'add "{s.prompt_feature}": "…"')
+        texts = {}
+        for name in names:
+            v = value[name]
+            if type(v) is not str:
+                self.problem("error", line, "field-type", f"'{name}' must be a string, not {type(v).__name__}")
+            elif not v.strip():
+                self.problem("error", line, "empty-field", f"'{name}' is empty", "fill it in or delete the line")
+            else:
+                texts[name] = v
+        chosen, rejected = texts.get(s.chosen_feature), texts.get(s.rejected_feature)
+        if chosen is not None and chosen.strip() == (rejected or "").strip():
+            # The two answers give the same log-probabilities: the pair's DPO loss is constant, nothing is learnt.
+            self.problem("warning", line, "equal-answers", f"'{s.chosen_feature}' and '{s.rejected_feature}' are the "
+                         "same text: the pair teaches nothing", "give a worse answer as rejected, or delete the line")
 
     def check_messages(self, value: dict, messages, line: int) -> None:
         name = self.s.chat_feature
@@ -305,6 +331,11 @@ class _SplitChecker:
     def missing_fields(self, value: dict, line: int) -> None:
         s = self.s
         keys = ", ".join(repr(k) for k in list(value)[:6]) or "none"
+        if s.chosen_feature in value or s.rejected_feature in value:  # half a preference pair
+            missing = s.rejected_feature if s.chosen_feature in value else s.chosen_feature
+            return self.problem("error", line, "missing-field", f"no '{missing}' field: a preference pair needs "
+                                f"'{s.prompt_feature}', '{s.chosen_feature}' and '{s.rejected_feature}' (keys: {keys})",
+                                f'add "{missing}": "…", or delete the line')
         self.problem(
             "error", line, "missing-field",
             f"no '{s.text_feature}', '{s.chat_feature}' or '{s.prompt_feature}'+'{s.completion_feature}' field (keys: {keys})",
@@ -456,7 +487,7 @@ def token_statistics(
     cancel: threading.Event | None = None,
 ) -> dict[str, SplitStats]:
     """Tokens per record for every split, through mlx-lm's dataset classes and the model's tokenizer."""
-    from phi3tui.core.data.render import processor
+    from phi3tui.core.data.render import preference_tokens, processor
 
     s = folder.settings
     report = report or Report(folder.path, s)
@@ -467,7 +498,7 @@ def token_statistics(
         stats = report.stats[split] = SplitStats()
         fmt = info.format
         fields = s.fields_of(fmt) if fmt else ()
-        process = processor(fmt, tokenizer, s) if fmt else None
+        process = processor(fmt, tokenizer, s) if fmt and fmt != "preference" else None
         line = 0
         with open(info.path, "rb") as handle:
             for raw in handle:
@@ -486,7 +517,16 @@ def token_statistics(
                     continue  # reported by validation (mixed formats, missing fields)
                 if fmt == "text" and not (isinstance(value[s.text_feature], str) and value[s.text_feature]):
                     continue  # reported by validation (mlx-lm would fail on it)
+                if fmt == "preference" and not all(isinstance(value[f], str) and value[f].strip() for f in fields):
+                    continue  # reported by validation
                 try:
+                    if fmt == "preference":
+                        # Both answers are trained on: the longer sets the length, both count as trained.
+                        chosen, rejected, offset = preference_tokens(value, tokenizer, s)
+                        stats.add(max(len(chosen), len(rejected)), line,
+                                  _trained(len(chosen), offset, max_len) + _trained(len(rejected), offset, max_len),
+                                  max_len)
+                        continue
                     ids, offset = process(value)
                 except Exception as exc:  # the template rejects the record: mlx-lm would fail the same way
                     report.add(

@@ -44,6 +44,9 @@ class DataSettings:
     chat_feature: str = "messages"
     prompt_feature: str = "prompt"
     completion_feature: str = "completion"
+    # mlx-lm-lora's preference records: {"prompt", "chosen", "rejected"} (keys fixed, as it reads them)
+    chosen_feature: str = "chosen"
+    rejected_feature: str = "rejected"
 
     @classmethod
     def from_config(cls, values: dict) -> "DataSettings":
@@ -68,7 +71,10 @@ class DataSettings:
         )
 
     def detect_format(self, record: dict) -> str | None:
-        """mlx-lm's create_dataset order: completions, then chat, then text."""
+        """mlx-lm's create_dataset order: completions, then chat, then text; preference pairs
+        (mlx-lm-lora's DPO/ORPO records, which mlx-lm itself does not read) before them all."""
+        if self.chosen_feature in record and self.rejected_feature in record:
+            return "preference"
         if self.prompt_feature in record and self.completion_feature in record:
             return "completions"
         if self.chat_feature in record:
@@ -82,6 +88,7 @@ class DataSettings:
             "completions": (self.prompt_feature, self.completion_feature),
             "chat": (self.chat_feature,),
             "text": (self.text_feature,),
+            "preference": (self.prompt_feature, self.chosen_feature, self.rejected_feature),
         }[fmt]
 
 

@@ -49,6 +49,27 @@ def dataset_for(record: dict, fmt: str, tokenizer, settings):
     raise ValueError(f"unknown format {fmt!r}")
 
 
+def preference_messages(record: dict, settings) -> tuple[list[dict], list[dict], list[dict]]:
+    """(prompt, prompt + chosen, prompt + rejected) as chat messages, the way mlx-lm-lora's DPODataset
+    builds them (an optional "system" first)."""
+    prompt = [{"role": "system", "content": record["system"]}] if record.get("system") else []
+    prompt.append({"role": "user", "content": record[settings.prompt_feature]})
+    return (
+        prompt,
+        prompt + [{"role": "assistant", "content": record[settings.chosen_feature]}],
+        prompt + [{"role": "assistant", "content": record[settings.rejected_feature]}],
+    )
+
+
+def preference_tokens(record: dict, tokenizer, settings) -> tuple[list[int], list[int], int]:
+    """(chosen ids, rejected ids, prompt length): both answers through the chat template; the loss
+    scores only the tokens after the prompt (its generation prompt included)."""
+    prompt, chosen, rejected = preference_messages(record, settings)
+    template = tokenizer.apply_chat_template
+    head = template(prompt, add_generation_prompt=True)
+    return list(template(chosen)), list(template(rejected)), len(head)
+
+
 def processor(fmt: str, tokenizer, settings):
     """mlx-lm's `process` for one format: record -> (token ids, mask offset), exactly as training does."""
     if fmt == "text" and settings.mask_prompt:
@@ -88,6 +109,7 @@ class RenderedRecord:
     tokens: list[Token]
     offset: int  # tokens before this index are masked (mask_prompt)
     truncated_at: int | None  # max_seq_length, when the record is longer
+    rejected: "RenderedRecord | None" = None  # a preference pair: this record is the chosen answer
 
     @property
     def trained_count(self) -> int:
@@ -111,7 +133,15 @@ def _segments(text: str, specials: list[str]) -> list[tuple[str, bool]]:
 
 
 def render_record(record: dict, fmt: str, tokenizer, settings) -> RenderedRecord:
-    """One record as mlx-lm will feed it: text, special tokens, tokens, and the loss mask."""
+    """One record as mlx-lm will feed it: text, special tokens, tokens, and the loss mask.
+    A preference pair renders its chosen answer, with the rejected one in .rejected."""
+    if fmt == "preference":
+        _prompt, chosen, rejected = preference_messages(record, settings)
+        chosen_ids, rejected_ids, offset = preference_tokens(record, tokenizer, settings)
+        template = tokenizer.apply_chat_template
+        out = _rendered(chosen_ids, offset, template(chosen, tokenize=False), tokenizer, settings)
+        out.rejected = _rendered(rejected_ids, offset, template(rejected, tokenize=False), tokenizer, settings)
+        return out
     ids, offset = tokens_and_offset(record, fmt, tokenizer, settings)
     if fmt == "text":
         text = record[settings.text_feature]
@@ -127,6 +157,10 @@ def render_record(record: dict, fmt: str, tokenizer, settings) -> RenderedRecord
                 {"role": "assistant", "content": record[settings.completion_feature]},
             ]
         text = tokenizer.apply_chat_template(messages, tools=record.get("tools"), tokenize=False)
+    return _rendered(ids, offset, text, tokenizer, settings)
+
+
+def _rendered(ids: list[int], offset: int, text: str, tokenizer, settings) -> RenderedRecord:
     special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
     specials = special_token_texts(tokenizer)
     special_set = set(specials)

@@ -13,6 +13,18 @@ Progress = Callable[[int, int, str], None]
 # GGUF tensor types the export writes (the default first: the wizard cycles through them in this order).
 OUT_TYPES = ("f16", "f32", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
 
+# The o200k split regex (Phi-4-mini's tokenizer.json pre_tokenizer Split; llama.cpp's "gpt-4o" pre-tokenizer).
+# Here, not in vocab.py, so the demo model builder can use it without importing an export module.
+O200K_SPLIT_REGEX = "|".join((
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"\p{N}{1,3}",
+    r" ?[^\s\p{L}\p{N}]+[\r\n/]*",
+    r"\s*[\r\n]+",
+    r"\s+(?!\S)",
+    r"\s+",
+))
+
 
 class ExportError(Exception):
     """A problem the user can fix (bad input, missing file, refused overwrite). str() says what to do."""

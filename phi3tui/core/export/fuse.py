@@ -29,6 +29,7 @@ from phi3tui.core.export.paths import (
     AdapterChoice,
     base_model_of,
     default_export_name,
+    dequantize_for_gguf,
     local_model_dir,
     read_json,
     resolve_adapter,
@@ -361,8 +362,9 @@ def demo_step(workspace, state: dict) -> str:
     adapter = resolve_adapter(root, state["adapter_dir"])
     base = base_model_of(root, adapter)
     name = default_export_name(adapter)
-    result = fuse(base, adapter, root / "exports" / name / "fused", force=True)
+    dequantize, note = dequantize_for_gguf(base)  # the next step writes a GGUF: a quantized base is de-quantized
+    result = fuse(base, adapter, root / "exports" / name / "fused", dequantize, force=True)
     state["fused_dir"] = str(result.fused_dir)
     state["export_name"] = name
     state["adapter_dir"] = str(adapter.adapter_dir)
-    return result.summary()
+    return result.summary() + (f"; {note}" if note else "")

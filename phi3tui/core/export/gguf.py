@@ -19,11 +19,11 @@ import numpy as np
 
 from phi3tui.core.export import OUT_TYPES, ExportError, Progress, no_progress
 from phi3tui.core.export.paths import EXPORT_RECORD, read_json
-from phi3tui.core.export.vocab import Vocab, add_bos_setting, build_vocab, read_tokenizer_json
+from phi3tui.core.export.vocab import Vocab, add_bos_setting, build_vocab, is_byte_level_bpe, read_tokenizer_json
 from phi3tui.core.files import atomic_output_file
 
 SUPPORTED_ARCHITECTURES = {"Phi3ForCausalLM": "phi3"}  # HF class -> GGUF architecture
-SUPPORTED_TEXT = "phi3 (Phi3ForCausalLM: Phi-3 / Phi-3.5 mini and medium, 4k and 128k)"
+SUPPORTED_TEXT = "phi3 (Phi3ForCausalLM: Phi-3 / Phi-3.5 mini and medium, 4k and 128k, Phi-4-mini)"
 SKIPPED_TENSORS = (".rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias")
 CHUNK_ELEMENTS = 1 << 22  # elements per streamed chunk (16 MB as f32): bounds the memory of one conversion
 
@@ -108,10 +108,27 @@ def read_safetensors(model_dir: Path) -> dict[str, SourceTensor]:
     return found
 
 
+# Phi models mlx-lm trains whose GGUF this export does not write, and why (said instead of a bare "not supported").
+REFUSED_MODEL_TYPES = {
+    "phi3small": (
+        "Phi-3-small (phi3small) cannot be exported to GGUF: llama.cpp has no phi3small architecture (its blocksparse "
+        "attention and tiktoken cl100k vocabulary are not implemented there), so no llama.cpp or Ollama build could run "
+        "the file; train and chat with it in phi3tui (mlx-lm), and keep the adapter or the fused MLX folder"
+    ),
+    "phimoe": (
+        "Phi-3.5-MoE (phimoe) is not exported yet: llama.cpp's phimoe architecture needs the 16 experts' weights stacked "
+        "into ffn_*_exps tensors and a router, which this exporter does not write; fuse the adapter (`phi3tui export "
+        "fuse`) and convert the fused folder with llama.cpp's convert_hf_to_gguf.py"
+    ),
+}
+
+
 def check_model(config: dict, model_dir: Path) -> None:
     """Refuse, with the reason, what the phi3 GGUF cannot hold."""
     where = model_dir / "config.json"
     arch = (config.get("architectures") or [None])[0]
+    if config.get("model_type") in REFUSED_MODEL_TYPES:
+        raise ExportError(f"{where}: {REFUSED_MODEL_TYPES[config['model_type']]}")
     if config.get("model_type") != "phi3" or arch not in SUPPORTED_ARCHITECTURES:
         raise ExportError(
             f"{where}: architecture {arch or config.get('model_type')!r} is not supported; supported: {SUPPORTED_TEXT}"
@@ -125,11 +142,6 @@ def check_model(config: dict, model_dir: Path) -> None:
         )
     if "vision_config" in config or config.get("embd_layer"):
         raise ExportError(f"{where}: a vision model (Phi-3 vision) is not supported; only the text model {SUPPORTED_TEXT}")
-    tok_cfg = model_dir / "tokenizer_config.json"
-    if tok_cfg.is_file() and read_json(tok_cfg).get("tokenizer_class") == "GPT2Tokenizer":
-        raise ExportError(
-            f"{tok_cfg}: a GPT-2 style BPE tokenizer (Phi-4-mini) is not supported; only Phi-3's SentencePiece vocabulary is"
-        )
 
 
 def rope_settings(config: dict) -> tuple[float, dict | None]:
@@ -311,9 +323,19 @@ def _check_shapes(plan: list[PlannedTensor], hp: Hparams, where: Path) -> None:
 # -- metadata -------------------------------------------------------------------------------------
 
 
-def gguf_model_name(name: str) -> str:
-    """general.name must say Phi-3: llama.cpp then gives the added tokens Phi-3's rstrip behaviour."""
-    return name if re.search(r"phi-?3", name, re.IGNORECASE) else f"Phi-3 {name}"
+PHI3_NAME = re.compile(r"phi-?3", re.IGNORECASE)  # what llama.cpp looks for in general.name (llama-vocab.cpp)
+
+
+def gguf_model_name(name: str, tokenizer_model: str = "llama") -> str:
+    """general.name for llama.cpp, which picks tokenizer rules by it.
+
+    A SentencePiece (Phi-3) vocabulary: the name must say Phi-3, so the added tokens get Phi-3's rstrip behaviour.
+    A byte-level (Phi-4-mini) vocabulary: it must not, since that rule looks up <s>/</s>/<unk>, which such a
+    vocabulary lacks (the load fails), and Phi-4-mini's added tokens do not rstrip.
+    """
+    if tokenizer_model == "gpt2":
+        return PHI3_NAME.sub("Phi", name)
+    return name if PHI3_NAME.search(name) else f"Phi-3 {name}"
 
 
 def find_tokenizer_model(model_dir: Path, explicit: Path | None = None) -> Path | None:
@@ -341,7 +363,7 @@ def find_tokenizer_model(model_dir: Path, explicit: Path | None = None) -> Path 
 def write_metadata(writer, hp: Hparams, ftype, vocab: Vocab, model_dir: Path, name: str, where: Path) -> None:
     g = _gguf()
     writer.add_type("model")
-    writer.add_name(gguf_model_name(name))
+    writer.add_name(gguf_model_name(name, vocab.model))
     writer.add_context_length(hp.context_length)
     writer.add_rope_scaling_orig_ctx_len(hp.orig_context_length)
     writer.add_embedding_length(hp.n_embd)
@@ -359,14 +381,19 @@ def write_metadata(writer, hp: Hparams, ftype, vocab: Vocab, model_dir: Path, na
         writer.add_rope_scaling_attn_factors(factors[0])
     writer.add_quantization_version(g.GGML_QUANT_VERSION)
     # vocabulary
-    writer.add_tokenizer_model("llama")
-    writer.add_tokenizer_pre("default")
+    writer.add_tokenizer_model(vocab.model)
+    writer.add_tokenizer_pre(vocab.pre)
     writer.add_token_list(vocab.tokens)
-    writer.add_token_scores(vocab.scores)
+    if vocab.model == "llama":
+        writer.add_token_scores(vocab.scores)  # a gpt2-kind vocabulary has none: merges are ranked by order
     writer.add_token_types(vocab.types)
     special = g.SpecialVocab(model_dir, load_merges=False, n_vocab=len(vocab.tokens))
+    special.merges = vocab.merges  # ours, checked (vocab.py); add_to_gguf writes them
     config = read_json(model_dir / "config.json")
-    for kind, fallback in (("bos", "<s>"), ("eos", "<|endoftext|>"), ("unk", "<unk>"), ("pad", "<|endoftext|>")):
+    fallbacks = {"bos": "<s>", "eos": "<|endoftext|>", "unk": "<unk>", "pad": "<|endoftext|>"}
+    if vocab.model == "gpt2":
+        fallbacks.update(bos="<|endoftext|>", unk="<|endoftext|>")  # Phi-4-mini's: it has no <s> or <unk>
+    for kind, fallback in fallbacks.items():
         if kind not in special.special_token_ids:
             token_id = config.get(f"{kind}_token_id")
             if isinstance(token_id, list):
@@ -463,12 +490,15 @@ def write_gguf(
     hp = Hparams.from_config(config, where)
     notes = list(hp.notes)
     plan = plan_tensors(model_dir, hp, outtype, notes)
-    spm = find_tokenizer_model(model_dir, tokenizer_model) if vocab_source != "tokenizer.json" else None
+    byte_level = vocab_source != "tokenizer.model" and is_byte_level_bpe(read_tokenizer_json(model_dir))
+    spm = find_tokenizer_model(model_dir, tokenizer_model) if vocab_source != "tokenizer.json" and not byte_level else None
     vocab = build_vocab(model_dir, hp.n_vocab, spm, source=vocab_source)
     vocab.check(hp.n_vocab, model_dir)
     notes.extend(vocab.notes)
     ftype = out_types()[outtype][1]
     model_name = name or (model_dir.parent.name if model_dir.name == "fused" else model_dir.name)
+    if vocab.model == "gpt2" and gguf_model_name(model_name, vocab.model) != model_name:
+        notes.append(f"general.name {gguf_model_name(model_name, vocab.model)!r}: llama.cpp applies Phi-3's SentencePiece token rules to a name saying phi3")
     total = sum(t.nbytes for t in plan)
     done = 0
 
@@ -494,7 +524,7 @@ def write_gguf(
     return GGUFResult(
         path=outfile,
         outtype=outtype,
-        name=gguf_model_name(model_name),
+        name=gguf_model_name(model_name, vocab.model),
         tensors=[(t.name, tuple(t.shape), t.qtype.name) for t in plan],
         vocab_source=vocab.source,
         add_bos=add_bos_setting(model_dir, read_tokenizer_json(model_dir)),

@@ -14,6 +14,7 @@ from phi3tui.core.export.paths import (
     AdapterChoice,
     base_model_of,
     default_export_name,
+    dequantize_for_gguf,
     local_model_dir,
     read_json,
     resolve_adapter,
@@ -30,6 +31,20 @@ VERIFY_DISAGREES = "llama.cpp disagrees with MLX"
 DEFAULT_PROMPTS = ("What happens if you crack your knuckles a lot?", "Why is the sky blue?")
 
 
+@dataclass(frozen=True)
+class FuseStep:
+    """fuse()'s result plus what this job decided around it (a de-quantized base), said in its summary."""
+
+    result: object  # fuse.FuseResult
+    notes: tuple[str, ...] = ()
+
+    def __getattr__(self, name):
+        return getattr(self.result, name)  # fused_dir, dequantized, ... as fuse() reports them
+
+    def summary(self) -> str:
+        return self.result.summary() + "".join(f"; {note}" for note in self.notes)
+
+
 @dataclass
 class ExportJob:
     workspace_root: Path
@@ -39,7 +54,8 @@ class ExportJob:
     out_dir: Path
     outtype: str = "f16"
     lora_outtype: str = "f16"
-    dequantize: bool = False
+    dequantize: bool = False  # de-quantize even when no GGUF follows (`export fuse --dequantize`)
+    no_dequantize: bool = False  # refuse a quantized base instead of de-quantizing it (`--no-dequantize`)
     force: bool = False
     num_ctx: int | None = None
     quantize: str | None = None
@@ -134,13 +150,15 @@ class ExportJob:
                 f"load {self.rel(self.base_model or '?')} with the {self.adapter.fine_tune_type.upper()} adapter",
                 "fuse each adapted layer into its base weights (mlx-lm)",
             ]
-            if self.dequantize:
-                lines.append("de-quantize the weights (needed before GGUF)")
+            if self.no_dequantize:
+                lines.append("refuse an MLX-quantized base (--no-dequantize): the GGUF needs full weights")
+            else:
+                lines.append("de-quantize the weights if the base is MLX-quantized (the GGUF needs full weights)")
             return lines + [f"save to {self.rel(self.fused_dir)} with tokenizer.model and every tokenizer file"]
         if step == "gguf":
             return [
                 f"read {self.rel(self.fused_dir)}: a Phi-3 with full (not MLX-quantized) weights",
-                "vocabulary with real SentencePiece scores, explicit add_bos, chat template",
+                "vocabulary (SentencePiece with real scores, or byte-level BPE with merges), explicit add_bos, chat template",
                 f"write {self.gguf_path.name} ({self.outtype}, llama.cpp phi3) tensor by tensor",
                 "read it back: every tensor, shape, type and key",
             ]
@@ -160,7 +178,7 @@ class ExportJob:
         if step == "ollama":
             src = f"{self.base_gguf_path.name} + ADAPTER {self.lora_path.name}" if self.use_adapter_in_ollama else self.gguf_path.name
             return [
-                f"write {self.rel(self.modelfile)}: FROM {src}, Phi-3 TEMPLATE, stops",
+                f"write {self.rel(self.modelfile)}: FROM {src}, TEMPLATE and stops from the model's chat template",
                 f"lint it; `ollama create {self.name}` if Ollama runs, else show the commands",
             ]
         raise ValueError(step)
@@ -187,7 +205,10 @@ class ExportJob:
         from phi3tui.core.export.fuse import fuse
 
         adapter = self.require_adapter()
-        result = fuse(self.require_base(), adapter, self.fused_dir, self.dequantize, self.force, progress)
+        # The wizard, `export all` and the demo fuse for a GGUF: a quantized base is de-quantized, and said so.
+        dequantize, note = dequantize_for_gguf(self.require_base(), refuse=self.no_dequantize)
+        result = FuseStep(fuse(self.require_base(), adapter, self.fused_dir, dequantize or self.dequantize, self.force, progress),
+                          (note,) if note else ())
         self.results["fuse"] = result
         return result
 
@@ -224,7 +245,14 @@ class ExportJob:
         """Agreement lines for the GGUFs written so far (llama.cpp when installed); raises when any disagrees.
 
         Afterwards verify_state says whether llama.cpp agreed or the files only read back."""
-        from phi3tui.core.export.verify import LLAMA_CPP_MISSING, llama_cpp_available, read_back, verify_gguf, verify_lora
+        from phi3tui.core.export.verify import (
+            LLAMA_CPP_MISSING,
+            check_tokenizer,
+            llama_cpp_available,
+            read_back,
+            verify_gguf,
+            verify_lora,
+        )
 
         lines, agreements = [], []
         targets = [p for p in (self.gguf_path, self.lora_path, self.base_gguf_path) if p.is_file()]
@@ -241,6 +269,16 @@ class ExportJob:
         else:
             prompts = list(self.prompts)
             if self.gguf_path.is_file() and (self.fused_dir / "config.json").is_file():
+                if read_back(self.gguf_path).metadata.get("tokenizer.ggml.model") == "gpt2":
+                    # Tokens first: logits mean nothing if llama.cpp splits the text differently. (A SentencePiece
+                    # vocabulary is not checked against HF here: transformers 5's legacy=False Phi-3 tokenizer itself
+                    # differs from sentencepiece on leading spaces, see shared/reference/gguf-phi3.md 9.7a.)
+                    progress(0, 2, "llama.cpp: tokenizer")
+                    tokens = check_tokenizer(self.fused_dir, self.gguf_path)
+                    lines.append(f"{self.gguf_path.name}: {tokens.summary()}")
+                    if not tokens.ok:
+                        self.results["verify"] = (lines, agreements, VERIFY_DISAGREES)
+                        raise ExportError("; ".join(lines))
                 progress(0, 2, "llama.cpp: fused GGUF")
                 a = verify_gguf(self.fused_dir, self.gguf_path, self.outtype, prompts, self.max_tokens)
                 agreements.append(a)

@@ -1,7 +1,9 @@
-"""Ollama packaging: a linted Modelfile with an explicit Phi-3 template, then `ollama create` when it can.
+"""Ollama packaging: a linted Modelfile with an explicit template, then `ollama create` when it can.
 
 Always an explicit TEMPLATE: Ollama otherwise guesses one from the GGUF's chat template, and for the
-current Phi-3 template its nearest match is zephyr (wrong turn markers and stops).
+current Phi-3 template its nearest match is zephyr (wrong turn markers and stops). The TEMPLATE and the
+stops are derived from the GGUF's own chat template and special tokens (Phi-3 puts a newline after each
+role tag, Phi-4-mini none), and the derivation is checked by rendering conversations both ways.
 """
 
 from __future__ import annotations
@@ -43,21 +45,133 @@ KNOWN_PARAMETERS = {
 TEMPLATE_FIELDS = {".Messages", ".Role", ".Content", ".System", ".Prompt", ".Response", ".Tools", ".ToolCalls", ".Think"}
 
 
+@dataclass(frozen=True)
+class ChatFormat:
+    """An Ollama TEMPLATE (Go syntax) and its stop strings."""
+
+    template: str
+    stops: tuple[str, ...]
+    source: str = "Phi-3's chat format"
+
+
+PHI3_FORMAT = ChatFormat(PHI3_TEMPLATE, PHI3_STOPS)
+ROLES = ("system", "user", "assistant")
+
+
+def _render(template: str, messages: list[dict], specials: dict) -> str:
+    """The chat template rendered as transformers renders it (sandboxed jinja2, generation prompt on)."""
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(template).render(messages=messages, add_generation_prompt=True, **specials)
+
+
+def _go_template(parts: dict[str, tuple[str, str]], generation: str) -> str:
+    branches = []
+    for i, role in enumerate(ROLES):
+        pre, post = parts[role]
+        head = "{{- if" if i == 0 else "{{ else if"
+        branches.append(f'{head} eq .Role "{role}" }}}}{pre}{{{{ .Content }}}}{post}')
+    return "{{- range .Messages }}" + "".join(branches) + "{{ end }}{{- end }}" + generation
+
+
+def chat_format(chat_template: str, special_tokens: list[str], eos_tokens: list[str], specials: dict, where: str) -> ChatFormat:
+    """The Ollama TEMPLATE and stops equivalent to a HF chat template, or ExportError when there is none.
+
+    Each message is taken to render as <prefix of its role> content <suffix of its role>, and the generation
+    prompt as a fixed text after the last; the parts are read off renderings with marker contents, then
+    the Go template is checked against the chat template on several conversations.
+    """
+    from jinja2 import TemplateError
+
+    refuse = f"{where}: the chat template cannot be written as an Ollama TEMPLATE ({{}}); write the Modelfile's TEMPLATE by hand"
+    marks = ["\x01A\x01", "\x01B\x01"]
+    try:
+        parts = {}
+        for role in ROLES:
+            one = _render(chat_template, [{"role": role, "content": marks[0]}], specials)
+            pre, _, tail = one.partition(marks[0])
+            parts[role] = (pre, tail)  # tail = suffix + generation prompt, split below
+        two = _render(chat_template, [{"role": "user", "content": marks[0]}, {"role": "user", "content": marks[1]}], specials)
+        between = two.split(marks[0], 1)[1].split(marks[1], 1)[0]  # suffix(user) + prefix(user)
+        pre_user, tail_user = parts["user"]
+        if not between.endswith(pre_user) or not tail_user.startswith(between[: len(between) - len(pre_user)]):
+            raise ValueError("a user message does not render the same after another one")
+        generation = tail_user[len(between) - len(pre_user):]
+        for role in ROLES:
+            pre, tail = parts[role]
+            if not tail.endswith(generation):
+                raise ValueError(f"the generation prompt does not follow a {role} message")
+            parts[role] = (pre, tail[: len(tail) - len(generation)])
+        fmt_template = _go_template(parts, generation)
+        if "{{" in "".join(a + b for a, b in parts.values()) + generation:
+            raise ValueError("its text contains {{")
+        conversations = [
+            [("user", "Hi")],
+            [("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello."), ("user", "Why?")],
+            [("user", "one"), ("assistant", "two"), ("user", "three")],
+            [("system", "S"), ("user", "U")],
+        ]
+        for conversation in conversations:
+            want = _render(chat_template, [{"role": r, "content": c} for r, c in conversation], specials)
+            got = "".join(parts[r][0] + c + parts[r][1] for r, c in conversation) + generation
+            if want != got:
+                raise ValueError(f"a {'/'.join(r for r, _ in conversation)} conversation renders differently")
+    except (TemplateError, ValueError, TypeError) as exc:
+        raise ExportError(refuse.format(exc)) from None
+    # Stops: the special tokens that end a turn or open the next one, then the end-of-text tokens.
+    stops = []
+    for text in (parts["assistant"][1], parts["user"][0], generation, *eos_tokens):
+        for token in sorted((t for t in special_tokens if t in text), key=text.index):
+            if token not in stops:
+                stops.append(token)
+    if not stops:
+        raise ExportError(refuse.format("no special token ends an assistant turn"))
+    return ChatFormat(fmt_template, tuple(stops), f"{where}'s chat template")
+
+
+def chat_format_from_gguf(gguf_path: Path) -> ChatFormat:
+    """The TEMPLATE and stops for the model in a GGUF: from its tokenizer.chat_template and special tokens."""
+    from gguf import GGUFReader
+
+    try:
+        fields = GGUFReader(str(gguf_path)).fields
+    except Exception as exc:  # the reader raises assorted errors on a damaged file
+        raise ExportError(f"{gguf_path}: not a readable GGUF ({exc}); export it again") from None
+    if "tokenizer.chat_template" not in fields:
+        raise ExportError(f"{gguf_path}: no tokenizer.chat_template; export it again from a model folder with a chat template")
+    tokens = fields["tokenizer.ggml.tokens"].contents()
+    types = fields["tokenizer.ggml.token_type"].contents()
+    special = [t for t, kind in zip(tokens, types) if kind in (3, 4)]  # CONTROL, USER_DEFINED: the added tokens
+
+    def token(key: str) -> str | None:
+        return tokens[fields[key].contents()] if key in fields else None
+
+    eos = token("tokenizer.ggml.eos_token_id")
+    specials = {"bos_token": token("tokenizer.ggml.bos_token_id") or "", "eos_token": eos or ""}
+    return chat_format(fields["tokenizer.chat_template"].contents(), special, [eos] if eos else [], specials, gguf_path.name)
+
+
 def modelfile_text(
     from_path: str, adapter_path: str | None = None, num_ctx: int = DEFAULT_NUM_CTX,
-    system: str | None = None, comment: str | None = None,
+    system: str | None = None, comment: str | None = None, fmt: ChatFormat = PHI3_FORMAT,
 ) -> str:
-    """The Modelfile: FROM the GGUF (or base GGUF + ADAPTER), the Phi-3 TEMPLATE, its stops and num_ctx."""
+    """The Modelfile: FROM the GGUF (or base GGUF + ADAPTER), the model's TEMPLATE, its stops and num_ctx."""
     lines = []
     if comment:
         lines += [f"# {line}" for line in comment.splitlines()]
     lines.append(f"FROM {from_path}")
     if adapter_path:
         lines.append(f"ADAPTER {adapter_path}")
-    lines.append(f'TEMPLATE """{PHI3_TEMPLATE}"""')
+    lines.append(f'TEMPLATE """{fmt.template}"""')
     if system:
         lines.append(f'SYSTEM """{system}"""')
-    lines += [f'PARAMETER stop "{s}"' for s in PHI3_STOPS]
+    lines += [f'PARAMETER stop "{s}"' for s in fmt.stops]
     lines.append(f"PARAMETER num_ctx {num_ctx}")
     return "\n".join(lines) + "\n"
 
@@ -122,7 +236,7 @@ def lint_template(template: str, line: int) -> list[str]:
     return problems
 
 
-def lint_modelfile(text: str, base_dir: Path | None = None, min_ctx: int = 0) -> list[str]:
+def lint_modelfile(text: str, base_dir: Path | None = None, min_ctx: int = 0, stops_needed=PHI3_STOPS) -> list[str]:
     """Problems that would make `ollama create` fail or the model misbehave; [] when it is fine."""
     instructions, problems = parse_modelfile(text)
     known = {"FROM", "ADAPTER", "TEMPLATE", "SYSTEM", "PARAMETER", "LICENSE", "MESSAGE", "REQUIRES", "RENDERER", "PARSER"}
@@ -163,7 +277,7 @@ def lint_modelfile(text: str, base_dir: Path | None = None, min_ctx: int = 0) ->
                 num_ctx = number
     if not any(x.command == "TEMPLATE" for x in instructions):
         problems.append("no TEMPLATE: Ollama would guess one from the GGUF (for Phi-3 it guesses zephyr)")
-    missing = [s for s in PHI3_STOPS if s not in stops]
+    missing = [s for s in stops_needed if s not in stops]
     if missing:
         problems.append(f"PARAMETER stop is missing for {', '.join(missing)}")
     if min_ctx and (num_ctx or 0) < min_ctx:
@@ -202,11 +316,14 @@ def write_modelfile(
         except ValueError:
             return str(p)
 
+    if not Path(gguf_path).is_file():
+        raise ExportError(f"{gguf_path} is missing: run `phi3tui export gguf` first")
+    fmt = chat_format_from_gguf(Path(gguf_path))
     text = modelfile_text(
         rel(gguf_path), rel(adapter_gguf) if adapter_gguf else None, num_ctx=max(num_ctx, min_ctx), system=system,
-        comment=f"{name}: made by phi3tui. Create it with: ollama create {name} -f Modelfile",
+        comment=f"{name}: made by phi3tui. Create it with: ollama create {name} -f Modelfile", fmt=fmt,
     )
-    problems = lint_modelfile(text, out_dir, min_ctx=min_ctx)
+    problems = lint_modelfile(text, out_dir, min_ctx=min_ctx, stops_needed=fmt.stops)
     if problems:
         raise ExportError("the Modelfile does not pass its checks: " + "; ".join(problems))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -133,3 +133,31 @@ def default_export_name(adapter: AdapterChoice | None) -> str:
 def safe_name(text: str) -> str:
     cleaned = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
     return cleaned or "model"
+
+
+def quantization_label(config: dict) -> str | None:
+    """'4-bit', '8-bit' or 'mixed 4/6-bit' (per-layer bits) for an MLX-quantized config.json; None for full weights."""
+    q = config.get("quantization") or config.get("quantization_config")
+    if not isinstance(q, dict):
+        return None
+    bits = {q["bits"]} if "bits" in q else set()
+    bits |= {v["bits"] for v in q.values() if isinstance(v, dict) and "bits" in v}
+    if len(bits) > 1:
+        return f"mixed {'/'.join(str(b) for b in sorted(bits))}-bit"
+    return f"{next(iter(bits))}-bit" if bits else "quantized"
+
+
+def dequantize_for_gguf(base_model: str, refuse: bool = False) -> tuple[bool, str]:
+    """(de-quantize while fusing?, what to tell the person) for an export whose target needs full weights (GGUF).
+
+    An MLX-quantized base (the usual QLoRA on a -4bit repo) is de-quantized without being asked, and said so;
+    with refuse (`--no-dequantize`) it is an ExportError instead."""
+    label = quantization_label(read_json(local_model_dir(base_model) / "config.json"))
+    if label is None:
+        return False, ""
+    if refuse:
+        raise ExportError(
+            f"{base_model}: the base model is MLX-quantized ({label}) and --no-dequantize was given, but a GGUF needs full "
+            "weights: drop --no-dequantize to de-quantize while fusing"
+        )
+    return True, f"the base model is MLX-quantized ({label}): de-quantized while fusing, since the GGUF needs full weights"

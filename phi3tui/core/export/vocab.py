@@ -1,8 +1,13 @@
-"""The SentencePiece vocabulary of a Phi-3 model as llama.cpp wants it: pieces, real scores, token types.
+"""The vocabulary of a phi3-architecture model as llama.cpp wants it: two kinds.
 
-From tokenizer.model when there is one; otherwise rebuilt exactly from tokenizer.json (a SentencePiece
-BPE model stores its pieces sorted by score, so the score is a function of the id). Never flat
-scores: llama.cpp's SPM tokenizer orders its merges by score.
+SentencePiece (Phi-3, Phi-3.5; GGUF tokenizer model "llama"): pieces, real scores, token types, from
+tokenizer.model when there is one; otherwise rebuilt exactly from tokenizer.json (a SentencePiece BPE
+model stores its pieces sorted by score, so the score is a function of the id). Never flat scores:
+llama.cpp's SPM tokenizer orders its merges by score.
+
+Byte-level BPE (Phi-4-mini; GGUF tokenizer model "gpt2"): tokens, token types and merges, plus the name of
+llama.cpp's pre-tokenizer, chosen from what tokenizer.json's pre_tokenizer really does (never by hashing a
+tokenization, which breaks for any retrained or extended vocabulary).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phi3tui.core.export import ExportError
+from phi3tui.core.export import O200K_SPLIT_REGEX, ExportError
 
 # gguf.TokenType values (kept here so this module needs no numpy-heavy import to be read).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -29,6 +34,9 @@ class Vocab:
     types: list[int]
     source: str  # "tokenizer.model" or "tokenizer.json"
     notes: list[str] = field(default_factory=list)
+    model: str = "llama"  # tokenizer.ggml.model: "llama" (SentencePiece) or "gpt2" (byte-level BPE)
+    pre: str = "default"  # tokenizer.ggml.pre: how llama.cpp splits text before BPE
+    merges: list[str] = field(default_factory=list)  # gpt2 kind only: "left right", in rank order
 
     def check(self, vocab_size: int, where: Path | str) -> None:
         """The checks llama.cpp would otherwise fail on at load time (some by aborting the process)."""
@@ -40,7 +48,7 @@ class Vocab:
                 raise ExportError(f"{where}: token {tok!r} appears twice (ids {seen[tok]} and {i}); llama.cpp refuses such a vocabulary")
             seen[tok] = i
         missing = [t for t in REQUIRED_TOKENS if t not in seen]
-        if missing:
+        if missing and self.model == "llama":
             raise ExportError(f"{where}: the vocabulary lacks {', '.join(missing)}, which llama.cpp's Phi-3 tokenizer needs")
 
 
@@ -150,6 +158,9 @@ def build_vocab(model_dir: Path, vocab_size: int, tokenizer_model: Path | None =
     """The vocabulary for the GGUF. source: "auto" (tokenizer.model if found), "tokenizer.model" or "tokenizer.json"."""
     model_dir = Path(model_dir)
     tokenizer_json = read_tokenizer_json(model_dir)
+    if source != "tokenizer.model" and is_byte_level_bpe(tokenizer_json):
+        # Phi-4-mini: no tokenizer.model exists for such a vocabulary; the added tokens are in tokenizer.json.
+        return from_byte_level_bpe(tokenizer_json, vocab_size, str(model_dir / "tokenizer.json"))
     spm_path = tokenizer_model or (model_dir / "tokenizer.model")
     use_spm = source == "tokenizer.model" or (source == "auto" and Path(spm_path).is_file())
     if use_spm:
@@ -191,3 +202,101 @@ def add_bos_setting(model_dir: Path, tokenizer_json: dict | None) -> bool:
     post = (tokenizer_json or {}).get("post_processor") or {}
     single = post.get("single") or []
     return bool(post.get("type") == "TemplateProcessing" and single and "SpecialToken" in single[0])
+
+
+# -- byte-level BPE (gpt2 kind) ------------------------------------------------------------------
+
+# llama.cpp's pre-tokenizers this exporter can name, by what tokenizer.json's pre_tokenizer does:
+# (Split regex, ByteLevel use_regex) -> tokenizer.ggml.pre. Add one only with a test that llama.cpp
+# then tokenizes like HF.
+KNOWN_PRE_TOKENIZERS = {
+    (O200K_SPLIT_REGEX, False): "gpt-4o",
+}
+
+
+def _describe_pre(pre) -> str:
+    text = json.dumps(pre, ensure_ascii=False)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def pre_tokenizer_name(data: dict, where: str = "tokenizer.json") -> str:
+    """llama.cpp's name for the split tokenizer.json's pre_tokenizer makes, or ExportError saying why there is none."""
+    if data.get("normalizer"):
+        raise ExportError(
+            f"{where}: normalizer {_describe_pre(data['normalizer'])}: llama.cpp's byte-level BPE applies no normalizer, "
+            "so its tokens would differ from the model's; this tokenizer cannot be exported"
+        )
+    pre = data.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers") if pre.get("type") == "Sequence" else [pre]
+    splits = [p for p in steps or [] if p.get("type") == "Split"]
+    levels = [p for p in steps or [] if p.get("type") == "ByteLevel"]
+    others = [p.get("type") for p in steps or [] if p.get("type") not in ("Split", "ByteLevel")]
+    key = None
+    if len(splits) == 1 and len(levels) == 1 and not others and steps.index(splits[0]) < steps.index(levels[0]):
+        split, level = splits[0], levels[0]
+        regex = (split.get("pattern") or {}).get("Regex")
+        if (
+            regex is not None and str(split.get("behavior", "")).lower() == "isolated" and not split.get("invert")
+            and not level.get("add_prefix_space")
+        ):
+            key = (regex, bool(level.get("use_regex", True)))
+    if key not in KNOWN_PRE_TOKENIZERS:
+        known = ", ".join(sorted(set(KNOWN_PRE_TOKENIZERS.values())))
+        raise ExportError(
+            f"{where}: pre_tokenizer {_describe_pre(pre)} matches none of the llama.cpp pre-tokenizers this export knows "
+            f"({known}: a Split with the o200k regex, isolated, then ByteLevel without regex or prefix space); llama.cpp "
+            "would split text differently from the model's tokenizer, so the GGUF is not written"
+        )
+    return KNOWN_PRE_TOKENIZERS[key]
+
+
+def looks_special(token: str) -> bool:
+    """llama.cpp's converter's rule (does_token_look_special) for added tokens not marked special."""
+    return (
+        token in ("<pad>", "<mask>", "<2mass>", "[@BOS@]")
+        or (token.startswith("<|") and token.endswith("|>"))
+        or (token.startswith("<\uff5c") and token.endswith("\uff5c>"))
+        or (token.startswith("<unused") and token.endswith(">"))
+    )
+
+
+def from_byte_level_bpe(data: dict, vocab_size: int, where: str = "tokenizer.json") -> Vocab:
+    """A gpt2-kind vocabulary as llama.cpp's converter writes it (_set_vocab_gpt2): tokens, types, merges, pre."""
+    model = data.get("model") or {}
+    if model.get("type") != "BPE" or model.get("byte_fallback"):
+        raise ExportError(f"{where}: model.type {model.get('type')!r} is not a byte-level BPE tokenizer")
+    pre = pre_tokenizer_name(data, where)
+    pieces: dict[str, int] = model.get("vocab") or {}
+    added = (data.get("added_tokens") or [])
+    top = max([*pieces.values(), *(int(a["id"]) for a in added)], default=-1)
+    if top >= vocab_size:
+        raise ExportError(f"{where}: token ids go up to {top} but the model has {vocab_size} embedding rows")
+    tokens = [f"[PAD{i}]" for i in range(vocab_size)]
+    types = [UNUSED] * vocab_size
+    for piece, i in pieces.items():
+        tokens[i], types[i] = piece, NORMAL
+    for info in added:
+        i, content = int(info["id"]), info["content"]
+        tokens[i] = content
+        types[i] = CONTROL if info.get("special") or looks_special(content) else USER_DEFINED
+    merges = _merges(model.get("merges") or [], where)
+    if not merges:
+        raise ExportError(f"{where}: model.merges is empty; a byte-level BPE tokenizer needs its merges")
+    # gpt2-kind GGUFs carry no scores: llama.cpp ranks merges by their order.
+    return Vocab(tokens, [0.0] * vocab_size, types, "tokenizer.json", model="gpt2", pre=pre, merges=merges)
+
+
+def _merges(raw: list, where: str) -> list[str]:
+    """Merges as "left right" strings (tokenizers >= 0.20 saves them as [left, right] pairs)."""
+    out = []
+    for n, m in enumerate(raw):
+        pair = m.split(" ") if isinstance(m, str) else list(m)
+        if len(pair) != 2 or any(" " in part for part in pair):
+            raise ExportError(f"{where}: model.merges[{n}] is {m!r}; expected two byte-level symbols")
+        out.append(f"{pair[0]} {pair[1]}")
+    return out
+
+
+def is_byte_level_bpe(tokenizer_json: dict | None) -> bool:
+    model = (tokenizer_json or {}).get("model") or {}
+    return model.get("type") == "BPE" and not model.get("byte_fallback")

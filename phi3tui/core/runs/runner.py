@@ -182,6 +182,7 @@ class Trainer:
         self.stop_requested = False
         self.stopped_at: int | None = None
         self.memory_limit_gb = _memory_limit_gb()
+        self.task = None  # train_mode dpo/orpo: its data, batches, loss and metrics (preference.py)
 
     def request_stop(self, *_):
         self.stop_requested = True
@@ -241,21 +242,24 @@ class Trainer:
             self.save_checkpoint(iteration)
         return False
 
-    def validate(self, iteration: int) -> None:
+    def measure(self, dataset, num_batches: int) -> tuple[float, dict]:
+        """The mean loss over `dataset` (mlx-lm's evaluate), with a preference run's reward metrics."""
         from mlx_lm.tuner.trainer import evaluate
 
+        a = self.args
+        if self.task is not None:
+            return self.task.evaluate(self.model, dataset, a.batch_size, num_batches, a.max_seq_length)
+        loss = evaluate(model=self.model, dataset=dataset, batch_size=a.batch_size, num_batches=num_batches,
+                        max_seq_length=a.max_seq_length)
+        return loss, {}
+
+    def validate(self, iteration: int) -> None:
         tic = time.perf_counter()
-        loss = evaluate(
-            model=self.model,
-            dataset=self.val_set,
-            batch_size=self.args.batch_size,
-            num_batches=self.args.val_batches,
-            max_seq_length=self.args.max_seq_length,
-        )
+        loss, extra = self.measure(self.val_set, self.args.val_batches)
         self.model.train()
         val_time = time.perf_counter() - tic
         # mlx-lm numbers a validation made before iteration `it` as it - 1 (the weights it saw).
-        self.recorder.record({"kind": "val", "iteration": iteration - 1, "loss": loss, "val_time": val_time})
+        self.recorder.record({"kind": "val", "iteration": iteration - 1, "loss": loss, "val_time": val_time, **extra})
         self.recorder.check_val(iteration - 1, loss)
 
     def is_val_point(self, it: int) -> bool:
@@ -271,7 +275,7 @@ class Trainer:
         import numpy as np
         from mlx_lm.tuner.trainer import iterate_batches
 
-        inner = iterate_batches(dataset, batch_size, max_seq_length, loop=loop, seed=seed, comm_group=comm_group)
+        inner = (self.task.iterate_batches if self.task else iterate_batches)(dataset, batch_size, max_seq_length, loop=loop, seed=seed, comm_group=comm_group)
         if not loop:  # evaluation
             yield from inner
             return
@@ -302,6 +306,8 @@ class Trainer:
             "trained_tokens": info["trained_tokens"] + self.tokens_before,
             "peak_mem": info["peak_memory"],
         }
+        if self.task is not None:
+            record.update(self.task.train_metrics(self.model))
         self.recorder.record(record)
         self.recorder.update(iteration=record["iteration"], trained_tokens=record["trained_tokens"])
         self.recorder.check_train(record, self.memory_limit_gb)
@@ -314,7 +320,7 @@ class Trainer:
         import mlx.optimizers as optim
         import numpy as np
         from mlx_lm.tuner.datasets import CacheDataset, load_dataset
-        from mlx_lm.tuner.trainer import TrainingArgs, evaluate, train
+        from mlx_lm.tuner.trainer import TrainingArgs, train
         from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers
         from mlx_lm.utils import load, save_config
 
@@ -341,7 +347,14 @@ class Trainer:
                 f"model {args.model!r} could not be loaded (not a model folder in the workspace, "
                 f"nor a downloadable Hugging Face repo): {type(exc).__name__}: {exc}"
             ) from exc
-        train_set, valid_set, test_set = load_dataset(args, tokenizer)
+        if (getattr(args, "train_mode", None) or "sft") == "sft":
+            train_set, valid_set, test_set = load_dataset(args, tokenizer)
+        else:  # DPO/ORPO on the same trainer: the data, batches, loss and metrics are preference.py's
+            from phi3tui.core.runs.preference import PreferenceTask
+
+            self.task = PreferenceTask(args, tokenizer)
+            self.task.prepare(model, args.fine_tune_type, args.max_seq_length)
+            train_set, valid_set, test_set = self.task.datasets
         mx.random.seed(args.seed)
         model.freeze()
         if args.num_layers > len(model.layers):
@@ -397,21 +410,16 @@ class Trainer:
             ),
             iterate_batches=self.batches,
             training_callback=self,
+            **({"loss": self.task.loss} if self.task else {}),
         )
         if self.stopped_at is not None:
             return "stopped"
         # The last iteration is not followed by a batch pull: checkpoint it here (resume, promote).
         self.save_checkpoint(self.total)
         if args.test and len(test_set):
-            loss = evaluate(
-                model=model,
-                dataset=CacheDataset(test_set),
-                batch_size=args.batch_size,
-                num_batches=args.test_batches,
-                max_seq_length=args.max_seq_length,
-            )
+            loss, extra = self.measure(CacheDataset(test_set), args.test_batches)
             ppl = math.exp(loss) if loss < 700 else math.inf
-            self.recorder.record({"kind": "test", "iteration": self.total, "loss": loss, "ppl": ppl})
+            self.recorder.record({"kind": "test", "iteration": self.total, "loss": loss, "ppl": ppl, **extra})
             self.recorder.update(test_loss=loss, test_ppl=ppl)
             print(f"phi3tui runner: test loss {loss:.3f}, perplexity {ppl:.3f}", flush=True)
         return "finished"

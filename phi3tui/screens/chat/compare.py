@@ -9,10 +9,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
 from phi3tui.core.chat import batch_compare, describe_error, model_path
+from phi3tui.widgets.job_dialog import JobDialog
 
 
 def _cell(text: str | None, width: int = 60) -> str:
@@ -20,21 +20,12 @@ def _cell(text: str | None, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-class CompareScreen(ModalScreen):
+class CompareScreen(JobDialog):
     DEFAULT_CSS = """
-    CompareScreen { align: center middle; }
-    CompareScreen > Vertical {
-        width: 100%; height: 100%; border: round $accent; background: $panel; padding: 0 1;
-    }
-    CompareScreen Horizontal { height: 1; }
     CompareScreen Label { width: 14; }
-    CompareScreen Input { width: 1fr; height: 1; border: none; padding: 0 1; }
-    CompareScreen Input:focus { background: $boost; border: none; }
-    CompareScreen DataTable { height: 1fr; }
     CompareScreen #compare-detail { height: 5; overflow-y: auto; color: $text-muted; }
-    CompareScreen #compare-status { height: auto; }
-    CompareScreen #compare-status.error { color: $error; }
     """
+    STOPPING = "stopping after this prompt…"
     BINDINGS = [
         Binding("enter", "start", "Start", id="chat_compare.start"),
         Binding("escape", "stop_or_close", "Stop / close", id="chat_compare.stop_or_close"),
@@ -73,14 +64,10 @@ class CompareScreen(ModalScreen):
             table.add_columns("#", "prompt", "reference", "left", "right")
             yield table
             yield Static("", id="compare-detail", markup=False)
-            yield Static("enter: start · esc: stop or close", id="compare-status", markup=False)
+            yield Static("enter: start · esc: stop or close", id="compare-status", classes="job-status", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#compare-file", Input).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_start()
 
     def action_start(self) -> None:
         if self.running:
@@ -110,18 +97,6 @@ class CompareScreen(ModalScreen):
             post(self.Done(out, count))
 
         self.cancel = self.app.model_worker.submit(job)
-
-    def action_stop_or_close(self) -> None:
-        if self.running:
-            self.cancel.set()
-            self._status("stopping after this prompt…")
-        else:
-            self.dismiss(None)
-
-    def _status(self, text: str, error: bool = False) -> None:
-        status = self.query_one("#compare-status", Static)
-        status.update(text)
-        status.set_class(error, "error")
 
     def on_compare_screen_started(self, message: Started) -> None:
         self.total = message.total

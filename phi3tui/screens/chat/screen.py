@@ -42,6 +42,7 @@ class ChatScreen(ModeScreen):
         Binding("ctrl+r", "pick(1)", "Right model", key_display="^r", group=MODEL_GROUP, id="chat.pick_right"),
         Binding("ctrl+t", "settings", "Settings", key_display="^t", show=False, id="chat.settings"),
         Binding("ctrl+g,b", "compare", "Batch compare", key_display="^g", id="chat.compare"),
+        Binding("ctrl+o,e", "evaluate", "Evaluate", key_display="^o", show=False, id="chat.evaluate"),
         Binding("ctrl+y", "copy", "Copy answer", key_display="^y", id="chat.copy"),
         Binding("ctrl+n", "clear", "Clear", key_display="^n", show=False, id="chat.clear"),
     ]
@@ -202,6 +203,11 @@ class ChatScreen(ModeScreen):
         from phi3tui.screens.chat.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(self.session))
+
+    def action_evaluate(self) -> None:
+        from phi3tui.screens.eval.screen import EvaluateScreen
+
+        self.app.push_screen(EvaluateScreen(self.session))
 
     def action_copy(self) -> None:
         focused = self.focused if isinstance(self.focused, ChatPane) else self.pane(1)

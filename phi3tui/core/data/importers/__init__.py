@@ -7,6 +7,7 @@ Nothing is written when anything is wrong, and existing split files are kept unl
 
 from phi3tui.core.data.importers.common import (
     FORMATS,
+    PREFERENCE,
     DataImportError,
     ImportOptions,
     ImportResult,
@@ -15,11 +16,13 @@ from phi3tui.core.data.importers.common import (
     options_from_values,
     parse_size,
     read_rows,
+    split_answers,
     tutorial_text,
 )
 
 __all__ = [
     "FORMATS",
+    "PREFERENCE",
     "DataImportError",
     "ImportOptions",
     "ImportResult",
@@ -29,6 +32,7 @@ __all__ = [
     "options_from_values",
     "parse_size",
     "read_rows",
+    "split_answers",
     "tutorial_text",
 ]
 

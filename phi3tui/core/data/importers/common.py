@@ -15,6 +15,7 @@ from phi3tui.core.files import atomic_write_text
 
 SPLIT_NAMES = ("train", "valid", "test")
 FORMATS = ("text", "chat", "completions")
+PREFERENCE = "preference"  # {"prompt", "chosen", "rejected"}: made from TruthfulQA's answers (truthfulqa.py)
 
 
 class DataImportError(Exception):
@@ -39,6 +40,10 @@ class ImportOptions:
     shuffle: bool = False
     seed: int = 0
     force: bool = False
+    # (correct column, incorrect column): answers separated by ';', kept in each record as "correct" and
+    # "incorrect" lists so the split can be scored as multiple choice (mlx-lm ignores the extra keys).
+    choice_columns: tuple[str, str] | None = None
+    pairs_per_question: int = 1  # preference format: (best, incorrect) pairs made per question
 
 
 @dataclass
@@ -178,8 +183,24 @@ def _cell(row: dict, column: str | None) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def split_answers(cell) -> list[str]:
+    """A TruthfulQA answers cell ("a; b; c") or a JSON list, as a list of non-empty answers."""
+    if isinstance(cell, list):
+        return [str(a).strip() for a in cell if str(a).strip()]
+    return [a.strip() for a in str(cell or "").split(";") if a.strip()]
+
+
 def make_record(row: dict, options: ImportOptions) -> tuple[dict | None, str]:
     """(record, "") or (None, why the row is skipped)."""
+    record, why = _make_record(row, options)
+    if record is not None and options.choice_columns:
+        correct, incorrect = (split_answers(row.get(c)) for c in options.choice_columns)
+        if incorrect:  # a row without incorrect answers is still a training record, just not a question
+            record.update(correct=correct, incorrect=incorrect)
+    return record, why
+
+
+def _make_record(row: dict, options: ImportOptions) -> tuple[dict | None, str]:
     if options.text_column:
         text = _cell(row, options.text_column)
         if not text.strip():
@@ -208,6 +229,11 @@ def existing_splits(out_dir: Path | str) -> list[Path]:
 
 
 def check_columns(source: Path, columns: list[str], options: ImportOptions) -> None:
+    if options.fmt == PREFERENCE:
+        raise DataImportError(
+            f"{source}: the preference format is made from a TruthfulQA CSV (Question, Best Answer, Incorrect "
+            "Answers columns); for other data write {\"prompt\", \"chosen\", \"rejected\"} JSONL lines directly"
+        )
     if options.fmt not in FORMATS:
         raise DataImportError(f"format {options.fmt!r} is not one of {', '.join(FORMATS)}")
     if options.text_column:
@@ -229,9 +255,9 @@ def check_columns(source: Path, columns: list[str], options: ImportOptions) -> N
         )
 
 
-def import_file(source: Path | str, out_dir: Path | str, options: ImportOptions) -> ImportResult:
-    """Read, map, split and write. Raises DataImportError before writing anything when input is bad."""
-    source, out_dir = Path(source), Path(out_dir)
+def check_target(source: Path, out_dir: Path, options: ImportOptions) -> list[Path]:
+    """Refuse before reading when the import would write over its source or, unasked, over splits;
+    returns the split files that exist (replaced, or removed when the new import lacks them)."""
     existing = existing_splits(out_dir)
     # On a case-insensitive disk (macOS) data/Valid.jsonl *is* data/valid.jsonl: the import would write over,
     # or delete as a stale split, its own source. Only samefile sees it: the names differ.
@@ -248,6 +274,41 @@ def import_file(source: Path | str, out_dir: Path | str, options: ImportOptions)
         )
     if out_dir.exists() and not out_dir.is_dir():
         raise DataImportError(f"{out_dir} is a file; choose a folder for train/valid/test.jsonl")
+    return existing
+
+
+def write_splits(out_dir: Path, parts: dict[str, list[dict]], existing: list[Path]) -> dict[str, int]:
+    """Each non-empty split written atomically; a stale split the import lacks removed. Records per split."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for split, chunk in parts.items():
+        if not chunk:
+            continue  # mlx-lm treats an absent split as absent; an empty file would be a problem
+        atomic_write_text(out_dir / f"{split}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chunk))
+        counts[split] = len(chunk)
+    for stale in existing:  # overwriting was confirmed: a split the new import lacks must not linger
+        if stale.stem not in counts:
+            stale.unlink()
+    return counts
+
+
+def split_parts(items: list, options: ImportOptions) -> tuple[dict[str, list], int]:
+    """items cut into train/valid/test by the options' sizes (after the optional shuffle); items left over."""
+    n_train, n_valid, n_test = resolve_sizes(len(items), options.train, options.valid, options.test)
+    if options.shuffle:
+        random.Random(options.seed).shuffle(items)
+    parts = {
+        "train": items[:n_train],
+        "valid": items[n_train : n_train + n_valid],
+        "test": items[n_train + n_valid : n_train + n_valid + n_test],
+    }
+    return parts, len(items) - n_train - n_valid - n_test
+
+
+def import_file(source: Path | str, out_dir: Path | str, options: ImportOptions) -> ImportResult:
+    """Read, map, split and write. Raises DataImportError before writing anything when input is bad."""
+    source, out_dir = Path(source), Path(out_dir)
+    existing = check_target(source, out_dir, options)
     columns, rows = read_rows(source)
     check_columns(source, columns, options)
     records: list[dict] = []
@@ -260,25 +321,9 @@ def import_file(source: Path | str, out_dir: Path | str, options: ImportOptions)
             records.append(record)
     if not records:
         raise DataImportError(f"{source}: no usable rows" + (f" ({len(skipped)} skipped: {skipped[0][1]})" if skipped else ""))
-    n_train, n_valid, n_test = resolve_sizes(len(records), options.train, options.valid, options.test)
-    if options.shuffle:
-        random.Random(options.seed).shuffle(records)
-    parts = {
-        "train": records[:n_train],
-        "valid": records[n_train : n_train + n_valid],
-        "test": records[n_train + n_valid : n_train + n_valid + n_test],
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for split, chunk in parts.items():
-        if not chunk:
-            continue  # mlx-lm treats an absent split as absent; an empty file would be a problem
-        atomic_write_text(out_dir / f"{split}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chunk))
-        counts[split] = len(chunk)
-    for stale in existing:  # overwriting was confirmed: a split the new import lacks must not linger
-        if stale.stem not in counts:
-            stale.unlink()
-    return ImportResult(out_dir, counts, len(records), skipped, len(records) - n_train - n_valid - n_test)
+    parts, unused = split_parts(records, options)
+    counts = write_splits(out_dir, parts, existing)
+    return ImportResult(out_dir, counts, len(records), skipped, unused)
 
 
 def options_from_values(values: dict, force: bool = False) -> ImportOptions:

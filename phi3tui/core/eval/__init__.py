@@ -1,0 +1,29 @@
+"""Evaluate: base vs adapted (or two adapters) scored on the same items from one load of the weights —
+test loss and perplexity (mlx-lm's evaluate), TruthfulQA-style MC1/MC2, greedy answers against the
+references (exact match, ROUGE-L F1). items and metrics and results are light; the scoring itself is
+eval.scoring (imports mlx): import it directly, and only off the UI thread.
+This is the package's public face: other packages import from here, not from its modules."""
+
+from phi3tui.core.eval.items import EvalError, McItem, item_from_row, read_mc, split_items
+from phi3tui.core.eval.metrics import exact_match, mc1, mc2, rouge_l
+from phi3tui.core.eval.results import METRICS, SIDE_KEYS, counts, output_path, rows, save, summary, table
+
+__all__ = [
+    "EvalError",
+    "METRICS",
+    "McItem",
+    "SIDE_KEYS",
+    "exact_match",
+    "item_from_row",
+    "counts",
+    "mc1",
+    "mc2",
+    "output_path",
+    "read_mc",
+    "rouge_l",
+    "rows",
+    "save",
+    "split_items",
+    "summary",
+    "table",
+]

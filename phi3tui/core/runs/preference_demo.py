@@ -1,0 +1,52 @@
+"""The headless demo's DPO step (`phi3tui demo --headless --preference`), apart from preference.py, which
+only the runner process imports (the launcher it needs here imports the runner)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from phi3tui.core.runs.launcher import start_run, wait_for_run
+from phi3tui.core.runs.store import RunError, read_metrics
+
+
+DEMO_PREFERENCE_DATA = "data-preference"
+DEMO_DPO = dict(train_mode="dpo", iters=40, steps_per_report=10, steps_per_eval=10, save_every=40, learning_rate=1e-3,
+                test=False)
+
+
+def demo_step(workspace, state: dict) -> str:
+    """`phi3tui demo --headless --preference`: a short DPO pass on the demo's pairs, starting from the SFT
+    run's adapter (the reference stays the base model: the same weights with the adapter off). Later steps
+    (compare, fuse, GGUF) then use the DPO adapter."""
+    from phi3tui.core.demo import write_demo_preference_data
+
+    started = time.monotonic()
+    data = workspace.root / DEMO_PREFERENCE_DATA
+    if not (data / "train.jsonl").is_file():
+        write_demo_preference_data(data)
+    overrides = dict(DEMO_DPO, data=DEMO_PREFERENCE_DATA)
+    sft = state.get("adapter_dir")
+    if sft:
+        overrides["resume_adapter_file"] = str(Path(sft) / "adapters.safetensors")
+    run_dir = start_run(workspace, overrides=overrides)
+    info = wait_for_run(run_dir)
+    if info.get("state") != "finished":
+        raise RunError(f"DPO run {run_dir.name} ended {info.get('state')}: {info.get('reason')} "
+                       f"(log: {run_dir / 'log.txt'})")
+    state["sft_adapter_dir"] = sft
+    state["run_dir"] = run_dir
+    state["adapter_dir"] = run_dir / "adapters"
+    val = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    val = [r for r in val if r.get("kind") == "val"]
+    if len(val) < 2 or len(read_metrics(run_dir).val_y) < 2:
+        raise RunError(f"DPO run {run_dir.name} recorded {len(val)} validation(s); need two to compare")
+    first, last = val[0], val[-1]
+    if not last["reward_margin"] > first["reward_margin"]:
+        raise RunError(f"DPO run {run_dir.name}: the validation reward margin did not grow "
+                       f"({first['reward_margin']:.3f} → {last['reward_margin']:.3f})")
+    return (f"DPO run {run_dir.name}{' from ' + Path(sft).parent.name if sft else ''}: {info.get('iteration')} "
+            f"iterations, val loss {first['loss']:.3f} → {last['loss']:.3f}, reward margin "
+            f"{first['reward_margin']:.3f} → {last['reward_margin']:.3f}, accuracy {first['accuracy']:.2f} → "
+            f"{last['accuracy']:.2f}, {time.monotonic() - started:.0f} s")

@@ -1,0 +1,68 @@
+"""The Evaluate view, from Chat by ^o, driven by keys at 80×24: it runs on the model worker and shows
+the core's numbers per metric with the difference."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+import pytest
+from textual.widgets import DataTable, ProgressBar
+
+from phi3tui.app import Phi3App
+from phi3tui.core.chat import GenerationSettings
+from phi3tui.core.eval import rows
+from phi3tui.core.workspace import Workspace
+from tests.test_chat import train
+from tests.test_chat_screen import open_chat, wait_for
+
+RUN = "20260101-0000-r1"
+
+
+@pytest.fixture(scope="module")
+def trained(demo_template, tmp_path_factory):
+    ws = tmp_path_factory.mktemp("eval-screen") / "ws"
+    shutil.copytree(demo_template, ws)
+    train(ws, RUN, 20)
+    return ws
+
+
+async def test_evaluate_view_shows_left_right_and_difference_per_metric(trained):
+    app = Phi3App(Workspace.open(trained), start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = await open_chat(app, pilot)
+        chat.session.settings = GenerationSettings(max_tokens=6)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "EvaluateScreen")
+        view = app.screen
+        view.query_one("#eval-limit").value = "3"
+        ui_thread = threading.current_thread()
+        threads = []
+        original = view.post_message
+
+        def post(message):  # which thread the job talks from (the real message still goes through)
+            if isinstance(message, (view.Progress, view.Done)):
+                threads.append(threading.current_thread())
+            return original(message)
+
+        view.post_message = post
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not view.running, timeout=120)
+        await pilot.pause(0.2)
+        status = str(view.query_one("#eval-status").render())
+        assert "saved to" in status, status
+        assert threads and all(t is not ui_thread and t.name == "phi3tui-model" for t in threads)
+        bar = view.query_one(ProgressBar)
+        assert bar.progress == bar.total
+        # The table is the saved result, row for row: the core's numbers, not the screen's.
+        (saved,) = (trained / "runs" / RUN).glob("eval-*.json")
+        result = json.loads(saved.read_text())
+        assert result["left"]["n_mc"] == 3 and result["right"]["n_answers"] == 3
+        table = view.query_one(DataTable)
+        shown = [tuple(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
+        assert shown == rows(result)
+        assert [r[0] for r in shown] == ["test loss", "test perplexity", "MC1", "MC2", "exact match", "ROUGE-L F1"]
+        assert shown[0][4] in ("better", "worse", "same")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ChatScreen")
