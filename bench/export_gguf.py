@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import psutil
 kind, model_dir, out = sys.argv[1], sys.argv[2], sys.argv[3]
 if kind == "mlx":
@@ -44,10 +44,9 @@ if kind == "mlx":
 else:
     write_gguf(__import__("pathlib").Path(model_dir), __import__("pathlib").Path(out), "f16", name="bench")
 seconds = time.perf_counter() - t0
-try:  # VmHWM: this process image's own peak (ru_maxrss can carry the forking parent's peak across exec)
-    peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024
-except OSError:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+sys.path.insert(0, sys.argv[4] + "/bench")
+from peak_rss import peak_rss
+peak = peak_rss()
 print(json.dumps({"seconds": seconds, "peak_growth": max(0, peak - before)}))
 """
 

@@ -7,10 +7,12 @@ import sys
 from importlib import import_module
 
 from phi3tui import __version__
-from phi3tui.commands import COMMAND_MODULES
+from phi3tui.commands import COMMAND_MODULES, COMMAND_NAMES
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
+def build_parser(with_commands: bool = True) -> tuple[argparse.ArgumentParser, set[str]]:
+    """The CLI's parser and its command names. Without commands it only knows the app's own options:
+    opening a workspace needs no more, and importing every command module would delay the first paint."""
     parser = argparse.ArgumentParser(
         prog="phi3tui",
         usage="phi3tui [-h] [--version] [--screen SCREEN] [WORKSPACE] | phi3tui COMMAND ...",
@@ -28,6 +30,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
         default="data",
         help="screen to open first when opening a workspace (default: data)",
     )
+    if not with_commands:
+        return parser, set()
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", prog="phi3tui")
     for name in COMMAND_MODULES:
         import_module(f"phi3tui.commands.{name}").register(subparsers)
@@ -70,9 +74,11 @@ def first_word(argv: list[str]) -> int | None:
 def plan(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace, str | None]:
     """Parse argv: (parser, args, workspace). workspace is None for a command (args.func runs it),
     else the folder to open ("" for settings.yaml's default) on args.screen."""
-    parser, commands = build_parser()
     index = first_word(argv)
-    if index is not None and argv[index] in commands:
+    is_command = index is not None and argv[index] in COMMAND_NAMES
+    # --help lists the commands, so it needs them all.
+    parser, _ = build_parser(with_commands=is_command or bool({"-h", "--help"} & set(argv)))
+    if is_command:
         return parser, parser.parse_args(argv), None
     rest_argv = argv if index is None else argv[:index] + argv[index + 1:]
     opts, rest = parser.parse_known_args(rest_argv)

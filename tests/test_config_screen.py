@@ -406,3 +406,75 @@ async def test_clearing_a_block_value_whose_key_line_comment_has_a_colon(demo_wo
         await pilot.pause(0.2)
     # The value goes after the key's own colon; the comment (and its colons) and every other line stay.
     assert path.read_text() == original.replace(block, "lr_schedule: null  # schedule: cosine, warm-up: 1 step\n")
+
+
+async def test_one_line_per_key_and_the_focused_keys_help_below(demo_workspace):
+    from phi3tui.core.config.schema import config_fields
+
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        form = screen.query_one("#config-form")
+        iters = next(f for f in config_fields() if f.path == ("iters",))
+        row = form.widget_for(("iters",)).parent
+        assert row.size.height == 1 and str(iters.default) in str(row.children[-1].render())
+        # The rows sit one per line: the next key's row starts on the very next line.
+        rows = list(form.query("FieldRow"))
+        i = rows.index(row)
+        assert rows[i + 1].region.y - row.region.y in (1, 2)  # 2 only past a group title
+        form.widget_for(("iters",)).focus()
+        await pilot.pause(0.3)
+        help_line = str(screen.query_one("#key-help").render())
+        assert help_line.startswith("iters: ") and iters.help.split()[0] in help_line
+        form.widget_for(("batch_size",)).focus()
+        await pilot.pause(0.3)
+        assert str(screen.query_one("#key-help").render()).startswith("batch_size: ")
+
+
+async def test_ctrl_f_jumps_to_a_key_by_part_of_its_name(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        form = screen.query_one("#config-form")
+        form.widget_for(("model",)).focus()  # a text box: ctrl+f still opens the finder
+        await pilot.press("ctrl+f")
+        await pilot.pause(0.2)
+        await pilot.press(*"stpsevl")  # fuzzy: steps_per_eval
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert app.screen is screen
+        assert screen.focused is form.widget_for(("steps_per_eval",))
+        assert str(screen.query_one("#key-help").render()).startswith("steps_per_eval: ")
+        assert not screen.doc.modified  # the letters went to the finder, not into a value
+        # esc leaves the focus where it was
+        await pilot.press("ctrl+f", "i", "t", "escape")
+        await pilot.pause(0.2)
+        assert screen.focused is form.widget_for(("steps_per_eval",))
+
+
+async def test_slash_finds_a_key_from_a_choice_and_down_picks_the_next_match(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        form = screen.query_one("#config-form")
+        form.widget_for(("grad_checkpoint",)).focus()  # a choice (true/false): `/` is not typed there
+        await pilot.press("slash")
+        await pilot.pause(0.2)
+        picker = app.screen
+        assert picker is not screen
+        await pilot.press(*"batch")
+        await pilot.pause(0.2)
+        labels = [picker.choices[i][0] for i in picker.shown]
+        assert labels and all("b" in label for label in labels)
+        first = picker.choices[picker.shown[0]][1]
+        assert first == ("batch_size",)
+        if len(picker.shown) > 1:
+            await pilot.press("down")
+            await pilot.pause(0.3)
+            expected = picker.choices[picker.shown[1]][1]
+        else:
+            expected = first
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert screen.focused is form.widget_for(expected)

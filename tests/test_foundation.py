@@ -148,6 +148,24 @@ def test_cli_help_lists_every_command():
     assert "WORKSPACE" in proc.stdout
 
 
+def test_opening_a_workspace_imports_no_command_module(demo_workspace):
+    """`phi3tui WS` goes to the app without importing the command modules (they cost the first paint)."""
+    code = (
+        "import sys; from phi3tui.cli import plan; _, args, ws = plan(['--screen', 'train', sys.argv[1]]); "
+        "print(ws, args.screen, sorted(m for m in sys.modules if m.startswith('phi3tui.commands.')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(demo_workspace)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(demo_workspace), "train", "[]"]
+
+
+def test_command_names_are_the_registered_commands():
+    from phi3tui.cli import build_parser
+    from phi3tui.commands import COMMAND_NAMES
+
+    assert build_parser()[1] == COMMAND_NAMES
+
+
 def test_every_subcommand_has_help():
     from phi3tui.cli import build_parser
 

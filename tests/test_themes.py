@@ -295,3 +295,35 @@ def test_readme_examples_work(tmp_path):
     assert set(settings.keymap) <= known and keymap_clashes(settings.keymap, Phi3App) == []
     settings_text = next(b for b in blocks if b.startswith("theme:"))
     assert parse_settings(settings_text, tmp_path / "settings.yaml")[1] == []
+
+
+def test_builtin_themes_read_fast_equal_the_round_trip_reading():
+    from phi3tui.core.themes import theme_files
+
+    for path in theme_files(builtin_themes_dir()):
+        text = path.read_text(encoding="utf-8")
+        fast = parse_theme(text, path, builtin=True, colour_check=colour_error, fast=True)
+        assert fast == parse_theme(text, path, builtin=True, colour_check=colour_error), path.name
+
+
+def test_a_broken_builtin_theme_still_names_its_line(tmp_path):
+    from phi3tui.core.themes import load_theme_file
+
+    path = tmp_path / "bad.yaml"
+    path.write_text('name: bad\ndark: true\nprimary: "#112233"\nshade: 3\n')
+    with pytest.raises(ThemeError, match=re.escape(f"{path}:4: shade: unknown field")):
+        load_theme_file(path, builtin=True)
+
+
+def test_first_start_reads_no_yaml_the_round_trip_way(demo_workspace, tmp_path):
+    """No settings.yaml, no user themes: the app starts without importing ruamel (the built-in themes are
+    read with PyYAML's C loader), a cost the first paint does not need."""
+    code = (
+        "import sys; from phi3tui.app import Phi3App; from phi3tui.core.workspace import Workspace; "
+        "app = Phi3App(Workspace.open(sys.argv[1])); "
+        "print('phi3-dark' in app.available_themes, 'ruamel.yaml' in sys.modules)"
+    )
+    env = {**__import__("os").environ, CONFIG_DIR_ENV: str(tmp_path / "config")}
+    proc = subprocess.run([sys.executable, "-c", code, str(demo_workspace)], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False"], proc.stdout

@@ -66,7 +66,8 @@ def parse_value(kind: str, text: str) -> Any:
 
 
 class FieldRow(Horizontal):
-    """One key: its name and its input; the help line (with mlx-lm's default) sits below it."""
+    """One key on one line: its name, its input, mlx-lm's default. Its help is shown for the focused key
+    only (ConfigForm.Focused), so 80×24 shows a screenful of keys."""
 
 
 class ConfigForm(VerticalScroll):
@@ -76,6 +77,7 @@ class ConfigForm(VerticalScroll):
     ConfigForm FieldRow { height: 1; }
     ConfigForm FieldRow > .key { width: 24; }
     ConfigForm FieldRow > Input, ConfigForm FieldRow > Select { width: 1fr; }
+    ConfigForm FieldRow > .default { width: 16; padding-left: 1; color: $text-muted; }
     ConfigForm .help { color: $text-muted; padding-left: 24; }
     ConfigForm .bad { color: $error; padding-left: 24; height: auto; display: none; }
     ConfigForm .bad.-shown { display: block; }
@@ -87,6 +89,13 @@ class ConfigForm(VerticalScroll):
             super().__init__()
             self.path = path
             self.value = value
+
+    class Focused(Message):
+        """A key's input got the focus: spec is its config field (key, help, default)."""
+
+        def __init__(self, spec):
+            super().__init__()
+            self.spec = spec
 
     def __init__(self, fields: list, values: dict, unknown: list[str] | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -112,8 +121,7 @@ class ConfigForm(VerticalScroll):
             with FieldRow():
                 yield Label(spec.key, classes="key")
                 yield self._input(spec)
-            default = _show(spec.default)
-            yield Static(f"{spec.help} (default: {default or 'none'})".strip(), classes="help", markup=False)
+                yield Label(_show(spec.default) or "none", classes="default", markup=False)
             yield Static("", classes="bad", id=self.field_id(spec.path) + "-bad")
         if self.unknown:
             yield Label("other keys in this file (mlx-lm ignores them)", classes="group")
@@ -196,6 +204,16 @@ class ConfigForm(VerticalScroll):
         bad.remove_class("-shown")
         if value != self._get(spec.path):
             self.post_message(self.Changed(spec.path, value))
+
+    def on_descendant_focus(self, event) -> None:
+        spec = self._by_id.get(event.widget.id or "")
+        if spec is not None:
+            self.post_message(self.Focused(spec))
+
+    def help_text(self, spec) -> str:
+        """The focused key's line under the form: name, help, mlx-lm's default."""
+        default = _show(spec.default) or "none"
+        return f"{'.'.join(spec.path)}: {spec.help} (default: {default})".strip()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

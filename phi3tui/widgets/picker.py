@@ -20,6 +20,8 @@ class Picker(ModalScreen[Any]):
     """Dismisses with the chosen value (or the list of chosen values when `multi`); None when cancelled.
 
     current: the value in use now, marked "(now)" and highlighted. empty: said when there are no choices;
+    find: when given (one choice only), a box above the list, with this prompt, that narrows the list as
+    you type: fuzzy, as in the command palette, best match first;
     note: said under the list in any case. from_path: when given, a box where a
     path can be typed instead; it turns the text into a value or raises one of `path_errors`, whose
     message is shown in the dialog.
@@ -42,6 +44,9 @@ class Picker(ModalScreen[Any]):
         # priority: the list would take enter for itself (SelectionList toggles with it)
         Binding("enter", "choose", "Choose", priority=True, id="picker.choose"),
         Binding("escape", "cancel", "Cancel", id="picker.cancel"),
+        # From the find box (which has no use for them): move in the list below it.
+        Binding("down", "move(1)", "Next", show=False, id="picker.next"),
+        Binding("up", "move(-1)", "Previous", show=False, id="picker.previous"),
     ]
 
     def __init__(
@@ -57,6 +62,7 @@ class Picker(ModalScreen[Any]):
         from_path: Callable[[str], Any] | None = None,
         path_errors: tuple[type[Exception], ...] = (ValueError,),
         path_prompt: str = "or type a path, enter",
+        find: str | None = None,
     ):
         super().__init__()
         self.title_text = title
@@ -69,10 +75,14 @@ class Picker(ModalScreen[Any]):
         self.from_path = from_path
         self.path_errors = path_errors
         self.path_prompt = path_prompt
+        self.find = None if multi else find
+        self.shown = list(range(len(self.choices)))  # the list's rows, as indices into choices
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.title_text, id="pick-title", markup=False)
+            if self.find is not None:
+                yield Input(placeholder=self.find, id="pick-find")
             if self.multi:
                 yield SelectionList(
                     *[Selection(label, i, value in self.selected) for i, (label, value) in enumerate(self.choices)],
@@ -98,11 +108,35 @@ class Picker(ModalScreen[Any]):
         values = [value for _, value in self.choices]
         if not self.multi and self.current is not None and self.current in values:
             self.query_one(OptionList).highlighted = values.index(self.current)
-        self.query_one("#pick-list").focus()
+        self.query_one("#pick-find" if self.find is not None else "#pick-list").focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "pick-find":
+            return
+        from textual.fuzzy import Matcher
+
+        event.stop()
+        query = event.value.strip()
+        if query:
+            matcher = Matcher(query)
+            scored = [(matcher.match(label), i) for i, (label, _) in enumerate(self.choices)]
+            self.shown = [i for score, i in sorted(scored, key=lambda s: -s[0]) if score > 0]
+        else:
+            self.shown = list(range(len(self.choices)))
+        options = self.query_one(OptionList)
+        options.clear_options()
+        options.add_options([Option(self.choices[i][0]) for i in self.shown])
+        options.highlighted = 0 if self.shown else None
+
+    def action_move(self, delta: int) -> None:
+        if self.find is None or not self.shown:
+            return
+        options = self.query_one(OptionList)
+        options.highlighted = ((options.highlighted or 0) + delta) % len(self.shown)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        self.dismiss(self.choices[event.option_index][1])
+        self.dismiss(self.choices[self.shown[event.option_index]][1])
 
     def action_choose(self) -> None:
         if self.from_path is not None and self.focused is self.query_one("#pick-path", Input):
@@ -112,12 +146,13 @@ class Picker(ModalScreen[Any]):
             self.dismiss([self.choices[i][1] for i in chosen])
         else:
             index = self.query_one(OptionList).highlighted
-            if index is not None and self.choices:
-                self.dismiss(self.choices[index][1])
+            if index is not None and self.shown:
+                self.dismiss(self.choices[self.shown[index]][1])
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.choose_path(event.value)
+        if event.input.id == "pick-path":
+            self.choose_path(event.value)
 
     def choose_path(self, text: str) -> None:
         try:

@@ -25,12 +25,17 @@ from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.config_form import ConfigForm
 
 
+# Under the form until a key has the focus; then that key's help.
+KEY_HELP_HINT = "tab/shift+tab move between keys · ctrl+f or / finds a key by part of its name"
+
+
 class ConfigScreen(ModeScreen):
     TITLE = "Config"
     DEFAULT_CSS = """
     ConfigScreen #config-status { height: 1; padding: 0 1; background: $panel; }
     ConfigScreen #model-info { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
     ConfigScreen #form-holder { height: 1fr; }
+    ConfigScreen #key-help { height: auto; max-height: 3; padding: 0 1; color: $text-muted; border-top: solid $primary; }
     ConfigScreen #loading, ConfigScreen #load-error { padding: 1 2; }
     ConfigScreen #findings { height: 7; border-top: solid $primary; padding: 0 1; }
     ConfigScreen #download { height: auto; padding: 0 1; display: none; }
@@ -39,6 +44,10 @@ class ConfigScreen(ModeScreen):
     # F6–F9 need Fn on a Mac keyboard: each also has a ctrl key, which the form's text boxes let through.
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="config.save"),
+        # priority: a text box would take ctrl+f for itself. `/` is typed in a text box (paths have it).
+        # Off the footer (80 columns are full): the line under the form names both, as do ? and the palette.
+        Binding("ctrl+f", "find_key", "Find key", show=False, priority=True, id="config.find_key"),
+        Binding("slash", "find_key", "Find key", show=False, id="config.find_key_slash"),
         Binding("ctrl+g,f6", "migrate", "Migrate", id="config.migrate"),
         Binding("ctrl+t,f7", "presets", "Presets", id="config.presets"),
         Binding("ctrl+n,f8", "models", "Models", id="config.models"),
@@ -70,6 +79,7 @@ class ConfigScreen(ModeScreen):
         yield Static("", id="model-info", markup=False)
         with Vertical(id="form-holder"):
             yield Label("Reading mlx-lm's keys…", id="loading")
+        yield Static(KEY_HELP_HINT, id="key-help", markup=False)
         with Vertical(id="download"):
             yield Label("", id="download-label")
             yield ProgressBar(id="download-bar", show_eta=True)
@@ -213,6 +223,29 @@ class ConfigScreen(ModeScreen):
             form.set_values(self.doc.values)
         self._update_status()
         self.schedule_check()
+
+    # -- moving around --------------------------------------------------------------------
+    def on_config_form_focused(self, event: ConfigForm.Focused) -> None:
+        form = self._form()
+        if form is not None:
+            self.query_one("#key-help", Static).update(form.help_text(event.spec))
+
+    def action_find_key(self) -> None:
+        """Jump to a key by typing part of its name."""
+        from phi3tui.widgets.picker import Picker
+
+        form = self._form()
+        if form is None or not self.fields:
+            return
+        options = [(f"{'.'.join(f.path)}  · {f.group}", f.path) for f in self.fields]
+
+        def jump(path) -> None:
+            if path:
+                widget = form.widget_for(path)
+                widget.focus()
+                widget.parent.scroll_visible()
+
+        self.app.push_screen(Picker("Jump to a key: type part of its name", options, find="key name"), jump)
 
     # -- edits ----------------------------------------------------------------------------
     def on_config_form_changed(self, event: ConfigForm.Changed) -> None:
