@@ -336,3 +336,91 @@ def test_full_fine_tune_dpo_precomputes_the_reference_once_and_says_so(demo_work
     # The precomputed reference is the weights as loaded: before the first update the rewards are 0.
     assert val[0]["iteration"] == 0 and val[0]["chosen_reward"] == 0.0 and val[0]["rejected_reward"] == 0.0
     assert any(r["reward_margin"] != 0.0 for r in val[1:])
+
+
+def _random_adapter(model_dir: Path, lora_parameters: dict, target: Path, seed: int = 5) -> None:
+    """An adapter file as an SFT run leaves it (lora_b non-zero, so it changes the model)."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    model, _ = load(str(model_dir))
+    model.freeze()
+    linear_to_lora_layers(model, -1, lora_parameters)
+    mx.random.seed(seed)
+    weights = {k: (mx.random.normal(v.shape) * 0.05 if k.endswith("lora_b") else v)
+               for k, v in tree_flatten(model.trainable_parameters())}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(target), weights)
+
+
+def test_reference_is_the_starting_adapter_kept_aside_while_the_policy_trains(demo_model, tmp_path):
+    import mlx.core as mx
+    from mlx.utils import tree_flatten, tree_unflatten
+    from mlx_lm import load
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    from phi3tui.core.runs import preference
+
+    lora = {"rank": 4, "scale": 10.0, "dropout": 0.1}
+    sft = tmp_path / "sft" / "adapters.safetensors"
+    _random_adapter(demo_model, lora, sft)
+    model, tokenizer = load(str(demo_model))
+    model.freeze()
+    linear_to_lora_layers(model, -1, lora)
+    model.load_weights(str(sft), strict=False)
+    model.train()
+    kept = preference.starting_adapter(model, sft)
+    assert kept and all(k.endswith(("lora_a", "lora_b")) for k in kept)
+    # The policy moves on (as training replaces its arrays); the reference must not.
+    moved = [(k, v + 0.1) for k, v in tree_flatten(model.trainable_parameters())]
+    model.update(tree_unflatten(moved))
+    task = preference.PreferenceTask.__new__(preference.PreferenceTask)
+    task.mode, task.reference_weights = "dpo", kept
+    tokens, mask = preference.pair_batch([preference_tokens_of(tokenizer, "Are bats blind?", "No.", "Yes.")], 512)
+    reference = task.reference(model, tokens, mask)
+    # Expected: base + the SFT adapter loaded separately, without dropout.
+    sft_model, _ = load(str(demo_model), adapter_path=None)
+    sft_model.freeze()
+    linear_to_lora_layers(sft_model, -1, lora)
+    sft_model.load_weights(str(sft), strict=False)
+    sft_model.eval()
+    expected, _ = preference.answer_logps(sft_model, tokens, mask)
+    base, _ = load(str(demo_model))
+    bare, _ = preference.answer_logps(base, tokens, mask)
+    assert mx.array_equal(reference, expected).item()
+    assert not mx.allclose(expected, bare).item(), "the SFT adapter must change the scores, or this proves nothing"
+    # The policy's own weights and training mode are back afterwards.
+    assert model.training
+    after = dict(tree_flatten(model.trainable_parameters()))
+    assert all(mx.array_equal(after[k], v).item() for k, v in moved)
+
+
+def test_dpo_run_from_an_sft_adapter_starts_at_its_reference_and_writes_no_perplexity(demo_workspace):
+    from phi3tui.core import runs
+    from phi3tui.core.demo import write_demo_preference_data
+    from phi3tui.core.workspace import Workspace, load_config_values
+
+    write_demo_preference_data(demo_workspace / "pref")
+    lora = load_config_values(demo_workspace / "lora_config.yaml")["lora_parameters"]
+    _random_adapter(demo_workspace / "model", lora, demo_workspace / "sft" / "adapters.safetensors")
+    ws = Workspace.open(demo_workspace)
+    run_dir = runs.start_run(ws, overrides=dict(
+        train_mode="dpo", data="pref", iters=4, steps_per_report=2, steps_per_eval=2, save_every=4, val_batches=2,
+        resume_adapter_file="sft/adapters.safetensors", test=True, test_batches=2))
+    info = runs.wait_for_run(run_dir, timeout=300)
+    log = (run_dir / "log.txt").read_text()
+    assert info["state"] == "finished", log[-2000:]
+    assert "the DPO reference is the starting adapter" in log
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in lines if r["kind"] == "val"]
+    # Before the first update the policy is the SFT adapter: equal to the reference, rewards 0, loss log 2
+    # (with the bare base as reference the SFT adapter's own difference would show here).
+    assert val[0]["iteration"] == 0 and val[0]["chosen_reward"] == 0.0 and val[0]["rejected_reward"] == 0.0
+    assert val[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    test = [r for r in lines if r["kind"] == "test"]
+    assert len(test) == 1 and "ppl" not in test[0] and "reward_margin" in test[0]
+    assert "test_ppl" not in runs.run_info(run_dir)
+    shown = run_cli("runs", "attach", run_dir.name, cwd=demo_workspace, timeout=120)
+    assert shown.returncode == 0 and "test loss" in shown.stdout and "perplexity" not in shown.stdout, shown.stdout

@@ -145,7 +145,11 @@ def format_record(r: dict) -> str:
     if kind == "val":
         return f"iter {r['iteration']:>6}  val loss   {loss:.4f}  ({r.get('val_time', 0):.1f} s)"
     if kind == "test":
-        return f"test loss {loss:.4f}  perplexity {parse_float(r.get('ppl')):.3f}"
+        # A DPO/ORPO run records no perplexity (of its loss it means nothing): its reward margin instead.
+        if "ppl" in r:
+            return f"test loss {loss:.4f}  perplexity {parse_float(r.get('ppl')):.3f}"
+        margin = f"  reward margin {parse_float(r['reward_margin']):.3f}" if "reward_margin" in r else ""
+        return f"test loss {loss:.4f}{margin}"
     return str(r)
 
 

@@ -5,11 +5,15 @@ datasets ({"prompt", "chosen", "rejected"} records through the chat template, as
 builds them), its batch iterator and its loss go to `mlx_lm.tuner.trainer.train()` unchanged.
 
 A batch is one array of 2·B rows: the B chosen sequences, then the B rejected ones, with a mask of the
-answer tokens (the prompt is never scored). DPO's reference model is the same weights with the adapter
-switched off: every LoRA/DoRA layer replaced by the base layer it wraps for one forward pass, whose
-output is then exactly the base model's (no second model in memory, as mlx-lm-lora loads). A full
-fine-tune has no adapter to switch off: its reference log-probabilities are computed once, before
-training, from the weights as loaded, and carried in the batches. ORPO needs no reference.
+answer tokens (the prompt is never scored). DPO's reference model is the policy at the start of the run,
+from the same weights: with no starting adapter, every LoRA/DoRA layer replaced by the base layer it wraps
+for one forward pass, whose output is then exactly the base model's (no second model in memory, as
+mlx-lm-lora loads); from a starting adapter (resume_adapter_file, e.g. an SFT run's), its LoRA weights kept
+aside (a few MB) and swapped in for the reference pass. The reference scores of a batch are computed and
+evaluated when the runner hands the batch to the trainer (`complete`), outside the compiled training step,
+so their graph is freed before the policy's forward and backward pass. A full fine-tune has no adapter to
+switch off: its reference log-probabilities are computed once, before training, from the weights as
+loaded, and carried in the batches. ORPO needs no reference.
 
 The losses are mlx-lm-lora's (trainer/dpo_trainer.py dpo_loss, trainer/orpo_trainer.py orpo_loss), with
 its names for the settings (beta; dpo_loss_type is its dpo_cpo_loss_type). The trainer compiles the
@@ -93,13 +97,18 @@ def _reward_metrics(chosen, rejected) -> dict:
 
 
 def answer_logps(model, tokens, mask):
-    """(summed log-probability of the masked target tokens, their count) per row, in float32."""
+    """(summed log-probability of the masked target tokens, their count) per row, summed in float32.
+
+    The per-token log-softmax is taken in the model's dtype, as mlx-lm's own SFT loss takes it: upcasting
+    the full-vocabulary logits of every row to float32 first (mlx-lm-lora's way) held ~4 extra copies of
+    them through the backward pass, most of DPO's memory above SFT's. For a float32 model both are the same
+    numbers; for half precision the logits themselves are already rounded to it."""
     import mlx.core as mx
     import mlx.nn as nn
 
-    logits = model(tokens[:, :-1]).astype(mx.float32)
+    logits = model(tokens[:, :-1])
     target_mask = mask[:, 1:]
-    logps = -nn.losses.cross_entropy(logits, tokens[:, 1:]) * target_mask
+    logps = -nn.losses.cross_entropy(logits, tokens[:, 1:]).astype(mx.float32) * target_mask
     return logps.sum(-1), target_mask.sum(-1)
 
 
@@ -142,6 +151,37 @@ def adapter_off(model):
                 parent[int(name)] = module
             else:
                 setattr(parent, name, module)
+
+
+@contextmanager
+def adapter_weights(model, weights: dict):
+    """The model with these adapter weights (flat names, e.g. a starting adapter kept aside) and no dropout
+    for the duration, then its own weights and mode back. Arrays are swapped, never copied."""
+    from mlx.utils import tree_flatten, tree_unflatten
+
+    current = [(k, v) for k, v in tree_flatten(model.trainable_parameters()) if k in weights]
+    training = model.training
+    model.update(tree_unflatten(list(weights.items())))
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.update(tree_unflatten(current))
+        model.train(training)
+
+
+def starting_adapter(model, adapter_file) -> dict | None:
+    """The weights of the adapter a run starts from, as the model names them (only its adapter layers:
+    small), or None when it starts from the bare base. mlx-lm's arrays are never changed in place, so
+    holding them keeps them as they were however the policy trains."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    if not adapter_file:
+        return None
+    trainable = dict(tree_flatten(model.trainable_parameters()))
+    kept = {k: v for k, v in mx.load(str(adapter_file)).items() if k in trainable}
+    return kept or None
 
 
 # -- data -------------------------------------------------------------------------------------------------
@@ -247,10 +287,20 @@ class PreferenceTask:
         data = DataSettings.from_config(vars(args))
         self.datasets = load_pairs(Path(args.data), tokenizer, data)
         self.last_batch = None
+        self.reference_weights = None  # a starting adapter's weights: the reference (see prepare)
 
-    def prepare(self, model, fine_tune_type: str, max_seq_length: int) -> None:
-        """Before any adapter is added: a full fine-tune's DPO reference scores, computed once."""
-        if self.mode != "dpo" or fine_tune_type != "full":
+    def prepare(self, model, fine_tune_type: str, max_seq_length: int, adapter_file=None) -> None:
+        """Once the model is set up as the run starts (adapters added, a starting adapter loaded, before a
+        resumed run restores its checkpoint): what the reference is. A full fine-tune's DPO reference
+        scores are computed here, once; a LoRA/DoRA run keeps its starting adapter's weights, if any."""
+        self.reference_weights = None
+        if self.mode != "dpo":
+            return
+        if fine_tune_type != "full":
+            self.reference_weights = starting_adapter(model, adapter_file)
+            if self.reference_weights is not None:
+                print(f"phi3tui runner: the DPO reference is the starting adapter {adapter_file} (its weights "
+                      "kept aside), not the bare base", flush=True)
             return
         import mlx.core as mx
 
@@ -265,10 +315,31 @@ class PreferenceTask:
                 dataset.items[n] = (chosen, rejected, prompt_len, scores[0].item(), scores[1].item())
         model.train()
 
-    def iterate_batches(self, dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
-        for batch in iterate_pairs(dataset, batch_size, max_seq_length, loop=loop, seed=seed, comm_group=comm_group):
-            self.last_batch = batch
-            yield batch
+    iterate_batches = staticmethod(iterate_pairs)
+
+    def reference(self, model, tokens, mask):
+        """The reference scores of a batch: the policy as the run started (see the module's text)."""
+        import mlx.core as mx
+
+        if self.reference_weights is not None:
+            with adapter_weights(model, self.reference_weights):
+                scores, _ = answer_logps(model, tokens, mask)
+        else:
+            with adapter_off(model):
+                scores, _ = answer_logps(model, tokens, mask)
+        return mx.stop_gradient(scores)
+
+    def complete(self, model, batch) -> tuple:
+        """A batch as the trainer gets it: DPO's reference scores computed and evaluated now, before the
+        training step, so the step's graph holds only the policy's pass."""
+        import mlx.core as mx
+
+        if self.mode == "dpo" and len(batch) == 2:
+            reference = self.reference(model, *batch)
+            mx.eval(reference)
+            batch = (*batch, reference)
+        self.last_batch = batch
+        return batch
 
     def losses(self, model, tokens, mask, reference=None):
         """(loss, answer tokens, metrics) of one batch."""
@@ -282,9 +353,7 @@ class PreferenceTask:
             loss, metrics = orpo_loss(average[:rows], average[rows:], self.beta)
             return loss, ntoks, metrics
         if reference is None:
-            with adapter_off(model):
-                reference, _ = answer_logps(model, tokens, mask)
-            reference = mx.stop_gradient(reference)
+            reference = self.reference(model, tokens, mask)
         if self.loss_type == "ipo":  # IPO compares per-token averages
             scores = scores / mx.maximum(counts, 1)
             reference = reference / mx.maximum(counts, 1)

@@ -292,7 +292,7 @@ class Trainer:
             it += 1
             if self.is_val_point(it):
                 self.validate(it)
-            yield batch
+            yield self.task.complete(self.model, batch) if self.task else batch
 
     # -- the run ---------------------------------------------------------------------
     def on_train_loss_report(self, info: dict) -> None:
@@ -353,7 +353,6 @@ class Trainer:
             from phi3tui.core.runs.preference import PreferenceTask
 
             self.task = PreferenceTask(args, tokenizer)
-            self.task.prepare(model, args.fine_tune_type, args.max_seq_length)
             train_set, valid_set, test_set = self.task.datasets
         mx.random.seed(args.seed)
         model.freeze()
@@ -372,8 +371,10 @@ class Trainer:
             )
         else:
             raise ValueError(f"fine_tune_type {args.fine_tune_type!r}: use lora, dora or full")
-        if args.resume_adapter_file is not None and not self.start:
+        if args.resume_adapter_file is not None:  # a resumed run's checkpoint replaces it below (restore)
             model.load_weights(args.resume_adapter_file, strict=False)
+        if self.task is not None:  # the reference is the model as it starts: before restore
+            self.task.prepare(model, args.fine_tune_type, args.max_seq_length, args.resume_adapter_file)
 
         self.adapter_dir.mkdir(parents=True, exist_ok=True)
         if self.world.rank() == 0:
@@ -418,10 +419,13 @@ class Trainer:
         self.save_checkpoint(self.total)
         if args.test and len(test_set):
             loss, extra = self.measure(CacheDataset(test_set), args.test_batches)
-            ppl = math.exp(loss) if loss < 700 else math.inf
-            self.recorder.record({"kind": "test", "iteration": self.total, "loss": loss, "ppl": ppl, **extra})
-            self.recorder.update(test_loss=loss, test_ppl=ppl)
-            print(f"phi3tui runner: test loss {loss:.3f}, perplexity {ppl:.3f}", flush=True)
+            record = {"kind": "test", "iteration": self.total, "loss": loss, **extra}
+            if self.task is None:  # a perplexity of a DPO/ORPO loss means nothing
+                record["ppl"] = math.exp(loss) if loss < 700 else math.inf
+            self.recorder.record(record)
+            self.recorder.update(test_loss=loss, **({"test_ppl": record["ppl"]} if "ppl" in record else {}))
+            print(f"phi3tui runner: test loss {loss:.3f}"
+                  + (f", perplexity {record['ppl']:.3f}" if "ppl" in record else ""), flush=True)
         return "finished"
 
 

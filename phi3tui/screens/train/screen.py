@@ -171,7 +171,8 @@ class TrainScreen(ModeScreen):
             end = info.get("ended") or time.time()
             parts.append(f"{runs.format_duration(end - started)} elapsed")
         if m.test:
-            parts.append(f"test {runs.parse_float(m.test.get('loss')):.3f} ppl {runs.parse_float(m.test.get('ppl')):.2f}")
+            ppl = f" ppl {runs.parse_float(m.test['ppl']):.2f}" if "ppl" in m.test else ""  # none for DPO/ORPO
+            parts.append(f"test {runs.parse_float(m.test.get('loss')):.3f}{ppl}")
         self.query_one("#run-stats", Static).update(" · ".join(parts))
 
         lines = []
