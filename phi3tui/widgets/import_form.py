@@ -22,13 +22,14 @@ FIELDS = (
     ("valid", "Valid size", "count, fraction or %"),
     ("test", "Test size", "count, fraction or %"),
     ("seed", "Seed", "0"),
+    ("pairs_per_question", "Pairs/question", "preference: (best, incorrect) pairs per question, 1"),
 )
 
 
 class ImportForm(ModalScreen[dict | None]):
     DEFAULT_CSS = """
     ImportForm { align: center middle; }
-    ImportForm > Vertical { width: 76; max-height: 22; height: auto; border: thick $accent; background: $panel; padding: 0 1; }
+    ImportForm > Vertical { width: 76; max-height: 24; height: auto; border: thick $accent; background: $panel; padding: 0 1; }
     ImportForm Grid { grid-size: 2; grid-columns: 16 1fr; grid-rows: 1; grid-gutter: 0 1; height: auto; }
     ImportForm #import-help { color: $text-muted; margin-top: 1; }
     """
@@ -50,13 +51,15 @@ class ImportForm(ModalScreen[dict | None]):
                     yield Input(self.defaults.get(field_id, ""), placeholder=placeholder, id=f"import-{field_id}", compact=True)
                 yield Label("Format")
                 yield Select(
-                    [("text (tutorial Phi-3 markers)", "text"), ("chat (messages)", "chat"), ("completions", "completions")],
+                    [("text (tutorial Phi-3 markers)", "text"), ("chat (messages)", "chat"), ("completions", "completions"),
+                     ("preference (prompt, chosen, rejected: DPO/ORPO)", "preference")],
                     value="text", allow_blank=False, id="import-format", compact=True,
                 )
                 yield Label("Order")
                 yield Checkbox("shuffle with the seed (else the file's order)", id="import-shuffle", compact=True)
             yield Static(
-                "Empty columns: a TruthfulQA CSV maps itself. Ctrl+S imports, Escape cancels; "
+                "Empty columns: a TruthfulQA CSV maps itself; preference pairs its Best and Incorrect Answers. "
+                "Ctrl+S imports, Escape cancels; "
                 "existing split files are only replaced after you confirm.",
                 id="import-help",
             )

@@ -268,6 +268,11 @@ class MetricsTail:
         return records, reset
 
 
+REWARD_KEYS = ("reward_margin", "chosen_reward", "rejected_reward", "accuracy")
+REWARD_LABELS = {"reward_margin": "margin", "chosen_reward": "chosen", "rejected_reward": "rejected",
+                 "accuracy": "accuracy"}
+
+
 @dataclass
 class RunMetrics:
     """The curves and latest figures of one run, grown from MetricsTail records."""
@@ -278,10 +283,18 @@ class RunMetrics:
     val_y: list = field(default_factory=list)
     last_train: dict = field(default_factory=dict)
     test: dict = field(default_factory=dict)
+    # A DPO/ORPO run's reward metrics: (kind, key) -> (iterations, values), as metrics.jsonl holds them.
+    rewards: dict = field(default_factory=dict)
 
     def add(self, records: list[dict]) -> None:
         for r in records:
             kind = r.get("kind")
+            if kind in ("train", "val"):
+                for key in REWARD_KEYS:
+                    if key in r:
+                        xs, ys = self.rewards.setdefault((kind, key), ([], []))
+                        xs.append(r["iteration"])
+                        ys.append(parse_float(r[key]))
             if kind == "train":
                 self.train_x.append(r["iteration"])
                 self.train_y.append(parse_float(r.get("loss")))
@@ -291,6 +304,12 @@ class RunMetrics:
                 self.val_y.append(parse_float(r.get("loss")))
             elif kind == "test":
                 self.test = r
+
+    def reward_curves(self) -> list[tuple[str, list, list]]:
+        """(label, iterations, values) of each reward metric: validation's where the run has them (over
+        its batches, steadier), else training's (the report's last batch). Empty for an SFT run."""
+        kind = "val" if any(k == "val" for k, _ in self.rewards) else "train"
+        return [(REWARD_LABELS[key], *self.rewards[(kind, key)]) for key in REWARD_KEYS if (kind, key) in self.rewards]
 
     def nearest_val(self, iteration: int) -> float | None:
         if not self.val_x:

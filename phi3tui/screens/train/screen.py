@@ -47,6 +47,7 @@ class TrainScreen(ModeScreen):
         Binding("k", "kill_run", "Kill", show=False, id="train.kill"),
         Binding("l", "runs_list", "Runs", id="train.runs"),
         Binding("g", "toggle_log", "Log scale", show=False, id="train.log_scale"),
+        Binding("w", "toggle_rewards", "Rewards", id="train.rewards"),
         Binding("p", "promote", "Promote best", id="train.promote"),
         Binding("c", "show_config", "Config", show=False, id="train.config"),
     ]
@@ -63,6 +64,7 @@ class TrainScreen(ModeScreen):
         self.seen_alarms = 0
         self.seen_end = None
         self.newest_at_attach: Path | None = None
+        self.show_rewards = False  # w: the plot shows a DPO/ORPO run's reward metrics instead of its loss
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="run-line"):
@@ -142,8 +144,13 @@ class TrainScreen(ModeScreen):
     def draw(self) -> None:
         self.dirty = False
         m = self.metrics
-        curves = [Curve("train", m.train_x, m.train_y, "train-loss"), Curve("val", m.val_x, m.val_y, "val-loss", "dot")]
         iters = int(self.info.get("iters") or 0)
+        rewards = m.reward_curves() if self.show_rewards else []
+        if rewards:
+            curves = [Curve(label, xs, ys, OVERLAY_ROLES[i % len(OVERLAY_ROLES)]) for i, (label, xs, ys) in enumerate(rewards)]
+            self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name} rewards", x_end=iters)
+            return
+        curves = [Curve("train", m.train_x, m.train_y, "train-loss"), Curve("val", m.val_x, m.val_y, "val-loss", "dot")]
         self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name}", x_end=iters)
 
     def update_panels(self) -> None:
@@ -262,6 +269,18 @@ class TrainScreen(ModeScreen):
             lambda d: "iteration {} (val loss {:.4f})".format(*runs.promote_best(d)),
             "adapters.safetensors is now the checkpoint of {result}",
         )
+
+    def action_toggle_rewards(self) -> None:
+        if self.run_dir is None or self.overlay:
+            self.notify("no run attached: press l to pick one", severity="warning")
+            return
+        if not self.metrics.reward_curves():
+            self.show_rewards = False
+            self.notify("this run records no rewards (only DPO/ORPO runs do): showing its loss", severity="warning")
+            return
+        self.show_rewards = not self.show_rewards
+        self.draw()
+        self.notify("reward margin, chosen/rejected rewards, accuracy" if self.show_rewards else "loss")
 
     def action_toggle_log(self) -> None:
         log = self.query_one(LossPlot).toggle_log_scale()

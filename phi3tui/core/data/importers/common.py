@@ -335,6 +335,11 @@ def options_from_values(values: dict, force: bool = False) -> ImportOptions:
         raise DataImportError(f"seed {seed_text!r} is not a whole number") from None
     for name in ("train", "valid", "test"):
         parse_size(values.get(name))  # fail early, with the field's value in the message
+    pairs_text = str(values.get("pairs_per_question") or "1").strip()
+    try:
+        pairs = int(pairs_text)  # below 1 is refused with the other preference checks (truthfulqa.py)
+    except ValueError:
+        raise DataImportError(f"pairs per question {pairs_text!r} is not a whole number") from None
     return ImportOptions(
         fmt=values.get("fmt") or "text",
         prompt_column=values.get("prompt_column") or None,
@@ -346,5 +351,6 @@ def options_from_values(values: dict, force: bool = False) -> ImportOptions:
         test=values.get("test") or None,
         shuffle=bool(values.get("shuffle")),
         seed=seed,
+        pairs_per_question=pairs,
         force=force,
     )
