@@ -303,10 +303,10 @@ def test_headless_demo_with_preference_runs_dpo_after_sft_and_compares_its_adapt
     steps = steps_with_preference()
     titles = [s[0] for s in steps]
     assert titles.index("preference-tune (DPO)") == titles.index("train") + 1
-    upto_compare = steps[: titles.index("compare base and adapted answers") + 1]
+    upto_score = steps[: titles.index("score base and adapted (MC1/MC2, test loss)") + 1]
     out = io.StringIO()
     state: dict = {}
-    assert run_pipeline(Workspace.open(demo_workspace), out, steps=upto_compare, state=state) == 0, out.getvalue()
+    assert run_pipeline(Workspace.open(demo_workspace), out, steps=upto_score, state=state) == 0, out.getvalue()
     text = out.getvalue()
     assert "preference-tune (DPO): ok" in text and "reward margin" in text
     runs_dir = demo_workspace / "runs"
@@ -316,6 +316,23 @@ def test_headless_demo_with_preference_runs_dpo_after_sft_and_compares_its_adapt
     config = (dpo / "config.yaml").read_text()
     assert "train_mode: dpo" in config and f"{sft.name}/adapters/adapters.safetensors" in config
     assert f"base vs run {dpo.name}" in text
+    # MC1/MC2 of base, SFT and SFT+DPO side by side, each the figure of that model scored on its own.
+    import re
+
+    from phi3tui.core.chat import BASE, side_for_path
+    from phi3tui.core.chat.model import ChatModel
+    from phi3tui.core.eval.scoring import evaluate_sides
+    from phi3tui.core.eval.items import split_items
+
+    line = next(line for line in text.splitlines() if "score base and adapted" in line)
+    shown = re.findall(r"(base|SFT|SFT\+DPO) MC1 ([0-9.]+) MC2 ([0-9.]+)", line)
+    assert [name for name, _, _ in shown] == ["base", "SFT", "SFT+DPO"], line
+    ws = Workspace.open(demo_workspace)
+    items = split_items(ws.data_dir / "test.jsonl")
+    chat = ChatModel(str(demo_workspace / "model"))
+    for (name, mc1, mc2), side in zip(shown, (BASE, side_for_path(sft), side_for_path(dpo))):
+        alone = evaluate_sides(chat, ws, [side], items, answers=False, loss=False)["left"]
+        assert (mc1, mc2) == (f"{alone['mc1']:.3f}", f"{alone['mc2']:.3f}"), name
 
 
 def test_full_fine_tune_dpo_precomputes_the_reference_once_and_says_so(demo_workspace):

@@ -206,10 +206,22 @@ def demo_step(workspace: Workspace, state: dict) -> str:
     items = split_items(workspace.data_dir / "test.jsonl")
     if not items:
         raise EvalError(f"{workspace.data_dir / 'test.jsonl'} has no records with \"incorrect\" answers to score")
-    result = evaluate_sides(ChatModel(model_path(workspace)), workspace, [BASE, adapter], items, answers=False)
+    chat_model = ChatModel(model_path(workspace))
+    result = evaluate_sides(chat_model, workspace, [BASE, adapter], items, answers=False)
     out = output_path(adapter)
     save(result, out)
     left, right = result["left"], result["right"]
+    if state.get("sft_adapter_dir"):
+        # `--preference`: the adapter is SFT+DPO; the SFT adapter it started from is scored beside it, on the
+        # same loaded model (the base side is not scored twice).
+        sft = evaluate_sides(chat_model, workspace, [side_for_path(Path(state["sft_adapter_dir"]))], items,
+                             answers=False)["left"]
+        columns = [("base", left), ("SFT", sft), ("SFT+DPO", right)]
+        return (
+            f"{left['n_mc']} test questions: "
+            + " | ".join(f"{name} MC1 {r['mc1']:.3f} MC2 {r['mc2']:.3f}" for name, r in columns)
+            + "; test loss " + " → ".join(f"{r['test_loss']:.3f}" for _, r in columns) + f"; saved to {out}"
+        )
     return (
         f"{left['n_mc']} test questions: base MC1 {left['mc1']:.3f} MC2 {left['mc2']:.3f}, "
         f"adapted MC1 {right['mc1']:.3f} MC2 {right['mc2']:.3f}; test loss {left['test_loss']:.3f} → "

@@ -18,8 +18,8 @@ DEMO_DPO = dict(train_mode="dpo", iters=40, steps_per_report=10, steps_per_eval=
 
 def demo_step(workspace, state: dict) -> str:
     """`phi3tui demo --headless --preference`: a short DPO pass on the demo's pairs, starting from the SFT
-    run's adapter (the reference stays the base model: the same weights with the adapter off). Later steps
-    (compare, fuse, GGUF) then use the DPO adapter."""
+    run's adapter, which is also DPO's reference (kept aside in the same model). Later steps (compare, score
+    — base, SFT and SFT+DPO side by side —, fuse, GGUF) then use the DPO adapter."""
     from phi3tui.core.demo import write_demo_preference_data
 
     started = time.monotonic()

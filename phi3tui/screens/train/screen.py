@@ -47,7 +47,7 @@ class TrainScreen(ModeScreen):
         Binding("k", "kill_run", "Kill", show=False, id="train.kill"),
         Binding("l", "runs_list", "Runs", id="train.runs"),
         Binding("g", "toggle_log", "Log scale", show=False, id="train.log_scale"),
-        Binding("w", "toggle_rewards", "Rewards", id="train.rewards"),
+        Binding("w", "toggle_rewards", "Plot", tooltip="switch the plot between loss and a DPO/ORPO run's rewards", id="train.rewards"),
         Binding("p", "promote", "Promote best", id="train.promote"),
         Binding("c", "show_config", "Config", show=False, id="train.config"),
     ]
