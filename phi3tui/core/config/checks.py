@@ -127,14 +127,22 @@ def check_types(values: dict) -> list[Finding]:
         known_top_level_keys,
         schedule_names,
     )
+    from phi3tui.core.config.sweep import SWEEP_KEY, SweepError, sweep_block
 
     found: list[Finding] = []
     known = known_top_level_keys()
     for key in values:
+        if key == SWEEP_KEY:  # phi3tui's own block (core/config/sweep.py): checked below, never passed to mlx-lm
+            continue
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"did you mean {close[0]}?" if close else "remove it, or check the spelling against mlx-lm's keys"
             found.append(Finding("warning", str(key), "unknown to mlx-lm: it is ignored silently", hint))
+    try:
+        sweep_block(values, "sweep")
+    except SweepError as exc:
+        found.append(Finding("error", SWEEP_KEY, str(exc).removeprefix("sweep: "),
+                             "e.g. sweep: {lora_parameters.rank: [8, 16], learning_rate: [1e-5, 1e-4]}"))
     for section, subkeys in (("lora_parameters", LORA_PARAMETER_KINDS), ("lr_schedule", LR_SCHEDULE_KINDS)):
         nested = values.get(section)
         if isinstance(nested, dict):
