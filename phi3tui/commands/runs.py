@@ -325,7 +325,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_queue(args) -> int:
-    from phi3tui.core.config.sweep import point_label
+    from phi3tui.core.config import point_label
     from phi3tui.core.runs import RunError, drop_queued, live_here, move_queued, queued_runs, read_run_json
 
     ws = _workspace(args, backstop=False)

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from phi3tui.commands.runs import _workspace, cmd_attach
     from phi3tui.core.config import ConfigError, load_config_values
-    from phi3tui.core.config.sweep import SweepError, parse_sweep_spec, sweep_block
+    from phi3tui.core.config import SweepError, parse_sweep_spec, sweep_block
     from phi3tui.core.runs import RunError, live_here, start_run
 
     ws = _workspace(args, backstop=False)
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _queue(ws, config, overrides, sweep, hosts, hostfile) -> int:
-    from phi3tui.core.config.sweep import point_label
+    from phi3tui.core.config import point_label
     from phi3tui.core.runs import WAITING, queue_runs, queued_runs, read_run_json
 
     made = queue_runs(ws, config, overrides, sweep, hosts=hosts, hostfile=hostfile)

@@ -46,6 +46,7 @@ from phi3tui.core.runs.queue import (
     queued_runs,
     resume_queue_quietly,
     start_next,
+    start_or_queue,
 )
 from phi3tui.core.runs.compare import SweepRow, sweep_runs, sweep_rows, sweep_table
 from phi3tui.core.runs.watcher import RunEvent, RunPoll, RunWatcher
@@ -60,6 +61,7 @@ __all__ = [
     "queued_runs",
     "resume_queue_quietly",
     "start_next",
+    "start_or_queue",
     "sweep_runs",
     "sweep_rows",
     "sweep_table",

@@ -33,7 +33,7 @@ from phi3tui.core.runs.folder import (
     read_run_json,
     update_run_json,
 )
-from phi3tui.core.runs.launcher import ConfigRefused, create_run, delete_run, launch
+from phi3tui.core.runs.launcher import ConfigRefused, create_run, delete_run, launch, start_run
 from phi3tui.core.runs.store import RunError, _on_this_host, find_run, run_dirs, run_info
 from phi3tui.core.workspace import Workspace
 
@@ -105,7 +105,7 @@ def plan_points(workspace: Workspace, config_path=None, overrides: dict | None =
     """The base config's values and the grid points to queue ([{}] for one plain run), each point checked
     as a whole config before anything is written. Raises ConfigRefused (the base) or SweepError (a point)."""
     from phi3tui.core.config import prepare_run_config, review_config
-    from phi3tui.core.config.sweep import SweepError, point_label, set_dotted, sweep_block, sweep_grid
+    from phi3tui.core.config import SweepError, point_label, set_dotted, sweep_block, sweep_grid
 
     config_path = Path(config_path) if config_path else workspace.config_path
     values, findings = prepare_run_config(config_path, workspace.root)
@@ -129,7 +129,7 @@ def queue_runs(workspace: Workspace, config_path=None, overrides: dict | None = 
                sweep: dict[str, list] | None = None, hosts=None, hostfile=None, start: bool = True) -> list[Path]:
     """Add one run (or a sweep's grid: `sweep`, else the config's `sweep:` block) to the end of the queue,
     then start the head if nothing runs here. Returns the new run folders in queue order."""
-    from phi3tui.core.config.sweep import set_dotted
+    from phi3tui.core.config import set_dotted
 
     base, points = plan_points(workspace, config_path, overrides, sweep)
     sweep_id = new_sweep_id() if points != [{}] else None
@@ -149,6 +149,18 @@ def queue_runs(workspace: Workspace, config_path=None, overrides: dict | None = 
     if start:
         start_next(workspace)
     return made
+
+
+def start_or_queue(workspace: Workspace, config_path=None) -> list[Path]:
+    """What the Train screen's New run does: start now when nothing runs here and the config holds no
+    sweep: block, else queue it (a sweep: the whole grid). Returns the new run folders, first first."""
+    from phi3tui.core.config import load_config_values
+    from phi3tui.core.config import sweep_block
+
+    config_path = Path(config_path) if config_path else workspace.config_path
+    if not live_here(workspace) and not sweep_block(load_config_values(config_path), str(config_path)):
+        return [start_run(workspace, config_path)]
+    return queue_runs(workspace, config_path)
 
 
 # -- changing ---------------------------------------------------------------------------------------
