@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from phi3tui.core import runs
-from phi3tui.core.config import review_config
+from phi3tui.core.config import SweepError, parse_sweep_spec, review_config
 from phi3tui.core.workspace import Workspace
 from tests.conftest import run_cli
 from tests.test_train_screen import quick_config
@@ -104,7 +106,6 @@ def test_a_stalled_queue_is_started_by_the_next_phi3tui_and_by_resume_queue(demo
 def test_bad_sweeps_are_refused_by_name_and_nothing_is_written(demo_workspace):
     ws = str(demo_workspace)
     cases = {
-        "lora_parameters.rank=8,16 learning_rate=1e-5,abc": "learning_rate=abc",
         "lora_parameters.rnk=8,16": "lora_parameters.rnk",
         "learning_rat=1e-5": "'learning_rat'",
         "learning_rate": "'learning_rate' has no '='",
@@ -112,9 +113,14 @@ def test_bad_sweeps_are_refused_by_name_and_nothing_is_written(demo_workspace):
         "adapter_path=a,b": "adapter_path cannot be swept",
         "iters=5 iters=6": "given twice",
     }
-    for spec, named in cases.items():
+    for spec, named in cases.items():  # the parser alone (fast); the CLI below for the whole path
+        with pytest.raises(SweepError, match=re.escape(named)):
+            parse_sweep_spec(spec)
+    # Each point of the grid is checked as a whole config before anything is written.
+    cases["lora_parameters.rank=8,16 learning_rate=1e-5,abc"] = "sweep run lora_parameters.rank=8 learning_rate=abc"
+    for spec in ("lora_parameters.rank=8,16 learning_rate=1e-5,abc", "lora_parameters.rnk=8,16"):
         result = run_cli("train", "--sweep", spec, "-w", ws)
-        assert result.returncode == 2 and named in result.stderr, (spec, result.stderr)
+        assert result.returncode == 2 and cases[spec] in result.stderr, (spec, result.stderr)
     # The same in a sweep: block: a config error naming it, no run written.
     path = demo_workspace / "lora_config.yaml"
     good = path.read_text()

@@ -50,7 +50,7 @@ class TrainScreen(ModeScreen):
         Binding("l", "runs_list", "Runs", id="train.runs"),
         Binding("u", "show_queue", "Queue", id="train.queue"),
         Binding("g", "toggle_log", "Log scale", show=False, id="train.log_scale"),
-        Binding("p", "promote", "Promote best", id="train.promote"),
+        Binding("p", "promote", "Promote", id="train.promote"),
         Binding("c", "show_config", "Config", show=False, id="train.config"),
     ]
 
