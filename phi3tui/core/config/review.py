@@ -62,6 +62,7 @@ def review_config(text: str, workspace_root: Path | str, rejected: frozenset[str
     findings += checks.check_schedule(values, defaults)
     model_findings, plan = checks.check_model(values, defaults, model_ctx)
     findings += model_findings
+    findings += checks.check_known_models(values, defaults, model_ctx)
     data_ctx = None
     try:
         data_ctx = checks.data_context(values, root, model_ctx.location.folder if model_ctx.location else None)

@@ -17,6 +17,7 @@ from phi3tui.core.export.paths import (
     dequantize_for_gguf,
     local_model_dir,
     read_json,
+    refuse_gguf_architecture,
     resolve_adapter,
     safe_name,
 )
@@ -230,12 +231,33 @@ class ExportJob:
         from phi3tui.core.export.lora_gguf import write_lora_gguf
         from phi3tui.core.export.verify import read_back
 
-        lora = write_lora_gguf(self.require_adapter(), self.lora_path, self.lora_outtype, force=self.force, progress=progress)
+        adapter = self.require_adapter()
+        # Before anything is written: a base with no GGUF architecture is refused, a quantized one de-quantized.
+        dequantize, note = dequantize_for_gguf(self.require_base(), refuse=self.no_dequantize) if with_base else (False, "")
+        if not with_base and self.base_model:
+            refuse_gguf_architecture(self.base_model)
+        if with_base:
+            from phi3tui.core.files import refuse_overwrite
+
+            refuse_overwrite(self.base_gguf_path, self.force, "the base GGUF", error=ExportError)
+        lora = write_lora_gguf(adapter, self.lora_path, self.lora_outtype, force=self.force, progress=progress)
         report = read_back(lora.path, lora, kind="lora")
         if not report.ok:
             raise ExportError(f"{lora.path} does not read back: {'; '.join(report.problems)}")
         base = None
-        if with_base:
+        if with_base and dequantize:
+            import tempfile
+
+            from phi3tui.core.export.fuse import dequantize_base
+
+            # The de-quantized base is needed only to write its GGUF: it goes away afterwards.
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=".base-dequantized-", dir=self.out_dir) as scratch:
+                folder = dequantize_base(self.require_base(), Path(scratch) / "base", progress=progress)
+                base = write_gguf(folder, self.base_gguf_path, self.outtype, self.name + "-base",
+                                  self.tokenizer_model, force=self.force, progress=progress)
+            base.notes.append(note)
+        elif with_base:
             base = write_gguf(local_model_dir(self.require_base()), self.base_gguf_path, self.outtype, self.name + "-base",
                               self.tokenizer_model, force=self.force, progress=progress)
         self.results["lora-gguf"] = (lora, report, base)
