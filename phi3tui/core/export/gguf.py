@@ -18,7 +18,14 @@ import numpy as np
 
 from phi3tui.core.export import OUT_TYPES, ExportError, Progress, no_progress
 from phi3tui.core.export.paths import EXPORT_RECORD, REFUSED_MODEL_TYPES, read_json
-from phi3tui.core.export.vocab import Vocab, add_bos_setting, build_vocab, is_byte_level_bpe, read_tokenizer_json
+from phi3tui.core.export.vocab import (
+    Vocab,
+    add_bos_setting,
+    build_vocab,
+    find_tokenizer_model,
+    is_byte_level_bpe,
+    read_tokenizer_json,
+)
 from phi3tui.core.files import atomic_output_file
 
 SUPPORTED_ARCHITECTURES = {"Phi3ForCausalLM": "phi3"}  # HF class -> GGUF architecture
@@ -321,27 +328,6 @@ def gguf_model_name(name: str, tokenizer_model: str = "llama") -> str:
         return PHI3_NAME.sub("Phi", name)
     return name if PHI3_NAME.search(name) else f"Phi-3 {name}"
 
-
-def find_tokenizer_model(model_dir: Path, explicit: Path | None = None) -> Path | None:
-    """tokenizer.model: given, in the folder, or in the base model the folder was fused from."""
-    if explicit is not None:
-        if not Path(explicit).is_file():
-            raise ExportError(f"--tokenizer-model {explicit} does not exist")
-        return Path(explicit)
-    if (model_dir / "tokenizer.model").is_file():
-        return model_dir / "tokenizer.model"
-    record = model_dir / EXPORT_RECORD
-    base = read_json(record).get("base_model") if record.is_file() else None
-    if base is None and (model_dir / "adapter_config.json").is_file():
-        base = read_json(model_dir / "adapter_config.json").get("model")
-    if base:
-        from phi3tui.core.models import model_file
-
-        try:
-            return model_file(str(base), "tokenizer.model")
-        except Exception:  # an unreadable cache: fall back to tokenizer.json
-            return None
-    return None
 
 
 def write_metadata(writer, hp: Hparams, ftype, vocab: Vocab, model_dir: Path, name: str, where: Path) -> None:

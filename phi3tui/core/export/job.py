@@ -291,16 +291,22 @@ class ExportJob:
         else:
             prompts = list(self.prompts)
             if self.gguf_path.is_file() and (self.fused_dir / "config.json").is_file():
-                if read_back(self.gguf_path).metadata.get("tokenizer.ggml.model") == "gpt2":
-                    # Tokens first: logits mean nothing if llama.cpp splits the text differently. (A SentencePiece
-                    # vocabulary is not checked against HF here: transformers 5's legacy=False Phi-3 tokenizer itself
-                    # differs from sentencepiece on leading spaces, see shared/reference/gguf-phi3.md 9.7a.)
+                from phi3tui.core.export.vocab import find_tokenizer_model
+
+                byte_level = read_back(self.gguf_path).metadata.get("tokenizer.ggml.model") == "gpt2"
+                if byte_level or find_tokenizer_model(self.fused_dir, self.tokenizer_model) is not None:
+                    # Tokens first: logits mean nothing if llama.cpp splits the text differently.
                     progress(0, 2, "llama.cpp: tokenizer")
-                    tokens = check_tokenizer(self.fused_dir, self.gguf_path)
+                    tokens = check_tokenizer(self.fused_dir, self.gguf_path, tokenizer_model=self.tokenizer_model)
                     lines.append(f"{self.gguf_path.name}: {tokens.summary()}")
                     if not tokens.ok:
                         self.results["verify"] = (lines, agreements, VERIFY_DISAGREES)
                         raise ExportError("; ".join(lines))
+                else:
+                    # transformers 5's legacy=False Phi-3 tokenizer itself differs from SentencePiece on leading
+                    # spaces (shared/reference/gguf-phi3.md 9.7a): without tokenizer.model there is no true reference.
+                    lines.append(f"{self.gguf_path.name}: tokenizer not compared: no tokenizer.model (SentencePiece) "
+                                 "here or in the base model to compare llama.cpp with (give --tokenizer-model)")
                 progress(0, 2, "llama.cpp: fused GGUF")
                 a = verify_gguf(self.fused_dir, self.gguf_path, self.outtype, prompts, self.max_tokens)
                 agreements.append(a)
