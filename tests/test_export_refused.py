@@ -136,3 +136,27 @@ def test_fusing_alone_still_gives_the_mlx_folder(family_ws):
     assert proc.returncode == 0, proc.stderr[-2000:]
     config = json.loads((ws / "exports" / "fam" / "fused" / "config.json").read_text())
     assert config["model_type"] == family
+
+
+async def test_the_wizard_refuses_at_its_first_step_and_names_the_reason(family_ws):
+    from test_export_screen import log_text, wait_idle
+
+    from phi3tui.app import Phi3App
+    from phi3tui.core.workspace import Workspace
+
+    family, ws = family_ws
+    app = Phi3App(Workspace(ws), start_mode="export")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert "de-quantize auto (d)" in str(screen.query_one("#export-choices").render())
+        await pilot.press("a")
+        await wait_idle(pilot, screen)
+        steps = screen.query_one("#export-steps")
+        assert steps.states["fuse"] == "failed", log_text(screen)
+        assert REASONS[family] in log_text(screen)
+        assert steps.states["gguf"] != "done"
+        assert nothing_exported(ws)
+        await pilot.press("d")  # auto <-> off: off refuses a quantized base instead of de-quantizing it
+        await pilot.pause(0.2)
+        assert "de-quantize off (d)" in str(screen.query_one("#export-choices").render())
