@@ -166,9 +166,11 @@ class ExportJob:
         if step == "lora-gguf":
             if self.adapter is None:
                 return ["no adapter found: train first, or choose an adapter folder"]
+            quantized = ("refuse an MLX-quantized base (--no-dequantize)" if self.no_dequantize else
+                         "an MLX-quantized base is de-quantized for its GGUF first (then the copy is removed)")
             return [
                 f"write the adapter alone as {self.lora_path.name} ({self.lora_outtype}), alpha = scale x rank",
-                f"and the base model as {self.base_gguf_path.name}, for Ollama's ADAPTER",
+                f"and the base model as {self.base_gguf_path.name}, for Ollama's ADAPTER; {quantized}",
                 "read both back",
             ]
         if step == "verify":
