@@ -29,7 +29,7 @@ async def test_train_screen_switches_a_dpo_run_between_loss_and_rewards(demo_wor
         screen = app.screen
         plot = screen.query_one(LossPlot)
         assert screen.run_dir == run_dir and [c.label for c in plot.curves] == ["train", "val"]
-        assert "w Plot" in " ".join(str(f.render()) for f in app.screen.query("FooterKey"))
+        assert plot.title.endswith("(w: rewards)")  # the key is named where it matters (the footer is full)
         assert "ppl" not in str(screen.query_one("#run-stats").render())  # DPO writes none
         await pilot.press("w")
         await pilot.pause()
@@ -45,7 +45,7 @@ async def test_train_screen_switches_a_dpo_run_between_loss_and_rewards(demo_wor
         # The palette offers it too.
         await pilot.press("ctrl+p")
         await pilot.pause()
-        await pilot.press(*"Train: Plot")
+        await pilot.press(*"Train: Plot rewards")
         await pilot.pause(0.3)
         await pilot.press("enter")
         await wait_for(pilot, lambda: {c.label for c in plot.curves} == {"margin", "chosen", "rejected", "accuracy"},
@@ -61,6 +61,9 @@ async def test_train_screen_switches_a_dpo_run_between_loss_and_rewards(demo_wor
         await pilot.press("w")
         await pilot.pause()
         assert [c.label for c in plot.curves] == ["train", "val"] and not screen.show_rewards
+        assert "w:" not in plot.title
+    # `?` lists the key with the Train screen's others.
+    assert ("w", "Plot rewards/loss") in dict(app.key_sections())["Train"]
 
 
 async def test_import_form_makes_preference_pairs(demo_workspace, tmp_path):

@@ -50,7 +50,8 @@ class TrainScreen(ModeScreen):
         Binding("l", "runs_list", "Runs", id="train.runs"),
         Binding("u", "show_queue", "Queue", id="train.queue"),
         Binding("g", "toggle_log", "Log scale", show=False, id="train.log_scale"),
-        Binding("w", "toggle_rewards", "Plot", tooltip="switch the plot between loss and a DPO/ORPO run's rewards", id="train.rewards"),
+        # Not in the footer (full at 80 columns): a DPO/ORPO run's plot title names the key; palette and ? list it.
+        Binding("w", "toggle_rewards", "Plot rewards/loss", show=False, id="train.rewards"),
         Binding("p", "promote", "Promote", id="train.promote"),
         Binding("c", "show_config", "Config", show=False, id="train.config"),
     ]
@@ -163,10 +164,11 @@ class TrainScreen(ModeScreen):
         rewards = m.reward_curves() if self.show_rewards else []
         if rewards:
             curves = [Curve(label, xs, ys, OVERLAY_ROLES[i % len(OVERLAY_ROLES)]) for i, (label, xs, ys) in enumerate(rewards)]
-            self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name} rewards", x_end=iters)
+            self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name} rewards (w: loss)", x_end=iters)
             return
         curves = [Curve("train", m.train_x, m.train_y, "train-loss"), Curve("val", m.val_x, m.val_y, "val-loss", "dot")]
-        self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name}", x_end=iters)
+        hint = " (w: rewards)" if m.rewards else ""
+        self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name}{hint}", x_end=iters)
 
     def update_panels(self) -> None:
         info, m = self.info, self.metrics
