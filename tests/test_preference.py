@@ -275,10 +275,15 @@ def test_dpo_run_stopped_and_resumed_equals_the_straight_run(demo_workspace):
     from phi3tui.core.workspace import Workspace
     from tests.test_runner import straight_and_stopped_runs
 
+    from phi3tui.core.workspace import load_config_values
+
     write_demo_preference_data(demo_workspace / "pref")
+    # From an SFT adapter: its weights, kept aside as the reference, must come back on resume too.
+    lora = load_config_values(demo_workspace / "lora_config.yaml")["lora_parameters"]
+    _random_adapter(demo_workspace / "model", lora, demo_workspace / "sft" / "adapters.safetensors")
     ws = Workspace.open(demo_workspace)
     quick = dict(train_mode="dpo", data="pref", iters=20, steps_per_report=5, steps_per_eval=5, save_every=10,
-                 val_batches=3, learning_rate=1e-3)
+                 val_batches=3, learning_rate=1e-3, resume_adapter_file="sft/adapters.safetensors")
     straight, stopped, at = straight_and_stopped_runs(ws, quick)
     assert runs.resume_run(stopped) == at
     assert runs.wait_for_run(stopped, timeout=180)["state"] == "finished"
@@ -288,7 +293,7 @@ def test_dpo_run_stopped_and_resumed_equals_the_straight_run(demo_workspace):
         lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         return [(r["iteration"], r["loss"], r["reward_margin"], r["accuracy"]) for r in lines if r["kind"] == "val"]
 
-    # Weights, optimizer state, data order and the reference (the same base weights) all continue.
+    # Weights, optimizer state, data order and the reference (the starting adapter) all continue.
     resumed, expected = val(stopped), val(straight)
     assert [v[0] for v in resumed] == [v[0] for v in expected] == [0, 4, 9, 14, 19]
     assert resumed == pytest.approx(expected, rel=1e-5, abs=1e-6)
