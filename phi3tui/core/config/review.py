@@ -71,6 +71,7 @@ def review_config(text: str, workspace_root: Path | str, rejected: frozenset[str
     if data_ctx is not None and data_ctx.note and data_ctx.sizes:
         findings.append(Finding("info", "max_seq_length", f"not compared with the data: {data_ctx.note}"))
     findings += checks.check_adapters(values, defaults, root)
+    findings += checks.check_probes(values, root)
     memory_findings, memory = checks.check_memory(values, defaults, model_ctx, plan)
     findings += memory_findings
     order = {"error": 0, "warning": 1, "info": 2}
