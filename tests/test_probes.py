@@ -29,42 +29,84 @@ def greedy_answer(model_dir, adapter_dir, prompt: str, max_tokens: int) -> str:
     return generate(model, tokenizer, tokens, max_tokens=max_tokens).strip()
 
 
-def test_probes_after_each_checkpoint_and_identical_training(demo_workspace, tmp_path):
+@pytest.fixture(scope="module")
+def probed(demo_template, tmp_path_factory):
+    """A workspace with one finished run of the real runner that probed 2 test prompts at each checkpoint."""
+    ws = tmp_path_factory.mktemp("probes") / "ws"
+    shutil.copytree(demo_template, ws)
+    run_dir = runs.start_run(Workspace.open(ws), overrides=dict(QUICK, probe_prompts=2, probe_max_tokens=8))
+    info = runs.wait_for_run(run_dir, timeout=300)
+    assert info["state"] == "finished", (run_dir / "log.txt").read_text()[-2000:]
+    return ws, run_dir
+
+
+def test_probes_after_each_checkpoint_and_identical_training(probed, tmp_path):
     import mlx.core as mx
 
-    ws = Workspace.open(demo_workspace)
-    probed = runs.start_run(ws, overrides=dict(QUICK, probe_prompts=2, probe_max_tokens=8))
-    plain = runs.start_run(ws, overrides=QUICK)
-    assert runs.wait_for_run(probed, timeout=300)["state"] == "finished", (probed / "log.txt").read_text()[-2000:]
-    assert runs.wait_for_run(plain, timeout=300)["state"] == "finished"
-
-    probes = read_probes(probed)
+    ws_root, run_dir = probed
+    copy = tmp_path / "ws"
+    shutil.copytree(ws_root, copy, ignore=shutil.ignore_patterns("runs"))
+    plain = runs.start_run(Workspace.open(copy), overrides=QUICK)  # the same config without probes
+    probes = read_probes(run_dir)
     assert sorted(probes) == [10, 20]  # one file per checkpoint
-    test_prompts = [json.loads(line) for line in (demo_workspace / "data" / "test.jsonl").read_text().splitlines()[:2]]
+    test_prompts = [json.loads(line) for line in (ws_root / "data" / "test.jsonl").read_text().splitlines()[:2]]
     for iteration, answers in probes.items():
         assert [a["iteration"] for a in answers] == [iteration, iteration]
         assert [a["prompt"] for a in answers] == [runs_prompt(r) for r in test_prompts]
-    assert not (plain / "probes").exists()
 
     # The answer is the checkpoint's own: plain mlx-lm, loading that checkpoint, says the same.
     check = tmp_path / "ckpt10"
     check.mkdir()
-    shutil.copy(probed / "adapters" / "adapter_config.json", check)
-    shutil.copy(probed / "adapters" / "0000010_adapters.safetensors", check / "adapters.safetensors")
+    shutil.copy(run_dir / "adapters" / "adapter_config.json", check)
+    shutil.copy(run_dir / "adapters" / "0000010_adapters.safetensors", check / "adapters.safetensors")
     first = probes[10][0]
-    assert first["answer"] == greedy_answer(demo_workspace / "model", check, first["prompt"], 8)
+    assert first["answer"] == greedy_answer(ws_root / "model", check, first["prompt"], 8)
 
     # Probing leaves training exactly as it was: the same final weights, bit for bit.
-    a = mx.load(str(probed / "adapters" / "adapters.safetensors"))
+    assert runs.wait_for_run(plain, timeout=300)["state"] == "finished"
+    assert not (plain / "probes").exists()
+    a = mx.load(str(run_dir / "adapters" / "adapters.safetensors"))
     b = mx.load(str(plain / "adapters" / "adapters.safetensors"))
     assert a.keys() == b.keys()
     assert max(mx.max(mx.abs(a[k] - b[k])).item() for k in a) == 0.0
 
     # The CLI prints them, newest checkpoint first.
-    out = run_cli("runs", "probes", probed.name, str(demo_workspace))
+    out = run_cli("runs", "probes", run_dir.name, str(ws_root))
     assert out.returncode == 0, out.stderr
     assert out.stdout.index("iteration 20") < out.stdout.index("iteration 10")
-    assert first["prompt"] in out.stdout
+    assert first["prompt"] in out.stdout and first["answer"] in out.stdout
+
+
+async def test_train_screen_shows_newest_probes_and_steps_through_checkpoints(probed):
+    from phi3tui.app import Phi3App
+
+    ws_root, run_dir = probed
+    probes = read_probes(run_dir)
+    app = Phi3App(Workspace.open(ws_root), start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        screen = app.screen
+        screen.attach(run_dir)
+        await pilot.pause()
+
+        def panel() -> str:
+            return str(screen.query_one("#run-probes").render())
+
+        assert screen.query_one("#run-probes").display and not screen.query_one("#run-log").display
+        assert "iteration 20 (2/2)" in panel()
+        assert all(a["prompt"][:30] in panel() for a in probes[20])
+        await pilot.press("[")
+        assert "iteration 10 (1/2)" in panel()
+        assert probes[10][0]["answer"][:30] in panel()
+        await pilot.press("[")  # already the earliest
+        assert "iteration 10 (1/2)" in panel()
+        await pilot.press("]")
+        assert "iteration 20 (2/2)" in panel()
+        changed = probes[10][0]["answer"] != probes[20][0]["answer"]
+        assert ("A≠" in panel().splitlines()[2]) == changed  # a changed answer is marked
+        await pilot.press("a")  # back to the log
+        await pilot.pause()
+        assert screen.query_one("#run-log").display and not screen.query_one("#run-probes").display
 
 
 def runs_prompt(record: dict) -> str:

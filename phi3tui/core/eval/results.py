@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -108,6 +109,20 @@ def eval_files(adapter_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
 
 
+def _same_folder(saved, adapter_dir: Path, eval_file: Path) -> bool:
+    """The saved side's adapter folder is this one: the same path, or (a workspace moved or copied since)
+    the same run's adapters/ folder name beside the evaluation file."""
+    if not isinstance(saved, str):
+        return False
+    if saved == str(adapter_dir):
+        return True
+    saved_path = Path(saved)
+    home = eval_file.parent
+    here = adapter_dir if home == adapter_dir else (adapter_dir.parent if home == adapter_dir.parent else None)
+    there = saved_path if home == adapter_dir else saved_path.parent
+    return here is not None and there.name == here.name and saved_path.name == adapter_dir.name
+
+
 def checkpoint_scores(adapter_dir: Path) -> dict[int, dict]:
     """{iteration: {"mc1", "mc2", "test_loss", "file"}} from the newest evaluation of each checkpoint of this
     adapter folder (a score an evaluation did not measure is None; a damaged file is skipped)."""
@@ -122,7 +137,7 @@ def checkpoint_scores(adapter_dir: Path) -> dict[int, dict]:
             continue
         for name in ("left", "right"):
             side = result.get(name)
-            if not isinstance(side, dict) or side.get("adapter_dir") != str(adapter_dir):
+            if not isinstance(side, dict) or not _same_folder(side.get("adapter_dir"), adapter_dir, path):
                 continue
             iteration = side.get("iteration")
             if not isinstance(iteration, int):
@@ -132,6 +147,11 @@ def checkpoint_scores(adapter_dir: Path) -> dict[int, dict]:
                 scores[iteration] = {**{k: None for k in SCORE_KEYS}, **scores.get(iteration, {}), **measured,
                                      "file": str(path)}
     return dict(sorted(scores.items()))
+
+
+def number_text(value, digits: int = 2) -> str:
+    """A score or loss for a table cell: '-' when not measured (or not finite)."""
+    return "-" if not isinstance(value, (int, float)) or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 def score_text(scores: dict | None) -> str:
@@ -164,3 +184,20 @@ def current_scores(adapter_dir: Path) -> tuple[int, dict] | None:
     now = iteration_of(Path(adapter_dir) / "adapters.safetensors")
     iteration = now if now in scores else max(scores)
     return iteration, scores[iteration]
+
+
+def labels_with_scores(sides) -> list[str]:
+    """Each side's label, with its checkpoint's saved scores after it when it was evaluated: what the
+    checkpoint pickers (Chat, Evaluate) list."""
+    from phi3tui.core.adapters import iteration_of
+
+    by_folder: dict[Path, dict[int, dict]] = {}
+    out = []
+    for side in sides:
+        text = ""
+        if not side.is_base:
+            scores = by_folder.setdefault(side.adapter_dir, checkpoint_scores(side.adapter_dir))
+            if scores:
+                text = score_text(scores.get(iteration_of(side.weights_path)))
+        out.append(f"{side.label}  ({text})" if text else side.label)
+    return out
