@@ -142,3 +142,69 @@ def test_probe_file_one_prompt_a_line_or_jsonl(demo_workspace):
     (demo_workspace / "bad.jsonl").write_text('{"prompt": "ok"}\n{"nothing": 1}\n')
     with pytest.raises(EvalError, match=r"probe_prompts: .*bad.jsonl:2"):
         read_probe_prompts("bad.jsonl", demo_workspace, data)
+
+
+async def test_scores_per_checkpoint_in_the_train_screen_and_promote_by_score(probed, tmp_path):
+    from textual.widgets import DataTable
+
+    from phi3tui.app import Phi3App
+    from phi3tui.core.adapters import iteration_of
+    from phi3tui.core.eval import checkpoint_scores
+    from phi3tui.core.runs.folder import read_run_json
+
+    ws_root, probed_run = probed
+    ws = tmp_path / "ws"
+    shutil.copytree(ws_root, ws)
+    run = ws / "runs" / probed_run.name
+    adapters = run / "adapters"
+    latest = (adapters / "adapters.safetensors").read_bytes()
+    out = run_cli("runs", "promote", run.name, "--by", "mc2", "-w", str(ws))
+    assert out.returncode == 1 and "no evaluated checkpoint with mc2" in out.stderr, out.stderr
+    assert (adapters / "adapters.safetensors").read_bytes() == latest  # refused: nothing changed
+
+    results = {}
+    for n in (10, 20):
+        r = run_cli("eval", str(ws), "--run", run.name, "--checkpoint", str(n), "--limit", "3", "--max-tokens", "4", "--json")
+        assert r.returncode == 0, r.stderr
+        results[n] = json.loads(r.stdout)["right"]
+    scores = checkpoint_scores(adapters)
+    assert {n: [s[k] for k in ("mc1", "mc2", "test_loss")] for n, s in scores.items()} == {
+        n: [results[n][k] for k in ("mc1", "mc2", "test_loss")] for n in (10, 20)}
+
+    # The Train screen's checkpoint table and runs list show them; p offers each score, and promotes by it.
+    best = max((10, 20), key=lambda n: (results[n]["mc2"], -n))  # the earliest wins a tie
+    app = Phi3App(Workspace.open(ws), start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        screen = app.screen
+        screen.attach(run)
+        await pilot.pause()
+        table_text = str(screen.query_one("#run-checkpoints").render())
+        assert "mc2" in table_text
+        for n in (10, 20):
+            row = next(line for line in table_text.splitlines() if line.split()[:1] == [str(n)])
+            assert row.split()[2:4] == [f"{results[n]['mc1']:.2f}", f"{results[n]['mc2']:.2f}"]
+        await pilot.press("l")
+        await pilot.pause()
+        runs_table = app.screen.query_one(DataTable)
+        cells = [str(c) for c in runs_table.get_row_at(0)]
+        shown_at = int(cells[-1])  # adapters.safetensors holds iteration 20, which was evaluated
+        assert shown_at == 20 and cells[-4:-1] == [f"{results[20]['mc1']:.2f}", f"{results[20]['mc2']:.2f}",
+                                                   f"{results[20]['test_loss']:.3f}"]
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("p")
+        await pilot.pause()
+        picker = app.screen
+        labels = [label for label, _ in picker.choices]
+        assert [value for _, value in picker.choices] == ["val_loss", "mc2", "mc1", "test_loss"]
+        assert labels[1] == f"by mc2: iteration {best} ({results[best]['mc2']:.4f})"
+        await pilot.press("down", "enter")
+        await pilot.pause()
+    assert (adapters / "adapters.safetensors").read_bytes() == (adapters / f"{best:07d}_adapters.safetensors").read_bytes()
+    assert read_run_json(run)["promoted"]["by"] == "mc2" and iteration_of(adapters / "adapters.safetensors") == best
+
+    best_loss = min((10, 20), key=lambda n: (results[n]["test_loss"], n))
+    out = run_cli("runs", "promote", run.name, "--by", "test_loss", "-w", str(ws))
+    assert out.returncode == 0 and f"iteration {best_loss} (test loss" in out.stdout, out.stderr
+    assert (adapters / "adapters.safetensors").read_bytes() == (adapters / f"{best_loss:07d}_adapters.safetensors").read_bytes()
