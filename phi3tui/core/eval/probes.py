@@ -157,7 +157,13 @@ class CheckpointProbes:
             return None
         return cls(run_dir, prompts, int(max_tokens or PROBE_KEYS["probe_max_tokens"]), tokenizer)
 
-    def __call__(self, model, iteration: int) -> Path:
-        path = write_probes(self.run_dir, iteration, answer_probes(model, self.tokenizer, self.prompts, self.max_tokens))
+    def __call__(self, model, iteration: int) -> Path | None:
+        try:
+            answers = answer_probes(model, self.tokenizer, self.prompts, self.max_tokens)
+            path = write_probes(self.run_dir, iteration, answers)
+        except Exception as exc:  # a probe is a look, not the run: say so in the log and train on
+            print(f"phi3tui runner: probes at iteration {iteration} failed ({type(exc).__name__}: {exc}); "
+                  "training goes on", flush=True)
+            return None
         print(f"phi3tui runner: answered {len(self.prompts)} probe prompt(s) at iteration {iteration}", flush=True)
         return path
