@@ -25,9 +25,20 @@ def register(subparsers) -> None:
     p.add_argument(
         "--hosts",
         metavar="H1,H2",
-        help="train data-parallel on these machines through `mlx.launch --backend ring` (rank 0 writes the run)",
+        help="train data-parallel on these machines through `mlx.launch` (this machine first: rank 0 writes the run; "
+        "names are resolved to IP addresses; each host needs the workspace and phi3tui at the same paths)",
     )
-    p.add_argument("--hostfile", metavar="FILE", help="an mlx.launch hostfile instead of --hosts")
+    p.add_argument(
+        "--hostfile",
+        metavar="FILE",
+        help="an mlx.launch hostfile instead of --hosts (JSON, e.g. written by `mlx.distributed_config`)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("ring", "jaccl"),
+        help="mlx.launch's backend: ring (TCP, the default) or jaccl (RDMA over Thunderbolt, needs a hostfile "
+        "with the RDMA devices); default: the hostfile's, else ring",
+    )
     p.add_argument("--attach", action="store_true", help="follow the run here until it ends (ctrl+c detaches)")
     p.set_defaults(func=run)
 
@@ -48,11 +59,17 @@ def run(args: argparse.Namespace) -> int:
     hosts = [h.strip() for h in args.hosts.split(",") if h.strip()] if args.hosts else None
     hostfile = str(Path(args.hostfile).resolve()) if args.hostfile else None
     try:
-        run_dir = start_run(ws, args.config, overrides, hosts=hosts, hostfile=hostfile)
+        run_dir = start_run(ws, args.config, overrides, hosts=hosts, hostfile=hostfile, backend=args.backend)
     except (ConfigError, RunError) as exc:
         print(f"phi3tui train: {exc}", file=sys.stderr)
         return 2
     print(f"started run {run_dir.name} (detached; log: {run_dir / 'log.txt'})")
+    if hosts or hostfile:
+        from phi3tui.core.runs import read_run_json
+
+        info = read_run_json(run_dir)
+        print(f"on {len(info.get('hosts') or [])} hosts through mlx.launch --backend {info.get('backend')}: "
+              f"{', '.join(info.get('hosts') or [])}")
     print(f"follow it: phi3tui runs attach {run_dir.name}   stop it: phi3tui runs stop {run_dir.name}")
     if args.attach:
         args.id = run_dir.name

@@ -489,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
 
     world = mx.distributed.init()
     writer = world.rank() == 0
+    if world.size() > 1 and not writer:
+        from phi3tui.core.runs.hosts import write_rank_pid
+
+        write_rank_pid(run_dir, world.rank())  # on this rank's machine: kill_run reaches it there over ssh
     recorder = RunRecorder(run_dir, writer)
     trainer = Trainer(run_dir, recorder, world)
     signal.signal(signal.SIGTERM, trainer.request_stop)  # a polite kill stops at the next step
