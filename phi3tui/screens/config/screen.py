@@ -99,13 +99,15 @@ class ConfigScreen(ModeScreen):
             fields = config_fields()
         finally:
             release_thread_streams()
+        self.app.call_from_thread(self._loaded, fields, *self._read_document())
+
+    def _read_document(self) -> tuple[ConfigDocument | None, str]:
+        """(the document, "") or (None, why it cannot be read); a missing file is an empty document."""
         path = self.workspace.config_path
         try:
-            doc = ConfigDocument.load(path) if path.exists() else ConfigDocument("", path)
-            error = ""
+            return (ConfigDocument.load(path) if path.exists() else ConfigDocument("", path)), ""
         except ConfigError as exc:
-            doc, error = None, str(exc)
-        self.app.call_from_thread(self._loaded, fields, doc, error)
+            return None, str(exc)
 
     async def _loaded(self, fields, doc, error: str) -> None:
         self.fields, self.doc, self.load_error = fields, doc, error
@@ -504,12 +506,7 @@ class ConfigScreen(ModeScreen):
     async def _reload_from_disk(self) -> None:
         if self.fields is None:
             return
-        path = self.workspace.config_path
-        try:
-            doc = ConfigDocument.load(path) if path.exists() else ConfigDocument("", path)
-            error = ""
-        except ConfigError as exc:
-            doc, error = None, str(exc)
+        doc, error = self._read_document()
         if doc is not None and self.doc is not None and self._form() is not None:
             self.doc, self.load_error = doc, ""
             self._refresh_form()
