@@ -26,7 +26,12 @@ from phi3tui.widgets.config_form import ConfigForm
 
 
 # Under the form until a key has the focus; then that key's help.
-KEY_HELP_HINT = "tab/shift+tab move between keys · ctrl+f or / finds a key by part of its name"
+KEY_HELP_HINT = ("tab moves · ctrl+f or / finds a key · n/N: next/previous key set or flagged · z folds a group, "
+                 "Z all · esc leaves a text box")
+
+# In the footer as "nN Set" and "zZ Fold".
+NOTABLE_GROUP = Binding.Group("Set", compact=True)
+FOLD_GROUP = Binding.Group("Fold", compact=True)
 
 
 class ConfigScreen(ModeScreen):
@@ -48,6 +53,13 @@ class ConfigScreen(ModeScreen):
         # Off the footer (80 columns are full): the line under the form names both, as do ? and the palette.
         Binding("ctrl+f", "find_key", "Find key", show=False, priority=True, id="config.find_key"),
         Binding("slash", "find_key", "Find key", show=False, id="config.find_key_slash"),
+        # priority, so that a box for numbers lets these letters through (widgets/text_box.py); a box for
+        # text keeps them (they are typed there): esc leaves it for the group's title.
+        Binding("n", "next_notable(1)", "Next set", priority=True, group=NOTABLE_GROUP, id="config.next_notable"),
+        Binding("N", "next_notable(-1)", "Previous set", priority=True, group=NOTABLE_GROUP,
+                id="config.previous_notable"),
+        Binding("z", "fold", "Fold group", priority=True, group=FOLD_GROUP, id="config.fold"),
+        Binding("Z", "fold_all", "Fold all", priority=True, group=FOLD_GROUP, id="config.fold_all"),
         Binding("ctrl+g,f6", "migrate", "Migrate", id="config.migrate"),
         Binding("ctrl+t,f7", "presets", "Presets", id="config.presets"),
         Binding("ctrl+n,f8", "models", "Models", id="config.models"),
@@ -57,6 +69,8 @@ class ConfigScreen(ModeScreen):
         Binding("ctrl+r", "reload", "Reload", show=False, id="config.reload"),
         # Not in the footer (it would push it past 80 columns): the download line says "esc cancels".
         Binding("escape", "cancel_download", "Cancel download", show=False, id="config.cancel_download"),
+        # Otherwise escape leaves a key for its group's title, where the letter keys above work.
+        Binding("escape", "leave_field", "Leave the key", show=False, id="config.leave_field"),
     ]
 
     def __init__(self, *args, **kwargs):
@@ -170,6 +184,9 @@ class ConfigScreen(ModeScreen):
         if not review.findings:
             out.append("no findings")
         self.query_one("#findings-text", Static).update(out)
+        form = self._form()
+        if form is not None:
+            form.show_findings(review.findings)
         self._update_epochs()
         self._update_status()
 
@@ -248,6 +265,29 @@ class ConfigScreen(ModeScreen):
                 widget.parent.scroll_visible()
 
         self.app.push_screen(Picker("Jump to a key: type part of its name", options, find="key name"), jump)
+
+    def action_next_notable(self, step: int) -> None:
+        """n / N: the next / previous key whose value differs from mlx-lm's default or has a finding."""
+        form = self._form()
+        if form is not None and form.jump_notable(step) is None:
+            self.notify("every key is at mlx-lm's default and has no finding")
+
+    def action_fold(self) -> None:
+        form = self._form()
+        group = form.focused_group() if form is not None else None
+        if group is not None:
+            form.toggle_group(group)
+
+    def action_fold_all(self) -> None:
+        form = self._form()
+        if form is not None:
+            form.toggle_all()
+
+    def action_leave_field(self) -> None:
+        form = self._form()
+        group = form.focused_group() if form is not None else None
+        if group is not None:
+            form.focus_title(group)
 
     # -- edits ----------------------------------------------------------------------------
     def on_config_form_changed(self, event: ConfigForm.Changed) -> None:
