@@ -60,7 +60,8 @@ class ConfigScreen(ModeScreen):
                 id="config.previous_notable"),
         Binding("z", "fold", "Fold group", priority=True, group=FOLD_GROUP, id="config.fold"),
         Binding("Z", "fold_all", "Fold all", priority=True, group=FOLD_GROUP, id="config.fold_all"),
-        Binding("ctrl+g,f6", "migrate", "Migrate", id="config.migrate"),
+        # Off the footer, which n/N and z/Z fill: the status line says "N to migrate (^g)" when there is any.
+        Binding("ctrl+g,f6", "migrate", "Migrate", show=False, id="config.migrate"),
         Binding("ctrl+t,f7", "presets", "Presets", id="config.presets"),
         Binding("ctrl+n,f8", "models", "Models", id="config.models"),
         Binding("ctrl+l", "keys", "LoRA keys", show=False, id="config.keys"),
