@@ -73,6 +73,7 @@ class FieldRow(Horizontal):
 
 # The screen's letter keys that a text box reached by n/N lets through until another key is pressed.
 JUMP_KEYS = "nNzZ"
+FLAGGING_LEVELS = ("error", "warning")
 
 
 class GroupTitle(Static, can_focus=True):
@@ -180,12 +181,14 @@ class ConfigForm(VerticalScroll):
 
     # -- folding and n/N ---------------------------------------------------------------------
     def is_notable(self, spec) -> bool:
-        """Set to something other than mlx-lm's default, or named by a finding of the last check."""
+        """Set to something other than mlx-lm's default, or named by an error or warning of the last check
+        (an info finding, such as the trainable share, flags nothing)."""
         value = self._get(spec.path)
         if value is not None and value != spec.default:
             return True
         name = ".".join(spec.path)
-        return any(f.field and (name == f.field or name.startswith(f.field + ".")) for f in self.findings)
+        return any(f.field and (name == f.field or name.startswith(f.field + ".")) for f in self.findings
+                   if f.level in FLAGGING_LEVELS)
 
     def show_findings(self, findings: list) -> None:
         self.findings = list(findings)

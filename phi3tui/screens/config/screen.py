@@ -26,8 +26,7 @@ from phi3tui.widgets.config_form import ConfigForm
 
 
 # Under the form until a key has the focus; then that key's help.
-KEY_HELP_HINT = ("tab moves · ctrl+f or / finds a key · n/N: next/previous key set or flagged · z folds a group, "
-                 "Z all · esc leaves a text box")
+KEY_HELP_HINT = "tab next key · ^f or / find · n/N next set key · z/Z fold · esc leave a box"
 
 # In the footer as "nN Set" and "zZ Fold".
 NOTABLE_GROUP = Binding.Group("Set", compact=True)
