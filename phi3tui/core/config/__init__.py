@@ -1,5 +1,5 @@
 """The LoRA config (lora_config.yaml): document (round-trip edits), schema (mlx-lm's keys), migrate (old
-keys made current), checks (against the model, the data and this machine), review (all of it at once).
+keys made current), checks (against the model, the data and this machine), review (all of it at once), sweep (a grid of configs).
 This is the package's public face: other packages import from here, not from its modules."""
 
 from phi3tui.core.config.checks import Finding
@@ -7,6 +7,7 @@ from phi3tui.core.workspace import ConfigError, load_config_values
 from phi3tui.core.config.document import ConfigDocument, DocumentEditError, _flow_text, load_values
 from phi3tui.core.config.migrate import apply_changes
 from phi3tui.core.config.review import ConfigReview, apply_field_edit, prepare_run_config, review_config
+from phi3tui.core.config.sweep import SweepError, parse_sweep_spec, point_label, set_dotted, sweep_block, sweep_grid
 from phi3tui.core.config.schema import (
     PRESETS,
     TRAIN_MODES,
@@ -17,6 +18,12 @@ from phi3tui.core.config.schema import (
 )
 
 __all__ = [
+    "SweepError",
+    "parse_sweep_spec",
+    "point_label",
+    "set_dotted",
+    "sweep_block",
+    "sweep_grid",
     "ConfigError",
     "load_config_values",
     "ConfigDocument",

@@ -68,6 +68,7 @@ def freeze_config(
     if any(f.level == "error" for f in findings):
         raise ConfigRefused(config_path, findings)
     values = dict(values)
+    values.pop("sweep", None)  # phi3tui's sweep block (core/runs/queue.py) is never passed on to mlx-lm
     values.update(overrides or {})
     values["train"] = True
     values["adapter_path"] = f"runs/{run_id}/{ADAPTERS_DIR}"

@@ -34,7 +34,9 @@ from phi3tui.core.workspace import load_config_values
 from phi3tui.core.runs.folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
+    LOG_FILE,
     METRICS_FILE,
+    QUEUE_FILE,
     STOP_FILE,
     append_alarm,
     log_tail,
@@ -438,6 +440,24 @@ def restore_last_good(adapter_dir: Path) -> int | None:
     return numbered[-1].iteration
 
 
+def hand_on_queue(run_dir: Path) -> None:
+    """As this run ends, start the next queued one (core/runs/queue.py) with nobody attached. In a
+    process of its own, detached: this one still holds its model's memory and is about to exit."""
+    import subprocess
+
+    queue_file = run_dir.parent / QUEUE_FILE
+    try:
+        if queue_file.stat().st_size == 0:
+            return
+        with open(run_dir / LOG_FILE, "ab") as log:
+            # -c, not -m: the package's __init__ imports queue, which -m would run a second time.
+            start = "import sys; from phi3tui.core.runs.queue import main; sys.exit(main(sys.argv[1:]))"
+            subprocess.Popen([sys.executable, "-c", start, str(run_dir.parent.parent)],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError:  # no queue, or it cannot start now: the next `phi3tui` starts it
+        return
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -490,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
                      "then resume the run")
         recorder.update(state="failed", ended=time.time(), reason=error, error=error, log_tail=log_tail(run_dir))
         return 1
+    finally:
+        if writer:
+            hand_on_queue(run_dir)
 
 
 if __name__ == "__main__":
