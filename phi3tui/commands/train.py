@@ -28,9 +28,20 @@ def register(subparsers) -> None:
     p.add_argument(
         "--hosts",
         metavar="H1,H2",
-        help="train data-parallel on these machines through `mlx.launch --backend ring` (rank 0 writes the run)",
+        help="train data-parallel on these machines through `mlx.launch` (this machine first: rank 0 writes the run; "
+        "names are resolved to IP addresses; each host needs the workspace and phi3tui at the same paths)",
     )
-    p.add_argument("--hostfile", metavar="FILE", help="an mlx.launch hostfile instead of --hosts")
+    p.add_argument(
+        "--hostfile",
+        metavar="FILE",
+        help="an mlx.launch hostfile instead of --hosts (JSON, e.g. written by `mlx.distributed_config`)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("ring", "jaccl"),
+        help="mlx.launch's backend: ring (TCP, the default) or jaccl (RDMA over Thunderbolt, needs a hostfile "
+        "with the RDMA devices); default: the hostfile's, else ring",
+    )
     p.add_argument("--attach", action="store_true", help="follow the run here until it ends (ctrl+c detaches)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--queue", action="store_true",
@@ -67,17 +78,23 @@ def run(args: argparse.Namespace) -> int:
                 print("phi3tui train: --attach follows one run; with a queue, attach later with "
                       "`phi3tui runs attach ID` (`phi3tui runs queue` lists it)", file=sys.stderr)
                 return 2
-            return _queue(ws, args.config, overrides, sweep, hosts, hostfile)
+            return _queue(ws, args.config, overrides, sweep, hosts, hostfile, args.backend)
         live = live_here(ws)
         if live and not args.now:
             print(f"phi3tui train: run {live[0].name} is running on this machine; add --queue to start this "
                   "run when it ends, or --now to run both at once", file=sys.stderr)
             return 2
-        run_dir = start_run(ws, args.config, overrides, hosts=hosts, hostfile=hostfile)
+        run_dir = start_run(ws, args.config, overrides, hosts=hosts, hostfile=hostfile, backend=args.backend)
     except (ConfigError, RunError, SweepError) as exc:
         print(f"phi3tui train: {exc}", file=sys.stderr)
         return 2
     print(f"started run {run_dir.name} (detached; log: {run_dir / 'log.txt'})")
+    if hosts or hostfile:
+        from phi3tui.core.runs import read_run_json
+
+        info = read_run_json(run_dir)
+        print(f"on {len(info.get('hosts') or [])} hosts through mlx.launch --backend {info.get('backend')}: "
+              f"{', '.join(info.get('hosts') or [])}")
     print(f"follow it: phi3tui runs attach {run_dir.name}   stop it: phi3tui runs stop {run_dir.name}")
     if args.attach:
         args.id = run_dir.name
@@ -85,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _queue(ws, config, overrides, sweep, hosts, hostfile) -> int:
+def _queue(ws, config, overrides, sweep, hosts, hostfile, backend) -> int:
     from phi3tui.core.config import point_label
     from phi3tui.core.runs import WAITING, queue_runs, queued_runs, read_run_json
 
-    made = queue_runs(ws, config, overrides, sweep, hosts=hosts, hostfile=hostfile)
+    made = queue_runs(ws, config, overrides, sweep, hosts=hosts, hostfile=hostfile, backend=backend)
     order = [d.name for d in queued_runs(ws)]
     first = read_run_json(made[0])
     if first.get("sweep_id"):

@@ -2,7 +2,7 @@
 keys made current), checks (against the model, the data and this machine), review (all of it at once), sweep (a grid of configs).
 This is the package's public face: other packages import from here, not from its modules."""
 
-from phi3tui.core.config.checks import Finding
+from phi3tui.core.config.checks import REPORTERS, Finding, reporter_names
 from phi3tui.core.workspace import ConfigError, load_config_values
 from phi3tui.core.config.document import ConfigDocument, DocumentEditError, _flow_text, load_values
 from phi3tui.core.config.migrate import apply_changes
@@ -30,6 +30,7 @@ __all__ = [
     "ConfigReview",
     "DocumentEditError",
     "Finding",
+    "REPORTERS",
     "PRESETS",
     "TRAIN_MODES",
     "_flow_text",
@@ -41,5 +42,6 @@ __all__ = [
     "mlx_lm_defaults",
     "preference_settings",
     "prepare_run_config",
+    "reporter_names",
     "review_config",
 ]

@@ -6,6 +6,7 @@ Every check names the key it is about and says what to do. Nothing here writes t
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -425,6 +426,14 @@ def check_adapters(values: dict, defaults: dict, workspace_root: Path) -> list[F
     return found
 
 
+def check_probes(values: dict, workspace_root: Path) -> list[Finding]:
+    """probe_prompts / probe_max_tokens: phi3tui's runner reads them (answers after each checkpoint)."""
+    from phi3tui.core.eval import probe_problem
+
+    problem = probe_problem(values.get("probe_prompts"), values.get("probe_max_tokens"), workspace_root)
+    return [Finding("error", *problem)] if problem else []
+
+
 def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan) -> tuple[list[Finding], Any]:
     from phi3tui.core import models
 
@@ -450,3 +459,29 @@ def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan) -> tuple
                 else "lower batch_size or max_seq_length, train fewer blocks, or use a quantized (4-bit) model")
         return [Finding("warning", "memory", f"estimate {estimate.summary()} is above this machine's memory", hint)], estimate
     return [Finding("info", "memory", f"estimate {estimate.summary()}")], estimate
+
+
+# reporter -> (module it imports, phi3tui extra that installs it): mlx_lm.tuner.callbacks.SUPPORT_CALLBACK's keys
+REPORTERS = {"wandb": ("wandb", "wandb"), "swanlab": ("swanlab", "swanlab")}
+
+
+def reporter_names(report_to) -> list[str]:
+    """`report_to` split the way mlx-lm splits it (comma-separated, case-insensitive)."""
+    if not report_to or not isinstance(report_to, str):
+        return []
+    return [item.strip().lower() for item in report_to.split(",") if item.strip()]
+
+
+def check_reporters(values: dict) -> list[Finding]:
+    """Each reporter report_to names must be one mlx-lm knows, with its package installed (found, not imported)."""
+    found = []
+    for name in reporter_names(values.get("report_to")):
+        if name not in REPORTERS:
+            found.append(Finding("error", "report_to", f"{name!r} is not a reporter mlx-lm knows: the run would "
+                                 "stop at its start", "use " + " or ".join(REPORTERS) + " (comma-separated for both)"))
+            continue
+        module, extra = REPORTERS[name]
+        if importlib.util.find_spec(module) is None:
+            found.append(Finding("error", "report_to", f"{name} needs the {module} package, which is not installed",
+                                 f"pip install 'phi3tui[{extra}]', or remove report_to"))
+    return found

@@ -126,7 +126,8 @@ def plan_points(workspace: Workspace, config_path=None, overrides: dict | None =
 
 
 def queue_runs(workspace: Workspace, config_path=None, overrides: dict | None = None,
-               sweep: dict[str, list] | None = None, hosts=None, hostfile=None, start: bool = True) -> list[Path]:
+               sweep: dict[str, list] | None = None, hosts=None, hostfile=None, start: bool = True,
+               backend=None) -> list[Path]:
     """Add one run (or a sweep's grid: `sweep`, else the config's `sweep:` block) to the end of the queue,
     then start the head if nothing runs here. Returns the new run folders in queue order."""
     from phi3tui.core.config import set_dotted
@@ -139,7 +140,7 @@ def queue_runs(workspace: Workspace, config_path=None, overrides: dict | None = 
         full = set_dotted(base, point)
         run_overrides = {key.split(".")[0]: full[key.split(".")[0]] for key in point}
         run_overrides.update(overrides or {})
-        run_dir = create_run(workspace, config_path, run_overrides or None, hosts, hostfile)
+        run_dir = create_run(workspace, config_path, run_overrides or None, hosts, hostfile, backend)
         extra = {"sweep_id": sweep_id, "sweep_point": point, "sweep_index": i, "sweep_size": len(points)} if sweep_id else {}
         update_run_json(run_dir, state=WAITING, queued_at=time.time(), **extra)
         made.append(run_dir)

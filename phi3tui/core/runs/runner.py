@@ -172,6 +172,22 @@ def _save_file(save, path: Path, data: dict) -> None:
             raise
 
 
+class RunNumbering:
+    """mlx-lm's trainer counts from 0 on every start; a resumed run's reports are numbered from its checkpoint
+    before the reporters (a wandb step must only grow) and the trainer's recorder see them."""
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+
+    def on_train_loss_report(self, info: dict) -> None:
+        t = self.trainer
+        info = dict(info, iteration=info["iteration"] + t.start, trained_tokens=info["trained_tokens"] + t.tokens_before)
+        t.reporters.on_train_loss_report(info)
+
+    def on_val_loss_report(self, info: dict) -> None:  # not called: val_dataset is None (see Trainer.batches)
+        self.trainer.reporters.on_val_loss_report(info)
+
+
 class Trainer:
     """One run: mlx-lm's setup and trainer, with phi3tui's global iteration numbering around it."""
 
@@ -185,9 +201,22 @@ class Trainer:
         self.stopped_at: int | None = None
         self.memory_limit_gb = _memory_limit_gb()
         self.task = None  # train_mode dpo/orpo: its data, batches, loss and metrics (preference.py)
+        self.probes = None  # probe_prompts: answered after each checkpoint (core/eval/probes.py)
+        self.reporters = self  # what reports go to: mlx-lm's reporters around this trainer (run)
 
     def request_stop(self, *_):
         self.stop_requested = True
+
+    def finish_reporters(self, failed: bool) -> None:
+        if self.reporters is self:
+            return
+        from phi3tui.core.runs.reporters import finish_reporters
+
+        try:
+            finish_reporters(self.args.report_to, failed)
+        except Exception:  # a reporter that cannot close never changes how the run ended
+            traceback.print_exc()
+        self.reporters = self
 
     # -- checkpoints -----------------------------------------------------------
     def save_checkpoint(self, iteration: int) -> None:
@@ -212,6 +241,8 @@ class Trainer:
         )
         self.recorder.update(last_checkpoint=iteration)
         print(f"phi3tui runner: saved checkpoint at iteration {iteration}", flush=True)
+        if self.probes is not None:
+            self.probes(self.model, iteration)
 
     def restore(self, iteration: int) -> None:
         import mlx.core as mx
@@ -260,9 +291,9 @@ class Trainer:
         loss, extra = self.measure(self.val_set, self.args.val_batches)
         self.model.train()
         val_time = time.perf_counter() - tic
-        # mlx-lm numbers a validation made before iteration `it` as it - 1 (the weights it saw).
-        self.recorder.record({"kind": "val", "iteration": iteration - 1, "loss": loss, "val_time": val_time, **extra})
-        self.recorder.check_val(iteration - 1, loss)
+        # mlx-lm numbers a validation made before iteration `it` as it - 1 (the weights it saw). Reported the
+        # way mlx-lm's trainer reports it, so the reporters log it too before on_val_loss_report records it.
+        self.reporters.on_val_loss_report({"iteration": iteration - 1, "val_loss": loss, "val_time": val_time, **extra})
 
     def is_val_point(self, it: int) -> bool:
         return self.val_set is not None and (it == 1 or it % self.args.steps_per_eval == 0 or it == self.total)
@@ -297,15 +328,15 @@ class Trainer:
             yield batch
 
     # -- the run ---------------------------------------------------------------------
-    def on_train_loss_report(self, info: dict) -> None:
+    def on_train_loss_report(self, info: dict) -> None:  # numbered by the run (RunNumbering)
         record = {
             "kind": "train",
-            "iteration": info["iteration"] + self.start,
+            "iteration": info["iteration"],
             "loss": info["train_loss"],
             "lr": info["learning_rate"],
             "it_per_s": info["iterations_per_second"],
             "tokens_per_s": info["tokens_per_second"],
-            "trained_tokens": info["trained_tokens"] + self.tokens_before,
+            "trained_tokens": info["trained_tokens"],
             "peak_mem": info["peak_memory"],
         }
         if self.task is not None:
@@ -314,8 +345,11 @@ class Trainer:
         self.recorder.update(iteration=record["iteration"], trained_tokens=record["trained_tokens"])
         self.recorder.check_train(record, self.memory_limit_gb)
 
-    def on_val_loss_report(self, info: dict) -> None:  # validation is ours (see batches)
-        pass
+    def on_val_loss_report(self, info: dict) -> None:  # from self.validate (validation is ours, see batches)
+        extra = {k: v for k, v in info.items() if k not in ("iteration", "val_loss", "val_time")}
+        record = {"kind": "val", "iteration": info["iteration"], "loss": info["val_loss"], "val_time": info["val_time"]}
+        self.recorder.record({**record, **extra})
+        self.recorder.check_val(info["iteration"], info["val_loss"])
 
     def run(self, info: dict) -> str:
         import mlx.core as mx
@@ -357,6 +391,10 @@ class Trainer:
             self.task = PreferenceTask(args, tokenizer)
             self.task.prepare(model, args.fine_tune_type, args.max_seq_length)
             train_set, valid_set, test_set = self.task.datasets
+        if self.world.rank() == 0:  # read before training, so a bad probe file fails the run at once
+            from phi3tui.core.eval import CheckpointProbes
+
+            self.probes = CheckpointProbes.from_config(vars(args), self.run_dir, Path.cwd(), tokenizer)
         mx.random.seed(args.seed)
         model.freeze()
         if args.num_layers > len(model.layers):
@@ -391,6 +429,13 @@ class Trainer:
         if self.start:
             self.restore(self.start)
 
+        # mlx-lm's reporters (report_to) around this trainer, as `mlx_lm lora` wraps them; only rank 0 reports.
+        self.reporters = self
+        if self.world.rank() == 0:
+            from phi3tui.core.runs.reporters import reporting_chain
+
+            self.reporters, changes = reporting_chain(args, self.run_dir, self, info)
+            self.recorder.update(**changes)
         self.recorder.update(state="running", iters=self.total, iteration=self.start)
         train(
             model=model,
@@ -411,7 +456,7 @@ class Trainer:
                 clear_cache_threshold=args.clear_cache_threshold,
             ),
             iterate_batches=self.batches,
-            training_callback=self,
+            training_callback=RunNumbering(self),
             **({"loss": self.task.loss} if self.task else {}),
         )
         if self.stopped_at is not None:
@@ -471,6 +516,10 @@ def main(argv: list[str] | None = None) -> int:
 
     world = mx.distributed.init()
     writer = world.rank() == 0
+    if world.size() > 1 and not writer:
+        from phi3tui.core.runs.hosts import write_rank_pid
+
+        write_rank_pid(run_dir, world.rank())  # on this rank's machine: kill_run reaches it there over ssh
     recorder = RunRecorder(run_dir, writer)
     trainer = Trainer(run_dir, recorder, world)
     signal.signal(signal.SIGTERM, trainer.request_stop)  # a polite kill stops at the next step
@@ -488,12 +537,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"phi3tui runner: rank {world.rank()} of {world.size()}, run {run_dir.name}", flush=True)
     try:
         state = trainer.run(info)
+        trainer.finish_reporters(failed=False)  # before the end state: a reader then finds the reporters' runs whole
         reason = {"finished": "all iterations done", "stopped": f"stopped at iteration {trainer.stopped_at}"}[state]
         recorder.update(state=state, ended=time.time(), reason=reason)
         (run_dir / STOP_FILE).unlink(missing_ok=True) if writer else None
         print(f"phi3tui runner: {state}: {reason}", flush=True)
         return 0
     except Diverged as exc:
+        trainer.finish_reporters(failed=True)
         good = restore_last_good(run_dir / ADAPTERS_DIR) if writer else None
         keep = f"; kept the checkpoint of iteration {good}" if good else "; no checkpoint was saved before it"
         print(f"phi3tui runner: diverged: {exc}{keep}", flush=True)
@@ -502,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BaseException as exc:  # every failure ends the run as failed, with the error and the log's tail
         traceback.print_exc()
+        trainer.finish_reporters(failed=True)
         sys.stdout.flush()
         sys.stderr.flush()
         error = f"{type(exc).__name__}: {exc}"
