@@ -163,6 +163,8 @@ class ConfigScreen(ModeScreen):
     def _show_review(self, review, text: str) -> None:
         if self.doc is None or text != self.doc.text:
             return  # stale: a newer check is on its way
+        if not self.query("#model-info"):
+            return  # the app is closing: the screen's widgets are gone before the worker's answer
         self.review = review
         info = review.model.info if review.model is not None else None
         model_line = ""
