@@ -4,7 +4,8 @@ Each launch runs in a fresh tmux session of 80×24 on a private tmux server; the
 before `tmux new-session` until the first screen's header text shows in `tmux capture-pane` (polled
 every 5 ms): for phi3tui "phi3tui · Data" (the Data screen's header), for the bare app its own title.
 The two alternate; prints each launch, the medians, then the ratio last. The demo workspace is built
-once in a temporary folder. User settings come from an empty config folder, as on a first start.
+once in a temporary folder; both sides' bytecode is compiled by one untimed launch each into a private
+cache (PYTHONPYCACHEPREFIX), as an installed package has its .pyc files. User settings come from an empty config folder, as on a first start.
 
     python bench/first_paint.py [--repeats 5] [--screen data] [--also-tree DIR]
 
@@ -53,7 +54,9 @@ def tmux(sock: str, *args: str, check: bool = True) -> str:
 def first_paint(sock: str, name: str, command: list[str], needle: str, env: dict, timeout: float = 30.0) -> float:
     """Seconds from launch until `needle` is on the 80×24 screen."""
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    line = f"env {exports} {shlex.join(command)}; sleep 30"
+    # -u: this box's shells set PYTHONDONTWRITEBYTECODE, which would make every launch compile phi3tui's
+    # sources again (an installed package has its .pyc files; the bare side's Textual has them too).
+    line = f"env -u PYTHONDONTWRITEBYTECODE {exports} {shlex.join(command)}; sleep 30"
     t0 = time.perf_counter()
     tmux(sock, "new-session", "-d", "-x", "80", "-y", "24", "-s", name, line)
     try:
@@ -87,6 +90,8 @@ def main() -> None:
         (tmp / "bare.py").write_text(BARE_APP)
         env = {
             "PYTHONPATH": str(REPO), "PHI3TUI_CONFIG_DIR": str(tmp / "config"), "TERM": "xterm-256color",
+            # Both sides' bytecode in one private cache, written by the untimed first launch.
+            "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
         }
         app = [sys.executable, "-m", "phi3tui", "--screen", args.screen, str(ws)]

@@ -86,14 +86,20 @@ class Phi3App(PreferencesMixin, App):
     ]
 
     def __init__(self, workspace: Workspace, start_mode: str = "data", **kwargs):
+        # The app starts in the first screen's mode: no default screen is made and left for it, and its
+        # CSS is applied once (a switch_mode at mount would restyle twice before the first paint).
+        self.DEFAULT_MODE = start_mode
         super().__init__(**kwargs)
         self.workspace = workspace
         self.start_mode = start_mode
         self._model_worker = None
         # The one watcher of runs/ (core.runs.RunWatcher), polled by one timer; each poll is kept in
-        # run_poll and published on runs_polled to the header and the Train screen.
-        self.run_watcher = None
-        self.run_poll = None
+        # run_poll and published on runs_polled to the header and the Train screen. The first poll is
+        # here, so the first screen starts from what is there.
+        from phi3tui.core.runs import RunWatcher
+
+        self.run_watcher = RunWatcher(workspace)
+        self.run_poll = self.run_watcher.poll()
         self.runs_polled: Signal = Signal(self, "runs-polled")
         # Settings, themes and the keymap from the user's config folder (phi3tui/preferences.py).
         self.load_preferences()
@@ -128,12 +134,7 @@ class Phi3App(PreferencesMixin, App):
 
     def on_mount(self) -> None:
         self.title = f"phi3tui — {self.workspace.name}"
-        from phi3tui.core.runs import RunPoll, RunWatcher
-
-        self.run_poll = RunPoll()
-        self.run_watcher = RunWatcher(self.workspace)
-        self.poll_runs()  # before the first screen mounts, so it starts from what is there
-        self.switch_mode(self.start_mode)
+        self.show_runs_in_terminal(self.run_poll)  # the first poll's title and run-end notices
         self.start_preferences()
         self.set_interval(RUN_POLL_S, self.poll_runs)
         self.run_worker(self.resume_queue, thread=True, group="queue-backstop")

@@ -408,6 +408,14 @@ async def test_clearing_a_block_value_whose_key_line_comment_has_a_colon(demo_wo
     assert path.read_text() == original.replace(block, "lr_schedule: null  # schedule: cosine, warm-up: 1 step\n")
 
 
+async def help_shows(pilot, screen, start: str, seconds: float = 10.0) -> None:
+    """Wait (a loaded CI box is slow) until the line under the form begins with `start`."""
+    for _ in range(int(seconds / 0.1)):
+        if str(screen.query_one("#key-help").render()).startswith(start):
+            return
+        await pilot.pause(0.1)
+
+
 async def test_one_line_per_key_and_the_focused_keys_help_below(demo_workspace):
     from phi3tui.core.config.schema import config_fields
 
@@ -423,11 +431,11 @@ async def test_one_line_per_key_and_the_focused_keys_help_below(demo_workspace):
         i = rows.index(row)
         assert rows[i + 1].region.y - row.region.y in (1, 2)  # 2 only past a group title
         form.widget_for(("iters",)).focus()
-        await pilot.pause(0.3)
+        await help_shows(pilot, screen, "iters: ")
         help_line = str(screen.query_one("#key-help").render())
         assert help_line.startswith("iters: ") and iters.help.split()[0] in help_line
         form.widget_for(("batch_size",)).focus()
-        await pilot.pause(0.3)
+        await help_shows(pilot, screen, "batch_size: ")
         assert str(screen.query_one("#key-help").render()).startswith("batch_size: ")
 
 
@@ -478,6 +486,96 @@ async def test_slash_finds_a_key_from_a_choice_and_down_picks_the_next_match(dem
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert screen.focused is form.widget_for(expected)
+
+
+def _notable_paths(screen) -> list[tuple]:
+    """What n should visit, in form order: keys whose value in the file is set and differs from mlx-lm's
+    default, and keys an error or warning of the last check names."""
+    flagged = {f.field for f in screen.review.findings if f.field and f.level in ("error", "warning")}
+    out = []
+    for spec in screen.fields:
+        node = screen.doc.values
+        for key in spec.path:
+            node = node.get(key) if isinstance(node, dict) else None
+        name = ".".join(spec.path)
+        if (node is not None and node != spec.default) or any(name == f or name.startswith(f + ".") for f in flagged):
+            out.append(spec.path)
+    return out
+
+
+async def test_n_and_shift_n_visit_the_keys_that_differ_from_mlx_lms_default(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        form = screen.query_one("#config-form")
+        notable = _notable_paths(screen)
+        assert ("model",) in notable and ("iters",) in notable  # the demo sets both
+        assert ("seed",) not in notable  # seed: 0 is mlx-lm's default
+        form.widget_for(("model",)).focus()
+        await pilot.press("escape")  # leave the text box for its group's title
+        await pilot.pause(0.2)
+        assert screen.focused is form.query_one("#group-model---data-title")
+        visited = []
+        for _ in notable:
+            await pilot.press("n")
+            await pilot.pause(0.05)
+            visited.append(next(p for p in notable if form.widget_for(p) is screen.focused))
+        assert visited == notable
+        await pilot.press("n")  # round the end to the first again
+        assert screen.focused is form.widget_for(notable[0])
+        await pilot.press("N")
+        assert screen.focused is form.widget_for(notable[-1])
+        # In a box for text, n is typed; in a box for numbers it still jumps.
+        form.widget_for(("iters",)).focus()
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert screen.focused is form.widget_for(notable[notable.index(("iters",)) + 1])
+        assert not screen.doc.modified
+        # Reached by n, a box for text lets n go on; once another key is pressed, n is typed there.
+        box = form.widget_for(("data",))
+        assert ("data",) in notable
+        for _ in notable:
+            if screen.focused is box:
+                break
+            await pilot.press("n")
+        await pilot.press("end", "n")
+        await pilot.pause(0.3)
+        assert screen.focused is box and box.value.endswith("n") and screen.doc.modified
+
+
+async def test_z_folds_the_focused_group_and_shift_z_all_of_them(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        form = screen.query_one("#config-form")
+        iters = form.widget_for(("iters",))
+        iters.focus()
+        await pilot.press("z")
+        await pilot.pause(0.2)
+        body = form.query_one("#group-length---schedule")
+        title = form.query_one("#group-length---schedule-title")
+        assert not body.display and screen.focused is title and not iters.region.height
+        assert str(title.render()).startswith("▸ length & schedule ·")
+        # The next group's title follows the folded one, a blank line between.
+        assert form.query_one("#group-LoRA-title").region.y - title.region.y == 2
+        await pilot.press("enter")  # on a title, enter folds and unfolds too
+        await pilot.pause(0.2)
+        assert body.display and str(title.render()) == "▾ length & schedule"
+        await pilot.press("Z")
+        await pilot.pause(0.2)
+        assert all(not b.display for b in form.query("GroupBody"))
+        # n unfolds the group of the key it goes to.
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        spec = next(f for f in form.fields if form.widget_for(f.path) is screen.focused)
+        assert form.query_one("#" + form.group_id(spec.group)).display
+        await pilot.press("Z")  # not all are folded now: fold them all again
+        await pilot.press("Z")
+        await pilot.pause(0.2)
+        assert all(b.display for b in form.query("GroupBody"))
+        # In the footer at 80 columns: "nN Set" and "zZ Fold" (the group labels), on screen.
+        labels = [k for k in screen.query("FooterLabel") if str(k.render()) in ("Set", "Fold")]
+        assert len(labels) == 2 and all(0 <= k.region.right <= 80 and k.region.width for k in labels)
 
 
 async def test_the_model_picker_offers_known_phi_models_and_checks_one_offline(demo_workspace):

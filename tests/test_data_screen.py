@@ -201,6 +201,7 @@ async def test_a_file_that_vanishes_mid_check_shows_cores_could_not_be_read(demo
         (unreadable,) = [p for p in problems if "could not be read" in p[1]]
         assert unreadable[0] == "error" and "valid.jsonl" in unreadable[1] and "check again" in unreadable[2]
         assert "1 errors" in screen.status_text and "no token statistics" in screen.status_text
+        await pilot.press("e")
         table = screen.query_one("#problem-list")
         rows = [table.get_row_at(i) for i in range(table.row_count)]
         assert any("could not be read" in str(row[2]) and "check again" in str(row[3]) for row in rows), rows

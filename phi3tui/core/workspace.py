@@ -22,7 +22,13 @@ class MlxLmLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader plus the float resolver mlx-lm adds (so `1e-6` is a float, as in mlx_lm lora)."""
 
 
-MlxLmLoader.add_implicit_resolver(
+class _FastMlxLmLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """The same loader over libyaml's C parser when PyYAML has it: the values are the same (tags are
+    resolved by the same Python resolver), read about ten times faster; the header and the Data
+    screen read the config before the first paint."""
+
+
+_MLX_FLOAT = (
     "tag:yaml.org,2002:float",
     re.compile(
         r"""^(?:
@@ -36,6 +42,8 @@ MlxLmLoader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+for _loader in (MlxLmLoader, _FastMlxLmLoader):
+    _loader.add_implicit_resolver(*_MLX_FLOAT)
 
 
 class ConfigError(Exception):
@@ -54,7 +62,10 @@ def load_config_values(path: Path | str) -> dict:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
-        values = yaml.load(text, Loader=MlxLmLoader)
+        try:
+            values = yaml.load(text, Loader=_FastMlxLmLoader)
+        except yaml.YAMLError:  # read again by the Python parser, whose messages name the problem
+            values = yaml.load(text, Loader=MlxLmLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

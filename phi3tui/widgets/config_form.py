@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
@@ -70,10 +71,44 @@ class FieldRow(Horizontal):
     only (ConfigForm.Focused), so 80×24 shows a screenful of keys."""
 
 
+# The screen's letter keys that a text box reached by n/N lets through until another key is pressed.
+JUMP_KEYS = "nNzZ"
+FLAGGING_LEVELS = ("error", "warning")
+
+
+class GroupTitle(Static, can_focus=True):
+    """A group's title line: enter or space folds the group's keys away or shows them again."""
+
+    BINDINGS = [Binding("enter,space", "toggle", "Fold group", show=False, id="config_form.toggle_group")]
+
+    class Toggled(Message):
+        def __init__(self, group: str):
+            super().__init__()
+            self.group = group
+
+    def __init__(self, group: str, **kwargs):
+        super().__init__(f"▾ {group}", markup=False, **kwargs)
+        self.group = group
+
+    def show(self, collapsed: bool, keys: int, notable: int) -> None:
+        note = f" · {keys} keys" + (f", {notable} set or flagged" if notable else "") if collapsed else ""
+        self.update(f"{'▸' if collapsed else '▾'} {self.group}{note}")
+
+    def action_toggle(self) -> None:
+        self.post_message(self.Toggled(self.group))
+
+
+class GroupBody(Vertical):
+    """A group's rows, hidden while the group is folded."""
+
+
 class ConfigForm(VerticalScroll):
     DEFAULT_CSS = """
     ConfigForm { height: 1fr; padding: 0 1; }
     ConfigForm .group { text-style: bold; color: $accent; margin-top: 1; }
+    ConfigForm GroupTitle:focus { background: $accent 30%; }
+    ConfigForm GroupBody { height: auto; }
+    ConfigForm GroupBody.-collapsed { display: none; }
     ConfigForm FieldRow { height: 1; }
     ConfigForm FieldRow > .key { width: 24; }
     ConfigForm FieldRow > Input, ConfigForm FieldRow > Select { width: 1fr; }
@@ -104,6 +139,9 @@ class ConfigForm(VerticalScroll):
         self.unknown = unknown or []
         self._loading = False
         self._by_id = {self.field_id(f.path): f for f in fields}
+        self.groups = list(dict.fromkeys(f.group for f in fields))
+        self.collapsed: set[str] = set()
+        self.findings: list = []  # the last check's findings (core Finding), for n/N and the folded titles
 
     @staticmethod
     def field_id(path: tuple[str, ...]) -> str:
@@ -112,17 +150,20 @@ class ConfigForm(VerticalScroll):
     def widget_for(self, path: tuple[str, ...]):
         return self.query_one("#" + self.field_id(path))
 
+    @staticmethod
+    def group_id(group: str) -> str:
+        return "group-" + "".join(c if c.isalnum() else "-" for c in group)
+
     def compose(self) -> ComposeResult:
-        group = None
-        for spec in self.fields:
-            if spec.group != group:
-                group = spec.group
-                yield Label(group, classes="group")
-            with FieldRow():
-                yield Label(spec.key, classes="key")
-                yield self._input(spec)
-                yield Label(_show(spec.default) or "none", classes="default", markup=False)
-            yield Static("", classes="bad", id=self.field_id(spec.path) + "-bad")
+        for group in self.groups:
+            yield GroupTitle(group, classes="group", id=self.group_id(group) + "-title")
+            with GroupBody(id=self.group_id(group)):
+                for spec in (f for f in self.fields if f.group == group):
+                    with FieldRow():
+                        yield Label(spec.key, classes="key")
+                        yield self._input(spec)
+                        yield Label(_show(spec.default) or "none", classes="default", markup=False)
+                    yield Static("", classes="bad", id=self.field_id(spec.path) + "-bad")
         if self.unknown:
             yield Label("other keys in this file (mlx-lm ignores them)", classes="group")
             yield Static(", ".join(self.unknown), classes="help", markup=False)
@@ -137,6 +178,95 @@ class ConfigForm(VerticalScroll):
         kind = {"int": "integer"}.get(spec.kind, "text")
         return TextBox(_show(value), placeholder=_show(spec.default), type=kind, id=wid, select_on_focus=False,
                        compact=True, number=spec.kind in ("int", "float"))
+
+    # -- folding and n/N ---------------------------------------------------------------------
+    def is_notable(self, spec) -> bool:
+        """Set to something other than mlx-lm's default, or named by an error or warning of the last check
+        (an info finding, such as the trainable share, flags nothing)."""
+        value = self._get(spec.path)
+        if value is not None and value != spec.default:
+            return True
+        name = ".".join(spec.path)
+        return any(f.field and (name == f.field or name.startswith(f.field + ".")) for f in self.findings
+                   if f.level in FLAGGING_LEVELS)
+
+    def show_findings(self, findings: list) -> None:
+        self.findings = list(findings)
+        self._show_titles()
+
+    def _show_titles(self) -> None:
+        for group in self.groups:
+            specs = [f for f in self.fields if f.group == group]
+            title = self.query_one("#" + self.group_id(group) + "-title", GroupTitle)
+            title.show(group in self.collapsed, len(specs), sum(map(self.is_notable, specs)))
+
+    def focused_group(self) -> str | None:
+        """The group of the focused key or title."""
+        focused = self.screen.focused
+        if isinstance(focused, GroupTitle):
+            return focused.group
+        spec = self._by_id.get(getattr(focused, "id", None) or "")
+        return spec.group if spec is not None else None
+
+    def set_collapsed(self, group: str, collapsed: bool) -> None:
+        if collapsed:
+            self.collapsed.add(group)
+        else:
+            self.collapsed.discard(group)
+        body = self.query_one("#" + self.group_id(group), GroupBody)
+        body.set_class(collapsed, "-collapsed")
+        self._show_titles()
+
+    def toggle_group(self, group: str) -> None:
+        """Fold or unfold one group; a key inside that is folded away gives the focus to the title."""
+        fold = group not in self.collapsed
+        if fold and self.focused_group() == group:
+            self.focus_title(group)
+        self.set_collapsed(group, fold)
+
+    def toggle_all(self) -> None:
+        """Fold every group, or unfold them all when all are folded."""
+        fold = len(self.collapsed) < len(self.groups)
+        group = self.focused_group()
+        if fold and group is not None:
+            self.focus_title(group)
+        for name in self.groups:
+            self.set_collapsed(name, fold)
+
+    def focus_title(self, group: str) -> None:
+        title = self.query_one("#" + self.group_id(group) + "-title", GroupTitle)
+        title.focus()
+        title.scroll_visible(animate=False)
+
+    def on_group_title_toggled(self, event: GroupTitle.Toggled) -> None:
+        event.stop()
+        self.toggle_group(event.group)
+
+    def jump_notable(self, step: int):
+        """Focus the next (step 1) or previous (-1) notable key after the focused one, round the end;
+        its group unfolds. Returns its spec, or None when no key is notable."""
+        focused = self.screen.focused
+        here = self._by_id.get(getattr(focused, "id", None) or "")
+        if here is not None:
+            start = self.fields.index(here)
+        elif isinstance(focused, GroupTitle):  # from a title: its group's keys come next
+            first = next(i for i, f in enumerate(self.fields) if f.group == focused.group)
+            start = first - 1 if step > 0 else first
+        else:
+            start = -1 if step > 0 else len(self.fields)
+        count = len(self.fields)
+        for n in range(1, count + 1):
+            spec = self.fields[(start + step * n) % count]
+            if self.is_notable(spec):
+                if spec.group in self.collapsed:
+                    self.set_collapsed(spec.group, False)
+                widget = self.widget_for(spec.path)
+                widget.focus()
+                if isinstance(widget, TextBox):  # a second n goes on; any other key edits the value
+                    widget.let_through(JUMP_KEYS)
+                self.call_after_refresh(widget.parent.scroll_visible, animate=False)
+                return spec
+        return None
 
     @staticmethod
     def _options(spec) -> list[tuple[str, Any]]:
@@ -166,6 +296,7 @@ class ConfigForm(VerticalScroll):
                 else:
                     widget.value = _show(value)
                 self.query_one("#" + self.field_id(spec.path) + "-bad", Static).remove_class("-shown")
+            self._show_titles()
         finally:
             self.call_after_refresh(self._done_loading)
 

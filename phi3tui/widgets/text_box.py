@@ -2,7 +2,8 @@
 
 The one rule (shown in the footer and `?` help): in a text box that is still empty, 1–5 switch screens
 and `?` opens help; once the box holds text they are typed. A box for numbers keeps its digits (so
-`g 120` or a Config number field never jumps screens) but passes `?`. F1–F5 work everywhere.
+`g 120` or a Config number field never jumps screens) but passes `?` and letters (Config's n/N, z/Z);
+a box for text takes every letter, empty or not. F1–F5 work everywhere.
 
 Only the app's priority bindings (the screen keys and help, app.py) can take a key the box passes:
 every other key still reaches the box first, as in a plain Input.
@@ -19,7 +20,8 @@ def box_takes(value: str, number: bool, character: str) -> bool:
     """Whether a box holding `value` keeps `character` from the app's screen keys and help."""
     if number:
         return character in NUMBER_CHARACTERS
-    return bool(value)
+    # Letters are always typed: a screen's letter keys (Config's n/N, z/Z) must not take a word's first letter.
+    return bool(value) or character.isalpha()
 
 
 class TextBox(Input):
@@ -29,9 +31,24 @@ class TextBox(Input):
     def __init__(self, *args, number: bool | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.number = self.type in ("integer", "number") if number is None else number
+        self.passing = ""  # characters let through to the screen's keys until another key (let_through)
+
+    def let_through(self, characters: str) -> None:
+        """Until the next other key or the focus leaves, these characters go to the screen's keys rather than
+        into the box: a screen that moved the focus here by a letter key (Config's n) can take it again."""
+        self.passing = characters
+
+    def on_key(self, event) -> None:
+        if event.character is None or event.character not in self.passing:
+            self.passing = ""
+
+    def on_blur(self) -> None:
+        self.passing = ""
 
     def check_consume_key(self, key: str, character: str | None) -> bool:
         # Textual drops the app's bindings for keys the focused widget says it consumes.
+        if character is not None and character in self.passing:
+            return False
         if character is not None and character.isprintable() and not box_takes(self.value, self.number, character):
             return False
         return super().check_consume_key(key, character)

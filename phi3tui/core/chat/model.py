@@ -63,6 +63,15 @@ class RowSwitchedLoRA(nn.Module):
         return y
 
 
+def _keep_rows(cache, keep: list[int]) -> None:
+    """Drop the batch rows not in `keep` from one layer's cache (BatchKVCache has filter; KVCache does not)."""
+    if hasattr(cache, "filter"):
+        cache.filter(keep)
+        return
+    index = mx.array(keep)  # the batch axis comes first; the offset stays as it is
+    cache.keys, cache.values = cache.keys[index], cache.values[index]
+
+
 def _input_output_dims(linear: nn.Module) -> tuple[int, int]:
     out_dims, in_dims = linear.weight.shape
     if isinstance(linear, nn.QuantizedLinear):
@@ -234,7 +243,7 @@ class ChatModel:
         Row i answers prompts[i] as side row_sides[i]. Yields, per step, the new text of each row
         (a row's last event has finish set: "stop", "length" or "stopped") and the rows' stats.
         """
-        from mlx_lm.models.cache import BatchKVCache
+        from mlx_lm.models.cache import BatchKVCache, make_prompt_cache
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
         model, tokenizer = self.model, self.tokenizer
@@ -256,7 +265,12 @@ class ChatModel:
         history = [list(p) for p in prompts]
         detokenizers = [tokenizer.detokenizer for _ in range(rows)]
         vocab_size = len(detokenizers[0].tokenmap) if hasattr(detokenizers[0], "tokenmap") else len(tokenizer.get_vocab())
-        cache = [BatchKVCache(padding) for _ in model.layers]
+        if any(padding):
+            cache = [BatchKVCache(padding) for _ in model.layers]
+        else:
+            # Rows of one length (one row; both panes on one prompt): mlx-lm's own cache, no padding mask
+            # to build each step. mlx_lm generate uses the same, so a lone row decodes at its speed.
+            cache = make_prompt_cache(model)
         tokens = mx.array([[0] * pad + list(p) for pad, p in zip(padding, prompts)])
 
         def step(inputs):
@@ -322,7 +336,7 @@ class ChatModel:
             if len(keep) < len(active):
                 # A finished row leaves the batch: the others go on without paying for it.
                 for c in cache:
-                    c.filter(keep)
+                    _keep_rows(c, keep)
                 next_y = next_y[mx.array(keep)]
                 active = [active[pos] for pos in keep]
                 self.use_rows([row_sides[r] for r in active])

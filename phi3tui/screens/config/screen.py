@@ -26,7 +26,11 @@ from phi3tui.widgets.config_form import ConfigForm
 
 
 # Under the form until a key has the focus; then that key's help.
-KEY_HELP_HINT = "tab/shift+tab move between keys · ctrl+f or / finds a key by part of its name"
+KEY_HELP_HINT = "tab next key · ^f or / find · n/N next set key · z/Z fold · esc leave a box"
+
+# In the footer as "nN Set" and "zZ Fold".
+NOTABLE_GROUP = Binding.Group("Set", compact=True)
+FOLD_GROUP = Binding.Group("Fold", compact=True)
 
 
 class ConfigScreen(ModeScreen):
@@ -48,7 +52,15 @@ class ConfigScreen(ModeScreen):
         # Off the footer (80 columns are full): the line under the form names both, as do ? and the palette.
         Binding("ctrl+f", "find_key", "Find key", show=False, priority=True, id="config.find_key"),
         Binding("slash", "find_key", "Find key", show=False, id="config.find_key_slash"),
-        Binding("ctrl+g,f6", "migrate", "Migrate", id="config.migrate"),
+        # priority, so that a box for numbers lets these letters through (widgets/text_box.py); a box for
+        # text keeps them (they are typed there): esc leaves it for the group's title.
+        Binding("n", "next_notable(1)", "Next set", priority=True, group=NOTABLE_GROUP, id="config.next_notable"),
+        Binding("N", "next_notable(-1)", "Previous set", priority=True, group=NOTABLE_GROUP,
+                id="config.previous_notable"),
+        Binding("z", "fold", "Fold group", priority=True, group=FOLD_GROUP, id="config.fold"),
+        Binding("Z", "fold_all", "Fold all", priority=True, group=FOLD_GROUP, id="config.fold_all"),
+        # Off the footer, which n/N and z/Z fill: the status line says "N to migrate (^g)" when there is any.
+        Binding("ctrl+g,f6", "migrate", "Migrate", show=False, id="config.migrate"),
         Binding("ctrl+t,f7", "presets", "Presets", id="config.presets"),
         Binding("ctrl+n,f8", "models", "Models", id="config.models"),
         Binding("ctrl+l", "keys", "LoRA keys", show=False, id="config.keys"),
@@ -57,6 +69,8 @@ class ConfigScreen(ModeScreen):
         Binding("ctrl+r", "reload", "Reload", show=False, id="config.reload"),
         # Not in the footer (it would push it past 80 columns): the download line says "esc cancels".
         Binding("escape", "cancel_download", "Cancel download", show=False, id="config.cancel_download"),
+        # Otherwise escape leaves a key for its group's title, where the letter keys above work.
+        Binding("escape", "leave_field", "Leave the key", show=False, id="config.leave_field"),
     ]
 
     def __init__(self, *args, **kwargs):
@@ -99,13 +113,15 @@ class ConfigScreen(ModeScreen):
             fields = config_fields()
         finally:
             release_thread_streams()
+        self.app.call_from_thread(self._loaded, fields, *self._read_document())
+
+    def _read_document(self) -> tuple[ConfigDocument | None, str]:
+        """(the document, "") or (None, why it cannot be read); a missing file is an empty document."""
         path = self.workspace.config_path
         try:
-            doc = ConfigDocument.load(path) if path.exists() else ConfigDocument("", path)
-            error = ""
+            return (ConfigDocument.load(path) if path.exists() else ConfigDocument("", path)), ""
         except ConfigError as exc:
-            doc, error = None, str(exc)
-        self.app.call_from_thread(self._loaded, fields, doc, error)
+            return None, str(exc)
 
     async def _loaded(self, fields, doc, error: str) -> None:
         self.fields, self.doc, self.load_error = fields, doc, error
@@ -147,6 +163,8 @@ class ConfigScreen(ModeScreen):
     def _show_review(self, review, text: str) -> None:
         if self.doc is None or text != self.doc.text:
             return  # stale: a newer check is on its way
+        if not self.query("#model-info"):
+            return  # the app is closing: the screen's widgets are gone before the worker's answer
         self.review = review
         info = review.model.info if review.model is not None else None
         model_line = ""
@@ -168,6 +186,9 @@ class ConfigScreen(ModeScreen):
         if not review.findings:
             out.append("no findings")
         self.query_one("#findings-text", Static).update(out)
+        form = self._form()
+        if form is not None:
+            form.show_findings(review.findings)
         self._update_epochs()
         self._update_status()
 
@@ -246,6 +267,29 @@ class ConfigScreen(ModeScreen):
                 widget.parent.scroll_visible()
 
         self.app.push_screen(Picker("Jump to a key: type part of its name", options, find="key name"), jump)
+
+    def action_next_notable(self, step: int) -> None:
+        """n / N: the next / previous key whose value differs from mlx-lm's default or has a finding."""
+        form = self._form()
+        if form is not None and form.jump_notable(step) is None:
+            self.notify("every key is at mlx-lm's default and has no finding")
+
+    def action_fold(self) -> None:
+        form = self._form()
+        group = form.focused_group() if form is not None else None
+        if group is not None:
+            form.toggle_group(group)
+
+    def action_fold_all(self) -> None:
+        form = self._form()
+        if form is not None:
+            form.toggle_all()
+
+    def action_leave_field(self) -> None:
+        form = self._form()
+        group = form.focused_group() if form is not None else None
+        if group is not None:
+            form.focus_title(group)
 
     # -- edits ----------------------------------------------------------------------------
     def on_config_form_changed(self, event: ConfigForm.Changed) -> None:
@@ -505,12 +549,7 @@ class ConfigScreen(ModeScreen):
     async def _reload_from_disk(self) -> None:
         if self.fields is None:
             return
-        path = self.workspace.config_path
-        try:
-            doc = ConfigDocument.load(path) if path.exists() else ConfigDocument("", path)
-            error = ""
-        except ConfigError as exc:
-            doc, error = None, str(exc)
+        doc, error = self._read_document()
         if doc is not None and self.doc is not None and self._form() is not None:
             self.doc, self.load_error = doc, ""
             self._refresh_form()

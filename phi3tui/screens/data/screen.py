@@ -22,9 +22,8 @@ from phi3tui.widgets.length_histogram import LengthHistogram
 from phi3tui.widgets.record_view import VIEW_TITLES, VIEWS, RecordView
 from phi3tui.widgets.text_box import TextBox
 from phi3tui.widgets.split_summary import SplitSummary
-from phi3tui.widgets.validation_list import ValidationList
 
-AUTO_CHECK_DELAY = 0.6  # seconds after mount: the first page paints before any tokenizer import
+AUTO_CHECK_DELAY = 0.6  # seconds after the first paint: the check's tokenizer import (transformers) waits for it
 
 
 # The footer shows → and ← as one group: "→← Record". What does not fit 80 columns is in the palette and `?`.
@@ -85,13 +84,9 @@ class DataScreen(ModeScreen):
         with TabbedContent(id="data-tabs", initial="records"):
             with TabPane("Records", id="records"):
                 yield RecordView(id="record-view")
-            with TabPane("Problems", id="problems"):
-                yield ValidationList(id="problem-list")
-                yield Static("", id="problem-detail")
-            with TabPane("Statistics", id="stats"):
-                with VerticalScroll():
-                    yield Static("press c to check and measure", id="stats-text")
-                    yield LengthHistogram(id="length-histogram")
+            # Filled when first shown (fill_tab): the first paint needs only the records.
+            yield TabPane("Problems", id="problems")
+            yield TabPane("Statistics", id="stats")
         with Horizontal(id="data-status-row"):
             yield Static("", id="data-status")
             yield ProgressBar(total=100, show_eta=False, id="data-progress")
@@ -101,7 +96,7 @@ class DataScreen(ModeScreen):
         # Focus the record, not the tab bar: the tab bar would take left/right for itself.
         self.query_one(RecordView).focus()
         self.open_folder()
-        self.set_timer(AUTO_CHECK_DELAY, self.action_check)
+        self.call_after_refresh(self.set_timer, AUTO_CHECK_DELAY, self.action_check)
 
     def on_unmount(self) -> None:
         self._cancel.set()
@@ -188,7 +183,7 @@ class DataScreen(ModeScreen):
             return
         self.split = split
         self.line = max(1, line)
-        self.action_show_tab("records")
+        self.show_records_tab()
         self.refresh_summary()
         self.show_record()
 
@@ -290,9 +285,38 @@ class DataScreen(ModeScreen):
         if done:
             self.query_one(ProgressBar).update(total=100, progress=100)
 
+    def shown_widget(self, selector: str):
+        """The widget, or None while its tab has not been shown yet (fill_tab)."""
+        found = self.query(selector)
+        return found.first() if found else None
+
+    async def fill_tab(self, tab: str) -> None:
+        """Build the Problems or Statistics tab the first time it is shown, from the report so far."""
+        pane = self.query_one(f"#{tab}", TabPane)
+        if tab == "records" or pane.children:
+            return
+        if tab == "problems":
+            # Imported here: its DataTable is a large module the first paint has no use for.
+            from phi3tui.widgets.validation_list import ValidationList
+
+            await pane.mount(ValidationList(id="problem-list"), Static("", id="problem-detail"))
+            self.show_problems()
+        else:
+            await pane.mount(VerticalScroll(Static("press c to check and measure", id="stats-text"),
+                                            LengthHistogram(id="length-histogram")))
+            self.show_stats()
+
+    async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        await self.fill_tab(event.pane.id or "")
+
+    def show_problems(self) -> None:
+        table = self.shown_widget("#problem-list")
+        if table is not None and self.report is not None:
+            table.set_problems(self.report.sorted_problems(), self.report.unlisted)
+
     def show_report(self, report: Report) -> None:
         self.report = report
-        self.query_one(ValidationList).set_problems(report.sorted_problems(), report.unlisted)
+        self.show_problems()
         state = "checked" if report.measured else "validated"
         colour = "bad" if report.errors else ("warn" if report.warnings else "good")
         self.set_status(
@@ -306,8 +330,9 @@ class DataScreen(ModeScreen):
 
     def show_stats(self) -> None:
         report = self.report
-        text = self.query_one("#stats-text", Static)
-        histogram = self.query_one(LengthHistogram)
+        text, histogram = self.shown_widget("#stats-text"), self.shown_widget("#length-histogram")
+        if text is None or histogram is None:
+            return
         if report is None or not report.measured:
             text.update("token statistics appear here once the check has counted tokens (c)")
             histogram.plot({}, 0)
@@ -362,15 +387,20 @@ class DataScreen(ModeScreen):
 
     def action_cycle_view(self) -> None:
         self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
-        self.action_show_tab("records")
+        self.show_records_tab()
         self.show_record()
 
-    def action_show_tab(self, tab: str) -> None:
+    async def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        await self.fill_tab(tab)
         if tab == "problems":
-            self.query_one(ValidationList).focus()
+            self.query_one("#problem-list").focus()
         elif tab == "records":
             self.query_one(RecordView).focus()
+
+    def show_records_tab(self) -> None:
+        self.query_one(TabbedContent).active = "records"
+        self.query_one(RecordView).focus()
 
     def open_prompt(self, mode: str, placeholder: str) -> None:
         self.prompt_mode = mode
@@ -438,11 +468,11 @@ class DataScreen(ModeScreen):
             call(self.go_to, self.split, found)
 
     def on_data_table_row_highlighted(self, event) -> None:
-        problem = self.query_one(ValidationList).problem_at(event.cursor_row)
+        problem = self.query_one("#problem-list").problem_at(event.cursor_row)
         detail = str(problem) + ("  (Enter: show the record)" if problem and problem.line else "") if problem else ""
         self.query_one("#problem-detail", Static).update(detail)
 
-    def on_validation_list_chosen(self, message: ValidationList.Chosen) -> None:
+    def on_validation_list_chosen(self, message) -> None:
         if message.line:
             self.go_to(message.split, message.line)
         else:
