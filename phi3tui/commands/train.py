@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from phi3tui.commands.runs import add_workspace_option
+from phi3tui.core.files import shell_command
 
 
 def register(subparsers) -> None:
@@ -29,6 +30,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--hostfile", metavar="FILE", help="an mlx.launch hostfile instead of --hosts")
     p.add_argument("--attach", action="store_true", help="follow the run here until it ends (ctrl+c detaches)")
+    p.add_argument(
+        "--keep-awake",
+        choices=("auto", "off"),
+        help="keep the machine from sleeping while the run lives (caffeinate on macOS, systemd-inhibit on Linux); "
+        "default: the keep_awake setting",
+    )
     p.set_defaults(func=run)
 
 
@@ -48,12 +55,14 @@ def run(args: argparse.Namespace) -> int:
     hosts = [h.strip() for h in args.hosts.split(",") if h.strip()] if args.hosts else None
     hostfile = str(Path(args.hostfile).resolve()) if args.hostfile else None
     try:
-        run_dir = start_run(ws, args.config, overrides, hosts=hosts, hostfile=hostfile)
+        run_dir = start_run(ws, args.config, overrides, hosts=hosts, hostfile=hostfile, keep_awake=args.keep_awake)
     except (ConfigError, RunError) as exc:
         print(f"phi3tui train: {exc}", file=sys.stderr)
         return 2
     print(f"started run {run_dir.name} (detached; log: {run_dir / 'log.txt'})")
-    print(f"follow it: phi3tui runs attach {run_dir.name}   stop it: phi3tui runs stop {run_dir.name}")
+    # Commands that work as typed from here: the workspace named unless it is the current folder.
+    where = "" if ws.root.resolve() == Path.cwd().resolve() else f" -w {shell_command(ws.root)}"
+    print(f"follow it: phi3tui runs attach {run_dir.name}{where}   stop it: phi3tui runs stop {run_dir.name}{where}")
     if args.attach:
         args.id = run_dir.name
         return cmd_attach(args)

@@ -27,7 +27,9 @@ LOCK_FILE = ".lock"
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 LIVE_STATES = ("queued", "running", "stopping")
-END_STATES = ("finished", "stopped", "failed", "diverged")
+OUT_OF_MEMORY = "out of memory"  # ended for memory: `runs resume ID --smaller` halves the batch
+END_STATES = ("finished", "stopped", "failed", "diverged", OUT_OF_MEMORY)
+RESUMABLE_STATES = ("stopped", "failed", "diverged", OUT_OF_MEMORY)
 
 
 @contextmanager

@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -34,6 +33,7 @@ from phi3tui.core.workspace import load_config_values
 from phi3tui.core.runs.folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
+    LIVE_STATES,
     METRICS_FILE,
     STOP_FILE,
     append_alarm,
@@ -48,6 +48,9 @@ RANDOM_KEY = "phi3tui.mx_random_state"
 OVERFIT_EVALS = 3  # validation loss rising this many evaluations in a row warns of overfitting
 SLOWDOWN_RATIO = 0.3  # tokens/s below this share of the run's median so far warns
 MEMORY_SHARE = 0.9  # peak memory above this share of the machine's memory warns
+MEMORY_LIMIT_ENV = "PHI3TUI_MEMORY_LIMIT_GB"  # cap MLX's memory for this run (mx.set_memory_limit; enforced here too)
+OOM_KILL_SHARE = 0.8  # a SIGKILLed runner that had reached this share of the memory MLX can use died of memory
+MEMORY_MESSAGES = ("[metal::malloc]", "bad_alloc", "unable to allocate", "out of memory", "insufficient memory")
 
 
 def checkpoint_names(iteration: int) -> tuple[str, str, str]:
@@ -112,7 +115,7 @@ class RunRecorder:
                 iteration,
             )
 
-    def check_train(self, info: dict, memory_limit_gb: float) -> None:
+    def check_train(self, info: dict, memory_limit_gb: float, memory_source: str = "") -> None:
         it = info["iteration"]
         if not math.isfinite(info["loss"]):
             raise Diverged(f"training loss is {info['loss']} at iteration {it}")
@@ -130,19 +133,44 @@ class RunRecorder:
         if memory_limit_gb and info["peak_mem"] > MEMORY_SHARE * memory_limit_gb:
             self.alarm(
                 "memory",
-                f"peak memory {info['peak_mem']:.1f} GB is near the machine's {memory_limit_gb:.1f} GB; "
+                f"peak memory {info['peak_mem']:.1f} GB is near the {memory_limit_gb:.1f} GB MLX can use here "
+                f"({memory_source}); "
                 "lower batch_size or max_seq_length, or turn on grad_checkpoint",
                 it,
             )
 
 
-def _memory_limit_gb() -> float:
-    try:
-        import psutil
+def _memory_limit_gb() -> tuple[float, str]:
+    """What MLX can use here (Metal's recommended working set on a Mac), and which figure it is."""
+    from phi3tui.core.machine import memory_budget
 
-        return psutil.virtual_memory().total / 1e9
+    try:
+        budget = memory_budget()
     except Exception:  # the alarm is advisory; no limit known means no alarm
-        return 0.0
+        return 0.0, "unknown"
+    return budget.gb, budget.source
+
+
+def is_memory_failure(exc: BaseException) -> bool:
+    """An allocation that failed: MemoryError, or MLX's RuntimeError saying so ([metal::malloc], bad_alloc)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(m in text for m in MEMORY_MESSAGES)
+
+
+def memory_cap_bytes() -> int | None:
+    """PHI3TUI_MEMORY_LIMIT_GB, when set: the most memory this run's MLX may hold."""
+    raw = os.environ.get(MEMORY_LIMIT_ENV)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{MEMORY_LIMIT_ENV}={raw!r} is not a number of GB; unset it or give e.g. 16") from None
+    if value <= 0:
+        raise ValueError(f"{MEMORY_LIMIT_ENV}={raw!r} must be above 0")
+    return int(value * 1e9)
 
 
 def build_args(values: dict) -> SimpleNamespace:
@@ -181,7 +209,8 @@ class Trainer:
         self.stop_file = run_dir / STOP_FILE
         self.stop_requested = False
         self.stopped_at: int | None = None
-        self.memory_limit_gb = _memory_limit_gb()
+        self.memory_limit_gb, self.memory_source = _memory_limit_gb()
+        self.memory_cap = memory_cap_bytes()
         self.task = None  # train_mode dpo/orpo: its data, batches, loss and metrics (preference.py)
 
     def request_stop(self, *_):
@@ -230,6 +259,10 @@ class Trainer:
         """Called once `iteration` is complete (weights updated, reports made). True: end the run here."""
         import mlx.core as mx
 
+        if self.memory_cap is not None and mx.get_peak_memory() > self.memory_cap:
+            # MLX's CPU build does not enforce set_memory_limit (Metal does, with "[metal::malloc]"): say it the same way.
+            raise MemoryError(f"MLX needed {mx.get_peak_memory() / 1e9:.3f} GB, over the {self.memory_cap / 1e9:.3f} GB "
+                              f"allowed by {MEMORY_LIMIT_ENV}")
         stop = self.stop_requested or (self.world.rank() == 0 and self.stop_file.exists())
         if self.world.size() > 1:
             # Every rank must end at the same step, or the others wait forever in all_sum.
@@ -295,14 +328,39 @@ class Trainer:
             yield batch
 
     # -- the run ---------------------------------------------------------------------
+    def report_steps(self) -> int:
+        """How often mlx-lm's trainer reports. A run resumed off the report grid (stopped at 72, reports
+        every 5) must still report at 75, 80, …: the trainer counts from the resume, so it reports every
+        gcd(gap, steps_per_report) steps and on_train_loss_report adds those up to the grid's points."""
+        every = int(self.args.steps_per_report)
+        return math.gcd((-self.start) % every, every)
+
     def on_train_loss_report(self, info: dict) -> None:
+        it = info["iteration"] + self.start
+        steps = it - self.window["since"]
+        seconds = info["trained_tokens"] - self.window["tokens_at"]
+        seconds = seconds / info["tokens_per_second"] if info["tokens_per_second"] else steps / info["iterations_per_second"]
+        w = self.window
+        w["parts"].append(info)
+        w["loss"] += info["train_loss"] * steps
+        w["steps"] += steps
+        w["seconds"] += seconds
+        w["since"], w["tokens_at"] = it, info["trained_tokens"]
+        if it % self.args.steps_per_report and it != self.total:
+            return  # between two points of the grid
+        if len(w["parts"]) == 1:  # one report of mlx-lm's covers the window: its own figures, unchanged
+            loss, it_per_s, tokens_per_s = info["train_loss"], info["iterations_per_second"], info["tokens_per_second"]
+        else:  # the steps since the window opened (since the resume, for the first one after it)
+            loss, it_per_s = w["loss"] / w["steps"], w["steps"] / w["seconds"]
+            tokens_per_s = (info["trained_tokens"] - w["tokens_open"]) / w["seconds"]
+        self.window = self.new_window(it, info["trained_tokens"])
         record = {
             "kind": "train",
-            "iteration": info["iteration"] + self.start,
-            "loss": info["train_loss"],
+            "iteration": it,
+            "loss": loss,
             "lr": info["learning_rate"],
-            "it_per_s": info["iterations_per_second"],
-            "tokens_per_s": info["tokens_per_second"],
+            "it_per_s": it_per_s,
+            "tokens_per_s": tokens_per_s,
             "trained_tokens": info["trained_tokens"] + self.tokens_before,
             "peak_mem": info["peak_memory"],
         }
@@ -310,7 +368,12 @@ class Trainer:
             record.update(self.task.train_metrics(self.model))
         self.recorder.record(record)
         self.recorder.update(iteration=record["iteration"], trained_tokens=record["trained_tokens"])
-        self.recorder.check_train(record, self.memory_limit_gb)
+        self.recorder.check_train(record, self.memory_limit_gb, self.memory_source)
+
+    @staticmethod
+    def new_window(since: int, tokens_at: int) -> dict:
+        return {"since": since, "tokens_at": tokens_at, "tokens_open": tokens_at, "parts": [], "loss": 0.0,
+                "steps": 0, "seconds": 0.0}
 
     def on_val_loss_report(self, info: dict) -> None:  # validation is ours (see batches)
         pass
@@ -389,7 +452,11 @@ class Trainer:
         if self.start:
             self.restore(self.start)
 
-        self.recorder.update(state="running", iters=self.total, iteration=self.start)
+        self.recorder.update(state="running", iters=self.total, iteration=self.start,
+                             memory_budget_gb=self.memory_limit_gb, memory_budget_source=self.memory_source)
+        self.window = self.new_window(self.start, 0)
+        if self.memory_cap is not None:
+            mx.set_memory_limit(self.memory_cap)
         train(
             model=model,
             optimizer=self.optimizer,
@@ -399,7 +466,7 @@ class Trainer:
                 batch_size=args.batch_size,
                 iters=self.total - self.start,
                 val_batches=args.val_batches,
-                steps_per_report=args.steps_per_report,
+                steps_per_report=self.report_steps(),
                 steps_per_eval=args.steps_per_eval,
                 steps_per_save=self.total + 1,  # checkpoints are ours, numbered by the run's iteration
                 adapter_file=self.adapter_dir / "adapters.safetensors",
@@ -446,8 +513,107 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(argv[0]).resolve()
     os.chdir(run_dir.parent.parent)  # the workspace: the config's paths are relative to it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal never ends a run
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()  # before MLX: the parent stays light and outlives a trainer the OS kills
+    if child:
+        return supervise(run_dir, child)
+    try:
+        code = train_main(run_dir)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
+
+def _oom_kills() -> int | None:
+    """The kernel's count of OOM kills in this process's memory cgroup (Linux), None where unknown."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for base, name in (("/sys/fs/cgroup", "memory.events"), ("/sys/fs/cgroup/memory", "memory.oom_control")):
+            if (controllers == "" and name == "memory.events") or "memory" in controllers.split(","):
+                try:
+                    text = Path(base + path.rstrip("/"), name).read_text()
+                except OSError:
+                    continue
+                for row in text.splitlines():
+                    key, _, value = row.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+    return None
+
+
+def died_of_memory(signal_number: int, peak_bytes: int, budget_bytes: float, kills_before, kills_after) -> bool:
+    """Whether a trainer that ended by `signal_number` was killed by the OS for memory: SIGKILL and either
+    the kernel counted an OOM kill meanwhile, or it had reached most of the memory MLX can use
+    (macOS's jetsam leaves no count to read)."""
+    if signal_number != signal.SIGKILL:
+        return False
+    if kills_before is not None and kills_after is not None and kills_after > kills_before:
+        return True
+    return bool(budget_bytes) and peak_bytes >= OOM_KILL_SHARE * budget_bytes
+
+
+def supervise(run_dir: Path, child: int) -> int:
+    """The runner's parent: keeps the machine awake while the trainer lives, passes a polite stop on,
+    and records how a trainer ended that could not say so itself (killed by the OS, crashed)."""
+    from phi3tui.core.runs.awake import keep_awake_plan, start_keep_awake
+
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGTERM))
+    kills_before = _oom_kills()
+    info = read_run_json(run_dir)
+    writer = int(os.environ.get("MLX_RANK", "0") or 0) == 0
+    plan = keep_awake_plan(os.getpid(), info.get("keep_awake") or "auto", why=f"phi3tui training run {run_dir.name}")
+    holder, how = start_keep_awake(plan)
+    if writer:
+        update_run_json(run_dir, awake=how, supervisor_pid=os.getpid())
+    print(f"phi3tui runner: keeping awake: {how}", flush=True)
+    try:
+        while True:
+            try:
+                _, status, usage = os.wait4(child, 0)
+                break
+            except ChildProcessError:
+                return 1
+    finally:
+        if holder is not None:
+            holder.terminate()
+            holder.wait()
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    number = os.WTERMSIG(status)
+    info = read_run_json(run_dir)
+    if not writer or info.get("state") not in LIVE_STATES:
+        return 128 + number
+    # ru_maxrss: kilobytes on Linux, bytes on macOS.
+    peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    budget = float(info.get("memory_budget_gb") or 0) * 1e9
+    name = signal.Signals(number).name
+    at = info.get("iteration", 0)
+    if died_of_memory(number, peak, budget, kills_before, _oom_kills()):
+        reason = (f"out of memory: the OS killed the runner ({name}) at iteration {at}, having reached "
+                  f"{peak / 1e9:.2f} GB of the {budget / 1e9:.2f} GB MLX can use; "
+                  f"`phi3tui runs resume {run_dir.name} --smaller` halves the batch")
+        update_run_json(run_dir, state="out of memory", ended=time.time(), reason=reason, error=reason,
+                        peak_memory_gb=peak / 1e9, log_tail=log_tail(run_dir))
+    else:
+        reason = (f"the runner (pid {child}) was ended by {name} without recording a result "
+                  f"at iteration {at}; resume it from its last checkpoint")
+        update_run_json(run_dir, state="failed", ended=time.time(), reason=reason, error=reason,
+                        log_tail=log_tail(run_dir))
+    print(f"phi3tui runner: {reason}", flush=True)
+    return 128 + number
+
+
+def train_main(run_dir: Path) -> int:
     import mlx.core as mx
+    from phi3tui.core.machine import host_name, machine_id
 
     world = mx.distributed.init()
     writer = world.rank() == 0
@@ -458,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     recorder.update(
         state="running",
         runner_pid=os.getpid(),
-        host=info.get("host") or socket.gethostname(),
+        host=info.get("host") or host_name(),
+        machine_id=info.get("machine_id") or machine_id(),
         world_size=world.size(),
         started=time.time(),
         ended=None,
@@ -485,6 +652,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         error = f"{type(exc).__name__}: {exc}"
+        if is_memory_failure(exc):
+            peak = mx.get_peak_memory() / 1e9
+            reason = (f"out of memory at iteration {recorder.last_iteration}: peak {peak:.3f} GB "
+                      f"(MLX can use {trainer.memory_limit_gb:.2f} GB here, {trainer.memory_source}); "
+                      f"`phi3tui runs resume {run_dir.name} --smaller` halves the batch ({error})")
+            recorder.update(state="out of memory", ended=time.time(), reason=reason, error=error,
+                            peak_memory_gb=peak, log_tail=log_tail(run_dir))
+            return 1
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
             error = (f"the disk is full ({exc}); the last saved checkpoint is kept: free some space, "
                      "then resume the run")
