@@ -478,3 +478,35 @@ async def test_slash_finds_a_key_from_a_choice_and_down_picks_the_next_match(dem
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert screen.focused is form.widget_for(expected)
+
+
+async def test_the_model_picker_offers_known_phi_models_and_checks_one_offline(demo_workspace):
+    """ctrl+n lists the known Phi repos with their facts; picking one not downloaded still gives keys, the
+    trainable count and memory from phi3tui's table."""
+    app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_config(pilot, app)
+        app.set_focus(None)
+        await pilot.press("ctrl+n")
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if type(app.screen).__name__ == "Picker":
+                break
+        picker = app.screen
+        labels = [label for label, _ in picker.choices]
+        assert any(label.startswith("microsoft/Phi-3-medium-4k-instruct  (not downloaded)") and "40/10 KV" in label
+                   for label in labels)
+        await pilot.press(*"Phi-4-mini-instruct-4bit")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        for _ in range(150):
+            await pilot.pause(0.1)
+            if screen.review is not None and screen.review.values.get("model") == "mlx-community/Phi-4-mini-instruct-4bit":
+                break
+        await settle(pilot, screen)
+        assert screen.doc.values["model"] == "mlx-community/Phi-4-mini-instruct-4bit"
+        assert "not downloaded" in str(screen.query_one("#model-info").render())
+        text = findings(screen)
+        assert "checked against phi3tui's table" in text and "trainable parameters" in text
+        assert screen.review.model.block_modules == ["mlp.down_proj", "mlp.gate_up_proj", "self_attn.o_proj",
+                                                     "self_attn.qkv_proj"]

@@ -97,3 +97,31 @@ def test_8bit_and_mixed_bit_bases_are_dequantized_by_the_wizards_job(demo_templa
     llama_cpp_or_skip()
     mlx_tokens, llama_tokens = llama_matches_quantized_base_plus_adapter(ws, result.path)
     assert llama_tokens == mlx_tokens
+
+
+def test_base_and_lora_gguf_on_a_4bit_base_dequantize_on_their_own_and_match_mlx(q4_ws):
+    """The Ollama ADAPTER path: the quantized base is de-quantized for its GGUF alone (and said so); llama.cpp with
+    base GGUF + LoRA GGUF gives the greedy tokens of MLX's quantized base + adapter."""
+    from phi3tui.core.export.job import ExportJob
+
+    proc = run_cli("export", "lora-gguf", "-w", str(q4_ws), "--name", "q4", "--no-verify")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "note: the base model is MLX-quantized (4-bit): de-quantized" in proc.stdout
+    out = q4_ws / "exports" / "q4"
+    assert sorted(p.name for p in out.iterdir()) == ["q4-base-f16.gguf", "q4-lora-f16.gguf"]  # no scratch folder left
+    refused = run_cli("export", "lora-gguf", "-w", str(q4_ws), "--name", "q4b", "--no-dequantize")
+    assert refused.returncode == 2 and "--no-dequantize was given" in refused.stderr
+    assert not (q4_ws / "exports" / "q4b").exists()
+    llama_cpp_or_skip()
+    from phi3tui.core.export.fuse import load_adapted
+    from phi3tui.core.export.verify import mlx_reference, run_llama
+
+    job = ExportJob.create(q4_ws, name="q4")
+    model, tokenizer, config = load_adapted(job.require_base(), job.require_adapter())
+    assert config.get("quantization")
+    refs = mlx_reference(model, tokenizer, list(job.prompts), 8)
+    got = run_llama(job.base_gguf_path, [ids for ids, _, _ in refs], 8, 256, lora=job.lora_path)
+    for (ids, mlx_tokens, _), (llama_tokens, _) in zip(refs, got):
+        assert llama_tokens == mlx_tokens and len(mlx_tokens) == 8
+    lines = job.run_verify()
+    assert job.verify_state == "agreed", lines

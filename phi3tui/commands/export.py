@@ -6,9 +6,7 @@ import argparse
 import sys
 import time
 
-from phi3tui.core.export import OUT_TYPES  # the package face is light: no gguf or numpy
-
-OLLAMA_QUANTIZE = ("q4_K_M", "q4_K_S", "q8_0")
+from phi3tui.core.export import OLLAMA_QUANTIZE, OUT_TYPES  # the package face is light: no gguf or numpy
 
 
 def _common(p: argparse.ArgumentParser, adapter: bool = True) -> None:
@@ -76,6 +74,8 @@ def register(subparsers) -> None:
     _common(a)
     a.add_argument("--lora-outtype", choices=("f32", "f16"), default="f16", help="LoRA tensor type (default: f16)")
     a.add_argument("--no-base", action="store_true", help="do not write the base model's GGUF")
+    a.add_argument("--no-dequantize", action="store_true",
+                   help="refuse an MLX-quantized base instead of de-quantizing it for its GGUF")
     _gguf_options(a)
     _verify_options(a)
     a.set_defaults(func=cmd_lora)
@@ -246,6 +246,8 @@ def cmd_lora(args) -> int:
         print(f"read back: {report.summary()}")
         if base is not None:
             print(f"base: {base.summary()}")
+            for note in base.notes:
+                print(f"note: {note}")
         return _verify_lines(args, job)
 
     return _run("lora-gguf", go)
@@ -282,6 +284,7 @@ def cmd_all(args) -> int:
         if args.adapter:
             lora, _, base = job.run_lora(_Bar("lora-gguf"))
             print(lora.summary())
+            print(f"base: {base.summary()}" + "".join(f"; {note}" for note in base.notes))
         code = _verify_lines(args, job)
         if code:
             return code

@@ -254,6 +254,37 @@ class ModelInfo:
         return self.setting("vocab_size")
 
     @property
+    def attention_heads(self) -> int | None:
+        return self.setting("num_attention_heads", "n_head")
+
+    @property
+    def kv_heads(self) -> int | None:
+        return self.setting("num_key_value_heads") or self.attention_heads
+
+    @property
+    def intermediate_size(self) -> int | None:
+        return self.setting("intermediate_size", "ff_intermediate_size")
+
+    @property
+    def context(self) -> int | None:
+        return self.setting("max_position_embeddings")
+
+    @property
+    def rope_kind(self) -> str:
+        scaling = self.setting("rope_scaling")
+        kind = scaling.get("type") or scaling.get("rope_type") if isinstance(scaling, dict) else None
+        return {"su": "longrope"}.get(kind, kind) or "plain"
+
+    @property
+    def experts(self) -> int | None:
+        return self.setting("num_local_experts", "num_experts")
+
+    @property
+    def precision(self) -> str:
+        q = self.quantization
+        return f"{q.get('bits', '?')}-bit (group {q.get('group_size', '?')})" if q else self.dtype
+
+    @property
     def quantization(self) -> dict | None:
         q = self.config.get("quantization") or self.config.get("quantization_config")
         return q if isinstance(q, dict) else None
@@ -263,12 +294,124 @@ class ModelInfo:
         return str(self.setting("torch_dtype", "dtype") or "float16")
 
     def summary(self) -> str:
-        q = self.quantization
-        quant = f"{q.get('bits', '?')}-bit (group {q.get('group_size', '?')})" if q else f"{self.dtype}"
         return (
             f"{self.architecture} · {self.num_blocks} blocks · hidden {self.hidden_size} · "
-            f"vocab {self.vocab_size} · {quant}"
+            f"vocab {self.vocab_size} · {self.precision}"
         )
+
+
+# -- the Phi models known before any download ---------------------------------------------------
+KNOWN_MODELS_FILE = Path(__file__).with_name("known_models.json")
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A Phi repo from phi3tui's table: its config.json values that decide the structure, offline."""
+
+    repo: str
+    config: dict  # config.json as published (plus `quantization` for an mlx-community build)
+    tokenizer: str  # "SentencePiece BPE" | "byte-level BPE" ...
+    base: str  # the microsoft repo it is (or was converted from)
+
+    @property
+    def name(self) -> str:
+        return self.repo.split("/", 1)[1]
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.config)
+
+    def structure_config(self) -> dict:
+        """config.json good enough to build the structure: the LongRoPE factor lists (no shape depends on them)
+        filled with 1.0 at the length mlx-lm checks."""
+        config = dict(self.config)
+        scaling = config.get("rope_scaling")
+        if isinstance(scaling, dict) and "long_factor" not in scaling:
+            head_dim = config["hidden_size"] // config["num_attention_heads"]
+            half = int(head_dim * config.get("partial_rotary_factor", 1.0)) // 2
+            config["rope_scaling"] = dict(scaling, long_factor=[1.0] * half, short_factor=[1.0] * half,
+                                          long_mscale=1.0, short_mscale=1.0)
+        return config
+
+    def size_on_disk(self) -> int:
+        """Its safetensors' size, from the structure: packed quantized weights plus scales, the rest bf16."""
+        return _known_size(self.repo)
+
+    def facts(self) -> str:
+        info = self.info
+        experts = f" · {info.experts} experts ({info.setting('num_experts_per_tok')} per token)" if info.experts else ""
+        return (f"{info.model_type} · {info.num_blocks} blocks · hidden {info.hidden_size} · heads "
+                f"{info.attention_heads}/{info.kv_heads} KV · ctx {info.context // 1024}k{experts} · {self.tokenizer}"
+                f" · {info.precision} · {human_bytes(self.size_on_disk())}")
+
+
+def known_models() -> list[KnownModel]:
+    """Every known repo: each microsoft base, then its mlx-community builds."""
+    return list(_known_table())
+
+
+def known_model(value: str | None) -> KnownModel | None:
+    """The table's entry for a repo id (any letter case), or None."""
+    wanted = str(value or "").strip().lower()
+    return next((m for m in _known_table() if m.repo.lower() == wanted), None)
+
+
+_KNOWN: list[KnownModel] | None = None
+_KNOWN_SIZES: dict[str, int] = {}
+
+
+def _known_table() -> list[KnownModel]:
+    global _KNOWN
+    if _KNOWN is None:
+        table = json.loads(KNOWN_MODELS_FILE.read_text(encoding="utf-8"))
+        found = []
+        for entry in table["models"]:
+            found.append(KnownModel(entry["repo"], entry["config"], entry["tokenizer"], entry["repo"]))
+            for repo, bits in entry["builds"].items():
+                config = dict(entry["config"], quantization={"group_size": 64, "bits": bits})
+                found.append(KnownModel(repo, config, entry["tokenizer"], entry["repo"]))
+        _KNOWN = found
+    return _KNOWN
+
+
+def _known_size(repo: str) -> int:
+    if repo not in _KNOWN_SIZES:
+        # Blocks are alike: one- and two-block models give the rest and a block (a whole MoE builds slowly).
+        config = known_model(repo).structure_config()
+        one, two = (weight_bytes(dict(config, num_hidden_layers=n)) for n in (1, 2))
+        _KNOWN_SIZES[repo] = one + (config["num_hidden_layers"] - 1) * (two - one)
+    return _KNOWN_SIZES[repo]
+
+
+_MODULES: dict[str, tuple[list[str], list[str]]] = {}
+
+
+def known_model_modules(model: KnownModel) -> tuple[list[str], list[str]]:
+    """(modules inside a block, modules outside the blocks) LoRA can adapt in this architecture; the names
+    depend on the architecture alone, so a one-block model of it is built."""
+    key = json.dumps({k: v for k, v in model.config.items() if k != "quantization"}, sort_keys=True)
+    if key not in _MODULES:
+        with _cpu_stream():
+            structure = _build_structure(dict(model.structure_config(), num_hidden_layers=1))
+            _MODULES[key] = (adaptable_modules(structure), top_level_modules(structure))
+    return _MODULES[key]
+
+
+def unsuited_reasons(model: KnownModel, num_layers, max_seq_length, lora_keys) -> list[str]:
+    """Why settings (num_layers, max_seq_length, lora_parameters.keys) would not work on a known model; []
+    when they would."""
+    info = model.info
+    reasons = []
+    if isinstance(num_layers, int) and not isinstance(num_layers, bool) and num_layers > info.num_blocks:
+        reasons.append(f"num_layers {num_layers} > its {info.num_blocks} blocks")
+    if isinstance(max_seq_length, int) and not isinstance(max_seq_length, bool) and max_seq_length > info.context:
+        reasons.append(f"max_seq_length {max_seq_length} > its context {info.context}")
+    if isinstance(lora_keys, list):
+        block, top = known_model_modules(model)
+        missing = [k for k in lora_keys if isinstance(k, str) and k not in block and k not in top]
+        if missing:
+            reasons.append(f"no {', '.join(missing)} in its {info.model_type} blocks")
+    return reasons
 
 
 def release_thread_streams() -> None:
@@ -509,18 +652,26 @@ def cached_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
 
 def model_choices(workspace_root: Path) -> tuple[list[tuple[str, str]], str | None]:
     """(label, value for the config's `model`) for each model folder in the workspace, then each model in
-    the Hugging Face cache; and why the cache could not be read, if it could not."""
+    the Hugging Face cache, then each known Phi model not downloaded (its facts on a second line); and why
+    the cache could not be read, if it could not."""
     choices = []
     for child in sorted(Path(workspace_root).iterdir()):
         if child.is_dir() and (child / "config.json").is_file():
             choices.append((f"{child.name}  (folder in this workspace)", child.name))
+    problem = None
     try:
         cached = cached_models()
     except OSError as exc:
-        return choices, f"cannot read the Hugging Face cache: {exc}"
+        cached, problem = [], f"cannot read the Hugging Face cache: {exc}"
     for m in cached:
-        choices.append((f"{m.repo_id}  ({human_bytes(m.size_on_disk)} in the Hugging Face cache)", m.repo_id))
-    return choices, None
+        known = known_model(m.repo_id)
+        facts = f"\n    {known.facts()}" if known else ""
+        choices.append((f"{m.repo_id}  ({human_bytes(m.size_on_disk)} in the Hugging Face cache){facts}", m.repo_id))
+    here = {m.repo_id.lower() for m in cached}
+    for known in known_models():
+        if known.repo.lower() not in here:
+            choices.append((f"{known.repo}  (not downloaded)\n    {known.facts()}", known.repo))
+    return choices, problem
 
 
 class DownloadCancelled(Exception):

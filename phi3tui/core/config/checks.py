@@ -38,6 +38,7 @@ class ModelContext:
     top_modules: list[str] = field(default_factory=list)
     problem: str = ""  # why the model could not be inspected
     fatal: bool = False  # True when a run could not load it either (not merely not downloaded yet)
+    known: Any = None  # models.KnownModel when the model is not downloaded but in phi3tui's table
 
 
 def model_context(value: Any, workspace_root: Path) -> ModelContext:
@@ -47,10 +48,15 @@ def model_context(value: Any, workspace_root: Path) -> ModelContext:
     try:
         ctx.location = models.locate_model(str(value), workspace_root)
         if not ctx.location.available:
-            ctx.problem = (f"{value} is not in the local Hugging Face cache; download it on the Config screen "
-                           "(or let the run download it) to check keys, layers and memory")
-            return ctx
-        config = models.read_model_config(ctx.location.folder)
+            ctx.known = models.known_model(str(value))
+            if ctx.known is None:
+                ctx.problem = (f"{value} is not in the local Hugging Face cache; download it on the Config screen "
+                               "(or let the run download it) to check keys, layers and memory")
+                return ctx
+            # Known before any download: its published config.json builds the same weightless structure.
+            config = ctx.known.structure_config()
+        else:
+            config = models.read_model_config(ctx.location.folder)
         ctx.info = models.ModelInfo(config, ctx.location)
         structure = models.build_structure(config)
         ctx.block_modules = models.adaptable_modules(structure)
@@ -253,6 +259,12 @@ def check_model(values: dict, defaults: dict, ctx: ModelContext) -> tuple[list[F
                                  "use -1 to say all, or the number of blocks to train"))
     else:
         return found, None
+    max_seq = _value(values, "max_seq_length", defaults)
+    context = ctx.info.context
+    if isinstance(max_seq, int) and not isinstance(max_seq, bool) and isinstance(context, int) and max_seq > context:
+        found.append(Finding("warning", "max_seq_length", f"is {max_seq} but the model's context is {context} "
+                             "(max_position_embeddings): it was never trained on longer sequences",
+                             f"use {context} or less, or a long-context (128k) model"))
     if ftype != "full" and lora is not None and not isinstance(lora, dict):
         return found, None  # reported by check_types; mlx-lm's KeyError would only repeat it
     if ftype != "full" and isinstance(lora, dict):
@@ -285,6 +297,36 @@ def check_model(values: dict, defaults: dict, ctx: ModelContext) -> tuple[list[F
         found.append(Finding("info", "lora_parameters", f"trainable parameters: {plan.summary()} in "
                              f"{trained_blocks} of {plan.blocks} blocks"))
     return found, plan
+
+
+def check_known_models(values: dict, defaults: dict, ctx: ModelContext) -> list[Finding]:
+    """Which of the known Phi models (phi3tui's table) this file's num_layers, max_seq_length and LoRA keys
+    suit, and why not the others; and, for a known model not downloaded yet, that the check used the table."""
+    from phi3tui.core import models
+
+    found = []
+    if ctx.known is not None:
+        found.append(Finding("info", "model", f"{ctx.value} is not downloaded yet: checked against phi3tui's table "
+                             f"of known models ({ctx.known.facts()})",
+                             "ctrl+y on the Config screen downloads it, or the run will"))
+    num_layers = _value(values, "num_layers", defaults)
+    max_seq = _value(values, "max_seq_length", defaults)
+    lora = values.get("lora_parameters")
+    keys = lora.get("keys") if isinstance(lora, dict) else None
+    if _value(values, "fine_tune_type", defaults) == "full":
+        keys = None
+    suited, unsuited = [], []
+    for model in models.known_models():
+        if model.repo != model.base:
+            continue  # an mlx-community build has its base's blocks, context and modules
+        reasons = models.unsuited_reasons(model, num_layers, max_seq, keys)
+        (unsuited.append(f"{model.name} ({'; '.join(reasons)})") if reasons else suited.append(model.name))
+    message = "known models these settings suit: " + (", ".join(suited) or "none")
+    if unsuited:
+        message += "; not: " + ", ".join(unsuited)
+    # About num_layers, max_seq_length and the keys together: the whole file's finding.
+    found.append(Finding("info", "", message + " (their mlx-community 4/8-bit builds alike)"))
+    return found
 
 
 def check_data(values: dict, defaults: dict, data: DataContext | None, workspace_root: Path) -> list[Finding]:

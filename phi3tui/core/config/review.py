@@ -73,6 +73,7 @@ def review_config(text: str, workspace_root: Path | str, rejected: frozenset[str
     findings += checks.check_adapters(values, defaults, root)
     memory_findings, memory = checks.check_memory(values, defaults, model_ctx, plan)
     findings += memory_findings
+    findings += checks.check_known_models(values, defaults, model_ctx)  # last: the file's own model comes first
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: order.get(f.level, 3))
     return ConfigReview(values, changes, findings, model_ctx, data_ctx, plan, memory)

@@ -12,6 +12,8 @@ Progress = Callable[[int, int, str], None]
 
 # GGUF tensor types the export writes (the default first: the wizard cycles through them in this order).
 OUT_TYPES = ("f16", "f32", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
+# What `ollama create --quantize` accepts for a phi3 GGUF.
+OLLAMA_QUANTIZE = ("q4_K_M", "q4_K_S", "q8_0")
 
 # The o200k split regex (Phi-4-mini's tokenizer.json pre_tokenizer Split; llama.cpp's "gpt-4o" pre-tokenizer).
 # Here, not in vocab.py, so the demo model builder can use it without importing an export module.

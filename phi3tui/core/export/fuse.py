@@ -136,6 +136,31 @@ def fuse(
     return FuseResult(save_path, base_model, adapter, record["dequantized"], tuple(restored))
 
 
+def dequantize_base(base_model: str, save_path: Path, force: bool = False, progress: Progress = no_progress) -> Path:
+    """The MLX-quantized base alone, de-quantized by mlx-lm and saved at `save_path` (atomically), one tensor at a
+    time: what a base GGUF (for Ollama's ADAPTER or llama.cpp's --lora) is written from."""
+    from mlx.utils import tree_flatten
+    from mlx_lm.utils import dequantize_model, get_total_parameters, load
+
+    save_path = Path(save_path)
+    base_dir = local_model_dir(base_model)
+    problem = models.model_folder_problem(base_dir)
+    if problem:
+        raise ExportError(problem)
+    progress(0, 1, "reading the base model")
+    with atomic_output_dir(save_path, force=force, error=ExportError) as tmp:
+        model, tokenizer, config = load(str(base_dir), return_config=True, lazy=True)
+        model = dequantize_model(model)
+        config.pop("quantization", None)
+        config.pop("quantization_config", None)
+        plan = _FusePlan(dict(tree_flatten(model.parameters())), get_total_parameters(model), tokenizer, config,
+                         "vision_tower" in getattr(model, "model", {}), frozenset(), copy_through=False)
+        del model
+        _save_streaming(tmp, base_model, base_dir, plan, progress)
+        complete_tokenizer_files(tmp, base_dir)
+    return save_path
+
+
 @dataclass
 class _FusePlan:
     weights: dict  # name -> lazy mx.array, in the order mlx-lm's save_model writes them

@@ -17,8 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from phi3tui.core.export import OUT_TYPES, ExportError, Progress, no_progress
-from phi3tui.core.export.paths import EXPORT_RECORD, read_json
-from phi3tui.core.export.vocab import Vocab, add_bos_setting, build_vocab, is_byte_level_bpe, read_tokenizer_json
+from phi3tui.core.export.paths import EXPORT_RECORD, REFUSED_MODEL_TYPES, read_json
+from phi3tui.core.export.vocab import (
+    Vocab,
+    add_bos_setting,
+    build_vocab,
+    find_tokenizer_model,
+    is_byte_level_bpe,
+    read_tokenizer_json,
+)
 from phi3tui.core.files import atomic_output_file
 
 SUPPORTED_ARCHITECTURES = {"Phi3ForCausalLM": "phi3"}  # HF class -> GGUF architecture
@@ -105,21 +112,6 @@ def read_safetensors(model_dir: Path) -> dict[str, SourceTensor]:
         except ValueError as exc:
             raise ExportError(f"{f}: not a readable safetensors file ({exc})") from None
     return found
-
-
-# Phi models mlx-lm trains whose GGUF this export does not write, and why (said instead of a bare "not supported").
-REFUSED_MODEL_TYPES = {
-    "phi3small": (
-        "Phi-3-small (phi3small) cannot be exported to GGUF: llama.cpp has no phi3small architecture (its blocksparse "
-        "attention and tiktoken cl100k vocabulary are not implemented there), so no llama.cpp or Ollama build could run "
-        "the file; train and chat with it in phi3tui (mlx-lm), and keep the adapter or the fused MLX folder"
-    ),
-    "phimoe": (
-        "Phi-3.5-MoE (phimoe) is not exported yet: llama.cpp's phimoe architecture needs the 16 experts' weights stacked "
-        "into ffn_*_exps tensors and a router, which this exporter does not write; fuse the adapter (`phi3tui export "
-        "fuse`) and convert the fused folder with llama.cpp's convert_hf_to_gguf.py"
-    ),
-}
 
 
 def check_model(config: dict, model_dir: Path) -> None:
@@ -336,27 +328,6 @@ def gguf_model_name(name: str, tokenizer_model: str = "llama") -> str:
         return PHI3_NAME.sub("Phi", name)
     return name if PHI3_NAME.search(name) else f"Phi-3 {name}"
 
-
-def find_tokenizer_model(model_dir: Path, explicit: Path | None = None) -> Path | None:
-    """tokenizer.model: given, in the folder, or in the base model the folder was fused from."""
-    if explicit is not None:
-        if not Path(explicit).is_file():
-            raise ExportError(f"--tokenizer-model {explicit} does not exist")
-        return Path(explicit)
-    if (model_dir / "tokenizer.model").is_file():
-        return model_dir / "tokenizer.model"
-    record = model_dir / EXPORT_RECORD
-    base = read_json(record).get("base_model") if record.is_file() else None
-    if base is None and (model_dir / "adapter_config.json").is_file():
-        base = read_json(model_dir / "adapter_config.json").get("model")
-    if base:
-        from phi3tui.core.models import model_file
-
-        try:
-            return model_file(str(base), "tokenizer.model")
-        except Exception:  # an unreadable cache: fall back to tokenizer.json
-            return None
-    return None
 
 
 def write_metadata(writer, hp: Hparams, ftype, vocab: Vocab, model_dir: Path, name: str, where: Path) -> None:

@@ -17,6 +17,7 @@ from phi3tui.core.export.paths import (
     dequantize_for_gguf,
     local_model_dir,
     read_json,
+    refuse_gguf_architecture,
     resolve_adapter,
     safe_name,
 )
@@ -165,9 +166,11 @@ class ExportJob:
         if step == "lora-gguf":
             if self.adapter is None:
                 return ["no adapter found: train first, or choose an adapter folder"]
+            quantized = ("refuse an MLX-quantized base (--no-dequantize)" if self.no_dequantize else
+                         "an MLX-quantized base is de-quantized for its GGUF first (then the copy is removed)")
             return [
                 f"write the adapter alone as {self.lora_path.name} ({self.lora_outtype}), alpha = scale x rank",
-                f"and the base model as {self.base_gguf_path.name}, for Ollama's ADAPTER",
+                f"and the base model as {self.base_gguf_path.name}, for Ollama's ADAPTER; {quantized}",
                 "read both back",
             ]
         if step == "verify":
@@ -230,12 +233,33 @@ class ExportJob:
         from phi3tui.core.export.lora_gguf import write_lora_gguf
         from phi3tui.core.export.verify import read_back
 
-        lora = write_lora_gguf(self.require_adapter(), self.lora_path, self.lora_outtype, force=self.force, progress=progress)
+        adapter = self.require_adapter()
+        # Before anything is written: a base with no GGUF architecture is refused, a quantized one de-quantized.
+        dequantize, note = dequantize_for_gguf(self.require_base(), refuse=self.no_dequantize) if with_base else (False, "")
+        if not with_base and self.base_model:
+            refuse_gguf_architecture(self.base_model)
+        if with_base:
+            from phi3tui.core.files import refuse_overwrite
+
+            refuse_overwrite(self.base_gguf_path, self.force, "the base GGUF", error=ExportError)
+        lora = write_lora_gguf(adapter, self.lora_path, self.lora_outtype, force=self.force, progress=progress)
         report = read_back(lora.path, lora, kind="lora")
         if not report.ok:
             raise ExportError(f"{lora.path} does not read back: {'; '.join(report.problems)}")
         base = None
-        if with_base:
+        if with_base and dequantize:
+            import tempfile
+
+            from phi3tui.core.export.fuse import dequantize_base
+
+            # The de-quantized base is needed only to write its GGUF: it goes away afterwards.
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=".base-dequantized-", dir=self.out_dir) as scratch:
+                folder = dequantize_base(self.require_base(), Path(scratch) / "base", progress=progress)
+                base = write_gguf(folder, self.base_gguf_path, self.outtype, self.name + "-base",
+                                  self.tokenizer_model, force=self.force, progress=progress)
+            base.notes.append(note)
+        elif with_base:
             base = write_gguf(local_model_dir(self.require_base()), self.base_gguf_path, self.outtype, self.name + "-base",
                               self.tokenizer_model, force=self.force, progress=progress)
         self.results["lora-gguf"] = (lora, report, base)
@@ -269,16 +293,22 @@ class ExportJob:
         else:
             prompts = list(self.prompts)
             if self.gguf_path.is_file() and (self.fused_dir / "config.json").is_file():
-                if read_back(self.gguf_path).metadata.get("tokenizer.ggml.model") == "gpt2":
-                    # Tokens first: logits mean nothing if llama.cpp splits the text differently. (A SentencePiece
-                    # vocabulary is not checked against HF here: transformers 5's legacy=False Phi-3 tokenizer itself
-                    # differs from sentencepiece on leading spaces, see shared/reference/gguf-phi3.md 9.7a.)
+                from phi3tui.core.export.vocab import find_tokenizer_model
+
+                byte_level = read_back(self.gguf_path).metadata.get("tokenizer.ggml.model") == "gpt2"
+                if byte_level or find_tokenizer_model(self.fused_dir, self.tokenizer_model) is not None:
+                    # Tokens first: logits mean nothing if llama.cpp splits the text differently.
                     progress(0, 2, "llama.cpp: tokenizer")
-                    tokens = check_tokenizer(self.fused_dir, self.gguf_path)
+                    tokens = check_tokenizer(self.fused_dir, self.gguf_path, tokenizer_model=self.tokenizer_model)
                     lines.append(f"{self.gguf_path.name}: {tokens.summary()}")
                     if not tokens.ok:
                         self.results["verify"] = (lines, agreements, VERIFY_DISAGREES)
                         raise ExportError("; ".join(lines))
+                else:
+                    # transformers 5's legacy=False Phi-3 tokenizer itself differs from SentencePiece on leading
+                    # spaces (shared/reference/gguf-phi3.md 9.7a): without tokenizer.model there is no true reference.
+                    lines.append(f"{self.gguf_path.name}: tokenizer not compared: no tokenizer.model (SentencePiece) "
+                                 "here or in the base model to compare llama.cpp with (give --tokenizer-model)")
                 progress(0, 2, "llama.cpp: fused GGUF")
                 a = verify_gguf(self.fused_dir, self.gguf_path, self.outtype, prompts, self.max_tokens)
                 agreements.append(a)

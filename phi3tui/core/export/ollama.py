@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phi3tui.core.export import ExportError
+from phi3tui.core.export import OLLAMA_QUANTIZE, ExportError
 from phi3tui.core.files import atomic_write_text, refuse_overwrite, shell_command
 
 class OllamaModelExists(ExportError):
@@ -36,7 +36,6 @@ PHI3_TEMPLATE = (
 )
 PHI3_STOPS = ("<|end|>", "<|user|>", "<|assistant|>", "<|endoftext|>")
 DEFAULT_NUM_CTX = 4096
-OLLAMA_QUANTIZE = ("q4_K_M", "q4_K_S", "q8_0")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)?(:[a-zA-Z0-9._-]+)?$")
 KNOWN_PARAMETERS = {
     "stop": str, "num_ctx": int, "num_predict": int, "num_keep": int, "repeat_last_n": int, "seed": int, "top_k": int,

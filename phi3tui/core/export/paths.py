@@ -147,11 +147,37 @@ def quantization_label(config: dict) -> str | None:
     return f"{next(iter(bits))}-bit" if bits else "quantized"
 
 
+# Phi models mlx-lm trains whose GGUF this export does not write, and why (said instead of a bare "not supported").
+REFUSED_MODEL_TYPES = {
+    "phi3small": (
+        "Phi-3-small (phi3small) cannot be exported to GGUF: llama.cpp has no phi3small architecture (its blocksparse "
+        "attention and tiktoken cl100k vocabulary are not implemented there), so no llama.cpp or Ollama build could run "
+        "the file; train and chat with it in phi3tui (mlx-lm), and keep the adapter or the fused MLX folder"
+    ),
+    "phimoe": (
+        "Phi-3.5-MoE (phimoe) is not exported yet: llama.cpp's phimoe architecture needs the 16 experts' weights stacked "
+        "into ffn_*_exps tensors and a router, which this exporter does not write; fuse the adapter (`phi3tui export "
+        "fuse`) and convert the fused folder with llama.cpp's convert_hf_to_gguf.py"
+    ),
+}
+
+
+def refuse_gguf_architecture(base_model: str) -> None:
+    """ExportError with llama.cpp's reason when no GGUF of this base's architecture can be written: said before
+    anything is fused or written, not after minutes of fusing."""
+    where = local_model_dir(base_model) / "config.json"
+    model_type = read_json(where).get("model_type")
+    if model_type in REFUSED_MODEL_TYPES:
+        raise ExportError(f"{where}: {REFUSED_MODEL_TYPES[model_type]}")
+
+
 def dequantize_for_gguf(base_model: str, refuse: bool = False) -> tuple[bool, str]:
     """(de-quantize while fusing?, what to tell the person) for an export whose target needs full weights (GGUF).
 
-    An MLX-quantized base (the usual QLoRA on a -4bit repo) is de-quantized without being asked, and said so;
-    with refuse (`--no-dequantize`) it is an ExportError instead."""
+    A base whose architecture has no GGUF is refused first (refuse_gguf_architecture). An MLX-quantized base
+    (the usual QLoRA on a -4bit repo) is de-quantized without being asked, and said so; with refuse
+    (`--no-dequantize`) it is an ExportError instead."""
+    refuse_gguf_architecture(base_model)
     label = quantization_label(read_json(local_model_dir(base_model) / "config.json"))
     if label is None:
         return False, ""

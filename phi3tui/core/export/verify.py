@@ -202,8 +202,9 @@ TOKENIZER_CHECK_STRINGS = (
 @dataclass
 class TokenizerCheck:
     strings: list[str]
-    hf: list[list[int]]
+    hf: list[list[int]]  # the model's own tokenizer's ids
     llama: list[list[int]]
+    source: str = "the model's tokenizer"
 
     @property
     def mismatches(self) -> list[tuple[str, list[int], list[int]]]:
@@ -216,27 +217,106 @@ class TokenizerCheck:
     def summary(self) -> str:
         n = len(self.strings)
         if self.ok:
-            return f"llama.cpp tokenizes {n}/{n} check strings as the model's tokenizer does"
+            return f"llama.cpp tokenizes {n}/{n} check strings as {self.source} does"
         text, hf, got = self.mismatches[0]
         return (
-            f"llama.cpp tokenizes {n - len(self.mismatches)}/{n} check strings as the model's tokenizer does; "
+            f"llama.cpp tokenizes {n - len(self.mismatches)}/{n} check strings as {self.source} does; "
             f"first difference: {text!r}: tokenizer {hf[:12]} vs llama.cpp {got[:12]}"
         )
 
 
-def check_tokenizer(model_dir: Path, gguf_path: Path, strings=TOKENIZER_CHECK_STRINGS, timeout: float = 300) -> TokenizerCheck:
-    """Tokenize the check strings with the model folder's HF tokenizer and with the GGUF's vocabulary in llama.cpp."""
-    if not llama_cpp_available():
-        raise ExportError(LLAMA_CPP_MISSING)
+@dataclass(frozen=True)
+class AddedToken:
+    """An added (special) token as tokenizer.json holds it: split out of the text before the model sees it."""
+
+    content: str
+    id: int
+    lstrip: bool = False
+    rstrip: bool = False
+
+
+def added_tokens(model_dir: Path) -> list[AddedToken]:
+    """tokenizer.json's added_tokens, else tokenizer_config.json's added_tokens_decoder."""
+    found = []
+    tokenizer_json = model_dir / "tokenizer.json"
+    if tokenizer_json.is_file():
+        for entry in json.loads(tokenizer_json.read_text(encoding="utf-8")).get("added_tokens") or []:
+            found.append(AddedToken(entry["content"], int(entry["id"]), bool(entry.get("lstrip")), bool(entry.get("rstrip"))))
+        return found
+    config = model_dir / "tokenizer_config.json"
+    decoder = json.loads(config.read_text(encoding="utf-8")).get("added_tokens_decoder") or {} if config.is_file() else {}
+    return [AddedToken(e["content"], int(i), bool(e.get("lstrip")), bool(e.get("rstrip"))) for i, e in decoder.items()]
+
+
+def sentencepiece_ids(sp_model: Path, specials: list[AddedToken], prefix: list[int], strings) -> list[list[int]]:
+    """Each string as the SentencePiece model itself tokenizes it (what Phi-3 was trained with): the added tokens
+    split out first, longest first, whitespace stripped beside them as their lstrip/rstrip say, then every text
+    piece encoded on its own (each gets SentencePiece's dummy-prefix space). `prefix`: BOS when the tokenizer adds it."""
+    import re
+
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(sp_model))
+    by_content = {t.content: t for t in specials}
+    pattern = re.compile("|".join(re.escape(c) for c in sorted(by_content, key=len, reverse=True))) if specials else None
+    out = []
+    for text in strings:
+        ids, pieces, at = list(prefix), [], 0
+        for match in pattern.finditer(text) if pattern else ():
+            pieces.append(text[at:match.start()])
+            pieces.append(by_content[match.group()])
+            at = match.end()
+        pieces.append(text[at:])
+        for i, piece in enumerate(pieces):
+            if isinstance(piece, AddedToken):
+                ids.append(piece.id)
+                continue
+            if i > 0 and pieces[i - 1].rstrip:
+                piece = piece.lstrip()
+            if i + 1 < len(pieces) and pieces[i + 1].lstrip:
+                piece = piece.rstrip()
+            if piece:
+                ids.extend(sp.encode(piece))
+        out.append(ids)
+    return out
+
+
+def reference_ids(model_dir: Path, strings, tokenizer_model: Path | None = None) -> tuple[list[list[int]], str]:
+    """(ids, what gave them) for the check strings: the model's own tokenizer. A byte-level BPE is HF's tokenizer
+    itself; a SentencePiece vocabulary is its tokenizer.model (transformers 5's legacy=False Phi-3 tokenizer differs
+    from it on leading spaces, and the model was trained with SentencePiece), with HF's BOS rule."""
     from transformers import AutoTokenizer
 
+    from phi3tui.core.export.vocab import find_tokenizer_model
+    from phi3tui.core.export.vocab import is_byte_level_bpe, read_tokenizer_json
+
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    hf = [list(tokenizer.encode(s, add_special_tokens=True)) for s in strings]
+    sp_model = None if is_byte_level_bpe(read_tokenizer_json(model_dir)) else find_tokenizer_model(model_dir, tokenizer_model)
+    if sp_model is None:
+        return [list(tokenizer.encode(s, add_special_tokens=True)) for s in strings], "the model's tokenizer"
+    with_special = list(tokenizer.encode("a", add_special_tokens=True))
+    without = list(tokenizer.encode("a", add_special_tokens=False))
+    prefix = with_special[: len(with_special) - len(without)] if with_special[-len(without):] == without else []
+    return sentencepiece_ids(sp_model, added_tokens(model_dir), prefix, strings), "the model's tokenizer.model (SentencePiece)"
+
+
+def check_tokenizer(model_dir: Path, gguf_path: Path, strings=TOKENIZER_CHECK_STRINGS, timeout: float = 300,
+                    tokenizer_model: Path | None = None) -> TokenizerCheck:
+    """Tokenize the check strings with the model's own tokenizer (reference_ids) and with the GGUF's vocabulary in
+    llama.cpp."""
+    if not llama_cpp_available():
+        raise ExportError(LLAMA_CPP_MISSING)
+    hf, source = reference_ids(Path(model_dir), strings, tokenizer_model)
+    got = llama_tokenize(gguf_path, strings, timeout)
+    return TokenizerCheck(list(strings), hf, got, source)
+
+
+def llama_tokenize(gguf_path: Path, strings, timeout: float = 300) -> list[list[int]]:
+    """The GGUF vocabulary's ids for each string in llama.cpp (special tokens parsed, BOS as the GGUF says)."""
     with tempfile.TemporaryDirectory(prefix="phi3tui-llama-") as tmp:
         request = {"mode": "tokenize", "model": str(gguf_path), "texts": list(strings), "out": str(Path(tmp) / "ids.json")}
         _run_worker(request, Path(tmp), gguf_path, timeout)
-        got = json.loads(Path(request["out"]).read_text(encoding="utf-8"))
-    return TokenizerCheck(list(strings), hf, got)
+        return json.loads(Path(request["out"]).read_text(encoding="utf-8"))
 
 
 def _run_worker(request: dict, tmp: Path, gguf_path: Path, timeout: float) -> None:

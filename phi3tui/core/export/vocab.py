@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phi3tui.core.export import O200K_SPLIT_REGEX, ExportError
+from phi3tui.core.export.paths import EXPORT_RECORD, read_json
 
 # gguf.TokenType values (kept here so this module needs no numpy-heavy import to be read).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -142,6 +143,28 @@ def apply_added_tokens(vocab: Vocab, model_dir: Path, tokenizer_json: dict | Non
             put(int(token_id), info["content"], bool(info.get("special")))
     for info in (tokenizer_json or {}).get("added_tokens") or []:
         put(int(info["id"]), info["content"], bool(info.get("special")))
+
+
+def find_tokenizer_model(model_dir: Path, explicit: Path | None = None) -> Path | None:
+    """tokenizer.model: given, in the folder, or in the base model the folder was fused from."""
+    if explicit is not None:
+        if not Path(explicit).is_file():
+            raise ExportError(f"--tokenizer-model {explicit} does not exist")
+        return Path(explicit)
+    if (model_dir / "tokenizer.model").is_file():
+        return model_dir / "tokenizer.model"
+    record = model_dir / EXPORT_RECORD
+    base = read_json(record).get("base_model") if record.is_file() else None
+    if base is None and (model_dir / "adapter_config.json").is_file():
+        base = read_json(model_dir / "adapter_config.json").get("model")
+    if base:
+        from phi3tui.core.models import model_file
+
+        try:
+            return model_file(str(base), "tokenizer.model")
+        except Exception:  # an unreadable cache: fall back to tokenizer.json
+            return None
+    return None
 
 
 def read_tokenizer_json(model_dir: Path) -> dict | None:

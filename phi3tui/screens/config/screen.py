@@ -370,7 +370,8 @@ class ConfigScreen(ModeScreen):
     def _pick_model(self, options) -> None:
         from phi3tui.widgets.picker import Picker
 
-        self.app.push_screen(Picker("Model: a folder here or a model in the Hugging Face cache", options),
+        self.app.push_screen(Picker("Model: a folder here, one in the Hugging Face cache, or a known Phi model "
+                                    "(ctrl+y downloads it)", options, find="type part of a name"),
                              lambda value: self.apply_values({"model": value}) if value else None)
 
     def action_keys(self) -> None:

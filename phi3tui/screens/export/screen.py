@@ -91,7 +91,7 @@ class ExportScreen(ModeScreen):
 
         self.overrides.update(changes)
         o = self.overrides
-        options = {k: o[k] for k in ("outtype", "dequantize", "num_ctx", "quantize", "system", "use_adapter_in_ollama") if o.get(k) is not None}
+        options = {k: o[k] for k in ("outtype", "no_dequantize", "num_ctx", "quantize", "system", "use_adapter_in_ollama") if o.get(k) is not None}
         try:
             self.job = ExportJob.create(
                 self.workspace.root, o.get("adapter_path"), None, None, o.get("model") or None, o.get("name") or None,
@@ -116,7 +116,7 @@ class ExportScreen(ModeScreen):
         choices.update(
             f"Adapter  {adapter}\n"
             f"Base     {job.rel(job.base_model or '?')}   Output {job.rel(job.out_dir)}\n"
-            f"GGUF {job.outtype} (t) · de-quantize {'on' if job.dequantize else 'off'} (d) · "
+            f"GGUF {job.outtype} (t) · de-quantize {'off' if job.no_dequantize else 'auto'} (d) · "
             f"Ollama {ollama} (l) q {job.quantize or '-'} (z) ctx {job.effective_num_ctx()}"
         )
         if step == "choose":
@@ -185,7 +185,8 @@ class ExportScreen(ModeScreen):
         self.rebuild_job(outtype=OUT_TYPES[(OUT_TYPES.index(current) + 1) % len(OUT_TYPES)])
 
     def action_toggle_dequantize(self) -> None:
-        self.rebuild_job(dequantize=not (self.job and self.job.dequantize))
+        # auto: a quantized base is de-quantized for the GGUF (and said so); off: it is refused instead.
+        self.rebuild_job(no_dequantize=not (self.job and self.job.no_dequantize))
 
     def action_toggle_lora(self) -> None:
         self.rebuild_job(use_adapter_in_ollama=not (self.job and self.job.use_adapter_in_ollama))
