@@ -136,6 +136,15 @@ class Phi3App(PreferencesMixin, App):
         self.switch_mode(self.start_mode)
         self.start_preferences()
         self.set_interval(RUN_POLL_S, self.poll_runs)
+        self.run_worker(self.resume_queue, thread=True, group="queue-backstop")
+
+    def resume_queue(self) -> None:
+        """The queue's backstop (core.runs.queue): a queue whose last runner died without handing on starts here."""
+        from phi3tui.core.runs import resume_queue_quietly
+
+        started = resume_queue_quietly(self.workspace)
+        if started is not None:
+            self.call_from_thread(self.notify, f"the queue had stalled; started its next run {started.name}")
 
     def poll_runs(self):
         """Poll runs/ once and tell everyone that shows runs. Returns the poll (a core.runs.RunPoll)."""

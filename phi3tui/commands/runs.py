@@ -1,4 +1,5 @@
-"""`phi3tui runs list | attach ID | stop ID | kill ID | resume ID | promote ID | diff A B | delete ID | status --oneline`."""
+"""`phi3tui runs list | attach ID | stop ID | kill ID | resume ID | promote ID | diff A B | delete ID | status --oneline
+| queue [--drop ID | --up ID | --down ID] | resume-queue | sweep ID`."""
 
 from __future__ import annotations
 
@@ -86,6 +87,34 @@ def register(subparsers) -> None:
     a.set_defaults(func=cmd_delete)
 
     a = sub.add_parser(
+        "queue",
+        help="the runs waiting to start one after another (next first); drop or reorder one",
+        description="Queued runs start one at a time, each when the one before it ends, with nobody attached "
+        "(`phi3tui train --queue`, `phi3tui train --sweep`). With no option: list them.",
+    )
+    move = a.add_mutually_exclusive_group()
+    move.add_argument("--drop", metavar="ID", help="take this run out of the queue (its folder is deleted)")
+    move.add_argument("--up", metavar="ID", help="move this run one place sooner")
+    move.add_argument("--down", metavar="ID", help="move this run one place later")
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_queue)
+
+    a = sub.add_parser(
+        "resume-queue",
+        help="start the next queued run now if nothing runs here (after a reboot, or a run killed hard)",
+    )
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_resume_queue)
+
+    a = sub.add_parser(
+        "sweep",
+        help="a sweep's runs side by side: the values it set, best val loss, tokens/s, time, eval scores",
+    )
+    a.add_argument("id", help="a sweep id, or the id of one of its runs (or `latest`)")
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_sweep)
+
+    a = sub.add_parser(
         "status", help="a run's details (machine, what keeps it awake, memory), or the live run in one line"
     )
     a.add_argument("id", nargs="?", default="latest", help=ID_HELP + " (default: latest)")
@@ -99,13 +128,22 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _workspace(args):
+def _workspace(args, backstop: bool = True):
+    """The workspace of -w. backstop: start the queue's next run if the queue stalled (its last runner died
+    without handing on, or the machine rebooted); commands that change the queue do it themselves."""
     from phi3tui.core.workspace import NotAWorkspace, Workspace
 
     try:
-        return Workspace.open(args.workspace)
+        ws = Workspace.open(args.workspace)
     except NotAWorkspace as exc:
         raise SystemExit(_fail(f"{exc}\nhint: {exc.hint}"))
+    if backstop:
+        from phi3tui.core.runs import resume_queue_quietly
+
+        started = resume_queue_quietly(ws)
+        if started is not None:
+            print(f"phi3tui: the queue had stalled; started its next run {started.name}", file=sys.stderr)
+    return ws
 
 
 def _run_dir(args, ref: str | None = None):
@@ -300,4 +338,67 @@ def cmd_status(args) -> int:
         print("no workspace")  # a status bar shows this rather than an error
         return 0
     print(status_oneline(ws))
+    return 0
+
+
+def cmd_queue(args) -> int:
+    from phi3tui.core.config import point_label
+    from phi3tui.core.runs import RunError, drop_queued, live_here, move_queued, queued_runs, read_run_json
+
+    ws = _workspace(args, backstop=False)
+    try:
+        if args.drop:
+            print(f"dropped run {drop_queued(ws, args.drop).name} from the queue")
+        elif args.up or args.down:
+            ref = args.up or args.down
+            print(f"run {ref} is now #{move_queued(ws, ref, -1 if args.up else 1)} in the queue")
+    except RunError as exc:
+        return _fail(str(exc))
+    queued = queued_runs(ws)
+    live = live_here(ws)
+    if live:
+        print(f"running: {', '.join(d.name for d in live)}")
+    if not queued:
+        print("the queue is empty; add to it with `phi3tui train --queue` or `phi3tui train --sweep SPEC`")
+        return 0
+    print(f"{'#':>3}  {'id':<22} {'sweep':<28} values")
+    for i, run_dir in enumerate(queued, 1):
+        info = read_run_json(run_dir)
+        print(f"{i:>3}  {run_dir.name:<22} {info.get('sweep_id') or '-':<28} {point_label(info.get('sweep_point') or {})}")
+    return 0
+
+
+def cmd_resume_queue(args) -> int:
+    from phi3tui.core.runs import live_here, queued_runs, start_next
+
+    ws = _workspace(args, backstop=False)
+    started = start_next(ws)
+    if started is not None:
+        print(f"started queued run {started.name} ({len(queued_runs(ws))} still waiting)")
+    elif not queued_runs(ws):
+        print("the queue is empty; nothing to start")
+    elif live_here(ws):
+        print(f"run {live_here(ws)[0].name} is running; the queue goes on when it ends")
+    else:
+        return _fail("the queued runs could not be started; `phi3tui runs list` says why", 1)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from phi3tui.core.runs import RunError, find_run, read_run_json, sweep_rows, sweep_table
+
+    ws = _workspace(args)
+    sweep_id = args.id
+    if not sweep_id.startswith("sweep-"):
+        try:
+            sweep_id = read_run_json(find_run(ws, args.id)).get("sweep_id")
+        except (RunError, ValueError) as exc:
+            return _fail(str(exc))
+        if not sweep_id:
+            return _fail(f"run {args.id} is not part of a sweep; `phi3tui train --sweep SPEC` makes one")
+    rows = sweep_rows(ws, sweep_id)
+    if not rows:
+        return _fail(f"no runs of sweep {sweep_id} in {ws.runs_dir}")
+    print(f"sweep {sweep_id}")
+    print(sweep_table(rows))
     return 0

@@ -1,12 +1,13 @@
 """The LoRA config (lora_config.yaml): document (round-trip edits), schema (mlx-lm's keys), migrate (old
-keys made current), checks (against the model, the data and this machine), review (all of it at once).
+keys made current), checks (against the model, the data and this machine), review (all of it at once), sweep (a grid of configs).
 This is the package's public face: other packages import from here, not from its modules."""
 
-from phi3tui.core.config.checks import Finding
+from phi3tui.core.config.checks import REPORTERS, Finding, reporter_names
 from phi3tui.core.workspace import ConfigError, load_config_values
 from phi3tui.core.config.document import ConfigDocument, DocumentEditError, _flow_text, load_values
 from phi3tui.core.config.migrate import apply_changes
 from phi3tui.core.config.review import ConfigReview, apply_field_edit, prepare_run_config, review_config
+from phi3tui.core.config.sweep import SweepError, parse_sweep_spec, point_label, set_dotted, sweep_block, sweep_grid
 from phi3tui.core.config.schema import (
     PRESETS,
     TRAIN_MODES,
@@ -17,12 +18,19 @@ from phi3tui.core.config.schema import (
 )
 
 __all__ = [
+    "SweepError",
+    "parse_sweep_spec",
+    "point_label",
+    "set_dotted",
+    "sweep_block",
+    "sweep_grid",
     "ConfigError",
     "load_config_values",
     "ConfigDocument",
     "ConfigReview",
     "DocumentEditError",
     "Finding",
+    "REPORTERS",
     "PRESETS",
     "TRAIN_MODES",
     "_flow_text",
@@ -34,5 +42,6 @@ __all__ = [
     "mlx_lm_defaults",
     "preference_settings",
     "prepare_run_config",
+    "reporter_names",
     "review_config",
 ]

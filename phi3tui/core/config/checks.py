@@ -6,6 +6,7 @@ Every check names the key it is about and says what to do. Nothing here writes t
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,14 +134,22 @@ def check_types(values: dict) -> list[Finding]:
         known_top_level_keys,
         schedule_names,
     )
+    from phi3tui.core.config.sweep import SWEEP_KEY, SweepError, sweep_block
 
     found: list[Finding] = []
     known = known_top_level_keys()
     for key in values:
+        if key == SWEEP_KEY:  # phi3tui's own block (core/config/sweep.py): checked below, never passed to mlx-lm
+            continue
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"did you mean {close[0]}?" if close else "remove it, or check the spelling against mlx-lm's keys"
             found.append(Finding("warning", str(key), "unknown to mlx-lm: it is ignored silently", hint))
+    try:
+        sweep_block(values, "sweep")
+    except SweepError as exc:
+        found.append(Finding("error", SWEEP_KEY, str(exc).removeprefix("sweep: "),
+                             "e.g. sweep: {lora_parameters.rank: [8, 16], learning_rate: [1e-5, 1e-4]}"))
     for section, subkeys in (("lora_parameters", LORA_PARAMETER_KINDS), ("lr_schedule", LR_SCHEDULE_KINDS)):
         nested = values.get(section)
         if isinstance(nested, dict):
@@ -447,3 +456,29 @@ def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan) -> tuple
         return [Finding("error", "memory", f"estimate {estimate.summary()} is above what MLX can use on this "
                         f"machine ({budget.source}): the run would run out of memory", hint)], estimate
     return [Finding("info", "memory", f"estimate {estimate.summary()}")], estimate
+
+
+# reporter -> (module it imports, phi3tui extra that installs it): mlx_lm.tuner.callbacks.SUPPORT_CALLBACK's keys
+REPORTERS = {"wandb": ("wandb", "wandb"), "swanlab": ("swanlab", "swanlab")}
+
+
+def reporter_names(report_to) -> list[str]:
+    """`report_to` split the way mlx-lm splits it (comma-separated, case-insensitive)."""
+    if not report_to or not isinstance(report_to, str):
+        return []
+    return [item.strip().lower() for item in report_to.split(",") if item.strip()]
+
+
+def check_reporters(values: dict) -> list[Finding]:
+    """Each reporter report_to names must be one mlx-lm knows, with its package installed (found, not imported)."""
+    found = []
+    for name in reporter_names(values.get("report_to")):
+        if name not in REPORTERS:
+            found.append(Finding("error", "report_to", f"{name!r} is not a reporter mlx-lm knows: the run would "
+                                 "stop at its start", "use " + " or ".join(REPORTERS) + " (comma-separated for both)"))
+            continue
+        module, extra = REPORTERS[name]
+        if importlib.util.find_spec(module) is None:
+            found.append(Finding("error", "report_to", f"{name} needs the {module} package, which is not installed",
+                                 f"pip install 'phi3tui[{extra}]', or remove report_to"))
+    return found

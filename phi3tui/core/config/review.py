@@ -59,6 +59,7 @@ def review_config(text: str, workspace_root: Path | str, rejected: frozenset[str
         Finding("warning", c.field, f"needs migration: {c.summary}", c.why) for c in accepted
     ]
     findings += checks.check_types(values)
+    findings += checks.check_reporters(values)
     findings += checks.check_schedule(values, defaults)
     model_findings, plan = checks.check_model(values, defaults, model_ctx)
     findings += model_findings

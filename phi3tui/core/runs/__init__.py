@@ -1,5 +1,6 @@
 """Training runs: folder (the run-folder contract), store (reading runs: status, metrics, lists), launcher
-(start, stop, kill, resume, promote, delete), watcher (the one poller of runs/), runner (the training
+(start, stop, kill, resume, promote, delete), queue (runs started one after another, sweeps), compare
+(a sweep's runs side by side), watcher (the one poller of runs/), runner (the training
 process, `python -m phi3tui.core.runs.runner RUN_DIR`; heavy, never imported from here).
 This is the package's public face: other packages import from here, not from its modules."""
 
@@ -37,9 +38,34 @@ from phi3tui.core.runs.store import (
     status_oneline,
     summarize,
 )
+from phi3tui.core.runs.queue import (
+    WAITING,
+    drop_queued,
+    live_here,
+    move_queued,
+    queue_runs,
+    queued_runs,
+    resume_queue_quietly,
+    start_next,
+    start_or_queue,
+)
+from phi3tui.core.runs.compare import SweepRow, sweep_runs, sweep_rows, sweep_table
 from phi3tui.core.runs.watcher import RunEvent, RunPoll, RunWatcher
 
 __all__ = [
+    "WAITING",
+    "SweepRow",
+    "drop_queued",
+    "live_here",
+    "move_queued",
+    "queue_runs",
+    "queued_runs",
+    "resume_queue_quietly",
+    "start_next",
+    "start_or_queue",
+    "sweep_runs",
+    "sweep_rows",
+    "sweep_table",
     "RunEvent",
     "RunPoll",
     "RunJsonUnreadable",

@@ -23,10 +23,12 @@ LOG_FILE = "log.txt"
 ADAPTERS_DIR = "adapters"
 STOP_FILE = "stop"
 LOCK_FILE = ".lock"
+QUEUE_FILE = "queue.txt"  # in runs/: the queue's order, one waiting run id a line (core/runs/queue.py)
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 LIVE_STATES = ("queued", "running", "stopping")
+WAITING = "waiting"  # in the queue (core/runs/queue.py): not started yet, so neither live nor ended
 OUT_OF_MEMORY = "out of memory"  # ended for memory: `runs resume ID --smaller` halves the batch
 END_STATES = ("finished", "stopped", "failed", "diverged", OUT_OF_MEMORY)
 RESUMABLE_STATES = ("stopped", "failed", "diverged", OUT_OF_MEMORY)

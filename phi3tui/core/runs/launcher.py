@@ -28,6 +28,7 @@ from phi3tui.core.runs.folder import (
     RESUMABLE_STATES,
     LOG_FILE,
     METRICS_FILE,
+    RUN_FILE,
     STOP_FILE,
     log_tail,
     metrics_line,
@@ -36,7 +37,18 @@ from phi3tui.core.runs.folder import (
     update_run_json,
 )
 from phi3tui.core.machine import host_name, machine_id
-from phi3tui.core.workspace import Workspace
+from phi3tui.core.runs.hosts import (
+    LAUNCH_HOSTFILE,
+    HostsError,
+    check_batch,
+    launch_command,
+    load_plan,
+    plan_hosts,
+    send_run_files,
+    signal_remote_ranks,
+    write_plan,
+)
+from phi3tui.core.workspace import Workspace, load_config_values
 
 from phi3tui.core.runs.store import UNREADABLE, RunError, _create_time, _on_this_host, checkpoint_table, process_alive, read_metrics, run_info
 
@@ -68,6 +80,7 @@ def freeze_config(
     if any(f.level == "error" for f in findings):
         raise ConfigRefused(config_path, findings)
     values = dict(values)
+    values.pop("sweep", None)  # phi3tui's sweep block (core/runs/queue.py) is never passed on to mlx-lm
     values.update(overrides or {})
     values["train"] = True
     values["adapter_path"] = f"runs/{run_id}/{ADAPTERS_DIR}"
@@ -80,9 +93,11 @@ def create_run(
     overrides: dict | None = None,
     hosts: list[str] | None = None,
     hostfile: str | None = None,
+    backend: str | None = None,
     keep_awake: str | None = None,
 ) -> Path:
     """A new run folder with its frozen config.yaml and a queued run.json (nothing started yet).
+    With hosts or a hostfile, they are checked first (names resolved, rank 0 here, the batch split evenly).
     keep_awake: auto | off for this run (None: the `keep_awake` setting)."""
     if not workspace.writable:
         raise RunError(
@@ -90,10 +105,17 @@ def create_run(
         )
     awake = keep_awake_mode(keep_awake)
     run_id = new_run_id()
+    plan = plan_hosts(hosts, hostfile, backend)
     values, findings = freeze_config(workspace, config_path, run_id, overrides)
+    if plan is not None:
+        from phi3tui.core.config import mlx_lm_defaults
+
+        check_batch(int(values.get("batch_size") or mlx_lm_defaults()["batch_size"]), plan.ranks)
     run_dir = workspace.runs_dir / run_id
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+    if plan is not None:
+        write_plan(run_dir, plan)
     # What the checks changed or noticed goes into the run's log, where the run's story is told.
     notes = [str(f) for f in findings]
     if overrides:
@@ -107,7 +129,8 @@ def create_run(
         host=host_name(),
         machine_id=machine_id(),
         keep_awake=awake,
-        hosts=hosts,
+        hosts=plan.names if plan else None,
+        backend=plan.backend if plan else None,
         hostfile=str(hostfile) if hostfile else None,
         config_source=str(Path(config_path).resolve() if config_path else workspace.config_path),
         iters=values.get("iters"),
@@ -127,14 +150,29 @@ def mlx_launch_path() -> str:
     return found
 
 
-def runner_command(run_dir: Path, workspace_root: Path, info: dict) -> list[str]:
+def runner_command(run_dir: Path, workspace_root: Path, env: dict) -> list[str]:
     cmd = [sys.executable, "-m", "phi3tui.core.runs.runner", str(run_dir)]
-    hosts, hostfile = info.get("hosts"), info.get("hostfile")
-    if not hosts and not hostfile:
+    plan = load_plan(run_dir)
+    if plan is None:
         return cmd
-    launch = [mlx_launch_path(), "--backend", "ring", "--cwd", str(workspace_root)]
-    launch += ["--hostfile", hostfile] if hostfile else ["--hosts", ",".join(hosts)]
-    return launch + ["--", *cmd]
+    return launch_command(mlx_launch_path(), plan, run_dir / LAUNCH_HOSTFILE, workspace_root, env, cmd)
+
+
+def _remote_files(run_dir: Path, info: dict) -> tuple[list[str], list[str]]:
+    """What every rank reads in the run folder (the config, run.json, the checkpoint a resume starts from), and
+    the workspace paths the config names that must be on every host too (a local model folder, the data)."""
+    from phi3tui.core.runs.runner import checkpoint_names  # light: no MLX at module level
+
+    files = [CONFIG_FILE, RUN_FILE]
+    if info.get("resume_from"):
+        files += [f"{ADAPTERS_DIR}/{name}" for name in checkpoint_names(int(info["resume_from"]))]
+    values = load_config_values(run_dir / CONFIG_FILE)
+    needed = []
+    for key in ("model", "data"):
+        value = values.get(key)
+        if isinstance(value, str) and value and (run_dir.parent.parent / value).exists():
+            needed.append(value)
+    return files, needed
 
 
 def launch(run_dir: Path) -> int:
@@ -142,12 +180,21 @@ def launch(run_dir: Path) -> int:
     run_dir = run_dir.resolve()
     workspace_root = run_dir.parent.parent
     info = read_run_json(run_dir)
-    cmd = runner_command(run_dir, workspace_root, info)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # The runner must import this same phi3tui, even when it is not installed (a source checkout).
-    package_parent = str(Path(__file__).resolve().parents[2])
+    package_parent = str(Path(__file__).resolve().parents[3])  # phi3tui/core/runs/launcher.py
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    plan = load_plan(run_dir)
+    notes = []
+    if plan is not None and plan.remote():
+        try:
+            notes = send_run_files(plan, run_dir, *_remote_files(run_dir, info))
+        except HostsError as exc:
+            update_run_json(run_dir, state="failed", ended=time.time(), reason=str(exc), error=str(exc))
+            raise
+    cmd = runner_command(run_dir, workspace_root, env)
     with open(run_dir / LOG_FILE, "ab") as log:
+        log.write("".join(f"phi3tui: host {note}\n" for note in notes).encode())
         log.write(f"phi3tui: starting {shell_command(*cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
@@ -175,9 +222,9 @@ def keep_awake_mode(asked: str | None) -> str:
     return mode
 
 
-def start_run(workspace: Workspace, config_path=None, overrides=None, hosts=None, hostfile=None,
+def start_run(workspace: Workspace, config_path=None, overrides=None, hosts=None, hostfile=None, backend=None,
               keep_awake: str | None = None) -> Path:
-    run_dir = create_run(workspace, config_path, overrides, hosts, hostfile, keep_awake)
+    run_dir = create_run(workspace, config_path, overrides, hosts, hostfile, backend, keep_awake)
     launch(run_dir)
     return run_dir
 
@@ -210,6 +257,11 @@ def kill_run(run_dir: Path) -> None:
                 break
             time.sleep(0.1)
     reason = f"killed by the user at iteration {info.get('iteration', 0)}; resume it from its last checkpoint"
+    plan = load_plan(run_dir)
+    if plan is not None and plan.remote():  # mlx.launch's end leaves them running: they ignore SIGHUP
+        problems = signal_remote_ranks(plan, run_dir, "KILL")
+        if problems:
+            reason += "; not reached (end them there): " + "; ".join(problems)
     update_run_json(run_dir, state="failed", ended=time.time(), reason=reason, error=reason, log_tail=log_tail(run_dir))
     (run_dir / STOP_FILE).unlink(missing_ok=True)
 

@@ -34,7 +34,9 @@ from phi3tui.core.runs.folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
     LIVE_STATES,
+    LOG_FILE,
     METRICS_FILE,
+    QUEUE_FILE,
     STOP_FILE,
     append_alarm,
     log_tail,
@@ -198,6 +200,45 @@ def _save_file(save, path: Path, data: dict) -> None:
             raise
 
 
+class RunNumbering:
+    """mlx-lm's trainer counts from 0 on every start; a resumed run's reports are numbered from its checkpoint
+    before the reporters (a wandb step must only grow) and the trainer's recorder see them. A run resumed off
+    the report grid gets the trainer's reports every gcd(gap, steps_per_report) steps (Trainer.report_steps),
+    added up here into one report per point of the grid: the first averages only the steps since the resume."""
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+        self.window = self.open(trainer.start, 0)
+
+    @staticmethod
+    def open(since: int, tokens: int) -> dict:
+        return {"since": since, "tokens_open": tokens, "tokens_at": tokens, "parts": 0, "loss": 0.0, "steps": 0,
+                "seconds": 0.0}
+
+    def on_train_loss_report(self, info: dict) -> None:
+        t, w = self.trainer, self.window
+        it = info["iteration"] + t.start
+        steps = it - w["since"]
+        tokens = info["trained_tokens"] - w["tokens_at"]
+        tps, ips = info["tokens_per_second"], info["iterations_per_second"]
+        w["seconds"] += tokens / tps if tps else steps / ips
+        w["parts"] += 1
+        w["loss"] += info["train_loss"] * steps
+        w["steps"] += steps
+        w["since"], w["tokens_at"] = it, info["trained_tokens"]
+        if it % t.args.steps_per_report and it != t.total:
+            return  # between two points of the grid
+        if w["parts"] > 1:  # else mlx-lm's one report covers the window: its own figures, unchanged
+            info = dict(info, train_loss=w["loss"] / w["steps"], iterations_per_second=w["steps"] / w["seconds"],
+                        tokens_per_second=(info["trained_tokens"] - w["tokens_open"]) / w["seconds"])
+        self.window = self.open(it, info["trained_tokens"])
+        info = dict(info, iteration=it, trained_tokens=info["trained_tokens"] + t.tokens_before)
+        t.reporters.on_train_loss_report(info)
+
+    def on_val_loss_report(self, info: dict) -> None:  # not called: val_dataset is None (see Trainer.batches)
+        self.trainer.reporters.on_val_loss_report(info)
+
+
 class Trainer:
     """One run: mlx-lm's setup and trainer, with phi3tui's global iteration numbering around it."""
 
@@ -212,9 +253,21 @@ class Trainer:
         self.memory_limit_gb, self.memory_source = _memory_limit_gb()
         self.memory_cap = memory_cap_bytes()
         self.task = None  # train_mode dpo/orpo: its data, batches, loss and metrics (preference.py)
+        self.reporters = self  # what reports go to: mlx-lm's reporters around this trainer (run)
 
     def request_stop(self, *_):
         self.stop_requested = True
+
+    def finish_reporters(self, failed: bool) -> None:
+        if self.reporters is self:
+            return
+        from phi3tui.core.runs.reporters import finish_reporters
+
+        try:
+            finish_reporters(self.args.report_to, failed)
+        except Exception:  # a reporter that cannot close never changes how the run ended
+            traceback.print_exc()
+        self.reporters = self
 
     # -- checkpoints -----------------------------------------------------------
     def save_checkpoint(self, iteration: int) -> None:
@@ -291,9 +344,9 @@ class Trainer:
         loss, extra = self.measure(self.val_set, self.args.val_batches)
         self.model.train()
         val_time = time.perf_counter() - tic
-        # mlx-lm numbers a validation made before iteration `it` as it - 1 (the weights it saw).
-        self.recorder.record({"kind": "val", "iteration": iteration - 1, "loss": loss, "val_time": val_time, **extra})
-        self.recorder.check_val(iteration - 1, loss)
+        # mlx-lm numbers a validation made before iteration `it` as it - 1 (the weights it saw). Reported the
+        # way mlx-lm's trainer reports it, so the reporters log it too before on_val_loss_report records it.
+        self.reporters.on_val_loss_report({"iteration": iteration - 1, "val_loss": loss, "val_time": val_time, **extra})
 
     def is_val_point(self, it: int) -> bool:
         return self.val_set is not None and (it == 1 or it % self.args.steps_per_eval == 0 or it == self.total)
@@ -331,37 +384,19 @@ class Trainer:
     def report_steps(self) -> int:
         """How often mlx-lm's trainer reports. A run resumed off the report grid (stopped at 72, reports
         every 5) must still report at 75, 80, …: the trainer counts from the resume, so it reports every
-        gcd(gap, steps_per_report) steps and on_train_loss_report adds those up to the grid's points."""
+        gcd(gap, steps_per_report) steps and RunNumbering adds those up to the grid's points."""
         every = int(self.args.steps_per_report)
         return math.gcd((-self.start) % every, every)
 
-    def on_train_loss_report(self, info: dict) -> None:
-        it = info["iteration"] + self.start
-        steps = it - self.window["since"]
-        seconds = info["trained_tokens"] - self.window["tokens_at"]
-        seconds = seconds / info["tokens_per_second"] if info["tokens_per_second"] else steps / info["iterations_per_second"]
-        w = self.window
-        w["parts"].append(info)
-        w["loss"] += info["train_loss"] * steps
-        w["steps"] += steps
-        w["seconds"] += seconds
-        w["since"], w["tokens_at"] = it, info["trained_tokens"]
-        if it % self.args.steps_per_report and it != self.total:
-            return  # between two points of the grid
-        if len(w["parts"]) == 1:  # one report of mlx-lm's covers the window: its own figures, unchanged
-            loss, it_per_s, tokens_per_s = info["train_loss"], info["iterations_per_second"], info["tokens_per_second"]
-        else:  # the steps since the window opened (since the resume, for the first one after it)
-            loss, it_per_s = w["loss"] / w["steps"], w["steps"] / w["seconds"]
-            tokens_per_s = (info["trained_tokens"] - w["tokens_open"]) / w["seconds"]
-        self.window = self.new_window(it, info["trained_tokens"])
+    def on_train_loss_report(self, info: dict) -> None:  # numbered by the run (RunNumbering)
         record = {
             "kind": "train",
-            "iteration": it,
-            "loss": loss,
+            "iteration": info["iteration"],
+            "loss": info["train_loss"],
             "lr": info["learning_rate"],
-            "it_per_s": it_per_s,
-            "tokens_per_s": tokens_per_s,
-            "trained_tokens": info["trained_tokens"] + self.tokens_before,
+            "it_per_s": info["iterations_per_second"],
+            "tokens_per_s": info["tokens_per_second"],
+            "trained_tokens": info["trained_tokens"],
             "peak_mem": info["peak_memory"],
         }
         if self.task is not None:
@@ -370,13 +405,11 @@ class Trainer:
         self.recorder.update(iteration=record["iteration"], trained_tokens=record["trained_tokens"])
         self.recorder.check_train(record, self.memory_limit_gb, self.memory_source)
 
-    @staticmethod
-    def new_window(since: int, tokens_at: int) -> dict:
-        return {"since": since, "tokens_at": tokens_at, "tokens_open": tokens_at, "parts": [], "loss": 0.0,
-                "steps": 0, "seconds": 0.0}
-
-    def on_val_loss_report(self, info: dict) -> None:  # validation is ours (see batches)
-        pass
+    def on_val_loss_report(self, info: dict) -> None:  # from self.validate (validation is ours, see batches)
+        extra = {k: v for k, v in info.items() if k not in ("iteration", "val_loss", "val_time")}
+        record = {"kind": "val", "iteration": info["iteration"], "loss": info["val_loss"], "val_time": info["val_time"]}
+        self.recorder.record({**record, **extra})
+        self.recorder.check_val(info["iteration"], info["val_loss"])
 
     def run(self, info: dict) -> str:
         import mlx.core as mx
@@ -452,9 +485,15 @@ class Trainer:
         if self.start:
             self.restore(self.start)
 
+        # mlx-lm's reporters (report_to) around this trainer, as `mlx_lm lora` wraps them; only rank 0 reports.
+        self.reporters = self
+        if self.world.rank() == 0:
+            from phi3tui.core.runs.reporters import reporting_chain
+
+            self.reporters, changes = reporting_chain(args, self.run_dir, self, info)
+            self.recorder.update(**changes)
         self.recorder.update(state="running", iters=self.total, iteration=self.start,
                              memory_budget_gb=self.memory_limit_gb, memory_budget_source=self.memory_source)
-        self.window = self.new_window(self.start, 0)
         if self.memory_cap is not None:
             mx.set_memory_limit(self.memory_cap)
         train(
@@ -476,7 +515,7 @@ class Trainer:
                 clear_cache_threshold=args.clear_cache_threshold,
             ),
             iterate_batches=self.batches,
-            training_callback=self,
+            training_callback=RunNumbering(self),
             **({"loss": self.task.loss} if self.task else {}),
         )
         if self.stopped_at is not None:
@@ -503,6 +542,24 @@ def restore_last_good(adapter_dir: Path) -> int | None:
         return None
     atomic_copy(numbered[-1].path, latest)
     return numbered[-1].iteration
+
+
+def hand_on_queue(run_dir: Path) -> None:
+    """As this run ends, start the next queued one (core/runs/queue.py) with nobody attached. In a
+    process of its own, detached: this one still holds its model's memory and is about to exit."""
+    import subprocess
+
+    queue_file = run_dir.parent / QUEUE_FILE
+    try:
+        if queue_file.stat().st_size == 0:
+            return
+        with open(run_dir / LOG_FILE, "ab") as log:
+            # -c, not -m: the package's __init__ imports queue, which -m would run a second time.
+            start = "import sys; from phi3tui.core.runs.queue import main; sys.exit(main(sys.argv[1:]))"
+            subprocess.Popen([sys.executable, "-c", start, str(run_dir.parent.parent)],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError:  # no queue, or it cannot start now: the next `phi3tui` starts it
+        return
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -608,6 +665,7 @@ def supervise(run_dir: Path, child: int) -> int:
         update_run_json(run_dir, state="failed", ended=time.time(), reason=reason, error=reason,
                         log_tail=log_tail(run_dir))
     print(f"phi3tui runner: {reason}", flush=True)
+    hand_on_queue(run_dir)  # the trainer could not: the next queued run starts all the same
     return 128 + number
 
 
@@ -617,6 +675,10 @@ def train_main(run_dir: Path) -> int:
 
     world = mx.distributed.init()
     writer = world.rank() == 0
+    if world.size() > 1 and not writer:
+        from phi3tui.core.runs.hosts import write_rank_pid
+
+        write_rank_pid(run_dir, world.rank())  # on this rank's machine: kill_run reaches it there over ssh
     recorder = RunRecorder(run_dir, writer)
     trainer = Trainer(run_dir, recorder, world)
     signal.signal(signal.SIGTERM, trainer.request_stop)  # a polite kill stops at the next step
@@ -635,12 +697,14 @@ def train_main(run_dir: Path) -> int:
     print(f"phi3tui runner: rank {world.rank()} of {world.size()}, run {run_dir.name}", flush=True)
     try:
         state = trainer.run(info)
+        trainer.finish_reporters(failed=False)  # before the end state: a reader then finds the reporters' runs whole
         reason = {"finished": "all iterations done", "stopped": f"stopped at iteration {trainer.stopped_at}"}[state]
         recorder.update(state=state, ended=time.time(), reason=reason)
         (run_dir / STOP_FILE).unlink(missing_ok=True) if writer else None
         print(f"phi3tui runner: {state}: {reason}", flush=True)
         return 0
     except Diverged as exc:
+        trainer.finish_reporters(failed=True)
         good = restore_last_good(run_dir / ADAPTERS_DIR) if writer else None
         keep = f"; kept the checkpoint of iteration {good}" if good else "; no checkpoint was saved before it"
         print(f"phi3tui runner: diverged: {exc}{keep}", flush=True)
@@ -649,6 +713,7 @@ def train_main(run_dir: Path) -> int:
         return 1
     except BaseException as exc:  # every failure ends the run as failed, with the error and the log's tail
         traceback.print_exc()
+        trainer.finish_reporters(failed=True)
         sys.stdout.flush()
         sys.stderr.flush()
         error = f"{type(exc).__name__}: {exc}"
@@ -665,6 +730,9 @@ def train_main(run_dir: Path) -> int:
                      "then resume the run")
         recorder.update(state="failed", ended=time.time(), reason=error, error=error, log_tail=log_tail(run_dir))
         return 1
+    finally:
+        if writer:
+            hand_on_queue(run_dir)
 
 
 if __name__ == "__main__":

@@ -210,6 +210,7 @@ def live_text(live: list[RunSummary]) -> str:
     text = f"run {s.id} {s.state} {s.iteration}/{s.iters}"
     if s.best_val_loss is not None:
         text += f" val {s.best_val_loss:.3f}"
+    text += hosts_text(s.info)
     if s.alarms:
         text += f" ⚠ {s.alarms[-1].get('kind')}"
     return text + (f" (+{len(live) - 1} more)" if len(live) > 1 else "")
@@ -229,7 +230,13 @@ def status_oneline(workspace: Workspace) -> str:
     text = f"run {s.id} {s.state} {s.iteration}/{s.iters}"
     if s.best_val_loss is not None:
         text += f" best val {s.best_val_loss:.3f}"
-    return text
+    return text + hosts_text(s.info)
+
+
+def hosts_text(info: dict) -> str:
+    """The machines of a run on several hosts (empty for a run on this machine alone)."""
+    hosts = info.get("hosts") or []
+    return f" on {','.join(hosts)}" if len(hosts) > 1 else ""
 
 
 def run_details(info: dict) -> list[tuple[str, str]]:

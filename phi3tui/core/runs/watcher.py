@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phi3tui.core.runs.folder import END_STATES, LIVE_STATES
+from phi3tui.core.runs.folder import END_STATES, LIVE_STATES, WAITING
+from phi3tui.core.runs.queue import in_queue_order, queue_order
 from phi3tui.core.runs.store import RunSummary, live_text, run_dirs, summarize
 
 
@@ -35,6 +36,7 @@ class RunPoll:
 
     runs: list[RunSummary] = field(default_factory=list)
     events: list[RunEvent] = field(default_factory=list)
+    queue: list[RunSummary] = field(default_factory=list)  # the waiting runs, next first (not in `runs`)
 
     @property
     def live(self) -> list[RunSummary]:
@@ -77,10 +79,15 @@ class RunWatcher:
 
     def poll(self, recent: int = 20) -> RunPoll:
         result = RunPoll()
-        for run_dir in run_dirs(self.workspace)[:recent]:
+        for run_dir in run_dirs(self.workspace):
+            if len(result.runs) >= recent:
+                break
             try:
                 summary = summarize(run_dir)
             except Exception:  # a run folder half-written by another process: next poll
+                continue
+            if summary.state == WAITING:  # the queue is newer than every run it waits behind
+                result.queue.append(summary)
                 continue
             result.runs.append(summary)
             before = self.last_states.get(summary.id)
@@ -90,6 +97,8 @@ class RunWatcher:
                 new = before is None and summary.created is not None and summary.created >= self.started
                 if was_live or new:
                     result.events.append(run_event(summary))
+        if result.queue:
+            result.queue = in_queue_order(result.queue, queue_order(self.workspace), name=lambda s: s.id)
         return result
 
 

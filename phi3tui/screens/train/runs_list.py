@@ -1,4 +1,5 @@
-"""The runs of the workspace in a modal: attach, overlay, show config, diff two configs, delete.
+"""The runs of the workspace in a modal: attach, overlay, show config, diff two configs, delete; a sweep's
+runs compared side by side (w) or marked together (m) to overlay their curves (o).
 
 Dismisses with ("attach", run_dir), ("overlay", [run_dir, ...]) or None.
 """
@@ -32,6 +33,8 @@ class RunsListScreen(ModalScreen[tuple | None]):
         Binding("o", "overlay", "Overlay marked", id="runs_list.overlay"),
         Binding("c", "config", "Config", id="runs_list.config"),
         Binding("d", "diff", "Diff marked", id="runs_list.diff"),
+        Binding("w", "compare_sweep", "Compare sweep", id="runs_list.sweep"),
+        Binding("m", "mark_sweep", "Mark sweep", id="runs_list.mark_sweep"),
         Binding("x,delete", "delete", "Delete", id="runs_list.delete"),
         Binding("escape", "close", "Close", id="runs_list.close"),
     ]
@@ -47,7 +50,8 @@ class RunsListScreen(ModalScreen[tuple | None]):
             box.border_title = "Runs"
             yield DataTable(cursor_type="row", zebra_stripes=True, id="runs-table")
             yield Static(
-                "enter attach · space mark · o overlay marked · c config · d diff two marked · x delete · esc close",
+                "enter attach · space mark · o overlay marked · c config · d diff two marked · x delete · "
+                "w compare the run's sweep · m mark its sweep · esc close",
                 id="runs-hint",
             )
 
@@ -119,6 +123,28 @@ class RunsListScreen(ModalScreen[tuple | None]):
         else:
             lines = ["the two runs have the same settings"]
         self.app.push_screen(RunTextScreen(f"config diff: {a.name} → {b.name}", "\n".join(lines)))
+
+    def _sweep_id(self) -> str | None:
+        s = self.current()
+        sweep_id = s.info.get("sweep_id") if s else None
+        if s and not sweep_id:
+            self.notify(f"run {s.id} is not part of a sweep (phi3tui train --sweep, or a sweep: block)", severity="warning")
+        return sweep_id
+
+    def action_compare_sweep(self) -> None:
+        from phi3tui.screens.train.run_text import RunTextScreen
+
+        sweep_id = self._sweep_id()
+        if sweep_id:
+            table = runs.sweep_table(runs.sweep_rows(self.workspace, sweep_id))
+            self.app.push_screen(RunTextScreen(f"sweep {sweep_id} (m marks its runs, o overlays them)", table, table=True))
+
+    def action_mark_sweep(self) -> None:
+        sweep_id = self._sweep_id()
+        if sweep_id:
+            self.marked = runs.sweep_runs(self.workspace, sweep_id)
+            self.notify(f"marked the {len(self.marked)} runs of sweep {sweep_id}; o overlays their curves")
+            self.reload()
 
     def action_delete(self) -> None:
         from phi3tui.widgets.confirm_dialog import ConfirmDialog

@@ -1,4 +1,4 @@
-"""Train screen (F3): start detached runs and watch one live, or any past run; overlay several.
+"""Train screen (F3): start detached runs and watch one live, or any past run; overlay several; the queue.
 
 The screen polls nothing itself: the app's one RunWatcher (core/runs/watcher.py) publishes each poll of
 runs/ and the screen shows it, reading the followed run's new metrics while it is visible. The run itself
@@ -35,6 +35,8 @@ class TrainScreen(ModeScreen):
     TrainScreen #run-stats { height: 1; color: $text-muted; }
     TrainScreen #run-alarm { height: auto; color: $warn; display: none; }
     TrainScreen #run-alarm.shown { display: block; }
+    TrainScreen #run-queue { height: 1; color: $text-muted; display: none; text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainScreen #run-queue.shown { display: block; }
     TrainScreen #run-bottom { height: 6; }
     TrainScreen #run-checkpoints { width: 30; border-right: vkey $panel; }
     TrainScreen #run-log { width: 1fr; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
@@ -49,8 +51,9 @@ class TrainScreen(ModeScreen):
         Binding("i", "show_details", "Run details", show=False, id="train.details"),
         Binding("k", "kill_run", "Kill", show=False, id="train.kill"),
         Binding("l", "runs_list", "Runs", id="train.runs"),
+        Binding("u", "show_queue", "Queue", id="train.queue"),
         Binding("g", "toggle_log", "Log scale", show=False, id="train.log_scale"),
-        Binding("p", "promote", "Promote best", id="train.promote"),
+        Binding("p", "promote", "Promote", id="train.promote"),
         Binding("c", "show_config", "Config", show=False, id="train.config"),
     ]
 
@@ -74,6 +77,7 @@ class TrainScreen(ModeScreen):
             yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="run-progress")
         yield Static("", id="run-stats")
         yield Static("", id="run-alarm")
+        yield Static("", id="run-queue")
         yield LossPlot(id="loss-plot")
         with Horizontal(id="run-bottom"):
             yield Static("", id="run-checkpoints")
@@ -82,6 +86,7 @@ class TrainScreen(ModeScreen):
     def on_mount(self) -> None:
         poll = self.app.run_poll
         shown = poll.live or poll.runs
+        self.show_queue_line(poll)
         if shown:
             self.attach(shown[0].run_dir, poll)
         self.app.runs_polled.subscribe(self, self.show_poll)
@@ -108,6 +113,7 @@ class TrainScreen(ModeScreen):
     def show_poll(self, poll, force: bool = False) -> None:
         if not (force or self.is_current):
             return
+        self.show_queue_line(poll)
         if self.run_dir is None:  # nothing shown yet: the first run started (here or elsewhere) is
             if poll.live:
                 self.notify(f"following the new run {poll.live[0].run_dir.name}")
@@ -132,6 +138,15 @@ class TrainScreen(ModeScreen):
             self.draw()
             self.last_draw = now
         self.check_alarms()
+
+    def show_queue_line(self, poll) -> None:
+        line = self.query_one("#run-queue", Static)
+        queue = poll.queue
+        if queue:
+            point = queue[0].info.get("sweep_point") or {}
+            label = " ".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
+            line.update(f"queue: {len(queue)} waiting · next {queue[0].id} {label} · u: queue")
+        line.set_class(bool(queue), "shown")
 
     def follow_newer_run(self, poll) -> bool:
         """A run started elsewhere (the CLI, another terminal) while this one had ended: follow it."""
@@ -221,17 +236,22 @@ class TrainScreen(ModeScreen):
     def action_start_run(self) -> None:
         def start() -> None:
             try:
-                run_dir = runs.start_run(self.workspace)
+                made = runs.start_or_queue(self.workspace)  # queued behind a live run, or a sweep: block's grid
             except Exception as exc:  # a refused config or a start failure is shown, the app stays up
                 self.app.call_from_thread(self.notify, str(exc), title="run not started", severity="error", timeout=20)
                 return
-            self.app.call_from_thread(self.started, run_dir)
+            self.app.call_from_thread(self.started, made)
 
         self.app.run_worker(start, thread=True, group="train-start", exclusive=True)
 
-    def started(self, run_dir: Path) -> None:
-        self.notify(f"started run {run_dir.name}; it goes on if you quit (q)")
-        self.attach(run_dir, self.app.poll_runs())
+    def started(self, made: list[Path]) -> None:
+        poll = self.app.poll_runs()
+        queued = [d for d in made if any(s.run_dir == d for s in poll.queue)]
+        if len(queued) < len(made):  # the first one started at once
+            self.notify(f"started run {made[0].name}; it goes on if you quit (q)")
+            self.attach(made[0], poll)
+        if queued:
+            self.notify(f"queued {len(queued)} run(s); each starts when the one before it ends (u: the queue)")
 
     def _control(self, action, done: str) -> None:
         if self.run_dir is None:
@@ -296,6 +316,11 @@ class TrainScreen(ModeScreen):
 
         if self.run_dir is not None:
             self.app.push_screen(RunTextScreen(f"run {self.run_dir.name}: config.yaml", runs.run_config_text(self.run_dir)))
+
+    def action_show_queue(self) -> None:
+        from phi3tui.screens.train.queue_list import QueueScreen
+
+        self.app.push_screen(QueueScreen(self.workspace), lambda _: self.refresh_now())
 
     def action_runs_list(self) -> None:
         from phi3tui.screens.train.runs_list import RunsListScreen

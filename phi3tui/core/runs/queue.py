@@ -1,0 +1,239 @@
+"""The run queue: runs that start one after the other, on this machine, with nobody attached.
+
+A queued run is a run folder like any other (its config frozen when it was queued, so editing
+lora_config.yaml later changes nothing already queued) whose run.json says state `waiting`; the order
+is runs/queue.txt, one run id a line (a waiting run missing from it goes last, an id without a waiting
+run is ignored). All of it is files, so the queue survives the app, the terminal and a reboot.
+
+Who starts the next run: the runner, as it ends (runner.hand_on_queue runs this module's
+main in a process of its own), and as a backstop the next `phi3tui` (the app, the run commands)
+and `phi3tui runs resume-queue`. They all go through start_next, which holds runs/.queue.lock (flock:
+released by the kernel when its holder dies, so a crash never leaves the queue locked) while it checks
+that nothing runs on this machine and launches the head: exactly one of several racing starters starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from phi3tui.core.files import atomic_write_text
+from phi3tui.core.runs.folder import (
+    LIVE_STATES,
+    QUEUE_FILE,
+    WAITING,
+    RunJsonUnreadable,
+    log_tail,
+    read_run_json,
+    update_run_json,
+)
+from phi3tui.core.runs.launcher import ConfigRefused, create_run, delete_run, launch, start_run
+from phi3tui.core.runs.store import RunError, _on_this_host, find_run, run_dirs, run_info
+from phi3tui.core.workspace import Workspace
+
+QUEUE_LOCK = ".queue.lock"
+
+
+@contextmanager
+def queue_lock(workspace: Workspace):
+    import fcntl
+
+    workspace.runs_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(workspace.runs_dir / QUEUE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# -- reading ------------------------------------------------------------------------------------
+def queue_order(workspace: Workspace) -> list[str]:
+    try:
+        text = (workspace.runs_dir / QUEUE_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def in_queue_order(items: list, order: list[str], name=lambda item: item.name) -> list:
+    """`items` (waiting runs) in the queue's order; those the order file lacks go last, oldest first."""
+    rank = {run_id: i for i, run_id in enumerate(order)}
+    return sorted(items, key=lambda item: (rank.get(name(item), len(rank)), name(item)))
+
+
+def queued_runs(workspace: Workspace) -> list[Path]:
+    """The waiting run folders, next first."""
+    waiting = []
+    for run_dir in run_dirs(workspace):
+        try:
+            if read_run_json(run_dir).get("state") == WAITING:
+                waiting.append(run_dir)
+        except RunJsonUnreadable:
+            continue
+    return in_queue_order(waiting, queue_order(workspace))
+
+
+def _write_order(workspace: Workspace, ids: list[str]) -> None:
+    atomic_write_text(workspace.runs_dir / QUEUE_FILE, "".join(f"{i}\n" for i in ids))
+
+
+def live_here(workspace: Workspace) -> list[Path]:
+    """Runs of this workspace live on this machine (a run whose process is gone is recorded failed on the way)."""
+    out = []
+    for run_dir in run_dirs(workspace):
+        info = run_info(run_dir)
+        if info.get("state") in LIVE_STATES and _on_this_host(info):
+            out.append(run_dir)
+    return out
+
+
+# -- adding ----------------------------------------------------------------------------------------
+def new_sweep_id() -> str:
+    return "sweep-" + time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def plan_points(workspace: Workspace, config_path=None, overrides: dict | None = None,
+                sweep: dict[str, list] | None = None) -> tuple[dict, list[dict]]:
+    """The base config's values and the grid points to queue ([{}] for one plain run), each point checked
+    as a whole config before anything is written. Raises ConfigRefused (the base) or SweepError (a point)."""
+    from phi3tui.core.config import prepare_run_config, review_config
+    from phi3tui.core.config import SweepError, point_label, set_dotted, sweep_block, sweep_grid
+
+    config_path = Path(config_path) if config_path else workspace.config_path
+    values, findings = prepare_run_config(config_path, workspace.root)
+    if any(f.level == "error" for f in findings):
+        raise ConfigRefused(config_path, findings)
+    if sweep is None:
+        sweep = sweep_block(values, str(config_path))
+    base = {k: v for k, v in values.items() if k != "sweep"}
+    if not sweep:
+        return base, [{}]
+    points = sweep_grid(sweep)
+    for point in points:
+        review = review_config(yaml.safe_dump(set_dotted({**base, **(overrides or {})}, point), sort_keys=False),
+                               workspace.root)
+        if review.errors:
+            raise SweepError(f"sweep run {point_label(point)}: " + "; ".join(str(f) for f in review.errors))
+    return base, points
+
+
+def queue_runs(workspace: Workspace, config_path=None, overrides: dict | None = None,
+               sweep: dict[str, list] | None = None, hosts=None, hostfile=None, start: bool = True,
+               backend=None) -> list[Path]:
+    """Add one run (or a sweep's grid: `sweep`, else the config's `sweep:` block) to the end of the queue,
+    then start the head if nothing runs here. Returns the new run folders in queue order."""
+    from phi3tui.core.config import set_dotted
+
+    base, points = plan_points(workspace, config_path, overrides, sweep)
+    sweep_id = new_sweep_id() if points != [{}] else None
+    made = []
+    for i, point in enumerate(points):
+        # A dotted key overrides its whole top-level value (create_run sets top-level keys).
+        full = set_dotted(base, point)
+        run_overrides = {key.split(".")[0]: full[key.split(".")[0]] for key in point}
+        run_overrides.update(overrides or {})
+        run_dir = create_run(workspace, config_path, run_overrides or None, hosts, hostfile, backend)
+        extra = {"sweep_id": sweep_id, "sweep_point": point, "sweep_index": i, "sweep_size": len(points)} if sweep_id else {}
+        update_run_json(run_dir, state=WAITING, queued_at=time.time(), **extra)
+        made.append(run_dir)
+    with queue_lock(workspace):
+        order = [d.name for d in queued_runs(workspace) if d not in made]
+        _write_order(workspace, order + [d.name for d in made])
+    if start:
+        start_next(workspace)
+    return made
+
+
+def start_or_queue(workspace: Workspace, config_path=None) -> list[Path]:
+    """What the Train screen's New run does: start now when nothing runs here and the config holds no
+    sweep: block, else queue it (a sweep: the whole grid). Returns the new run folders, first first."""
+    from phi3tui.core.config import load_config_values
+    from phi3tui.core.config import sweep_block
+
+    config_path = Path(config_path) if config_path else workspace.config_path
+    if not live_here(workspace) and not sweep_block(load_config_values(config_path), str(config_path)):
+        return [start_run(workspace, config_path)]
+    return queue_runs(workspace, config_path)
+
+
+# -- changing ---------------------------------------------------------------------------------------
+def _waiting(workspace: Workspace, ref: str) -> Path:
+    run_dir = find_run(workspace, ref)
+    state = run_info(run_dir).get("state")
+    if state != WAITING:
+        raise RunError(f"run {run_dir.name} is {state}, not waiting in the queue; `phi3tui runs queue` lists the queue")
+    return run_dir
+
+
+def drop_queued(workspace: Workspace, ref: str) -> Path:
+    """Take a waiting run out of the queue (its folder, holding only its config, is deleted)."""
+    with queue_lock(workspace):
+        run_dir = _waiting(workspace, ref)
+        delete_run(run_dir)
+        _write_order(workspace, [d.name for d in queued_runs(workspace)])
+    return run_dir
+
+
+def move_queued(workspace: Workspace, ref: str, delta: int) -> int:
+    """Move a waiting run `delta` places (negative: sooner). Returns its new position, 1 = next."""
+    with queue_lock(workspace):
+        run_dir = _waiting(workspace, ref)
+        ids = [d.name for d in queued_runs(workspace)]
+        i = ids.index(run_dir.name)
+        j = max(0, min(len(ids) - 1, i + delta))
+        ids.insert(j, ids.pop(i))
+        _write_order(workspace, ids)
+    return j + 1
+
+
+# -- starting ------------------------------------------------------------------------------------
+def start_next(workspace: Workspace) -> Path | None:
+    """Launch the head of the queue when no run of this workspace is live on this machine.
+    Returns the run started, or None (something runs, or nothing waits)."""
+    with queue_lock(workspace):
+        if live_here(workspace):
+            return None
+        for run_dir in queued_runs(workspace):
+            # `created` restarts the grace a starting run has before it must show a live pid.
+            update_run_json(run_dir, state="queued", created=time.time(), dequeued=time.time())
+            try:
+                launch(run_dir)
+            except (RunError, OSError) as exc:  # this one cannot start (mlx.launch gone): say so, try the next
+                reason = f"the queue could not start it: {exc}"
+                update_run_json(run_dir, state="failed", ended=time.time(), reason=reason, error=reason,
+                                log_tail=log_tail(run_dir))
+                continue
+            _write_order(workspace, [d.name for d in queued_runs(workspace)])
+            return run_dir
+        return None
+
+
+def resume_queue_quietly(workspace: Workspace) -> Path | None:
+    """The backstop of every `phi3tui` start: start a stalled queue; never fail the command for it."""
+    if not (workspace.runs_dir / QUEUE_FILE).is_file() or not workspace.writable:
+        return None
+    try:
+        return start_next(workspace)
+    except (RunError, OSError, ValueError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """main([WORKSPACE]): what a runner starts as it ends (runner.hand_on_queue)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: main([WORKSPACE])", file=sys.stderr)
+        return 2
+    started = start_next(Workspace(Path(argv[0]).resolve()))
+    if started is not None:
+        print(f"phi3tui: queue: started run {started.name}", flush=True)
+    return 0
+
