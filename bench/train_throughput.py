@@ -136,6 +136,9 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model", choices=("demo", "30m"), default="demo")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-seq-length", type=int, default=256, help="longer examples are cut (as in mlx-lm)")
+    parser.add_argument("--val-batches", type=int, default=-1, help="validation batches (-1: the whole set)")
     parser.add_argument("--no-attached", action="store_true", help="leave out the attached-app way (saves time)")
     opts = parser.parse_args()
 
@@ -149,7 +152,8 @@ def main() -> None:
         n = widen_model(ws.root / "model")
         model_text = f"demo model widened to {n / 1e6:.1f}M parameters (hidden 512, 9 blocks)"
     # Reports every 10 iterations, or 4 reports at least in a short run (tokens/s is timed between reports).
-    overrides = dict(iters=opts.iters, steps_per_report=max(1, min(10, opts.iters // 4)), steps_per_eval=opts.iters, save_every=opts.iters)
+    overrides = dict(iters=opts.iters, steps_per_report=max(1, min(10, opts.iters // 4)), steps_per_eval=opts.iters, save_every=opts.iters, batch_size=opts.batch_size,
+                     max_seq_length=opts.max_seq_length, val_batches=opts.val_batches)
     import yaml
 
     config = tmp / "plain-config.yaml"
@@ -170,7 +174,7 @@ def main() -> None:
         print(line, flush=True)
     if STEP_S:
         print(f"one step (plain mlx-lm, wall clock): {1000 * statistics.median(STEP_S):.0f} ms")
-    print(f"{model_text}, {opts.iters} iterations, batch 4, {opts.repeats} repeats, alternating, medians")
+    print(f"{model_text}, {opts.iters} iterations, batch {opts.batch_size}, max_seq_length {opts.max_seq_length}, {opts.repeats} repeats, alternating, medians")
     if attached:
         print(f"app CPU while attached and plotting: {100 * statistics.median(app_share):.1f}% of one core")
         print(f"tokens/s phi3tui attached ÷ mlx-lm: {statistics.median(attached) / statistics.median(plain):.3f}")
