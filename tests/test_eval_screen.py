@@ -66,3 +66,60 @@ async def test_evaluate_view_shows_left_right_and_difference_per_metric(trained)
         assert shown[0][4] in ("better", "worse", "same")
         await pilot.press("escape")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ChatScreen")
+
+
+async def pick(pilot, picker, index: int) -> None:
+    """Move from the highlighted choice (the side in use now) to `index` by keys, and choose it."""
+    from textual.widgets import OptionList
+
+    now = picker.query_one(OptionList).highlighted or 0
+    await pilot.press(*(["down"] * (index - now) if index >= now else ["up"] * (now - index)), "enter")
+
+
+async def test_evaluate_view_picks_any_checkpoint_for_either_side(trained):
+    from phi3tui.core.adapters import iteration_of
+    from phi3tui.widgets.picker import Picker
+
+    app = Phi3App(Workspace.open(trained), start_mode="chat")
+    adapters = trained / "runs" / RUN / "adapters"
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = await open_chat(app, pilot)
+        chat.session.settings = GenerationSettings(max_tokens=4)
+        chat_sides = list(chat.session.sides)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "EvaluateScreen")
+        view = app.screen
+        view.query_one("#eval-limit").value = "2"
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, Picker))
+        labels = [label for label, _ in app.screen.choices]
+        ten = next(i for i, label in enumerate(labels) if label.startswith(f"run {RUN} · iteration 10"))
+        await pick(pilot, app.screen, ten)
+        await wait_for(pilot, lambda: app.screen is view)
+        assert view.sides[0].checkpoint == adapters / "0000010_adapters.safetensors"
+        assert "left run 20260101-0000-r1 · iteration 10" in str(view.query_one("#eval-sides").render())
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: isinstance(app.screen, Picker))
+        twenty = next(i for i, (label, _) in enumerate(app.screen.choices) if label.startswith(f"run {RUN} · iteration 20"))
+        await pick(pilot, app.screen, twenty)
+        await wait_for(pilot, lambda: app.screen is view)
+        for path in (trained / "runs" / RUN).glob("eval-*.json"):
+            path.unlink()  # only this evaluation's file below
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not view.running, timeout=120)
+        (saved,) = (trained / "runs" / RUN).glob("eval-*.json")
+        result = json.loads(saved.read_text())
+        assert (result["left"]["iteration"], result["right"]["iteration"]) == (10, 20)
+        assert result["left"]["label"].endswith("iteration 10") and result["right"]["label"].endswith("iteration 20")
+        # Both checkpoints now carry their scores in the picker; the Chat panes kept their own sides.
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, Picker))
+        labels = [label for label, _ in app.screen.choices]
+        row = next(label for label in labels if label.startswith(f"run {RUN} · iteration 10"))
+        assert f"mc2 {result['left']['mc2']:.2f}" in row and f"test {result['left']['test_loss']:.3f}" in row
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is view)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ChatScreen")
+        assert chat.session.sides == chat_sides
+    assert iteration_of(adapters / "adapters.safetensors") == 20

@@ -1,5 +1,5 @@
-"""`phi3tui runs list | attach ID | stop ID | kill ID | resume ID | promote ID | diff A B | delete ID | status --oneline
-| queue [--drop ID | --up ID | --down ID] | resume-queue | sweep ID`."""
+"""`phi3tui runs list | attach ID | stop ID | kill ID | resume ID | promote ID [--by KEY] | probes ID [WS] | diff A B |
+delete ID | status --oneline | queue [--drop ID | --up ID | --down ID] | resume-queue | sweep ID`."""
 
 from __future__ import annotations
 
@@ -64,10 +64,22 @@ def register(subparsers) -> None:
     add_workspace_option(a)
     a.set_defaults(func=cmd_resume)
 
-    a = sub.add_parser("promote", help="copy the checkpoint with the best validation loss to adapters.safetensors")
+    a = sub.add_parser(
+        "promote",
+        help="copy the best checkpoint (by validation loss, or by a saved evaluation's score) to adapters.safetensors",
+    )
     a.add_argument("id", help=ID_HELP)
+    a.add_argument("--by", default="val_loss", choices=("val_loss", "mc2", "mc1", "test_loss"),
+                   help="what makes a checkpoint best: val_loss (lowest, default), mc2 or mc1 (highest) or test_loss "
+                        "(lowest) of the checkpoints' evaluations (eval-*.json, from `phi3tui eval`)")
     add_workspace_option(a)
     a.set_defaults(func=cmd_promote)
+
+    a = sub.add_parser("probes", help="the probe prompts' answers at each checkpoint (config key probe_prompts), newest first")
+    a.add_argument("id", help=ID_HELP)
+    a.add_argument("ws", nargs="?", metavar="WS", help="the workspace folder (as -w)")
+    add_workspace_option(a)
+    a.set_defaults(func=cmd_probes)
 
     a = sub.add_parser("config", help="print a run's frozen config.yaml")
     a.add_argument("id", help=ID_HELP)
@@ -277,11 +289,31 @@ def cmd_resume(args) -> int:
 def cmd_promote(args) -> int:
     from phi3tui.core.runs import promote_best
 
+    name = args.by.replace("_", " ")
     return _control(
         args,
-        lambda d: "iteration {} (val loss {:.4f})".format(*promote_best(d)),
+        lambda d: "iteration {} ({name} {:.4f})".format(*promote_best(d, args.by), name=name),
         "run {id}: adapters.safetensors is now the checkpoint of {result}",
     )
+
+
+def cmd_probes(args) -> int:
+    from phi3tui.core.eval import read_probes
+
+    if args.ws:
+        args.workspace = args.ws
+    run_dir = _run_dir(args)
+    probes = read_probes(run_dir)
+    if not probes:
+        print(f"run {run_dir.name} has no probe answers: set probe_prompts in the config (a file of prompts, or N "
+              "for the first N test prompts) and the run answers them after each checkpoint")
+        return 0
+    for iteration, answers in reversed(probes.items()):
+        print(f"iteration {iteration}")
+        for a in answers:
+            print(f"  Q: {a.get('prompt', '')}")
+            print(f"  A: {a.get('answer', '')}")
+    return 0
 
 
 def cmd_config(args) -> int:

@@ -78,3 +78,20 @@ def checkpoint_choices(workspace_root: Path) -> list[tuple[str, tuple[Path, Path
         for s in find_adapters(workspace_root)
         for c in reversed(s.checkpoints)
     ]
+
+
+def iteration_of(weights: Path) -> int | None:
+    """The iteration a weights file holds: its number, or for adapters.safetensors the numbered checkpoint
+    it is a copy of (the newest equal one: the last saved, or the promoted one); None when none equals it."""
+    weights = Path(weights)
+    m = CHECKPOINT_RE.match(weights.name)
+    if m:
+        return int(m.group(1))
+    try:
+        data = weights.read_bytes()
+    except OSError:
+        return None
+    for c in reversed(checkpoints_in(weights.parent)):
+        if c.iteration is not None and c.path.stat().st_size == len(data) and c.path.read_bytes() == data:
+            return c.iteration
+    return None

@@ -164,3 +164,23 @@ class Picker(ModalScreen[Any]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def side_picker(title: str, workspace_root, current=None) -> Picker:
+    """The picker of a model side (Chat's panes, Evaluate's two sides): the base model or any checkpoint of
+    any run or adapter folder, each with its saved scores, or an adapter folder typed as a path."""
+    from pathlib import Path
+
+    from phi3tui.core.chat import ChatError, side_choices, side_for_path
+    from phi3tui.core.eval import labels_with_scores
+
+    sides = side_choices(workspace_root)
+    return Picker(
+        title,
+        list(zip(labels_with_scores(sides), sides)),
+        current=current,
+        note="" if len(sides) > 1 else "No adapters yet: train a run (F3), or put an adapter folder in the workspace.",
+        from_path=lambda text: side_for_path(Path(text)),
+        path_errors=(ChatError,),
+        path_prompt="or an adapter folder anywhere: type its path, enter",
+    )

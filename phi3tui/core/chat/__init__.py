@@ -4,9 +4,18 @@ import it directly, and only off the UI thread.
 This is the package's public face: other packages import from here, not from its modules."""
 
 from phi3tui.core.chat.generation import GenerationSettings
-from phi3tui.core.chat.session import ChatSession, ComparePrompt, ModelWorker, batch_compare, model_path, prompt_from_record
+from phi3tui.core.chat.session import (
+    ChatSession,
+    ComparePrompt,
+    ModelWorker,
+    batch_compare,
+    model_path,
+    prompt_from_record,
+    read_prompts,
+)
 from phi3tui.core.chat.sides import (
     BASE,
+    END_TOKEN,
     ChatError,
     describe_error,
     newest_adapter,
@@ -16,6 +25,7 @@ from phi3tui.core.chat.sides import (
 
 __all__ = [
     "BASE",
+    "END_TOKEN",
     "ChatError",
     "ChatSession",
     "ComparePrompt",
@@ -26,6 +36,7 @@ __all__ = [
     "model_path",
     "newest_adapter",
     "prompt_from_record",
+    "read_prompts",
     "side_choices",
     "side_for_path",
 ]

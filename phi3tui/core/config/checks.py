@@ -426,6 +426,14 @@ def check_adapters(values: dict, defaults: dict, workspace_root: Path) -> list[F
     return found
 
 
+def check_probes(values: dict, workspace_root: Path) -> list[Finding]:
+    """probe_prompts / probe_max_tokens: phi3tui's runner reads them (answers after each checkpoint)."""
+    from phi3tui.core.eval import probe_problem
+
+    problem = probe_problem(values.get("probe_prompts"), values.get("probe_max_tokens"), workspace_root)
+    return [Finding("error", *problem)] if problem else []
+
+
 def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan) -> tuple[list[Finding], Any]:
     from phi3tui.core import models
 

@@ -72,6 +72,7 @@ def review_config(text: str, workspace_root: Path | str, rejected: frozenset[str
     if data_ctx is not None and data_ctx.note and data_ctx.sizes:
         findings.append(Finding("info", "max_seq_length", f"not compared with the data: {data_ctx.note}"))
     findings += checks.check_adapters(values, defaults, root)
+    findings += checks.check_probes(values, root)
     memory_findings, memory = checks.check_memory(values, defaults, model_ctx, plan)
     findings += memory_findings
     findings += checks.check_known_models(values, defaults, model_ctx)  # last: the file's own model comes first

@@ -167,8 +167,10 @@ def _parser_actions() -> dict:
 
 
 def known_top_level_keys() -> set[str]:
+    from phi3tui.core.eval import PROBE_KEYS
+
     return (set(mlx_lm_defaults()) | set(_parser_actions()) | set(DATASET_KEYS) | set(PREFERENCE_KEYS)
-            | set(PREFERENCE_ALIASES)) - CLI_ONLY
+            | set(PREFERENCE_ALIASES) | set(PROBE_KEYS)) - CLI_ONLY
 
 
 def _kind_of(action, default) -> tuple[str, tuple[str, ...]]:
@@ -241,6 +243,11 @@ def config_fields() -> list[FieldSpec]:
             specs.append(FieldSpec(("epochs",), "length & schedule", "float", None, CONFIG_ONLY_HELP["epochs"]))
     for key, kind, choices, help_text in PREFERENCE_FIELDS:
         specs.append(FieldSpec((key,), "preference", kind, PREFERENCE_KEYS[key], help_text, choices))
+    from phi3tui.core.eval import PROBE_HELP, PROBE_KEYS
+
+    # phi3tui's runner answers these after each checkpoint; a path or a number, hence "yaml".
+    for key, kind in (("probe_prompts", "yaml"), ("probe_max_tokens", "int")):
+        specs.append(FieldSpec((key,), "evaluation", kind, PROBE_KEYS[key], PROBE_HELP[key]))
     order = {g: i for i, g in enumerate(GROUPS)}
     return sorted(specs, key=lambda s: order[s.group])  # stable: mlx-lm's order inside a group
 

@@ -6,9 +6,48 @@ This is the package's public face: other packages import from here, not from its
 
 from phi3tui.core.eval.items import EvalError, McItem, item_from_row, read_mc, split_items
 from phi3tui.core.eval.metrics import exact_match, mc1, mc2, rouge_l
-from phi3tui.core.eval.results import METRICS, SIDE_KEYS, counts, output_path, rows, save, summary, table
+from phi3tui.core.eval.probes import (
+    PROBE_HELP,
+    PROBE_KEYS,
+    CheckpointProbes,
+    probe_problem,
+    read_probe_prompts,
+    read_probes,
+)
+from phi3tui.core.eval.results import (
+    HIGHER_IS_BETTER,
+    METRICS,
+    SCORE_KEYS,
+    SIDE_KEYS,
+    best_by,
+    checkpoint_scores,
+    counts,
+    current_scores,
+    labels_with_scores,
+    number_text,
+    output_path,
+    rows,
+    save,
+    score_text,
+    summary,
+    table,
+)
 
 __all__ = [
+    "CheckpointProbes",
+    "HIGHER_IS_BETTER",
+    "PROBE_HELP",
+    "PROBE_KEYS",
+    "SCORE_KEYS",
+    "best_by",
+    "checkpoint_scores",
+    "current_scores",
+    "labels_with_scores",
+    "number_text",
+    "probe_problem",
+    "read_probe_prompts",
+    "read_probes",
+    "score_text",
     "EvalError",
     "METRICS",
     "McItem",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -85,3 +86,118 @@ def output_path(side) -> Path:
 
 def save(result: dict, path: Path) -> None:
     atomic_write_text(path, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
+
+
+# -- scores per checkpoint, read back from the saved evaluations ---------------------------------
+SCORE_KEYS = ("mc1", "mc2", "test_loss")  # what the runs list, the checkpoint table and promote use
+HIGHER_IS_BETTER = {"mc1": True, "mc2": True, "test_loss": False}
+
+
+def side_record(side) -> dict:
+    """Where a side's weights came from, saved with its scores so they can be found by checkpoint."""
+    from phi3tui.core.adapters import iteration_of
+
+    if side.is_base:
+        return {"adapter_dir": None, "iteration": None}
+    return {"adapter_dir": str(side.adapter_dir.resolve()), "iteration": iteration_of(side.weights_path)}
+
+
+def eval_files(adapter_dir: Path) -> list[Path]:
+    """The eval-*.json beside an adapter folder (in its run folder and in the folder itself), oldest first."""
+    adapter_dir = Path(adapter_dir)
+    found = set(adapter_dir.glob("eval-*.json")) | set(adapter_dir.parent.glob("eval-*.json"))
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def _same_folder(saved, adapter_dir: Path, eval_file: Path) -> bool:
+    """The saved side's adapter folder is this one: the same path, or (a workspace moved or copied since)
+    the same run's adapters/ folder name beside the evaluation file."""
+    if not isinstance(saved, str):
+        return False
+    if saved == str(adapter_dir):
+        return True
+    saved_path = Path(saved)
+    home = eval_file.parent
+    here = adapter_dir if home == adapter_dir else (adapter_dir.parent if home == adapter_dir.parent else None)
+    there = saved_path if home == adapter_dir else saved_path.parent
+    return here is not None and there.name == here.name and saved_path.name == adapter_dir.name
+
+
+def checkpoint_scores(adapter_dir: Path) -> dict[int, dict]:
+    """{iteration: {"mc1", "mc2", "test_loss", "file"}} from the newest evaluation of each checkpoint of this
+    adapter folder (a score an evaluation did not measure is None; a damaged file is skipped)."""
+    adapter_dir = Path(adapter_dir).resolve()
+    scores: dict[int, dict] = {}
+    for path in eval_files(adapter_dir):
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(result, dict):
+            continue
+        for name in ("left", "right"):
+            side = result.get(name)
+            if not isinstance(side, dict) or not _same_folder(side.get("adapter_dir"), adapter_dir, path):
+                continue
+            iteration = side.get("iteration")
+            if not isinstance(iteration, int):
+                continue
+            measured = {k: side.get(k) for k in SCORE_KEYS if isinstance(side.get(k), (int, float))}
+            if measured:
+                scores[iteration] = {**{k: None for k in SCORE_KEYS}, **scores.get(iteration, {}), **measured,
+                                     "file": str(path)}
+    return dict(sorted(scores.items()))
+
+
+def number_text(value, digits: int = 2) -> str:
+    """A score or loss for a table cell: '-' when not measured (or not finite)."""
+    return "-" if not isinstance(value, (int, float)) or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def score_text(scores: dict | None) -> str:
+    """'mc1 0.50 mc2 0.61 test 2.134' for what was measured; '' for nothing."""
+    if not scores:
+        return ""
+    parts = [f"{key.replace('_loss', '')} {scores[key]:.{3 if key == 'test_loss' else 2}f}"
+             for key in SCORE_KEYS if scores.get(key) is not None]
+    return " ".join(parts)
+
+
+def best_by(scores: dict[int, dict], key: str) -> tuple[int, float] | None:
+    """(iteration, score) of the best checkpoint by `key` (mc1, mc2: highest; test_loss: lowest); the
+    earliest one wins a tie."""
+    measured = [(it, s[key]) for it, s in scores.items() if s.get(key) is not None]
+    if not measured:
+        return None
+    sign = -1 if HIGHER_IS_BETTER[key] else 1
+    return min(measured, key=lambda row: (sign * row[1], row[0]))
+
+
+def current_scores(adapter_dir: Path) -> tuple[int, dict] | None:
+    """(iteration, scores) of the checkpoint adapters.safetensors holds now when it was evaluated, else of
+    the newest checkpoint evaluated; None when none was. What the runs list shows for a run."""
+    from phi3tui.core.adapters import iteration_of
+
+    scores = checkpoint_scores(adapter_dir)
+    if not scores:
+        return None
+    now = iteration_of(Path(adapter_dir) / "adapters.safetensors")
+    iteration = now if now in scores else max(scores)
+    return iteration, scores[iteration]
+
+
+def labels_with_scores(sides) -> list[str]:
+    """Each side's label, with its checkpoint's saved scores after it when it was evaluated: what the
+    checkpoint pickers (Chat, Evaluate) list."""
+    from phi3tui.core.adapters import iteration_of
+
+    by_folder: dict[Path, dict[int, dict]] = {}
+    out = []
+    for side in sides:
+        text = ""
+        if not side.is_base:
+            scores = by_folder.setdefault(side.adapter_dir, checkpoint_scores(side.adapter_dir))
+            if scores:
+                text = score_text(scores.get(iteration_of(side.weights_path)))
+        out.append(f"{side.label}  ({text})" if text else side.label)
+    return out

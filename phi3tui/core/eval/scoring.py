@@ -16,7 +16,7 @@ import mlx.core as mx
 from phi3tui.core.chat import GenerationSettings, batch_compare
 from phi3tui.core.eval.items import EvalError, McItem
 from phi3tui.core.eval.metrics import exact_match, mc1, mc2, rouge_l
-from phi3tui.core.eval.results import SIDE_KEYS
+from phi3tui.core.eval.results import SIDE_KEYS, side_record
 from phi3tui.core.workspace import Workspace
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -146,6 +146,7 @@ def evaluate_sides(
     result = {name: {key: None for key in SIDE_KEYS} for name in ("left", "right")[:n]}
     for name, side in zip(result, sides):
         result[name]["label"] = side.label
+        result[name].update(side_record(side))  # so the runs list and promote find the scores by checkpoint
     report = progress or (lambda what, done, total: None)
     if loss:
         report("test loss", 0, 1)

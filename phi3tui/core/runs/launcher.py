@@ -372,19 +372,54 @@ def resume_run(run_dir: Path, smaller: bool = False) -> int:
     return start
 
 
-def promote_best(run_dir: Path) -> tuple[int, float]:
-    """Copy the checkpoint with the best (nearest) validation loss to adapters.safetensors."""
+PROMOTE_BY = ("val_loss", "mc2", "mc1", "test_loss")  # val_loss: the runner's; the rest: saved evaluations
+
+
+def promote_best(run_dir: Path, by: str = "val_loss") -> tuple[int, float]:
+    """Copy the best checkpoint to adapters.safetensors: by the nearest validation loss (lowest), or by a
+    score of the checkpoints' saved evaluations (eval-*.json): mc2 or mc1 (highest) or test_loss (lowest)."""
+    from phi3tui.core.eval import best_by, checkpoint_scores
+
+    if by not in PROMOTE_BY:
+        raise RunError(f"cannot promote by {by!r}: use one of {', '.join(PROMOTE_BY)}")
     info = run_info(run_dir)
     if info.get("state") in LIVE_STATES:
         raise RunError(f"run {run_dir.name} is still {info.get('state')}; stop it first (it rewrites adapters.safetensors)")
-    table = [(it, path, loss) for it, path, loss in checkpoint_table(run_dir) if loss is not None and math.isfinite(loss)]
-    if not table:
-        raise RunError(f"run {run_dir.name} has no checkpoint with a validation loss to promote")
-    iteration, path, loss = min(table, key=lambda row: row[2])
-    target = path.parent / "adapters.safetensors"
-    atomic_copy(path, target)
-    update_run_json(run_dir, promoted={"iteration": iteration, "val_loss": loss, "time": time.time()})
-    return iteration, loss
+    table = {it: (path, loss) for it, path, loss in checkpoint_table(run_dir)}
+    if by == "val_loss":
+        valid = [(it, loss) for it, (_, loss) in table.items() if loss is not None and math.isfinite(loss)]
+        if not valid:
+            raise RunError(f"run {run_dir.name} has no checkpoint with a validation loss to promote")
+        iteration, score = min(valid, key=lambda row: row[1])
+    else:
+        scores = {it: s for it, s in checkpoint_scores(run_dir / ADAPTERS_DIR).items() if it in table}
+        best = best_by(scores, by)
+        if best is None:
+            raise RunError(f"run {run_dir.name} has no evaluated checkpoint with {by}: evaluate its checkpoints "
+                           "first (`phi3tui eval --run ID --checkpoint N`, or Evaluate in Chat)")
+        iteration, score = best
+    path = table[iteration][0]
+    atomic_copy(path, path.parent / "adapters.safetensors")
+    update_run_json(run_dir, promoted={"iteration": iteration, "by": by, by: score, "time": time.time()})
+    return iteration, score
+
+
+def promote_choices(run_dir: Path) -> list[tuple[str, int, float]]:
+    """(criterion, best iteration, its score) for each criterion this run has data for: what promote offers."""
+    from phi3tui.core.eval import best_by, checkpoint_scores
+
+    table = checkpoint_table(run_dir)
+    out = []
+    valid = [(it, loss) for it, _, loss in table if loss is not None and math.isfinite(loss)]
+    if valid:
+        out.append(("val_loss", *min(valid, key=lambda row: row[1])))
+    have = {it for it, _, _ in table}
+    scores = {it: s for it, s in checkpoint_scores(run_dir / ADAPTERS_DIR).items() if it in have}
+    for key in PROMOTE_BY[1:]:
+        best = best_by(scores, key)
+        if best is not None:
+            out.append((key, *best))
+    return out
 
 
 def delete_run(run_dir: Path) -> None:

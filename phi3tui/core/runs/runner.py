@@ -253,6 +253,7 @@ class Trainer:
         self.memory_limit_gb, self.memory_source = _memory_limit_gb()
         self.memory_cap = memory_cap_bytes()
         self.task = None  # train_mode dpo/orpo: its data, batches, loss and metrics (preference.py)
+        self.probes = None  # probe_prompts: answered after each checkpoint (core/eval/probes.py)
         self.reporters = self  # what reports go to: mlx-lm's reporters around this trainer (run)
 
     def request_stop(self, *_):
@@ -292,6 +293,8 @@ class Trainer:
         )
         self.recorder.update(last_checkpoint=iteration)
         print(f"phi3tui runner: saved checkpoint at iteration {iteration}", flush=True)
+        if self.probes is not None:
+            self.probes(self.model, iteration)
 
     def restore(self, iteration: int) -> None:
         import mlx.core as mx
@@ -451,6 +454,10 @@ class Trainer:
             self.task = PreferenceTask(args, tokenizer)
             self.task.prepare(model, args.fine_tune_type, args.max_seq_length)
             train_set, valid_set, test_set = self.task.datasets
+        if self.world.rank() == 0:  # read before training, so a bad probe file fails the run at once
+            from phi3tui.core.eval import CheckpointProbes
+
+            self.probes = CheckpointProbes.from_config(vars(args), self.run_dir, Path.cwd(), tokenizer)
         mx.random.seed(args.seed)
         model.freeze()
         if args.num_layers > len(model.layers):

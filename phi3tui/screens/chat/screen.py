@@ -4,7 +4,6 @@ streaming, from one copy of the weights. All model work runs on the app's model 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,7 +11,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Input, Static
 
-from phi3tui.core.chat import BASE, ChatError, ChatSession, describe_error, model_path, side_choices, side_for_path
+from phi3tui.core.chat import BASE, ChatError, ChatSession, describe_error, model_path
 from phi3tui.core.terminal import OSC52_NOTE, PBCOPY_NOTE, copy_with_program, local_clipboard_program
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.chat_pane import ChatPane
@@ -166,9 +165,8 @@ class ChatScreen(ModeScreen):
             self.answer_cancel.set()
 
     def action_pick(self, pane: int) -> None:
-        from phi3tui.widgets.picker import Picker
+        from phi3tui.widgets.picker import side_picker
 
-        sides = side_choices(self.workspace.root)
         title = f"Model for the {'left' if pane == 0 else 'right'} pane"
 
         def chosen(side) -> None:
@@ -178,16 +176,7 @@ class ChatScreen(ModeScreen):
                 self.pane(pane).note(f"switching to {side.label}…")
                 self.submit(self._choose_job(pane, side))
 
-        picker = Picker(
-            title,
-            [(side.label, side) for side in sides],
-            current=self.session.sides[pane],
-            note="" if len(sides) > 1 else "No adapters yet: train a run (F3), or put an adapter folder in the workspace.",
-            from_path=lambda text: side_for_path(Path(text)),
-            path_errors=(ChatError,),
-            path_prompt="or an adapter folder anywhere: type its path, enter",
-        )
-        self.app.push_screen(picker, chosen)
+        self.app.push_screen(side_picker(title, self.workspace.root, self.session.sides[pane]), chosen)
 
     def action_settings(self) -> None:
         from phi3tui.screens.chat.settings import ChatSettingsScreen

@@ -1,6 +1,7 @@
-"""Evaluate: did the fine-tune help? The Chat panes' two sides scored on the same items (test loss,
-MC1/MC2, exact match, ROUGE-L), per metric with the difference, saved beside the adapter as
-eval-<time>.json. All model work runs on the app's model worker thread; this screen only shows."""
+"""Evaluate: did the fine-tune help? Two sides (at first the Chat panes' two; ^l / ^r pick any checkpoint
+for either) scored on the same items (test loss, MC1/MC2, exact match, ROUGE-L), per metric with the
+difference, saved beside the adapter as eval-<time>.json. All model work runs on the app's model worker
+thread; this screen only shows."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class EvaluateScreen(JobDialog):
     BINDINGS = [
         Binding("enter", "start", "Start", id="eval.start"),
         Binding("escape", "stop_or_close", "Stop / close", id="eval.stop_or_close"),
+        Binding("ctrl+l", "pick(0)", "Left side", key_display="^l", id="eval.pick_left"),
+        Binding("ctrl+r", "pick(1)", "Right side", key_display="^r", id="eval.pick_right"),
     ]
 
     class Progress(Message):
@@ -41,11 +44,11 @@ class EvaluateScreen(JobDialog):
         super().__init__()
         self.session = session
         self.running = False
+        self.sides = list(session.sides)  # this view's own: picking here leaves the Chat panes as they are
 
     def compose(self) -> ComposeResult:
-        left, right = (s.label if s else "—" for s in self.session.sides)
         with Vertical():
-            yield Static(f"Evaluate: left {left} · right {right}", markup=False)
+            yield Static(self.sides_text(), id="eval-sides", markup=False)
             with Horizontal():
                 yield Label("questions")
                 yield Input("", placeholder="TruthfulQA CSV or JSONL (empty: the test split)", id="eval-mc")
@@ -56,10 +59,30 @@ class EvaluateScreen(JobDialog):
             table.add_columns("metric", "left", "right", "difference", "right is")
             yield table
             yield ProgressBar(id="eval-progress", show_eta=False)
-            yield Static("enter: start · esc: stop or close", id="eval-status", classes="job-status", markup=False)
+            yield Static("enter: start · ^l / ^r: pick the left / right checkpoint · esc: stop or close", id="eval-status",
+                         classes="job-status", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#eval-mc", Input).focus()
+
+    def sides_text(self) -> str:
+        left, right = (s.label if s else "—" for s in self.sides)
+        return f"Evaluate: left {left} · right {right}"
+
+    def action_pick(self, index: int) -> None:
+        from phi3tui.widgets.picker import side_picker
+
+        if self.running:
+            self._status("still evaluating: esc stops it first", error=True)
+            return
+
+        def chosen(side) -> None:
+            if side is not None:
+                self.sides[index] = side
+                self.query_one("#eval-sides", Static).update(self.sides_text())
+
+        title = f"{'Left' if index == 0 else 'Right'} side: the base model or any checkpoint"
+        self.app.push_screen(side_picker(title, self.session.workspace.root, self.sides[index]), chosen)
 
     def action_start(self) -> None:
         if self.running:
@@ -67,9 +90,9 @@ class EvaluateScreen(JobDialog):
         mc_text = self.query_one("#eval-mc", Input).value.strip()
         limit_text = self.query_one("#eval-limit", Input).value.strip()
         limit = int(limit_text) if limit_text.isdigit() and int(limit_text) > 0 else None
-        workspace, sides, settings = self.session.workspace, list(self.session.sides), self.session.settings
+        workspace, sides, settings = self.session.workspace, list(self.sides), self.session.settings
         if any(side is None for side in sides) or all(side.is_base for side in sides):
-            self._status("pick an adapter for one pane first (ctrl+l / ctrl+r on the Chat screen)", error=True)
+            self._status("pick an adapter for one side first (ctrl+l / ctrl+r)", error=True)
             return
         self.query_one(DataTable).clear()
         self._status("loading the model…")

@@ -15,13 +15,14 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from phi3tui.core import runs
+from phi3tui.core.eval import current_scores, number_text
 
 
 class RunsListScreen(ModalScreen[tuple | None]):
     DEFAULT_CSS = """
     RunsListScreen { align: center middle; }
     RunsListScreen > Vertical {
-        width: 80; max-width: 100%; height: 90%;
+        width: 100; max-width: 100%; height: 90%;
         border: round $accent; background: $panel;
     }
     RunsListScreen DataTable { height: 1fr; }
@@ -57,7 +58,8 @@ class RunsListScreen(ModalScreen[tuple | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns(" ", "run", "state", "progress", "best val", "age")
+        # mc1/mc2/test: the saved evaluation (eval-*.json) of the checkpoint in use, else of the newest evaluated
+        table.add_columns(" ", "run", "state", "progress", "best val", "age", "mc1", "mc2", "test", "@")
         self.reload()
         table.focus()
 
@@ -69,7 +71,11 @@ class RunsListScreen(ModalScreen[tuple | None]):
         for s in self.summaries:
             best = "-" if s.best_val_loss is None or not math.isfinite(s.best_val_loss) else f"{s.best_val_loss:.3f}"
             mark = "●" if s.run_dir in self.marked else " "
-            table.add_row(mark, s.id, s.state, f"{s.iteration}/{s.iters}", best, s.age_text(), key=str(s.run_dir))
+            scored = current_scores(s.run_dir / "adapters")
+            it, sc = scored if scored else (None, {})
+            cells = [number_text(sc.get(k), 3 if k == "test_loss" else 2) for k in ("mc1", "mc2", "test_loss")]
+            table.add_row(mark, s.id, s.state, f"{s.iteration}/{s.iters}", best, s.age_text(), *cells,
+                          "-" if it is None else str(it), key=str(s.run_dir))
         if self.summaries:
             table.move_cursor(row=min(row, len(self.summaries) - 1))
 

@@ -18,6 +18,7 @@ from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
 
 from phi3tui.core import runs
+from phi3tui.core.eval import checkpoint_scores, read_probes, number_text
 from phi3tui.core.runs import END_STATES, log_tail
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.loss_plot import Curve, LossPlot
@@ -38,6 +39,10 @@ class TrainScreen(ModeScreen):
     TrainScreen #run-queue { height: 1; color: $text-muted; display: none; text-wrap: nowrap; text-overflow: ellipsis; }
     TrainScreen #run-queue.shown { display: block; }
     TrainScreen #run-bottom { height: 6; }
+    TrainScreen #run-bottom.probes { height: 9; }
+    TrainScreen #run-probes { width: 1fr; display: none; text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainScreen #run-bottom.probes #run-probes { display: block; }
+    TrainScreen #run-bottom.probes #run-log { display: none; }
     TrainScreen #run-checkpoints { width: 30; border-right: vkey $panel; }
     TrainScreen #run-log { width: 1fr; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     TrainScreen #run-stats, TrainScreen #run-title { text-wrap: nowrap; text-overflow: ellipsis; }
@@ -55,6 +60,12 @@ class TrainScreen(ModeScreen):
         Binding("g", "toggle_log", "Log scale", show=False, id="train.log_scale"),
         Binding("p", "promote", "Promote", id="train.promote"),
         Binding("c", "show_config", "Config", show=False, id="train.config"),
+        # Probe answers (config key probe_prompts): step through the checkpoints to see an answer change.
+        Binding("left_square_bracket", "probe_step(-1)", "Probe: earlier checkpoint", key_display="[", show=False,
+                id="train.probe_earlier"),
+        Binding("right_square_bracket", "probe_step(1)", "Probe: later checkpoint", key_display="]", show=False,
+                id="train.probe_later"),
+        Binding("a", "toggle_probes", "Probe answers / log", show=False, id="train.probes"),
     ]
 
     def __init__(self, **kwargs):
@@ -70,6 +81,10 @@ class TrainScreen(ModeScreen):
         self.seen_end = None
         self.newest_at_attach: Path | None = None
         self.footer_oom = False
+        self.probes: dict[int, list[dict]] = {}
+        self.probes_seen = None  # the probes folder's mtime when last read
+        self.probe_at: int | None = None  # the checkpoint shown; None follows the newest
+        self.probes_hidden = False
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="run-line"):
@@ -82,6 +97,7 @@ class TrainScreen(ModeScreen):
         with Horizontal(id="run-bottom"):
             yield Static("", id="run-checkpoints")
             yield Static("", id="run-log", markup=False)
+            yield Static("", id="run-probes", markup=False)
 
     def on_mount(self) -> None:
         poll = self.app.run_poll
@@ -104,6 +120,7 @@ class TrainScreen(ModeScreen):
         self.info = seen.info if seen is not None else runs.run_info(run_dir)  # an old run, older than the poll
         self.seen_alarms = len(self.info.get("alarms") or [])  # old alarms show, but do not ring
         self.seen_end = self.info.get("state") if self.info.get("state") in END_STATES else None
+        self.probes, self.probes_seen, self.probe_at = {}, None, None
         self.show_poll(poll, force=True)
 
     def refresh_now(self) -> None:
@@ -211,14 +228,68 @@ class TrainScreen(ModeScreen):
 
         best = info.get("best_val_loss")
         rows = [f"best val {best:.4f} @{info.get('best_val_iteration')}" if isinstance(best, (int, float)) else "best val -"]
-        rows.append("checkpoint   val loss")
-        for it, _path, loss in runs.checkpoint_table(self.run_dir, m, last=3):
+        table = runs.checkpoint_table(self.run_dir, m, last=3)
+        scores = checkpoint_scores(self.run_dir / "adapters") if table else {}
+        if scores:  # evaluations saved beside the adapters (eval-*.json): their scores, per checkpoint
+            rows.append("  iter    val  mc1  mc2  test")
+        else:
+            rows.append("checkpoint   val loss")
+        for it, _path, loss in table:
             shown = "-" if loss is None or not math.isfinite(loss) else f"{loss:.4f}"
-            rows.append(f"{it:>10}   {shown}")
+            if scores:
+                s = scores.get(it, {})
+                cells = [number_text(s.get(k), d) for k, d in (("mc1", 2), ("mc2", 2), ("test_loss", 2))]
+                rows.append(f"{it:>6} {number_text(loss, 3):>6} {cells[0]:>4} {cells[1]:>4} {cells[2]:>5}")
+            else:
+                rows.append(f"{it:>10}   {shown}")
         if len(rows) == 2:
             rows.append("none saved yet")
         self.query_one("#run-checkpoints", Static).update("\n".join(rows))
         self.query_one("#run-log", Static).update("\n".join(log_tail(self.run_dir, 6)))
+        self.update_probes()
+
+    # -- probe answers ----------------------------------------------------------------------
+    def update_probes(self) -> None:
+        folder = self.run_dir / "probes"
+        try:
+            stamp = folder.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp != self.probes_seen:  # a new checkpoint's answers (one file each) touch the folder
+            self.probes_seen = stamp
+            self.probes = read_probes(self.run_dir) if stamp is not None else {}
+        shown = bool(self.probes) and not self.probes_hidden
+        self.query_one("#run-bottom").set_class(shown, "probes")
+        if not shown:
+            return
+        its = list(self.probes)
+        at = self.probe_at if self.probe_at in self.probes else its[-1]
+        index = its.index(at)
+        previous = {a.get("prompt"): a.get("answer") for a in self.probes[its[index - 1]]} if index else {}
+        lines = [f"probes @ iteration {at} ({index + 1}/{len(its)}) · [ ] other checkpoints · a log"]
+        for answer in self.probes[at]:
+            changed = index and previous.get(answer.get("prompt")) != answer.get("answer")
+            lines.append(f"Q {answer.get('prompt', '')}")
+            lines.append(f"{'A≠' if changed else 'A '} {answer.get('answer', '') or '(empty)'}")
+        self.query_one("#run-probes", Static).update("\n".join(lines))
+
+    def action_probe_step(self, delta: int) -> None:
+        if self.run_dir is None or not self.probes:
+            self.notify("no probe answers in this run: set probe_prompts in the config (Config screen)", severity="warning")
+            return
+        its = list(self.probes)
+        at = self.probe_at if self.probe_at in self.probes else its[-1]
+        index = max(0, min(len(its) - 1, its.index(at) + delta))
+        self.probe_at = None if index == len(its) - 1 else its[index]  # at the newest: follow new ones
+        self.probes_hidden = False
+        self.update_probes()
+
+    def action_toggle_probes(self) -> None:
+        if not self.probes:
+            self.notify("no probe answers in this run: set probe_prompts in the config (Config screen)", severity="warning")
+            return
+        self.probes_hidden = not self.probes_hidden
+        self.update_probes()
 
     def check_alarms(self) -> None:
         alarms = self.info.get("alarms") or []
@@ -302,8 +373,25 @@ class TrainScreen(ModeScreen):
         )
 
     def action_promote(self) -> None:
+        """Promote the best checkpoint by validation loss; with evaluations saved, pick the score first."""
+        from phi3tui.widgets.picker import Picker
+
+        if self.run_dir is None:
+            self.notify("no run attached: press l to pick one", severity="warning")
+            return
+        choices = runs.promote_choices(self.run_dir)
+        if len(choices) <= 1:
+            self.promote_by("val_loss")
+            return
+        options = [(f"by {by.replace('_', ' ')}: iteration {it} ({score:.4f})", by) for by, it, score in choices]
+        self.app.push_screen(Picker("Promote the best checkpoint by", options), self.promote_by)
+
+    def promote_by(self, by: str | None) -> None:
+        if by is None:
+            return
+        name = by.replace("_", " ")
         self._control(
-            lambda d: "iteration {} (val loss {:.4f})".format(*runs.promote_best(d)),
+            lambda d: "iteration {} ({name} {:.4f})".format(*runs.promote_best(d, by), name=name),
             "adapters.safetensors is now the checkpoint of {result}",
         )
 
