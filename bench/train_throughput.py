@@ -5,10 +5,15 @@ Three ways, alternating, REPEATS times each, medians:
   phi3tui   `python -m phi3tui.core.runs.runner` started by core.runs.start_run, nothing attached
   attached  the same, with the app (Train screen, live plot) attached in another process; that
             process's own CPU time over the run is the app's cost (share of one core)
+  awake     phi3tui with keep_awake auto (caffeinate on macOS, systemd-inhibit on Linux; the others run
+            with it off), to show that holding the machine awake costs the run nothing
+
+--model 30m widens the demo model to about 30M parameters (hidden 512, 9 blocks), whose step takes
+well over 50 ms on a CPU, so per-step costs of the runner show against a step of realistic weight.
 
 Tokens/s is measured on the wall clock between the first and the last train report (see wall_tps).
 
-Usage: python bench/train_throughput.py [--iters N] [--repeats R]
+Usage: python bench/train_throughput.py [--iters N] [--repeats R] [--model demo|30m] [--no-attached]
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ def wall_tps(train_records: list[dict]) -> float:
     return (last["trained_tokens"] - first["trained_tokens"]) / (last["time"] - first["time"])
 
 
+STEP_S: list[float] = []  # wall seconds per iteration of the plain runs, between their first and last report
+
+
 def run_plain(ws: Path, config: Path, tmp: Path) -> float:
     out = tmp / "plain.json"
     subprocess.run(
@@ -73,7 +81,28 @@ def run_plain(ws: Path, config: Path, tmp: Path) -> float:
     return wall_tps([r for r in json.loads(out.read_text()) if r["kind"] == "train"])
 
 
-def run_phi3tui(ws, overrides, attach: bool, tmp: Path) -> tuple[float, dict | None]:
+WIDE = {"hidden_size": 512, "num_hidden_layers": 9, "intermediate_size": 1376, "num_attention_heads": 8,
+        "num_key_value_heads": 8}
+
+
+def widen_model(model_dir: Path) -> int:
+    """Replace the demo model's weights by a wider, deeper random Phi-3 (same tokenizer). Returns its parameters."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import phi3
+
+    config = json.loads((model_dir / "config.json").read_text())
+    config.update(WIDE)
+    mx.random.seed(0)
+    model = phi3.Model(phi3.ModelArgs.from_dict(config))
+    mx.eval(model.parameters())
+    weights = dict(tree_flatten(model.parameters()))
+    mx.save_safetensors(str(model_dir / "model.safetensors"), weights, metadata={"format": "mlx"})
+    (model_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return sum(w.size for w in weights.values())
+
+
+def run_phi3tui(ws, overrides, attach: bool, tmp: Path, keep_awake: str = "off") -> tuple[float, dict | None]:
     from phi3tui.core import runs
 
     app_proc = None
@@ -87,8 +116,10 @@ def run_phi3tui(ws, overrides, attach: bool, tmp: Path) -> tuple[float, dict | N
         while not ready.exists():
             assert app_proc.poll() is None, app_proc.stderr.read().decode()[-2000:]
             time.sleep(0.1)
-    run_dir = runs.start_run(ws, overrides=overrides)
+    run_dir = runs.start_run(ws, overrides=overrides, keep_awake=keep_awake)
     info = runs.wait_for_run(run_dir, timeout=1800)
+    if keep_awake != "off":
+        print(f"  keep-awake: {info.get('awake')}", flush=True)
     assert info["state"] == "finished", info
     app = None
     if app_proc:
@@ -103,7 +134,12 @@ def run_phi3tui(ws, overrides, attach: bool, tmp: Path) -> tuple[float, dict | N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=150)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", choices=("demo", "30m"), default="demo")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-seq-length", type=int, default=256, help="longer examples are cut (as in mlx-lm)")
+    parser.add_argument("--val-batches", type=int, default=-1, help="validation batches (-1: the whole set)")
+    parser.add_argument("--no-attached", action="store_true", help="leave out the attached-app way (saves time)")
     opts = parser.parse_args()
 
     from phi3tui.core.demo import build_demo
@@ -111,29 +147,39 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     ws = build_demo(tmp / "ws").workspace
-    overrides = dict(iters=opts.iters, steps_per_report=10, steps_per_eval=opts.iters, save_every=opts.iters)
+    model_text = "demo model (hidden 64, 4 blocks)"
+    if opts.model == "30m":
+        n = widen_model(ws.root / "model")
+        model_text = f"demo model widened to {n / 1e6:.1f}M parameters (hidden 512, 9 blocks)"
+    # Reports every 10 iterations, or 4 reports at least in a short run (tokens/s is timed between reports).
+    overrides = dict(iters=opts.iters, steps_per_report=max(1, min(10, opts.iters // 4)), steps_per_eval=opts.iters, save_every=opts.iters, batch_size=opts.batch_size,
+                     max_seq_length=opts.max_seq_length, val_batches=opts.val_batches)
     import yaml
 
     config = tmp / "plain-config.yaml"
     config.write_text(yaml.safe_dump(freeze_config(ws, None, "plain", overrides)[0]))
 
-    plain, ours, attached, app_share, draws = [], [], [], [], []
+    plain, ours, awake, attached, app_share, draws = [], [], [], [], [], []
     for r in range(opts.repeats):
         plain.append(run_plain(ws.root, config, tmp))
         ours.append(run_phi3tui(ws, overrides, False, tmp)[0])
-        tps, app = run_phi3tui(ws, overrides, True, tmp)
-        attached.append(tps)
-        app_share.append(app["cpu_s"] / app["wall_s"])
-        draws.append(app["draws"])
-        print(
-            f"repeat {r + 1}: plain {plain[-1]:,.0f} tok/s  phi3tui {ours[-1]:,.0f}  "
-            f"attached {attached[-1]:,.0f}  app CPU {100 * app_share[-1]:.1f}% of a core ({draws[-1]} plot draws)",
-            flush=True,
-        )
-    print(f"demo model (hidden 64, 4 blocks), {opts.iters} iterations, batch 4, {opts.repeats} repeats, medians")
-    print(f"app CPU while attached and plotting: {100 * statistics.median(app_share):.1f}% of one core")
-    print(f"tokens/s phi3tui attached ÷ mlx-lm: {statistics.median(attached) / statistics.median(plain):.3f}")
+        awake.append(run_phi3tui(ws, overrides, False, tmp, keep_awake="auto")[0])
+        line = f"repeat {r + 1}: plain {plain[-1]:,.0f} tok/s  phi3tui {ours[-1]:,.0f}  awake {awake[-1]:,.0f}"
+        if not opts.no_attached:
+            tps, app = run_phi3tui(ws, overrides, True, tmp)
+            attached.append(tps)
+            app_share.append(app["cpu_s"] / app["wall_s"])
+            draws.append(app["draws"])
+            line += f"  attached {attached[-1]:,.0f}  app CPU {100 * app_share[-1]:.1f}% of a core ({draws[-1]} plot draws)"
+        print(line, flush=True)
+    if STEP_S:
+        print(f"one step (plain mlx-lm, wall clock): {1000 * statistics.median(STEP_S):.0f} ms")
+    print(f"{model_text}, {opts.iters} iterations, batch {opts.batch_size}, max_seq_length {opts.max_seq_length}, {opts.repeats} repeats, alternating, medians")
+    if attached:
+        print(f"app CPU while attached and plotting: {100 * statistics.median(app_share):.1f}% of one core")
+        print(f"tokens/s phi3tui attached ÷ mlx-lm: {statistics.median(attached) / statistics.median(plain):.3f}")
     print(f"tokens/s phi3tui ÷ mlx-lm: {statistics.median(ours) / statistics.median(plain):.3f}")
+    print(f"tokens/s phi3tui with keep-awake ÷ mlx-lm: {statistics.median(awake) / statistics.median(plain):.3f}")
 
 
 if __name__ == "__main__":

@@ -362,16 +362,18 @@ def test_adapter_path_with_another_runs_adapters(demo_workspace):
     assert snapshot(demo_workspace) == before
 
 
-def test_memory_estimate_warns_above_this_machine(demo_workspace, phi3_mini_folder):
-    import psutil
+def test_memory_estimate_refuses_above_what_mlx_can_use(demo_workspace, phi3_mini_folder):
+    from phi3tui.core.machine import memory_budget
 
     text = DEMO.replace("model: model", f"model: {phi3_mini_folder}") + \
         "batch_size: 64\nmax_seq_length: 8192\ngrad_checkpoint: false\n"
     text = text.replace("batch_size: 4\n", "")
     review = review_config(text, demo_workspace)
     (memory,) = [f for f in review.findings if f.field == "memory"]
-    assert memory.level == "warning" and "above this machine's memory" in memory.message
-    assert review.memory.machine == psutil.virtual_memory().total
+    budget = memory_budget()
+    assert memory.level == "error" and "above what MLX can use on this machine" in memory.message
+    assert budget.source in memory.message  # Metal's working set on a Mac, total RAM on this CPU build
+    assert review.memory.machine == budget.bytes
     assert review.memory.total > review.memory.total_other  # grad_checkpoint would save memory
     # Weights at bf16: 3.8 B parameters x 2 bytes.
     assert 7.0 < review.memory.weights / 2**30 < 7.3

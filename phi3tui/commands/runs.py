@@ -55,6 +55,12 @@ def register(subparsers) -> None:
     )
     a.add_argument("id", help=ID_HELP)
     a.add_argument("--attach", action="store_true", help="follow the resumed run until it ends")
+    a.add_argument(
+        "--smaller",
+        action="store_true",
+        help="after running out of memory: half the batch_size and twice grad_accumulation_steps (the same "
+        "effective batch), and twice the iterations left (the same number of updates)",
+    )
     add_workspace_option(a)
     a.set_defaults(func=cmd_resume)
 
@@ -120,8 +126,11 @@ def register(subparsers) -> None:
     add_workspace_option(a)
     a.set_defaults(func=cmd_sweep)
 
-    a = sub.add_parser("status", help="the live run (or the newest run) in one line")
-    a.add_argument("--oneline", action="store_true", help="one line, for a tmux status bar (the only format)")
+    a = sub.add_parser(
+        "status", help="a run's details (machine, what keeps it awake, memory), or the live run in one line"
+    )
+    a.add_argument("id", nargs="?", default="latest", help=ID_HELP + " (default: latest)")
+    a.add_argument("--oneline", action="store_true", help="the live run (or the newest run) in one line, for a tmux status bar")
     add_workspace_option(a)
     a.set_defaults(func=cmd_status)
 
@@ -272,7 +281,10 @@ def cmd_kill(args) -> int:
 def cmd_resume(args) -> int:
     from phi3tui.core.runs import resume_run
 
-    code = _control(args, resume_run, "resumed run {id} from iteration {result}")
+    done = "resumed run {id} from iteration {result}"
+    if args.smaller:
+        done += " with half the batch and twice grad_accumulation_steps (see `phi3tui runs status {id}`)"
+    code = _control(args, lambda d: resume_run(d, smaller=args.smaller), done)
     if code == 0 and args.attach:
         return cmd_attach(args)
     return code
@@ -348,9 +360,14 @@ def cmd_delete(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from phi3tui.core.runs import status_oneline
+    from phi3tui.core.runs import run_details, run_info, status_oneline
     from phi3tui.core.workspace import NotAWorkspace, Workspace
 
+    if not args.oneline:
+        run_dir = _run_dir(args)
+        for label, value in run_details(run_info(run_dir)):
+            print(f"{label + ':':<14} {value}")
+        return 0
     try:
         ws = Workspace.open(args.workspace)
     except NotAWorkspace:

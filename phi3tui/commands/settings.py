@@ -120,6 +120,7 @@ def cmd_settings(args) -> int:
     print(f"default_workspace: {s.default_workspace or 'null'}")
     print(f"notifications: {s.notifications}")
     print(f"terminal_title: {'true' if s.terminal_title else 'false'}")
+    print(f"keep_awake: {s.keep_awake}")
     for problem in loaded.problems:
         print(f"phi3tui settings: {problem}", file=sys.stderr)
     return 2 if loaded.problems else 0

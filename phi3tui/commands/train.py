@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from phi3tui.commands.runs import add_workspace_option
+from phi3tui.core.files import shell_command
 
 
 def register(subparsers) -> None:
@@ -43,6 +44,12 @@ def register(subparsers) -> None:
         "with the RDMA devices); default: the hostfile's, else ring",
     )
     p.add_argument("--attach", action="store_true", help="follow the run here until it ends (ctrl+c detaches)")
+    p.add_argument(
+        "--keep-awake",
+        choices=("auto", "off"),
+        help="keep the machine from sleeping while the run lives (caffeinate on macOS, systemd-inhibit on Linux); "
+        "default: the keep_awake setting",
+    )
     how = p.add_mutually_exclusive_group()
     how.add_argument("--queue", action="store_true",
                      help="start this run when the runs queued before it have ended (at once when nothing runs)")
@@ -84,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"phi3tui train: run {live[0].name} is running on this machine; add --queue to start this "
                   "run when it ends, or --now to run both at once", file=sys.stderr)
             return 2
-        run_dir = start_run(ws, args.config, overrides, hosts=hosts, hostfile=hostfile, backend=args.backend)
+        run_dir = start_run(ws, args.config, overrides, hosts=hosts, hostfile=hostfile, backend=args.backend,
+                            keep_awake=args.keep_awake)
     except (ConfigError, RunError, SweepError) as exc:
         print(f"phi3tui train: {exc}", file=sys.stderr)
         return 2
@@ -95,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
         info = read_run_json(run_dir)
         print(f"on {len(info.get('hosts') or [])} hosts through mlx.launch --backend {info.get('backend')}: "
               f"{', '.join(info.get('hosts') or [])}")
-    print(f"follow it: phi3tui runs attach {run_dir.name}   stop it: phi3tui runs stop {run_dir.name}")
+    # Commands that work as typed from here: the workspace named unless it is the current folder.
+    where = "" if ws.root.resolve() == Path.cwd().resolve() else f" -w {shell_command(ws.root)}"
+    print(f"follow it: phi3tui runs attach {run_dir.name}{where}   stop it: phi3tui runs stop {run_dir.name}{where}")
     if args.attach:
         args.id = run_dir.name
         return cmd_attach(args)

@@ -7,6 +7,7 @@
     default_workspace: ~/ft     # opened by a bare `phi3tui` when the current folder is not a workspace
     notifications: auto         # desktop notifications when a run ends: auto | osc9 | osc777 | off
     terminal_title: true        # show the live run's progress in the terminal's title
+    keep_awake: auto            # keep the machine from sleeping while a run lives: auto | off
 
 PHI3TUI_CONFIG_DIR and PHI3TUI_CACHE_DIR move the folders (tests use them; so can people with
 several setups). A broken file never stops the app: `load_settings` returns the defaults and a
@@ -30,6 +31,7 @@ THEMES_DIR_NAME = "themes"
 DEFAULT_THEME = "phi3-dark"
 NOTIFICATION_KINDS = ("auto", "osc9", "osc777", "off")
 PLOT_REFRESH_RANGE = (0.1, 60.0)
+KEEP_AWAKE_MODES = ("auto", "off")  # what core/runs/awake.py does with them
 
 
 class SettingsError(Exception):
@@ -70,6 +72,7 @@ class Settings:
     default_workspace: str | None = None
     notifications: str = "auto"
     terminal_title: bool = True
+    keep_awake: str = "auto"
 
     def default_workspace_path(self) -> Path | None:
         return Path(self.default_workspace).expanduser() if self.default_workspace else None
@@ -176,6 +179,13 @@ def parse_settings(text: str, path: Path) -> tuple[Settings, list[str]]:
                 settings.terminal_title = value
             else:
                 bad(key, f"expected true or false, found {value!r}")
+        elif key == "keep_awake":
+            if value in KEEP_AWAKE_MODES:
+                settings.keep_awake = value
+            elif value is False:  # YAML reads a bare `off` as false
+                settings.keep_awake = "off"
+            else:
+                bad(key, f"expected one of {', '.join(KEEP_AWAKE_MODES)}, found {value!r}")
     return settings, problems
 
 
@@ -231,6 +241,7 @@ plot_refresh_s: 0.5       # the loss plot is redrawn at most this often, in seco
 default_workspace: null   # opened by a bare `phi3tui` when the current folder is not a workspace
 notifications: auto       # when a run finishes or fails: auto | osc9 | osc777 | off
 terminal_title: true      # the terminal's title shows the live run's progress
+keep_awake: auto          # while a run lives: caffeinate (macOS) / systemd-inhibit (Linux) | off
 """
 
 

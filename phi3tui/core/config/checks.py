@@ -453,11 +453,16 @@ def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan) -> tuple
     if preference and merged["batch_size"]:
         # DPO/ORPO run the chosen and the rejected sequence of each pair in one batch: twice the rows.
         merged["batch_size"] *= 2
-    estimate = models.estimate_memory(ctx.info.config, plan, merged)
+    from phi3tui.core.machine import memory_budget
+
+    # On a Mac, what MLX can use is Metal's recommended working set, well under the total RAM.
+    budget = memory_budget()
+    estimate = models.estimate_memory(ctx.info.config, plan, merged, machine_bytes=budget.bytes)
     if estimate.total > estimate.machine:
         hint = ("turn on grad_checkpoint" if not estimate.grad_checkpoint and estimate.total_other <= estimate.machine
                 else "lower batch_size or max_seq_length, train fewer blocks, or use a quantized (4-bit) model")
-        return [Finding("warning", "memory", f"estimate {estimate.summary()} is above this machine's memory", hint)], estimate
+        return [Finding("error", "memory", f"estimate {estimate.summary()} is above what MLX can use on this "
+                        f"machine ({budget.source}): the run would run out of memory", hint)], estimate
     return [Finding("info", "memory", f"estimate {estimate.summary()}")], estimate
 
 

@@ -4,7 +4,7 @@
 process, `python -m phi3tui.core.runs.runner RUN_DIR`; heavy, never imported from here).
 This is the package's public face: other packages import from here, not from its modules."""
 
-from phi3tui.core.runs.folder import END_STATES, LIVE_STATES, RunJsonUnreadable, log_tail, parse_float, read_run_json
+from phi3tui.core.runs.folder import END_STATES, LIVE_STATES, OUT_OF_MEMORY, RunJsonUnreadable, log_tail, parse_float, read_run_json
 from phi3tui.core.runs.launcher import (
     delete_run,
     kill_run,
@@ -34,6 +34,7 @@ from phi3tui.core.runs.store import (
     process_alive,
     read_metrics,
     run_config_text,
+    run_details,
     run_dirs,
     run_info,
     status_oneline,
@@ -74,6 +75,7 @@ __all__ = [
     "RunWatcher",
     "END_STATES",
     "LIVE_STATES",
+    "OUT_OF_MEMORY",
     "MetricsTail",
     "RunError",
     "RunMetrics",
@@ -99,6 +101,7 @@ __all__ = [
     "resumable_checkpoint",
     "resume_run",
     "run_config_text",
+    "run_details",
     "run_dirs",
     "run_info",
     "start_run",

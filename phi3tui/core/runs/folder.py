@@ -29,7 +29,9 @@ ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 LIVE_STATES = ("queued", "running", "stopping")
 WAITING = "waiting"  # in the queue (core/runs/queue.py): not started yet, so neither live nor ended
-END_STATES = ("finished", "stopped", "failed", "diverged")
+OUT_OF_MEMORY = "out of memory"  # ended for memory: `runs resume ID --smaller` halves the batch
+END_STATES = ("finished", "stopped", "failed", "diverged", OUT_OF_MEMORY)
+RESUMABLE_STATES = ("stopped", "failed", "diverged", OUT_OF_MEMORY)
 
 
 @contextmanager

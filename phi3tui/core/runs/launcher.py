@@ -10,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from phi3tui.core.runs.folder import (
     CONFIG_FILE,
     END_STATES,
     LIVE_STATES,
+    RESUMABLE_STATES,
     LOG_FILE,
     METRICS_FILE,
     RUN_FILE,
@@ -36,6 +36,7 @@ from phi3tui.core.runs.folder import (
     read_run_json,
     update_run_json,
 )
+from phi3tui.core.machine import host_name, machine_id
 from phi3tui.core.runs.hosts import (
     LAUNCH_HOSTFILE,
     HostsError,
@@ -49,7 +50,6 @@ from phi3tui.core.runs.hosts import (
 )
 from phi3tui.core.workspace import Workspace, load_config_values
 
-QUEUED_GRACE_S = 60  # a queued run without a pid yet is being started, not dead
 from phi3tui.core.runs.store import UNREADABLE, RunError, _create_time, _on_this_host, checkpoint_table, process_alive, read_metrics, run_info
 
 
@@ -94,13 +94,16 @@ def create_run(
     hosts: list[str] | None = None,
     hostfile: str | None = None,
     backend: str | None = None,
+    keep_awake: str | None = None,
 ) -> Path:
     """A new run folder with its frozen config.yaml and a queued run.json (nothing started yet).
-    With hosts or a hostfile, they are checked first (names resolved, rank 0 here, the batch split evenly)."""
+    With hosts or a hostfile, they are checked first (names resolved, rank 0 here, the batch split evenly).
+    keep_awake: auto | off for this run (None: the `keep_awake` setting)."""
     if not workspace.writable:
         raise RunError(
             f"{workspace.root} is read-only; runs are written into runs/ inside it: copy the workspace to a writable folder"
         )
+    awake = keep_awake_mode(keep_awake)
     run_id = new_run_id()
     plan = plan_hosts(hosts, hostfile, backend)
     values, findings = freeze_config(workspace, config_path, run_id, overrides)
@@ -123,7 +126,9 @@ def create_run(
         id=run_id,
         state="queued",
         created=time.time(),
-        host=socket.gethostname(),
+        host=host_name(),
+        machine_id=machine_id(),
+        keep_awake=awake,
         hosts=plan.names if plan else None,
         backend=plan.backend if plan else None,
         hostfile=str(hostfile) if hostfile else None,
@@ -207,8 +212,19 @@ def launch(run_dir: Path) -> int:
     return proc.pid
 
 
-def start_run(workspace: Workspace, config_path=None, overrides=None, hosts=None, hostfile=None, backend=None) -> Path:
-    run_dir = create_run(workspace, config_path, overrides, hosts, hostfile, backend)
+def keep_awake_mode(asked: str | None) -> str:
+    from phi3tui.core.runs.awake import KEEP_AWAKE_MODES
+    from phi3tui.core.settings import load_settings
+
+    mode = asked or load_settings().settings.keep_awake
+    if mode not in KEEP_AWAKE_MODES:
+        raise RunError(f"keep_awake {mode!r}: use one of {', '.join(KEEP_AWAKE_MODES)}")
+    return mode
+
+
+def start_run(workspace: Workspace, config_path=None, overrides=None, hosts=None, hostfile=None, backend=None,
+              keep_awake: str | None = None) -> Path:
+    run_dir = create_run(workspace, config_path, overrides, hosts, hostfile, backend, keep_awake)
     launch(run_dir)
     return run_dir
 
@@ -291,18 +307,42 @@ def _trim_metrics(run_dir: Path, iteration: int) -> tuple[int, tuple]:
     return tokens, best
 
 
-def resume_run(run_dir: Path) -> int:
-    """Start a stopped, failed or diverged run again from its last checkpoint. Returns that iteration."""
+def smaller_batch(run_dir: Path, start: int) -> dict:
+    """For `resume --smaller`: half the batch, twice grad_accumulation_steps (the same examples per update),
+    and twice the iterations left (the same updates, so the schedule ends where it would). Rewrites config.yaml."""
+    from phi3tui.core.workspace import load_config_values
+
+    path = run_dir / CONFIG_FILE
+    values = load_config_values(path)
+    batch = int(values.get("batch_size") or 4)
+    accum = int(values.get("grad_accumulation_steps") or 1)
+    iters = int(values.get("iters") or 0)
+    if batch < 2 or batch % 2:
+        raise RunError(f"run {run_dir.name}: batch_size is {batch}; only an even batch_size can be halved with "
+                       "the same effective batch: lower max_seq_length or turn on grad_checkpoint in a new run")
+    change = {"from": start, "batch_size": [batch, batch // 2], "grad_accumulation_steps": [accum, accum * 2],
+              "iters": [iters, start + 2 * (iters - start)], "effective_batch": batch * accum}
+    values.update(batch_size=batch // 2, grad_accumulation_steps=accum * 2, iters=change["iters"][1])
+    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+    return change
+
+
+def resume_run(run_dir: Path, smaller: bool = False) -> int:
+    """Start a stopped, failed, diverged or out-of-memory run again from its last checkpoint. Returns that
+    iteration. smaller: with half the batch and twice grad_accumulation_steps (see smaller_batch)."""
     info = run_info(run_dir)
     state = info.get("state")
-    if state not in ("stopped", "failed", "diverged"):
-        raise RunError(f"run {run_dir.name} is {state}; only a stopped, failed or diverged run can be resumed; start a new one with `phi3tui train`")
+    if state not in RESUMABLE_STATES:
+        raise RunError(f"run {run_dir.name} is {state}; only a {', '.join(RESUMABLE_STATES[:-1])} or "
+                       f"{RESUMABLE_STATES[-1]} run can be resumed; start a new one with `phi3tui train`")
     start = resumable_checkpoint(run_dir)
     if info.get("iters") and start >= int(info["iters"]):
         raise RunError(f"run {run_dir.name} already saved its last iteration ({start}); nothing to resume")
+    shrunk = smaller_batch(run_dir, start) if smaller else None
     tokens, (best_loss, best_it) = _trim_metrics(run_dir, start)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
-    resumes = list(info.get("resumes") or []) + [{"from": start, "time": time.time(), "after": state}]
+    resumes = list(info.get("resumes") or []) + [{"from": start, "time": time.time(), "after": state,
+                                                   **({"smaller": shrunk} if shrunk else {})}]
     update_run_json(
         run_dir,
         state="queued",
@@ -311,6 +351,7 @@ def resume_run(run_dir: Path) -> int:
         best_val_loss=best_loss,
         best_val_iteration=best_it,
         iteration=start,
+        iters=shrunk["iters"][1] if shrunk else info.get("iters"),
         resumes=resumes,
         pid=None,
         pid_started=None,
@@ -323,6 +364,10 @@ def resume_run(run_dir: Path) -> int:
     )
     with open(run_dir / LOG_FILE, "ab") as log:
         log.write(f"\nphi3tui: resuming from iteration {start}\n".encode())
+        if shrunk:
+            log.write(("phi3tui: smaller: batch_size {} → {}, grad_accumulation_steps {} → {}, iters {} → {} "
+                       "(effective batch {} unchanged)\n").format(*shrunk["batch_size"], *shrunk["grad_accumulation_steps"],
+                                                                *shrunk["iters"], shrunk["effective_batch"]).encode())
     launch(run_dir)
     return start
 

@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -34,6 +33,7 @@ from phi3tui.core.workspace import load_config_values
 from phi3tui.core.runs.folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
+    LIVE_STATES,
     LOG_FILE,
     METRICS_FILE,
     QUEUE_FILE,
@@ -50,6 +50,9 @@ RANDOM_KEY = "phi3tui.mx_random_state"
 OVERFIT_EVALS = 3  # validation loss rising this many evaluations in a row warns of overfitting
 SLOWDOWN_RATIO = 0.3  # tokens/s below this share of the run's median so far warns
 MEMORY_SHARE = 0.9  # peak memory above this share of the machine's memory warns
+MEMORY_LIMIT_ENV = "PHI3TUI_MEMORY_LIMIT_GB"  # cap MLX's memory for this run (mx.set_memory_limit; enforced here too)
+OOM_KILL_SHARE = 0.8  # a SIGKILLed runner that had reached this share of the memory MLX can use died of memory
+MEMORY_MESSAGES = ("[metal::malloc]", "bad_alloc", "unable to allocate", "out of memory", "insufficient memory")
 
 
 def checkpoint_names(iteration: int) -> tuple[str, str, str]:
@@ -114,7 +117,7 @@ class RunRecorder:
                 iteration,
             )
 
-    def check_train(self, info: dict, memory_limit_gb: float) -> None:
+    def check_train(self, info: dict, memory_limit_gb: float, memory_source: str = "") -> None:
         it = info["iteration"]
         if not math.isfinite(info["loss"]):
             raise Diverged(f"training loss is {info['loss']} at iteration {it}")
@@ -132,19 +135,44 @@ class RunRecorder:
         if memory_limit_gb and info["peak_mem"] > MEMORY_SHARE * memory_limit_gb:
             self.alarm(
                 "memory",
-                f"peak memory {info['peak_mem']:.1f} GB is near the machine's {memory_limit_gb:.1f} GB; "
+                f"peak memory {info['peak_mem']:.1f} GB is near the {memory_limit_gb:.1f} GB MLX can use here "
+                f"({memory_source}); "
                 "lower batch_size or max_seq_length, or turn on grad_checkpoint",
                 it,
             )
 
 
-def _memory_limit_gb() -> float:
-    try:
-        import psutil
+def _memory_limit_gb() -> tuple[float, str]:
+    """What MLX can use here (Metal's recommended working set on a Mac), and which figure it is."""
+    from phi3tui.core.machine import memory_budget
 
-        return psutil.virtual_memory().total / 1e9
+    try:
+        budget = memory_budget()
     except Exception:  # the alarm is advisory; no limit known means no alarm
-        return 0.0
+        return 0.0, "unknown"
+    return budget.gb, budget.source
+
+
+def is_memory_failure(exc: BaseException) -> bool:
+    """An allocation that failed: MemoryError, or MLX's RuntimeError saying so ([metal::malloc], bad_alloc)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(m in text for m in MEMORY_MESSAGES)
+
+
+def memory_cap_bytes() -> int | None:
+    """PHI3TUI_MEMORY_LIMIT_GB, when set: the most memory this run's MLX may hold."""
+    raw = os.environ.get(MEMORY_LIMIT_ENV)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{MEMORY_LIMIT_ENV}={raw!r} is not a number of GB; unset it or give e.g. 16") from None
+    if value <= 0:
+        raise ValueError(f"{MEMORY_LIMIT_ENV}={raw!r} must be above 0")
+    return int(value * 1e9)
 
 
 def build_args(values: dict) -> SimpleNamespace:
@@ -174,14 +202,37 @@ def _save_file(save, path: Path, data: dict) -> None:
 
 class RunNumbering:
     """mlx-lm's trainer counts from 0 on every start; a resumed run's reports are numbered from its checkpoint
-    before the reporters (a wandb step must only grow) and the trainer's recorder see them."""
+    before the reporters (a wandb step must only grow) and the trainer's recorder see them. A run resumed off
+    the report grid gets the trainer's reports every gcd(gap, steps_per_report) steps (Trainer.report_steps),
+    added up here into one report per point of the grid: the first averages only the steps since the resume."""
 
     def __init__(self, trainer: "Trainer"):
         self.trainer = trainer
+        self.window = self.open(trainer.start, 0)
+
+    @staticmethod
+    def open(since: int, tokens: int) -> dict:
+        return {"since": since, "tokens_open": tokens, "tokens_at": tokens, "parts": 0, "loss": 0.0, "steps": 0,
+                "seconds": 0.0}
 
     def on_train_loss_report(self, info: dict) -> None:
-        t = self.trainer
-        info = dict(info, iteration=info["iteration"] + t.start, trained_tokens=info["trained_tokens"] + t.tokens_before)
+        t, w = self.trainer, self.window
+        it = info["iteration"] + t.start
+        steps = it - w["since"]
+        tokens = info["trained_tokens"] - w["tokens_at"]
+        tps, ips = info["tokens_per_second"], info["iterations_per_second"]
+        w["seconds"] += tokens / tps if tps else steps / ips
+        w["parts"] += 1
+        w["loss"] += info["train_loss"] * steps
+        w["steps"] += steps
+        w["since"], w["tokens_at"] = it, info["trained_tokens"]
+        if it % t.args.steps_per_report and it != t.total:
+            return  # between two points of the grid
+        if w["parts"] > 1:  # else mlx-lm's one report covers the window: its own figures, unchanged
+            info = dict(info, train_loss=w["loss"] / w["steps"], iterations_per_second=w["steps"] / w["seconds"],
+                        tokens_per_second=(info["trained_tokens"] - w["tokens_open"]) / w["seconds"])
+        self.window = self.open(it, info["trained_tokens"])
+        info = dict(info, iteration=it, trained_tokens=info["trained_tokens"] + t.tokens_before)
         t.reporters.on_train_loss_report(info)
 
     def on_val_loss_report(self, info: dict) -> None:  # not called: val_dataset is None (see Trainer.batches)
@@ -199,7 +250,8 @@ class Trainer:
         self.stop_file = run_dir / STOP_FILE
         self.stop_requested = False
         self.stopped_at: int | None = None
-        self.memory_limit_gb = _memory_limit_gb()
+        self.memory_limit_gb, self.memory_source = _memory_limit_gb()
+        self.memory_cap = memory_cap_bytes()
         self.task = None  # train_mode dpo/orpo: its data, batches, loss and metrics (preference.py)
         self.probes = None  # probe_prompts: answered after each checkpoint (core/eval/probes.py)
         self.reporters = self  # what reports go to: mlx-lm's reporters around this trainer (run)
@@ -263,6 +315,10 @@ class Trainer:
         """Called once `iteration` is complete (weights updated, reports made). True: end the run here."""
         import mlx.core as mx
 
+        if self.memory_cap is not None and mx.get_peak_memory() > self.memory_cap:
+            # MLX's CPU build does not enforce set_memory_limit (Metal does, with "[metal::malloc]"): say it the same way.
+            raise MemoryError(f"MLX needed {mx.get_peak_memory() / 1e9:.3f} GB, over the {self.memory_cap / 1e9:.3f} GB "
+                              f"allowed by {MEMORY_LIMIT_ENV}")
         stop = self.stop_requested or (self.world.rank() == 0 and self.stop_file.exists())
         if self.world.size() > 1:
             # Every rank must end at the same step, or the others wait forever in all_sum.
@@ -328,6 +384,13 @@ class Trainer:
             yield self.task.complete(self.model, batch) if self.task else batch
 
     # -- the run ---------------------------------------------------------------------
+    def report_steps(self) -> int:
+        """How often mlx-lm's trainer reports. A run resumed off the report grid (stopped at 72, reports
+        every 5) must still report at 75, 80, …: the trainer counts from the resume, so it reports every
+        gcd(gap, steps_per_report) steps and RunNumbering adds those up to the grid's points."""
+        every = int(self.args.steps_per_report)
+        return math.gcd((-self.start) % every, every)
+
     def on_train_loss_report(self, info: dict) -> None:  # numbered by the run (RunNumbering)
         record = {
             "kind": "train",
@@ -343,7 +406,7 @@ class Trainer:
             record.update(self.task.train_metrics(self.model))
         self.recorder.record(record)
         self.recorder.update(iteration=record["iteration"], trained_tokens=record["trained_tokens"])
-        self.recorder.check_train(record, self.memory_limit_gb)
+        self.recorder.check_train(record, self.memory_limit_gb, self.memory_source)
 
     def on_val_loss_report(self, info: dict) -> None:  # from self.validate (validation is ours, see batches)
         extra = {k: v for k, v in info.items() if k not in ("iteration", "val_loss", "val_time")}
@@ -437,7 +500,10 @@ class Trainer:
 
             self.reporters, changes = reporting_chain(args, self.run_dir, self, info)
             self.recorder.update(**changes)
-        self.recorder.update(state="running", iters=self.total, iteration=self.start)
+        self.recorder.update(state="running", iters=self.total, iteration=self.start,
+                             memory_budget_gb=self.memory_limit_gb, memory_budget_source=self.memory_source)
+        if self.memory_cap is not None:
+            mx.set_memory_limit(self.memory_cap)
         train(
             model=model,
             optimizer=self.optimizer,
@@ -447,7 +513,7 @@ class Trainer:
                 batch_size=args.batch_size,
                 iters=self.total - self.start,
                 val_batches=args.val_batches,
-                steps_per_report=args.steps_per_report,
+                steps_per_report=self.report_steps(),
                 steps_per_eval=args.steps_per_eval,
                 steps_per_save=self.total + 1,  # checkpoints are ours, numbered by the run's iteration
                 adapter_file=self.adapter_dir / "adapters.safetensors",
@@ -515,8 +581,108 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(argv[0]).resolve()
     os.chdir(run_dir.parent.parent)  # the workspace: the config's paths are relative to it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal never ends a run
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()  # before MLX: the parent stays light and outlives a trainer the OS kills
+    if child:
+        return supervise(run_dir, child)
+    try:
+        code = train_main(run_dir)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
+
+def _oom_kills() -> int | None:
+    """The kernel's count of OOM kills in this process's memory cgroup (Linux), None where unknown."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for base, name in (("/sys/fs/cgroup", "memory.events"), ("/sys/fs/cgroup/memory", "memory.oom_control")):
+            if (controllers == "" and name == "memory.events") or "memory" in controllers.split(","):
+                try:
+                    text = Path(base + path.rstrip("/"), name).read_text()
+                except OSError:
+                    continue
+                for row in text.splitlines():
+                    key, _, value = row.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+    return None
+
+
+def died_of_memory(signal_number: int, peak_bytes: int, budget_bytes: float, kills_before, kills_after) -> bool:
+    """Whether a trainer that ended by `signal_number` was killed by the OS for memory: SIGKILL and either
+    the kernel counted an OOM kill meanwhile, or it had reached most of the memory MLX can use
+    (macOS's jetsam leaves no count to read)."""
+    if signal_number != signal.SIGKILL:
+        return False
+    if kills_before is not None and kills_after is not None and kills_after > kills_before:
+        return True
+    return bool(budget_bytes) and peak_bytes >= OOM_KILL_SHARE * budget_bytes
+
+
+def supervise(run_dir: Path, child: int) -> int:
+    """The runner's parent: keeps the machine awake while the trainer lives, passes a polite stop on,
+    and records how a trainer ended that could not say so itself (killed by the OS, crashed)."""
+    from phi3tui.core.runs.awake import keep_awake_plan, start_keep_awake
+
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGTERM))
+    kills_before = _oom_kills()
+    info = read_run_json(run_dir)
+    writer = int(os.environ.get("MLX_RANK", "0") or 0) == 0
+    plan = keep_awake_plan(os.getpid(), info.get("keep_awake") or "auto", why=f"phi3tui training run {run_dir.name}")
+    holder, how = start_keep_awake(plan)
+    if writer:
+        update_run_json(run_dir, awake=how, supervisor_pid=os.getpid())
+    print(f"phi3tui runner: keeping awake: {how}", flush=True)
+    try:
+        while True:
+            try:
+                _, status, usage = os.wait4(child, 0)
+                break
+            except ChildProcessError:
+                return 1
+    finally:
+        if holder is not None:
+            holder.terminate()
+            holder.wait()
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    number = os.WTERMSIG(status)
+    info = read_run_json(run_dir)
+    if not writer or info.get("state") not in LIVE_STATES:
+        return 128 + number
+    # ru_maxrss: kilobytes on Linux, bytes on macOS.
+    peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    budget = float(info.get("memory_budget_gb") or 0) * 1e9
+    name = signal.Signals(number).name
+    at = info.get("iteration", 0)
+    if died_of_memory(number, peak, budget, kills_before, _oom_kills()):
+        reason = (f"out of memory: the OS killed the runner ({name}) at iteration {at}, having reached "
+                  f"{peak / 1e9:.2f} GB of the {budget / 1e9:.2f} GB MLX can use; "
+                  f"`phi3tui runs resume {run_dir.name} --smaller` halves the batch")
+        update_run_json(run_dir, state="out of memory", ended=time.time(), reason=reason, error=reason,
+                        peak_memory_gb=peak / 1e9, log_tail=log_tail(run_dir))
+    else:
+        reason = (f"the runner (pid {child}) was ended by {name} without recording a result "
+                  f"at iteration {at}; resume it from its last checkpoint")
+        update_run_json(run_dir, state="failed", ended=time.time(), reason=reason, error=reason,
+                        log_tail=log_tail(run_dir))
+    print(f"phi3tui runner: {reason}", flush=True)
+    hand_on_queue(run_dir)  # the trainer could not: the next queued run starts all the same
+    return 128 + number
+
+
+def train_main(run_dir: Path) -> int:
     import mlx.core as mx
+    from phi3tui.core.machine import host_name, machine_id
 
     world = mx.distributed.init()
     writer = world.rank() == 0
@@ -531,7 +697,8 @@ def main(argv: list[str] | None = None) -> int:
     recorder.update(
         state="running",
         runner_pid=os.getpid(),
-        host=info.get("host") or socket.gethostname(),
+        host=info.get("host") or host_name(),
+        machine_id=info.get("machine_id") or machine_id(),
         world_size=world.size(),
         started=time.time(),
         ended=None,
@@ -561,6 +728,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         error = f"{type(exc).__name__}: {exc}"
+        if is_memory_failure(exc):
+            peak = mx.get_peak_memory() / 1e9
+            reason = (f"out of memory at iteration {recorder.last_iteration}: peak {peak:.3f} GB "
+                      f"(MLX can use {trainer.memory_limit_gb:.2f} GB here, {trainer.memory_source}); "
+                      f"`phi3tui runs resume {run_dir.name} --smaller` halves the batch ({error})")
+            recorder.update(state="out of memory", ended=time.time(), reason=reason, error=error,
+                            peak_memory_gb=peak, log_tail=log_tail(run_dir))
+            return 1
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
             error = (f"the disk is full ({exc}); the last saved checkpoint is kept: free some space, "
                      "then resume the run")

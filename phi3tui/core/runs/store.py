@@ -13,7 +13,6 @@ import bisect
 import json
 import math
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from phi3tui.core.runs.folder import (
     run_lock,
     update_run_json,
 )
+from phi3tui.core.machine import same_machine
 from phi3tui.core.workspace import Workspace
 
 QUEUED_GRACE_S = 60  # a queued run without a pid yet is being started, not dead
@@ -97,7 +97,8 @@ def process_alive(info: dict) -> bool:
 
 
 def _on_this_host(info: dict) -> bool:
-    return info.get("host") in (None, socket.gethostname())
+    # By machine id: a Mac's host name changes with the network, and a run must not look dead (or alive) for it.
+    return same_machine(info)
 
 
 def run_info(run_dir: Path) -> dict:
@@ -236,6 +237,33 @@ def hosts_text(info: dict) -> str:
     """The machines of a run on several hosts (empty for a run on this machine alone)."""
     hosts = info.get("hosts") or []
     return f" on {','.join(hosts)}" if len(hosts) > 1 else ""
+
+
+def run_details(info: dict) -> list[tuple[str, str]]:
+    """(label, text) rows about one run for `runs status ID` and the Train screen: where it runs, what keeps
+    the machine awake, the memory MLX can use, and any resume with a smaller batch."""
+    rows = [("run", str(info.get("id", "?"))), ("state", str(info.get("state", "?"))),
+            ("progress", f"{info.get('iteration') or 0}/{info.get('iters') or 0}")]
+    if info.get("reason"):
+        rows.append(("reason", str(info["reason"])))
+    machine = info.get("machine_id")
+    rows.append(("host", f"{info.get('host') or '?'}" + (f" (machine {str(machine)[:12]})" if machine else "")))
+    awake = info.get("awake")
+    if awake is None:
+        awake = "not yet known (the runner has not started)" if info.get("state") == "queued" else "not recorded"
+    rows.append(("kept awake", str(awake)))
+    if info.get("memory_budget_gb"):
+        memory = f"MLX can use {info['memory_budget_gb']:.2f} GB ({info.get('memory_budget_source')})"
+        if info.get("peak_memory_gb") is not None:
+            memory += f"; reached {info['peak_memory_gb']:.3f} GB"
+        rows.append(("memory", memory))
+    for resume in info.get("resumes") or []:
+        change = resume.get("smaller")
+        if change:
+            rows.append(("smaller", "from iteration {}: batch_size {} → {}, grad_accumulation_steps {} → {} "
+                         "(effective batch {})".format(change["from"], *change["batch_size"],
+                                                       *change["grad_accumulation_steps"], change["effective_batch"])))
+    return rows
 
 
 # -- metrics ------------------------------------------------------------------------------------

@@ -51,6 +51,9 @@ class TrainScreen(ModeScreen):
         Binding("n", "start_run", "New run", id="train.start"),
         Binding("s", "stop_run", "Stop", id="train.stop"),
         Binding("r", "resume_run", "Resume", show=False, id="train.resume"),
+        # Shown in the footer only on a run that ran out of memory (check_action).
+        Binding("b", "resume_smaller", "Resume, half batch", id="train.resume_smaller"),
+        Binding("i", "show_details", "Run details", show=False, id="train.details"),
         Binding("k", "kill_run", "Kill", show=False, id="train.kill"),
         Binding("l", "runs_list", "Runs", id="train.runs"),
         Binding("u", "show_queue", "Queue", id="train.queue"),
@@ -80,6 +83,7 @@ class TrainScreen(ModeScreen):
         self.seen_end = None
         self.newest_at_attach: Path | None = None
         self.show_rewards = False  # w: the plot shows a DPO/ORPO run's reward metrics instead of its loss
+        self.footer_oom = False
         self.probes: dict[int, list[dict]] = {}
         self.probes_seen = None  # the probes folder's mtime when last read
         self.probe_at: int | None = None  # the checkpoint shown; None follows the newest
@@ -190,6 +194,9 @@ class TrainScreen(ModeScreen):
     def update_panels(self) -> None:
         info, m = self.info, self.metrics
         state = info.get("state", "?")
+        if (state == runs.OUT_OF_MEMORY) != self.footer_oom:  # the footer's b key comes or goes
+            self.footer_oom = state == runs.OUT_OF_MEMORY
+            self.refresh_bindings()
         iteration, iters = int(info.get("iteration") or 0), int(info.get("iters") or 0)
         title = Text.assemble((f"run {self.run_dir.name} ", "bold"), (state, "bold"))
         eta = runs.eta_seconds(info) if state in ("running", "stopping") else None
@@ -207,6 +214,8 @@ class TrainScreen(ModeScreen):
                 f"{last.get('it_per_s', 0):.1f} it/s",
                 f"peak {last.get('peak_mem', 0):.2f}GB",
             ]
+        if state in ("running", "stopping") and info.get("awake"):
+            parts.insert(0, f"awake: {info['awake']}")
         started = info.get("started")
         if started:
             end = info.get("ended") or time.time()
@@ -221,7 +230,7 @@ class TrainScreen(ModeScreen):
         if alarms:
             a = alarms[-1]
             lines.append(f"⚠ {a.get('kind')} @{a.get('iteration')}: {a.get('message')}")
-        if state in ("failed", "diverged", runs.UNREADABLE) and info.get("reason"):
+        if state in ("failed", "diverged", runs.OUT_OF_MEMORY, runs.UNREADABLE) and info.get("reason"):
             lines.append(f"✗ {state}: {info['reason']}")
         alarm = self.query_one("#run-alarm", Static)
         alarm.update(Text("\n".join(lines)))
@@ -342,6 +351,22 @@ class TrainScreen(ModeScreen):
 
     def action_resume_run(self) -> None:
         self._control(runs.resume_run, "resumed from iteration {result}")
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "resume_smaller":  # in the footer only where it helps; the palette always has it
+            return self.info.get("state") == runs.OUT_OF_MEMORY
+        return True
+
+    def action_resume_smaller(self) -> None:
+        self._control(lambda d: runs.resume_run(d, smaller=True),
+                      "resumed from iteration {result} with half the batch and twice grad_accumulation_steps")
+
+    def action_show_details(self) -> None:
+        from phi3tui.screens.train.run_text import RunTextScreen
+
+        if self.run_dir is not None:
+            text = "\n".join(f"{label + ':':<12} {value}" for label, value in runs.run_details(self.info))
+            self.app.push_screen(RunTextScreen(f"run {self.run_dir.name}: details", text))
 
     def action_kill_run(self) -> None:
         from phi3tui.widgets.confirm_dialog import ConfirmDialog

@@ -1,0 +1,122 @@
+"""Keep awake: the command chosen per platform, the setting and the per-run option, the real inhibitor where
+this machine can take one, and a holder that ends with the runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from phi3tui.core import runs
+from phi3tui.core.runs.awake import keep_awake_plan, start_keep_awake
+from phi3tui.core.runs.folder import read_run_json
+from phi3tui.core.settings import load_settings
+from phi3tui.core.workspace import Workspace
+from tests.conftest import run_cli
+from tests.test_runner import wait_until
+
+TINY = dict(iters=400, steps_per_report=5, steps_per_eval=1000, save_every=1000, val_batches=1)
+
+
+def which_in(found: dict):
+    return lambda name: found.get(name)
+
+
+def test_the_command_chosen_per_platform():
+    mac = keep_awake_plan(4242, platform="darwin", which=which_in({"caffeinate": "/usr/bin/caffeinate"}))
+    assert mac.command == ["/usr/bin/caffeinate", "-i", "-w", "4242"]
+    assert "caffeinate -i -w 4242" in mac.how
+    linux = keep_awake_plan(4242, platform="linux", which=which_in({"systemd-inhibit": "/usr/bin/systemd-inhibit",
+                                                                     "tail": "/usr/bin/tail"}))
+    assert linux.command[:5] == ["/usr/bin/systemd-inhibit", "--what=sleep:idle", "--who=phi3tui",
+                                 "--why=a phi3tui training run", "--mode=block"]
+    assert linux.command[5:] == ["/usr/bin/tail", "--pid=4242", "-f", "/dev/null"]  # the lock ends with pid 4242
+    bare = keep_awake_plan(4242, platform="linux", which=which_in({"tail": "/usr/bin/tail"}))
+    assert bare.command is None and "systemd-inhibit is not installed" in bare.how
+    assert keep_awake_plan(1, platform="win32").command is None
+    for platform in ("darwin", "linux"):
+        off = keep_awake_plan(4242, mode="off", platform=platform, which=shutil.which)
+        assert off.command is None and "keep_awake is off" in off.how
+
+
+def test_setting_and_option(config_dir, demo_workspace):
+    (config_dir / "settings.yaml").write_text("keep_awake: off\n")
+    assert load_settings().settings.keep_awake == "off"
+    shown = run_cli("settings")
+    assert shown.returncode == 0 and "keep_awake: off" in shown.stdout
+    (config_dir / "settings.yaml").write_text("keep_awake: always\n")
+    bad = run_cli("settings")
+    assert bad.returncode == 2 and "settings.yaml:1: keep_awake" in bad.stderr and "auto, off" in bad.stderr
+    # The option overrides the setting for one run, and the run says what kept the machine awake.
+    (config_dir / "settings.yaml").write_text("keep_awake: auto\n")
+    started = run_cli("train", "-w", str(demo_workspace), "--iters", "2", "--keep-awake", "off")
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.split()[2]
+    # The printed follow-up commands work as typed from another folder: they name the workspace.
+    assert f"phi3tui runs attach {run_id} -w {demo_workspace}" in started.stdout
+    run_dir = demo_workspace / "runs" / run_id
+    assert runs.wait_for_run(run_dir, timeout=120)["state"] == "finished"
+    info = read_run_json(run_dir)
+    assert info["keep_awake"] == "off" and info["awake"] == "nothing: keep_awake is off"
+    status = run_cli("runs", "status", run_id, "-w", str(demo_workspace))
+    assert status.returncode == 0 and "kept awake:    nothing: keep_awake is off" in status.stdout
+
+
+def inhibitor_works() -> str | None:
+    """None when this machine's systemd-inhibit can take a lock, else why not."""
+    if not sys.platform.startswith("linux"):
+        return f"systemd-inhibit is Linux's; this is {sys.platform}"
+    if not shutil.which("systemd-inhibit"):
+        return "systemd-inhibit is not installed"
+    probe = subprocess.run(["systemd-inhibit", "--what=idle", "--who=phi3tui-test", "--why=probe", "true"],
+                           capture_output=True, text=True, timeout=20)
+    if probe.returncode:
+        return f"systemd-inhibit cannot take a lock here (no logind?): {probe.stderr.strip()}"
+    return None
+
+
+def test_a_refused_inhibitor_is_said_not_hidden():
+    if inhibitor_works() is None:
+        pytest.skip("this machine's systemd-inhibit takes locks; the refusal cannot be seen here")
+    holder, how = start_keep_awake(keep_awake_plan(os.getpid()))
+    assert holder is None and how.startswith("nothing: ")
+
+
+def test_real_inhibitor_holds_while_the_runner_lives(demo_workspace, config_dir):
+    why = inhibitor_works()
+    if why:
+        pytest.skip(why)
+    ws = Workspace.open(demo_workspace)
+    run_dir = runs.start_run(ws, overrides=TINY, keep_awake="auto")
+    wait_until(lambda: read_run_json(run_dir).get("awake"), what="the keep-awake record")
+    assert read_run_json(run_dir)["awake"].startswith("systemd-inhibit")
+    listed = subprocess.run(["systemd-inhibit", "--list", "--no-pager"], capture_output=True, text=True).stdout
+    assert f"phi3tui training run {run_dir.name}" in listed
+    runs.stop_run(run_dir)
+    runs.wait_for_run(run_dir, timeout=120)
+    wait_until(lambda: f"run {run_dir.name}" not in subprocess.run(
+        ["systemd-inhibit", "--list", "--no-pager"], capture_output=True, text=True).stdout, timeout=20,
+        what="the lock let go")
+
+
+def test_the_holder_ends_when_the_runner_ends(demo_workspace):
+    """The holder watches the runner's pid (tail --pid, caffeinate -w): a runner killed outright, which can
+    let nothing go, still frees the machine."""
+    plan = keep_awake_plan(os.getpid(), platform="linux")
+    if plan.command is None:
+        pytest.skip(plan.how)
+    ws = Workspace.open(demo_workspace)
+    run_dir = runs.start_run(ws, overrides=TINY, keep_awake="off")
+    wait_until(lambda: read_run_json(run_dir).get("runner_pid"), what="the runner")
+    runner = read_run_json(run_dir)["pid"]
+    holder_part = keep_awake_plan(runner, platform="linux").command[5:]  # what the lock is held for
+    holder = subprocess.Popen(holder_part)
+    time.sleep(0.5)
+    assert holder.poll() is None  # held while the runner lives
+    os.killpg(runner, 9)
+    holder.wait(timeout=10)  # and let go once it is gone
+    wait_until(lambda: runs.run_info(run_dir)["state"] == "failed", timeout=30, what="failed state")
