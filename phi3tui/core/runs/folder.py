@@ -35,17 +35,24 @@ RESUMABLE_STATES = ("stopped", "failed", "diverged", OUT_OF_MEMORY)
 
 
 @contextmanager
-def run_lock(run_dir: Path):
-    """An advisory lock on the run folder (POSIX flock; macOS and Linux)."""
+def file_lock(path: Path):
+    """An advisory exclusive lock held on `path` (POSIX flock; macOS and Linux); the kernel drops it if we die."""
     import fcntl
 
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """An advisory lock on the run folder."""
+    with file_lock(run_dir / LOCK_FILE):
+        yield
 
 
 class RunJsonUnreadable(ValueError):

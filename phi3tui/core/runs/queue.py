@@ -14,7 +14,6 @@ that nothing runs on this machine and launches the head: exactly one of several 
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 import time
@@ -28,6 +27,7 @@ from phi3tui.core.runs.folder import (
     LIVE_STATES,
     QUEUE_FILE,
     WAITING,
+    file_lock,
     RunJsonUnreadable,
     log_tail,
     read_run_json,
@@ -42,16 +42,9 @@ QUEUE_LOCK = ".queue.lock"
 
 @contextmanager
 def queue_lock(workspace: Workspace):
-    import fcntl
-
     workspace.runs_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(workspace.runs_dir / QUEUE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with file_lock(workspace.runs_dir / QUEUE_LOCK):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 # -- reading ------------------------------------------------------------------------------------
