@@ -321,12 +321,19 @@ class DataScreen(ModeScreen):
         colour = "bad" if report.errors else ("warn" if report.warnings else "good")
         self.set_status(
             ("" if report.measured else "; counting tokens…" if not report.tokenizer_note else f"; no token statistics: {report.tokenizer_note}")
-            + ("  (e: problems)" if report.errors or report.warnings else ""),
+            + ("  (e: problems)" if report.errors or report.warnings else "")
+            + self.first_problem_text(report),
             done=report.measured or bool(report.tokenizer_note),
             lead=(f"{state}: {report.errors} errors, {report.warnings} warnings", colour),
         )
         self.refresh_summary()
         self.show_stats()
+
+    @staticmethod
+    def first_problem_text(report: Report) -> str:
+        # The Problems tab is built when first shown, so the status line names the worst problem at once.
+        problems = report.sorted_problems()
+        return f"  first: {problems[0].location}: {problems[0].message}" if problems else ""
 
     def show_stats(self) -> None:
         report = self.report
