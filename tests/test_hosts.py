@@ -117,13 +117,25 @@ def test_launch_command_keeps_the_hostfiles_backend_and_passes_the_environment(t
 
 
 # -- real runs through mlx.launch -------------------------------------------------------------------------
-def runner_processes(run_dir: Path) -> list[psutil.Process]:
+def runner_processes(run_dir: Path, trainers_only: bool = True) -> list[psutil.Process]:
+    """Each rank's trainer (the runner forks its trainer, same command line, and supervises it), or with
+    trainers_only=False every runner process, supervisors included."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
         if cmdline[1:4] == ["-m", "phi3tui.core.runs.runner", str(run_dir)]:  # a rank, not mlx.launch
             found.append(proc)
-    return found
+    if not trainers_only:
+        return found
+    pids = {p.pid for p in found}
+    trainers = []
+    for proc in found:
+        try:
+            if proc.ppid() in pids:
+                trainers.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return trainers
 
 
 def wait_for(predicate, what: str, run_dir: Path, timeout: float = 180):
@@ -138,9 +150,9 @@ def wait_for(predicate, what: str, run_dir: Path, timeout: float = 180):
 def kill_and_check_every_rank_ends(run_dir: Path) -> None:
     runs.kill_run(run_dir)
     deadline = time.monotonic() + 20
-    while runner_processes(run_dir) and time.monotonic() < deadline:
+    while runner_processes(run_dir, trainers_only=False) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert runner_processes(run_dir) == [], "a rank outlived kill"
+    assert runner_processes(run_dir, trainers_only=False) == [], "a rank (or its supervisor) outlived kill"
     assert read_run_json(run_dir)["state"] == "failed"
 
 
