@@ -28,7 +28,9 @@ async def wait_for(pilot, condition, seconds: float = 30.0) -> None:
 
 
 async def checked(app, pilot) -> None:
-    await wait_for(pilot, lambda: app.screen.report is not None and app.screen.report.measured)
+    # The worker measures the report it already showed as validated: wait for the screen's last word on it too.
+    await wait_for(pilot, lambda: app.screen.report is not None and app.screen.report.measured
+                   and app.screen.status_text.startswith("checked:"))
 
 
 def train_record(ws, line: int) -> dict:
@@ -171,7 +173,7 @@ async def test_check_again_reads_the_config_as_it_is_now(demo_workspace):
         await pilot.press("g", *"7", "enter")
         config.write_text(config.read_text().replace("batch_size: 4", "batch_size: 64"))
         await pilot.press("c")
-        await wait_for(pilot, lambda: app.screen.report is not None and app.screen.report.measured)
+        await checked(app, pilot)
         assert app.screen.report.settings.batch_size == 64
         assert [p.split for p in app.screen.report.problems if p.rule == "smaller-than-batch"] == ["valid", "test"]
         assert title(app).startswith("train:7 ")  # still on the same record
