@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from importlib import import_module
 
@@ -12,6 +13,7 @@ from textual.signal import Signal
 
 from phi3tui.core.workspace import Workspace
 from phi3tui.preferences import PreferencesMixin, rich_colour
+from phi3tui.textual_private import paint_now
 
 # mode name -> (module, class, title). Screens are imported only when first shown.
 SCREENS = {
@@ -138,6 +140,13 @@ class Phi3App(PreferencesMixin, App):
         self.start_preferences()
         self.set_interval(RUN_POLL_S, self.poll_runs)
         self.run_worker(self.resume_queue, thread=True, group="queue-backstop")
+        self.call_later(self.first_paint)
+
+    def first_paint(self) -> None:
+        """Right after start-up, once Textual stops holding updates back: draw the first screen whole now, not at
+        its update timer's next tick, and turn garbage collection back on (cli.main keeps it off until here)."""
+        paint_now(self.screen)
+        gc.enable()
 
     def resume_queue(self) -> None:
         """The queue's backstop (core.runs.queue): a queue whose last runner died without handing on starts here."""

@@ -2,7 +2,8 @@
 tests/test_private_apis.py pins what each one must do, so an upgrade that breaks one fails there first).
 
 Textual 8 has no public way to do these: mark the stylesheet stale so that screens of other modes restyle
-when a theme of the same name gets new colours, and read the app's keymap as set_keymap normalised it.
+when a theme of the same name gets new colours, read the app's keymap as set_keymap normalised it, and
+let a Footer draw its keys in its first compose, and draw a screen at once rather than at its timer's tick.
 """
 
 from __future__ import annotations
@@ -17,3 +18,19 @@ def invalidate_css(app) -> None:
 def app_keymap(app) -> dict[str, str]:
     """The keymap set_keymap installed, binding id -> keys, normalised as Textual matches them."""
     return dict(app._keymap)
+
+
+def footer_ready(footer) -> None:
+    """Tell a Footer its screen's bindings are ready, as its first bindings update would (Footer composes
+    empty until then); set quietly, so that it does not compose again for it."""
+    from textual.widgets import Footer
+
+    footer.set_reactive(Footer._bindings_ready, True)
+
+
+def paint_now(screen) -> None:
+    """Draw the whole screen now, as its update timer would at its next tick. While an app starts, Textual holds
+    updates back until its mount is done and drops the frame the first screen rendered meanwhile; without this
+    the screen is drawn whole only a timer tick after that, and in parts (what changed since) before."""
+    screen.refresh()
+    screen._on_timer_update()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer
 
+from phi3tui.widgets.key_footer import KeyFooter
 from phi3tui.widgets.workspace_header import WorkspaceHeader
 
 
@@ -17,7 +17,7 @@ class ModeScreen(Screen):
     def compose(self) -> ComposeResult:
         yield WorkspaceHeader(self.TITLE)
         yield from self.compose_body()
-        yield Footer(compact=True)
+        yield KeyFooter(compact=True)
 
     def compose_body(self) -> ComposeResult:
         raise NotImplementedError

@@ -32,6 +32,9 @@ RECORD_GROUP = Binding.Group("Record", compact=True)
 
 class DataScreen(ModeScreen):
     TITLE = "Data"
+    # The record has the focus from the start: the tab bar (the first focusable widget) would take left/right,
+    # and the footer would be drawn once for it and again for the record.
+    AUTO_FOCUS = "#record-view"
     DEFAULT_CSS = """
     DataScreen #data-tabs { height: 1fr; }
     DataScreen #data-status-row { height: 1; padding: 0 1; }
