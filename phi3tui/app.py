@@ -146,6 +146,10 @@ class Phi3App(PreferencesMixin, App):
         """Right after start-up, once Textual stops holding updates back: draw the first screen whole now, not at
         its update timer's next tick, and turn garbage collection back on (cli.main keeps it off until here)."""
         paint_now(self.screen)
+        # What start-up made stays for the process's life: frozen, no collection walks it again. Without the
+        # freeze, the first collection after gc.enable() would walk all of it at once (tens of ms) while the
+        # driver's writer thread waits for the GIL to put the frame just painted on the terminal.
+        gc.freeze()
         gc.enable()
 
     def resume_queue(self) -> None:

@@ -8,6 +8,10 @@ let a Footer draw its keys in its first compose, and draw a screen at once rathe
 
 from __future__ import annotations
 
+from textual.widgets._footer import FooterKey  # a Footer's key (Textual exports Footer only)
+
+__all__ = ["FooterKey", "app_keymap", "footer_ready", "invalidate_css", "paint_now"]
+
 
 def invalidate_css(app) -> None:
     """Make every screen, also those of modes not shown, take the CSS again at its next refresh

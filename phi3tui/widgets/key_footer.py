@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from textual.widgets import Footer
 
-from phi3tui.textual_private import footer_ready
+from phi3tui.textual_private import FooterKey, footer_ready
 
 
 class KeyFooter(Footer):
@@ -30,7 +30,12 @@ class KeyFooter(Footer):
     def compose(self):
         footer_ready(self)  # the screen's bindings are there already: draw them in the first frame
         self._shown = self.shown_keys()
-        yield from super().compose()
+        for widget in super().compose():
+            if isinstance(widget, FooterKey):
+                # The class a compact footer's keys get when mounted (their `compact` watcher), given before,
+                # so that each key is styled once, not twice.
+                widget.set_class(self.compact, "-compact", update=False)
+            yield widget
 
     def bindings_changed(self, screen) -> None:
         if self.is_attached and screen is self.screen and self.shown_keys() == self._shown:

@@ -7,21 +7,24 @@ phi3tui.core.data.importers; this file only wires keys, workers and widgets.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Input, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from phi3tui.core.data import SPLITS, Cancelled, DataFolder, workspace_data
 from phi3tui.core.data import Report, human_size, run_checks
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.length_histogram import LengthHistogram
 from phi3tui.widgets.record_view import VIEW_TITLES, VIEWS, RecordView
-from phi3tui.widgets.text_box import TextBox
 from phi3tui.widgets.split_summary import SplitSummary
+
+if TYPE_CHECKING:
+    from phi3tui.widgets.text_box import TextBox
 
 AUTO_CHECK_DELAY = 0.6  # seconds after the first paint: the check's tokenizer import (transformers) waits for it
 
@@ -90,10 +93,9 @@ class DataScreen(ModeScreen):
             # Filled when first shown (fill_tab): the first paint needs only the records.
             yield TabPane("Problems", id="problems")
             yield TabPane("Statistics", id="stats")
+        # The progress bar comes with the first check, the prompt line when first opened: neither is in the first frame.
         with Horizontal(id="data-status-row"):
             yield Static("", id="data-status")
-            yield ProgressBar(total=100, show_eta=False, id="data-progress")
-        yield TextBox(placeholder="", id="data-prompt")
 
     def on_mount(self) -> None:
         # Focus the record, not the tab bar: the tab bar would take left/right for itself.
@@ -273,8 +275,19 @@ class DataScreen(ModeScreen):
             return
         call(self.show_report, report)
 
+    def progress_bar(self):
+        """The check's progress bar, made when the first check reports (it then stays, showing the last check)."""
+        found = self.query("#data-progress")
+        if found:
+            return found.first()
+        from textual.widgets import ProgressBar
+
+        bar = ProgressBar(total=100, show_eta=False, id="data-progress")
+        self.query_one("#data-status-row").mount(bar)
+        return bar
+
     def set_progress(self, label: str, done: int, total: int) -> None:
-        bar = self.query_one(ProgressBar)
+        bar = self.progress_bar()
         bar.update(total=100, progress=100 * done / max(total, 1))
         self.set_status(f"{label}… {100 * done / max(total, 1):.0f}%  (x cancels)")
         self.refresh_summary()
@@ -286,7 +299,7 @@ class DataScreen(ModeScreen):
         shown = Text.assemble((lead[0], self.app.colour(lead[1])), text) if lead else Text(text)
         self.query_one("#data-status", Static).update(shown)
         if done:
-            self.query_one(ProgressBar).update(total=100, progress=100)
+            self.progress_bar().update(total=100, progress=100)
 
     def shown_widget(self, selector: str):
         """The widget, or None while its tab has not been shown yet (fill_tab)."""
@@ -412,9 +425,19 @@ class DataScreen(ModeScreen):
         self.query_one(TabbedContent).active = "records"
         self.query_one(RecordView).focus()
 
+    def prompt_box(self) -> TextBox:
+        """The prompt line (go to, search, open), made the first time it opens."""
+        found = self.query("#data-prompt")
+        if found:
+            return found.first()
+        
+        box = TextBox(placeholder="", id="data-prompt")
+        self.mount(box, after="#data-status-row")
+        return box
+
     def open_prompt(self, mode: str, placeholder: str) -> None:
         self.prompt_mode = mode
-        prompt = self.query_one("#data-prompt", TextBox)
+        prompt = self.prompt_box()
         prompt.number = mode == "goto"  # a record number keeps its digits (widgets/text_box.py)
         prompt.placeholder = placeholder
         prompt.value = ""
@@ -435,12 +458,12 @@ class DataScreen(ModeScreen):
             self.run_search(self.last_search)
 
     def close_prompt(self) -> None:
-        prompt = self.query_one("#data-prompt", Input)
+        prompt = self.prompt_box()
         prompt.remove_class("-shown")
         self.prompt_mode = ""
         self.query_one(RecordView).focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
+    def on_input_submitted(self, event: TextBox.Submitted) -> None:
         if event.input.id != "data-prompt":
             return
         event.stop()
