@@ -94,6 +94,7 @@ class Phi3App(PreferencesMixin, App):
         super().__init__(**kwargs)
         self.workspace = workspace
         self.start_mode = start_mode
+        self.painted = False  # until first_paint: see textual_private.NoHiddenFirstFrame
         self._model_worker = None
         # The one watcher of runs/ (core.runs.RunWatcher), polled by one timer; each poll is kept in
         # run_poll and published on runs_polled to the header and the Train screen. The first poll is
@@ -145,6 +146,7 @@ class Phi3App(PreferencesMixin, App):
     def first_paint(self) -> None:
         """Right after start-up, once Textual stops holding updates back: draw the first screen whole now, not at
         its update timer's next tick, and turn garbage collection back on (cli.main keeps it off until here)."""
+        self.painted = True
         paint_now(self.screen)
         # What start-up made stays for the process's life: frozen, no collection walks it again. Without the
         # freeze, the first collection after gc.enable() would walk all of it at once (tens of ms) while the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from textual.widgets._footer import FooterKey  # a Footer's key (Textual exports Footer only)
 
-__all__ = ["FooterKey", "app_keymap", "footer_ready", "invalidate_css", "paint_now"]
+__all__ = ["FooterKey", "NoHiddenFirstFrame", "app_keymap", "footer_ready", "invalidate_css", "paint_now"]
 
 
 def invalidate_css(app) -> None:
@@ -38,3 +38,18 @@ def paint_now(screen) -> None:
     the screen is drawn whole only a timer tick after that, and in parts (what changed since) before."""
     screen.refresh()
     screen._on_timer_update()
+
+
+class NoHiddenFirstFrame:
+    """A Screen mixin: while the app starts, no frame is rendered that Textual would drop unseen.
+
+    Textual holds updates back until the app's mount is done (its start-up batch) and drops every frame rendered
+    before; the first screen, mounted meanwhile, renders one anyway (a full frame of every widget). Until the app
+    says it has painted (its `painted` attribute, set by the call to paint_now after the batch), this skips them;
+    what they would have drawn stays dirty and paint_now draws it, once."""
+
+    def _compositor_refresh(self) -> None:
+        app = self.app
+        if app._batch_count and not getattr(app, "painted", True):
+            return
+        super()._compositor_refresh()
