@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import re
 import subprocess
 import sys
 
@@ -113,3 +116,74 @@ asyncio.run(main())
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert "FIRST_PAINT []" in proc.stdout, proc.stdout + proc.stderr
+
+
+class FirstFrames(Phi3App):
+    """Records what Textual hands to the terminal: (kind of update, text on it, whether updates were held back)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.frames: list[tuple[str, str, bool]] = []
+
+    def _display(self, screen, renderable):
+        if renderable is not None and type(screen).__name__ == "DataScreen":
+            text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", renderable.render_segments(self.console))
+            self.frames.append((type(renderable).__name__, text, bool(self._batch_count)))
+        return super()._display(screen, renderable)
+
+
+async def test_the_first_frame_is_the_whole_data_screen(demo_workspace):
+    """Issue 16: the first frame drawn holds the header, the records and the footer with its final keys; no frame
+    is rendered only to be dropped (Textual holds start-up updates back); garbage collection is on again after it."""
+    gc.disable()  # as cli.main leaves it for the app
+    try:
+        app = FirstFrames(Workspace.open(demo_workspace))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            assert gc.isenabled()
+            kind, text, held = app.frames[0]
+            assert kind == "LayoutUpdate" and not held
+            assert "phi3tui · Data" in text and "Records" in text and "train:1" in text
+            # The footer as it stays: the record has the focus, so → and ← are the record keys (the tab bar's
+            # focus would have shown j and k first).
+            assert "→←Record" in text.replace(" ", "") and "Check" in text
+            assert not [frame for frame in app.frames if frame[2]]
+    finally:
+        gc.enable()
+
+
+async def test_the_footer_composes_again_only_when_its_keys_change(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        footer = app.screen.query_one("KeyFooter")
+        keys = list(footer.query("FooterKey"))
+        app.screen.query_one("#record-view").focus()  # the focus where it was: same keys, same widgets
+        await pilot.pause()
+        assert list(footer.query("FooterKey")) == keys
+        await pilot.press("slash")  # the search box takes the focus; it types s and v, so they leave the footer
+        await pilot.pause()
+        shown = [k.key_display for k in footer.query("FooterKey")]
+        assert "s" not in shown and "v" not in shown and "1" in shown
+        await pilot.press("escape")
+        await pilot.pause()
+        assert [k.key_display for k in footer.query("FooterKey")] == [k.key_display for k in keys]
+
+
+def test_commands_run_with_garbage_collection_on(tmp_path):
+    """cli.main keeps GC off only until the app's first paint: a command (hours of training) has it on."""
+    code = (
+        "import gc, sys\nfrom phi3tui import cli\nfrom phi3tui.commands import settings\n"
+        "seen = []\norig = cli.build_parser\n"
+        "def build_parser(*a, **k):\n    parser, names = orig(*a, **k)\n"
+        "    for action in parser._subparsers._group_actions:\n"
+        "        for name, sub in action.choices.items():\n"
+        "            func = sub.get_default('func')\n"
+        "            if func: sub.set_defaults(func=lambda args, f=func: seen.append(gc.isenabled()) or f(args))\n"
+        "    return parser, names\n"
+        "cli.build_parser = build_parser\n"
+        "cli.main(['keys'])\nprint('ENABLED', seen)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "PHI3TUI_CONFIG_DIR": str(tmp_path)})
+    assert "ENABLED [True]" in proc.stdout, proc.stdout + proc.stderr

@@ -85,3 +85,81 @@ async def test_app_keymap_is_the_keymap_as_textual_matches_it():
     async with app.run_test():
         app.set_keymap({"x.help": "?,a", "x.quit": "ctrl+q"})
         assert app_keymap(app) == {"x.help": "question_mark,a", "x.quit": "ctrl+q"}
+
+
+# -- first paint (issue 16) -----------------------------------------------------------------------
+from textual.widgets import Footer  # noqa: E402
+
+from phi3tui.textual_private import FooterKey, NoHiddenFirstFrame, footer_ready, paint_now  # noqa: E402
+
+
+class Frames(App):
+    """Records every renderable Textual hands to the terminal, and whether it held updates back then."""
+
+    BINDINGS = [("x", "bell", "Ring")]
+
+    def __init__(self, screen_class=None, **kwargs):
+        super().__init__(**kwargs)
+        self.frames: list[tuple[str, bool]] = []
+        self.screen_class = screen_class
+
+    def get_default_screen(self):
+        return self.screen_class() if self.screen_class else super().get_default_screen()
+
+    def compose(self):
+        yield Static("body")
+        yield Footer()
+
+    def _display(self, screen, renderable):
+        if renderable is not None:
+            self.frames.append((type(renderable).__name__, bool(self._batch_count)))
+        return super()._display(screen, renderable)
+
+
+async def test_footer_keys_are_footer_key_and_footer_ready_is_set_quietly():
+    app = Frames()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        footer = app.screen.query_one(Footer)
+        assert [k.description for k in footer.query(FooterKey)] == ["Ring", "palette"]
+        # Footer composes its keys only once _bindings_ready is set; set_reactive sets it without a recompose.
+        footer.set_reactive(Footer._bindings_ready, False)
+        footer_ready(footer)
+        assert footer._bindings_ready is True
+        assert not footer._recompose_required
+
+
+async def test_paint_now_draws_the_whole_screen_at_once():
+    app = Frames()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        app.frames.clear()
+        paint_now(app.screen)
+        assert app.frames == [("LayoutUpdate", False)]  # a full frame, there and then (not at a timer tick)
+
+
+class Held(NoHiddenFirstFrame, Screen):
+    def compose(self):
+        yield Static("held")
+
+
+class HeldApp(Frames):
+    painted = False
+
+
+async def test_no_hidden_first_frame_renders_nothing_while_the_app_starts():
+    plain, held = Frames(), HeldApp(Held)
+    for app in (plain, held):
+        async with app.run_test() as pilot:
+            await pilot.pause()
+            with app.batch_update():  # as while the app starts: Textual drops what is rendered now
+                await app.screen.mount(Static("new"))
+                app.screen._refresh_layout(app.size)  # renders on its next callback, inside the batch
+                await pilot.pause()
+            if app is held:
+                assert not [frame for frame in app.frames if frame[1]]  # nothing rendered to be dropped
+                app.frames.clear()
+                app.painted = True
+                paint_now(app.screen)
+                assert ("LayoutUpdate", False) in app.frames  # what was skipped is drawn, with the whole screen
+    assert [frame for frame in plain.frames if frame[1]]  # Textual's own way: a frame rendered, and dropped

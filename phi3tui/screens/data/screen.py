@@ -430,7 +430,8 @@ class DataScreen(ModeScreen):
         found = self.query("#data-prompt")
         if found:
             return found.first()
-        
+        from phi3tui.widgets.text_box import TextBox
+
         box = TextBox(placeholder="", id="data-prompt")
         self.mount(box, after="#data-status-row")
         return box
