@@ -144,8 +144,9 @@ class Phi3App(PreferencesMixin, App):
         self.call_later(self.first_paint)
 
     def first_paint(self) -> None:
-        """Right after start-up, once Textual stops holding updates back: draw the first screen whole now, not at
-        its update timer's next tick, and turn garbage collection back on (cli.main keeps it off until here)."""
+        """Right after start-up, once Textual stops holding updates back: draw the first screen now (all of it:
+        nothing was drawn before, see textual_private.NoHiddenFirstFrame), not at its update timer's next tick,
+        and turn garbage collection back on (cli.main keeps it off until here)."""
         self.painted = True
         paint_now(self.screen)
         # What start-up made stays for the process's life: frozen, no collection walks it again. Without the

@@ -2,8 +2,9 @@
 tests/test_private_apis.py pins what each one must do, so an upgrade that breaks one fails there first).
 
 Textual 8 has no public way to do these: mark the stylesheet stale so that screens of other modes restyle
-when a theme of the same name gets new colours, read the app's keymap as set_keymap normalised it, and
-let a Footer draw its keys in its first compose, and draw a screen at once rather than at its timer's tick.
+when a theme of the same name gets new colours; read the app's keymap as set_keymap normalised it; and, for
+the first paint, let a Footer draw its keys in its first compose, render no frame that Textual would drop
+while the app starts, and draw a screen at once rather than at its update timer's next tick.
 """
 
 from __future__ import annotations
@@ -33,11 +34,10 @@ def footer_ready(footer) -> None:
 
 
 def paint_now(screen) -> None:
-    """Draw the whole screen now, as its update timer would at its next tick. While an app starts, Textual holds
-    updates back until its mount is done and drops the frame the first screen rendered meanwhile; without this
-    the screen is drawn whole only a timer tick after that, and in parts (what changed since) before."""
-    screen.refresh()
+    """Draw now what the screen has yet to draw, as its update timer would at its next tick (a 60th of a second
+    on, and later on a busy machine): pending layout and repaints, and what NoHiddenFirstFrame left undrawn."""
     screen._on_timer_update()
+    screen._compositor_refresh()
 
 
 class NoHiddenFirstFrame:
