@@ -149,11 +149,12 @@ class Phi3App(PreferencesMixin, App):
         and turn garbage collection back on (cli.main keeps it off until here)."""
         self.painted = True
         paint_now(self.screen)
-        # What start-up made stays for the process's life: frozen, no collection walks it again. Without the
-        # freeze, the first collection after gc.enable() would walk all of it at once (tens of ms) while the
-        # driver's writer thread waits for the GIL to put the frame just painted on the terminal.
-        gc.freeze()
-        gc.enable()
+        if not gc.isenabled():  # cli.main's start-up (an app in tests leaves the GC as it is)
+            # What start-up made stays for the process's life: frozen, no collection walks it again. Without
+            # the freeze, the first collection after gc.enable() would walk all of it at once (tens of ms)
+            # while the driver's writer thread waits for the GIL to put the frame just painted on the terminal.
+            gc.freeze()
+            gc.enable()
 
     def resume_queue(self) -> None:
         """The queue's backstop (core.runs.queue): a queue whose last runner died without handing on starts here."""
