@@ -149,6 +149,7 @@ async def test_the_first_frame_is_the_whole_data_screen(demo_workspace):
             assert "→←Record" in text.replace(" ", "") and "Check" in text
             assert not [frame for frame in app.frames if frame[2]]
     finally:
+        gc.unfreeze()  # first_paint froze this process's objects, as at a real start: give them back to the GC
         gc.enable()
 
 
