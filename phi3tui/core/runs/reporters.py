@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from phi3tui.core.config import reporter_names
+from phi3tui.core.config import REPORTERS, reporter_names
 
 WANDB_RUN_KEY = "wandb_run_id"  # run.json: the wandb run a resumed run continues
 
@@ -26,8 +26,9 @@ def reporting_chain(args, log_dir, inner, run_info: dict):
     names = reporter_names(getattr(args, "report_to", None))
     if not names:
         return inner, {}
-    from mlx_lm.tuner.callbacks import SUPPORT_CALLBACK
+    from phi3tui.core.mlx_lm_private import reporting_callbacks
 
+    SUPPORT_CALLBACK = reporting_callbacks([REPORTERS[name][0] for name in names if name in REPORTERS])
     changes = {}
     if "wandb" in names:
         # The phi3tui run id (unique: time and random digits) names its wandb run, unless the user chose one.
