@@ -70,7 +70,7 @@ def metrics(run_dir: Path, kind: str) -> dict[int, float]:
     return {r["iteration"]: r["loss"] for r in lines if r["kind"] == kind}
 
 
-@pytest.mark.skipif(not HAVE_WANDB, reason="wandb is not installed (pip install 'phi3tui[wandb]')")
+@pytest.mark.skipif(not HAVE_WANDB, reason="wandb is not installed (the test extra installs it: pip install -e '.[test]')")
 def test_wandb_offline_run_holds_the_losses_and_a_resume_continues_it(demo_workspace, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
