@@ -141,7 +141,7 @@ class ChatModel:
         except Exception as exc:  # a missing folder, a repo not downloaded, a broken config
             raise ChatError(f"cannot load the model {self.model_path}: {exc}") from None
         self.model.eval()
-        compile_cpu_decode(self.model)
+        self.compiled_layers = compile_cpu_decode(self.model)  # 0 off the CPU
         # Phi-3 ends a turn with <|end|>; stop there as well as at the end-of-text token(s).
         if END_TOKEN in self.tokenizer.get_vocab():
             self.tokenizer.add_eos_token(END_TOKEN)
