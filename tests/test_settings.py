@@ -96,7 +96,10 @@ async def test_app_stays_up_and_reports_a_broken_settings_file_once(config_dir, 
     (config_dir / "settings.yaml").write_text("theme: [\n")
     app = Phi3App(Workspace.open(demo_workspace), start_mode="config")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
+        for _ in range(100):  # reported after the first paint, which a loaded machine delays
+            await pilot.pause(0.1)
+            if any("settings.yaml" in m for m in notifications(app)):
+                break
         assert app.theme == "phi3-dark"
         reported = [m for m in notifications(app) if "settings.yaml" in m]
         assert len(reported) == 1 and "not valid YAML" in reported[0]
