@@ -7,18 +7,22 @@ Three ways, alternating, REPEATS times each, medians:
             process's own CPU time over the run is the app's cost (share of one core)
   awake     phi3tui with keep_awake auto (caffeinate on macOS, systemd-inhibit on Linux; the others run
             with it off), to show that holding the machine awake costs the run nothing
+  reporter  phi3tui with `report_to: wandb`, WANDB_MODE=offline (a wandb run written beside the run
+            folder's files, nothing sent): what mlx-lm's reporter costs; left out when wandb is not installed
 
 --model 30m widens the demo model to about 30M parameters (hidden 512, 9 blocks), whose step takes
 well over 50 ms on a CPU, so per-step costs of the runner show against a step of realistic weight.
 
 Tokens/s is measured on the wall clock between the first and the last train report (see wall_tps).
 
-Usage: python bench/train_throughput.py [--iters N] [--repeats R] [--model demo|30m] [--no-attached]
+Usage: python bench/train_throughput.py [--iters N] [--repeats R] [--model demo|30m] [--no-attached] [--no-reporter]
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import importlib.util
 import json
 import os
 import statistics
@@ -121,6 +125,8 @@ def run_phi3tui(ws, overrides, attach: bool, tmp: Path, keep_awake: str = "off")
     if keep_awake != "off":
         print(f"  keep-awake: {info.get('awake')}", flush=True)
     assert info["state"] == "finished", info
+    if overrides.get("report_to") == "wandb":
+        assert glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb")), "the run wrote no wandb run"
     app = None
     if app_proc:
         _, err = app_proc.communicate(timeout=120)
@@ -140,7 +146,14 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=256, help="longer examples are cut (as in mlx-lm)")
     parser.add_argument("--val-batches", type=int, default=-1, help="validation batches (-1: the whole set)")
     parser.add_argument("--no-attached", action="store_true", help="leave out the attached-app way (saves time)")
+    parser.add_argument("--no-reporter", action="store_true", help="leave out the reporter (wandb offline) way")
     opts = parser.parse_args()
+    reporter = not opts.no_reporter and importlib.util.find_spec("wandb") is not None
+    if not opts.no_reporter and not reporter:
+        print("the reporter way is left out: wandb is not installed (pip install 'phi3tui[wandb]')", flush=True)
+    if reporter:  # the runner inherits these: a wandb run on disk only, no prompt, no network
+        os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_SILENT", "true")
 
     from phi3tui.core.demo import build_demo
     from phi3tui.core.runs.launcher import freeze_config
@@ -159,12 +172,16 @@ def main() -> None:
     config = tmp / "plain-config.yaml"
     config.write_text(yaml.safe_dump(freeze_config(ws, None, "plain", overrides)[0]))
 
-    plain, ours, awake, attached, app_share, draws = [], [], [], [], [], []
+    plain, ours, awake, reported, attached, app_share, draws = [], [], [], [], [], [], []
     for r in range(opts.repeats):
         plain.append(run_plain(ws.root, config, tmp))
         ours.append(run_phi3tui(ws, overrides, False, tmp)[0])
         awake.append(run_phi3tui(ws, overrides, False, tmp, keep_awake="auto")[0])
         line = f"repeat {r + 1}: plain {plain[-1]:,.0f} tok/s  phi3tui {ours[-1]:,.0f}  awake {awake[-1]:,.0f}"
+        if reporter:
+            reported.append(run_phi3tui(ws, {**overrides, "report_to": "wandb", "project_name": "phi3tui-bench"},
+                                        False, tmp)[0])
+            line += f"  reporter {reported[-1]:,.0f}"
         if not opts.no_attached:
             tps, app = run_phi3tui(ws, overrides, True, tmp)
             attached.append(tps)
@@ -180,6 +197,9 @@ def main() -> None:
         print(f"tokens/s phi3tui attached ÷ mlx-lm: {statistics.median(attached) / statistics.median(plain):.3f}")
     print(f"tokens/s phi3tui ÷ mlx-lm: {statistics.median(ours) / statistics.median(plain):.3f}")
     print(f"tokens/s phi3tui with keep-awake ÷ mlx-lm: {statistics.median(awake) / statistics.median(plain):.3f}")
+    if reported:
+        print(f"tokens/s phi3tui with a reporter (wandb offline) ÷ mlx-lm: "
+              f"{statistics.median(reported) / statistics.median(plain):.3f}")
 
 
 if __name__ == "__main__":

@@ -69,8 +69,9 @@ def chat_model(trained):
 
 
 def reference_tokens(model_dir: Path, prompt: list[int], max_tokens: int, adapter: Path | None = None,
-                     checkpoint: Path | None = None, dtype=None) -> list[int]:
-    """What plain mlx-lm generates (greedy), loading the model separately, up to <|end|>/EOS."""
+                     checkpoint: Path | None = None, dtype=None, stop_at_end: bool = True) -> list[int]:
+    """What plain mlx-lm generates (greedy), loading the model separately, up to <|end|>/EOS (or
+    max_tokens exactly when stop_at_end is False)."""
     import mlx.core as mx
     from mlx_lm import load
     from mlx_lm.generate import generate_step
@@ -88,7 +89,7 @@ def reference_tokens(model_dir: Path, prompt: list[int], max_tokens: int, adapte
     tokenizer.add_eos_token("<|end|>")
     out = []
     for token, _ in generate_step(mx.array(prompt), model, max_tokens=max_tokens):
-        if token in tokenizer.eos_token_ids:
+        if stop_at_end and token in tokenizer.eos_token_ids:
             break
         out.append(token)
     return out
@@ -146,6 +147,36 @@ def test_two_runs_with_different_ranks_side_by_side(trained, chat_model):
     (a, b), _ = our_tokens(chat_model, [prompt, prompt], GenerationSettings(max_tokens=20))
     assert a == reference_tokens(trained / "model", prompt, 20, r1.adapter_dir)
     assert b == reference_tokens(trained / "model", prompt, 20, r2.adapter_dir)
+
+
+def test_long_answers_on_the_compiled_decode_path_equal_mlx_lm(trained):
+    """300 tokens each (mlx-lm's KV cache grows in steps of 256), end tokens ignored: one-token steps run
+    rope and rms_norm compiled on the CPU and the adapters on 2-D rows, and still give mlx-lm's tokens,
+    both panes together and one pane alone; the model keeps mlx-lm's parameter names."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+
+    from phi3tui.core.chat.model import ChatModel
+
+    r1 = side_for_path(trained / "runs" / "20260101-0000-r1")
+    chat = ChatModel(str(trained / "model"))
+    # The demo model has 4 blocks: 4 RoPE layers and 9 RMSNorms (2 per block and the final one).
+    assert chat.compiled_layers == (13 if mx.default_device() == mx.cpu else 0)
+    plain, _ = load(str(trained / "model"))
+    assert [k for k, _ in tree_flatten(chat.model.parameters())] == [k for k, _ in tree_flatten(plain.parameters())]
+    chat.tokenizer.eos_token_ids = []
+    prompt = chat.prompt_tokens([{"role": "user", "content": QUESTIONS[1]}])
+    base_ref = reference_tokens(trained / "model", prompt, 300, stop_at_end=False)
+    adapted_ref = reference_tokens(trained / "model", prompt, 300, r1.adapter_dir, stop_at_end=False)
+    assert len(base_ref) == len(adapted_ref) == 300 and base_ref != adapted_ref
+    chat.set_sides([BASE, r1])
+    (base, adapted), _ = our_tokens(chat, [prompt, prompt], GenerationSettings(max_tokens=300))
+    assert base == base_ref
+    assert adapted == adapted_ref
+    chat.set_sides([r1])
+    (alone,), _ = our_tokens(chat, [prompt], GenerationSettings(max_tokens=300))
+    assert alone == adapted_ref
 
 
 def test_switching_adapters_keeps_one_copy_of_the_base_weights(trained):

@@ -4,6 +4,10 @@ phi3tui/textual_private.py): an upgrade that changes one of them fails here, by 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from textual.app import App
@@ -11,7 +15,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Static
 
-from phi3tui.core.mlx_lm_private import lora_parser_actions, model_classes
+from phi3tui.core.mlx_lm_private import REPORTER_MODULES, lora_parser_actions, model_classes
 from phi3tui.textual_private import app_keymap, invalidate_css
 
 
@@ -42,6 +46,40 @@ def test_lora_parser_actions_are_the_options_of_mlx_lm_lora():
         assert actions[dest].help, dest
     assert actions["learning_rate"].type is float
     assert set(actions["fine_tune_type"].choices) >= {"lora", "dora", "full"}
+
+
+def test_the_tuner_loads_without_the_reporting_packages_until_a_run_reports():
+    from phi3tui.core.config import REPORTERS
+
+    assert set(REPORTER_MODULES) == {module for module, _extra in REPORTERS.values()}
+    # A fresh interpreter: this one may have imported wandb already. Holds with wandb installed or not.
+    code = textwrap.dedent("""
+        import importlib.util, json, sys
+        from phi3tui.core.mlx_lm_private import lora_parser_actions, reporting_callbacks
+        lora_parser_actions()
+        from mlx_lm.tuner import callbacks
+        out = {"loaded": sorted(m for m in ("wandb", "swanlab") if m in sys.modules),
+               "globals": [callbacks.wandb is None, callbacks.swanlab is None],
+               "installed": importlib.util.find_spec("wandb") is not None}
+        support = reporting_callbacks(["wandb"])
+        out["bound"] = callbacks.wandb is sys.modules.get("wandb", "absent")
+        out["swanlab_still_none"] = callbacks.swanlab is None
+        if callbacks.wandb is None:  # not installed: the callback refuses before it writes anything
+            try:
+                support["wandb"](project_name=None, log_dir=".", config={})
+            except ImportError as exc:
+                out["refused"] = str(exc)
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["loaded"] == [] and out["globals"] == [True, True]  # read the schema, no reporter imported
+    assert out["swanlab_still_none"]  # only the named reporter is brought in
+    if out["installed"]:
+        assert out["bound"], "mlx-lm's callbacks module does not see the wandb the run reports to"
+    else:
+        assert "wandb is not installed" in out.get("refused", "")  # mlx-lm's own refusal, as without phi3tui
 
 
 # -- Textual --------------------------------------------------------------------------------------

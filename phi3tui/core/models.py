@@ -516,6 +516,10 @@ def plan_lora(config: dict, num_layers: int, lora_parameters: dict | None, fine_
 
 def _plan(model, num_layers: int, lora_parameters: dict | None, fine_tune_type: str) -> LoraPlan:
     from mlx.utils import tree_flatten
+
+    from phi3tui.core.mlx_lm_private import load_tuner
+
+    load_tuner()
     from mlx_lm.tuner.dora import DoRAEmbedding, DoRALinear
     from mlx_lm.tuner.lora import LoRAEmbedding, LoRALinear, LoRASwitchLinear
     from mlx_lm.tuner.utils import linear_to_lora_layers

@@ -154,9 +154,9 @@ class FieldSpec:
 
 @lru_cache(maxsize=1)
 def mlx_lm_defaults() -> dict:
-    from mlx_lm.lora import CONFIG_DEFAULTS
+    from phi3tui.core.mlx_lm_private import lora_module
 
-    return dict(CONFIG_DEFAULTS)
+    return dict(lora_module().CONFIG_DEFAULTS)
 
 
 @lru_cache(maxsize=1)

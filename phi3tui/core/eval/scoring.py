@@ -85,6 +85,10 @@ def test_loss(chat_model, workspace: Workspace, n_sides: int) -> list[float]:
     """Each side's loss on data/test.jsonl, by mlx-lm's evaluate with the workspace config's batch_size,
     test_batches and max_seq_length, the order mlx_lm lora --test uses (numpy seeded with `seed`)."""
     import numpy as np
+
+    from phi3tui.core.mlx_lm_private import load_tuner
+
+    load_tuner()
     from mlx_lm.tuner.datasets import CacheDataset, load_dataset
     from mlx_lm.tuner.trainer import evaluate
 

@@ -85,6 +85,9 @@ def load_adapted(base_model: str, adapter: AdapterChoice, lazy: bool = False):
     """
     from mlx_lm.utils import load
 
+    from phi3tui.core.mlx_lm_private import load_tuner
+
+    load_tuner()  # load(adapter_path=) imports mlx_lm.tuner
     problem = models.model_folder_problem(base_model) if Path(base_model).is_dir() else None
     if problem:
         raise ExportError(problem)

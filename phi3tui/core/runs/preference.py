@@ -113,6 +113,9 @@ def answer_logps(model, tokens, mask):
 
 
 def _adapter_kinds() -> tuple:
+    from phi3tui.core.mlx_lm_private import load_tuner
+
+    load_tuner()
     from mlx_lm.tuner.dora import DoRAEmbedding, DoRALinear
     from mlx_lm.tuner.lora import LoRAEmbedding, LoRALinear, LoRASwitchLinear
 

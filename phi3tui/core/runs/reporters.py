@@ -11,30 +11,39 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from phi3tui.core.config import reporter_names
+from phi3tui.core.config import REPORTERS, reporter_names
 
 WANDB_RUN_KEY = "wandb_run_id"  # run.json: the wandb run a resumed run continues
+# reporter -> (run.json key of its run id, the reporter's own switches: run id, resume), read by the init
+# that mlx-lm's callback makes: a resumed run continues the same wandb / swanlab run.
+RUN_IDS = {"wandb": (WANDB_RUN_KEY, "WANDB_RUN_ID", "WANDB_RESUME"),
+           "swanlab": ("swanlab_run_id", "SWANLAB_RUN_ID", "SWANLAB_RESUME")}
 
 
 def reporting_chain(args, log_dir, inner, run_info: dict):
     """mlx-lm's reporters for args.report_to wrapped around `inner` (returned as is when none is set).
 
-    Returns (callback, changes for run.json). A wandb run is given an id phi3tui keeps in run.json,
-    so a resumed run continues the same wandb run (WANDB_RUN_ID, WANDB_RESUME=allow: wandb's own switches,
-    read by the wandb.init that mlx-lm's WandBCallback makes).
+    Returns (callback, changes for run.json). A wandb or swanlab run is given an id phi3tui keeps in
+    run.json, so a resumed run continues the same one (RUN_IDS: WANDB_RUN_ID, WANDB_RESUME=allow and
+    swanlab's like-named switches). Offline, each part is its own folder holding that id, which the
+    reporter's sync joins into one run.
     """
     names = reporter_names(getattr(args, "report_to", None))
     if not names:
         return inner, {}
-    from mlx_lm.tuner.callbacks import SUPPORT_CALLBACK
+    from phi3tui.core.mlx_lm_private import reporting_callbacks
 
+    SUPPORT_CALLBACK = reporting_callbacks([REPORTERS[name][0] for name in names if name in REPORTERS])
     changes = {}
-    if "wandb" in names:
-        # The phi3tui run id (unique: time and random digits) names its wandb run, unless the user chose one.
-        run_id = run_info.get(WANDB_RUN_KEY) or os.environ.get("WANDB_RUN_ID") or Path(log_dir).name
-        os.environ["WANDB_RUN_ID"] = run_id
-        os.environ.setdefault("WANDB_RESUME", "allow")
-        changes[WANDB_RUN_KEY] = run_id
+    for name in names:
+        if name not in RUN_IDS:
+            continue
+        key, id_var, resume_var = RUN_IDS[name]
+        # The phi3tui run id (unique: time and random digits) names the reporter's run, unless the user chose one.
+        run_id = run_info.get(key) or os.environ.get(id_var) or Path(log_dir).name
+        os.environ[id_var] = run_id
+        os.environ.setdefault(resume_var, "allow")
+        changes[key] = run_id
     callback = inner
     for name in names:  # the order of mlx-lm's get_reporting_callbacks: the last named is outermost
         if name not in SUPPORT_CALLBACK:

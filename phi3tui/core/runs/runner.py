@@ -177,10 +177,10 @@ def memory_cap_bytes() -> int | None:
 
 def build_args(values: dict) -> SimpleNamespace:
     """The config's values merged with mlx-lm's defaults the way `mlx_lm lora --config` merges them."""
-    from mlx_lm.lora import CONFIG_DEFAULTS
+    from phi3tui.core.config import mlx_lm_defaults
 
     args = dict(values)
-    for key, default in CONFIG_DEFAULTS.items():
+    for key, default in mlx_lm_defaults().items():
         if args.get(key) is None:
             args[key] = default
     return SimpleNamespace(**args)
@@ -418,6 +418,10 @@ class Trainer:
         import mlx.core as mx
         import mlx.optimizers as optim
         import numpy as np
+
+        from phi3tui.core.mlx_lm_private import load_tuner
+
+        load_tuner()  # without wandb/swanlab: reporting_chain brings in those the run reports to
         from mlx_lm.tuner.datasets import CacheDataset, load_dataset
         from mlx_lm.tuner.trainer import TrainingArgs, train
         from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers
