@@ -2,26 +2,38 @@
 render (records through the model's tokenizer), importers (CSV/JSONL to splits).
 This is the package's public face: other packages import from here, not from its modules."""
 
-from phi3tui.core.data.checks import Report, check_folder, human_size, run_checks, token_statistics, validate_folder
+from importlib import import_module
+
 from phi3tui.core.data.folder import (
     Cancelled,
     DataFolder,
     DataSettings,
     SPLITS,
+    human_size,
     split_sizes,
     workspace_data,
 )
-from phi3tui.core.data.importers import (
-    DataImportError,
-    ImportOptions,
-    existing_splits,
-    import_any,
-    options_from_values,
-    read_rows,
-    split_answers,
-    tutorial_text,
-)
-from phi3tui.core.data.render import TokenizerError, load_tokenizer, preference_tokens, render_record
+
+# The rest is imported on first use (PEP 562): the Data screen's first paint needs only the folder; checks,
+# importers and render follow with the first check or import, after the paint.
+_LAZY = {
+    "Report": "checks", "check_folder": "checks", "run_checks": "checks", "token_statistics": "checks",
+    "validate_folder": "checks",
+    "DataImportError": "importers", "ImportOptions": "importers", "existing_splits": "importers",
+    "import_any": "importers", "options_from_values": "importers", "read_rows": "importers",
+    "split_answers": "importers", "tutorial_text": "importers",
+    "TokenizerError": "render", "load_tokenizer": "render", "preference_tokens": "render", "render_record": "render",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
 
 __all__ = [
     "Cancelled",

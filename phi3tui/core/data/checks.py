@@ -22,6 +22,7 @@ from phi3tui.core.data.folder import (
     Cancelled,
     DataFolder,
     DataSettings,
+    human_size,
     workspace_data,
 )
 
@@ -191,15 +192,6 @@ class Report:
             out.append(f"... and {self.unlisted:,} more of the same kinds (only {MAX_LISTED_PER_RULE} listed per kind)")
         out.append(f"{self.errors} errors, {self.warnings} warnings")
         return out
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 # -- pass 1: structure ----------------------------------------------------------------------

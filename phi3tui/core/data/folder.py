@@ -138,6 +138,15 @@ def split_sizes(data_dir: Path | str) -> dict[str, int]:
     return {s: count_lines(split_path(data_dir, s)) for s in SPLITS if split_path(data_dir, s).is_file()}
 
 
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
 class Cancelled(Exception):
     """A scan stopped because its cancel event was set."""
 

@@ -16,14 +16,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static, TabbedContent, TabPane
 
-from phi3tui.core.data import SPLITS, Cancelled, DataFolder, workspace_data
-from phi3tui.core.data import Report, human_size, run_checks
+from phi3tui.core.data import SPLITS, Cancelled, DataFolder, human_size, workspace_data
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.length_histogram import LengthHistogram
 from phi3tui.widgets.record_view import VIEW_TITLES, VIEWS, RecordView
 from phi3tui.widgets.split_summary import SplitSummary
 
 if TYPE_CHECKING:
+    from phi3tui.core.data import Report
     from phi3tui.widgets.text_box import TextBox
 
 AUTO_CHECK_DELAY = 0.6  # seconds after the first paint: the check's tokenizer import (transformers) waits for it
@@ -247,7 +247,8 @@ class DataScreen(ModeScreen):
             release_thread_streams()  # or the process may abort at exit (see core/models.py)
 
     def _run_check(self, folder: DataFolder, cancel: threading.Event) -> None:
-        from phi3tui.core.data import TokenizerError
+        # The checks come with the first check, after the first paint.
+        from phi3tui.core.data import Report, TokenizerError, run_checks
 
         call = self.call_on_screen
         labels = {"index": "counting records", "validate": "validating every line", "measure": "counting tokens"}
