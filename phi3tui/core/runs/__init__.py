@@ -4,19 +4,9 @@
 process, `python -m phi3tui.core.runs.runner RUN_DIR`; heavy, never imported from here).
 This is the package's public face: other packages import from here, not from its modules."""
 
+from importlib import import_module
+
 from phi3tui.core.runs.folder import END_STATES, LIVE_STATES, OUT_OF_MEMORY, RunJsonUnreadable, log_tail, parse_float, read_run_json
-from phi3tui.core.runs.launcher import (
-    delete_run,
-    kill_run,
-    PROMOTE_BY,
-    promote_best,
-    promote_choices,
-    resumable_checkpoint,
-    resume_run,
-    start_run,
-    stop_run,
-    wait_for_run,
-)
 from phi3tui.core.runs.store import (
     UNREADABLE,
     MetricsTail,
@@ -51,8 +41,24 @@ from phi3tui.core.runs.queue import (
     start_next,
     start_or_queue,
 )
-from phi3tui.core.runs.compare import SweepRow, sweep_runs, sweep_rows, sweep_table
 from phi3tui.core.runs.watcher import RunEvent, RunPoll, RunWatcher
+
+# Imported on first use (PEP 562): the app's first paint needs only the watcher (and what it reads with).
+_LAZY = {
+    **dict.fromkeys(("delete_run", "kill_run", "PROMOTE_BY", "promote_best", "promote_choices", "resumable_checkpoint",
+                     "resume_run", "start_run", "stop_run", "wait_for_run"), "launcher"),
+    **dict.fromkeys(("SweepRow", "sweep_runs", "sweep_rows", "sweep_table"), "compare"),
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
 
 __all__ = [
     "WAITING",

@@ -33,9 +33,11 @@ from phi3tui.core.runs.folder import (
     read_run_json,
     update_run_json,
 )
-from phi3tui.core.runs.launcher import ConfigRefused, create_run, delete_run, launch, start_run
 from phi3tui.core.runs.store import RunError, _on_this_host, find_run, run_dirs, run_info
 from phi3tui.core.workspace import Workspace
+
+# The launcher is imported by the functions that start or delete runs: the app's watcher, before the first
+# paint, needs only the queue's order.
 
 QUEUE_LOCK = ".queue.lock"
 
@@ -97,6 +99,7 @@ def plan_points(workspace: Workspace, config_path=None, overrides: dict | None =
                 sweep: dict[str, list] | None = None) -> tuple[dict, list[dict]]:
     """The base config's values and the grid points to queue ([{}] for one plain run), each point checked
     as a whole config before anything is written. Raises ConfigRefused (the base) or SweepError (a point)."""
+    from phi3tui.core.runs.launcher import ConfigRefused
     from phi3tui.core.config import prepare_run_config, review_config
     from phi3tui.core.config import SweepError, point_label, set_dotted, sweep_block, sweep_grid
 
@@ -123,6 +126,7 @@ def queue_runs(workspace: Workspace, config_path=None, overrides: dict | None = 
                backend=None) -> list[Path]:
     """Add one run (or a sweep's grid: `sweep`, else the config's `sweep:` block) to the end of the queue,
     then start the head if nothing runs here. Returns the new run folders in queue order."""
+    from phi3tui.core.runs.launcher import create_run
     from phi3tui.core.config import set_dotted
 
     base, points = plan_points(workspace, config_path, overrides, sweep)
@@ -148,6 +152,7 @@ def queue_runs(workspace: Workspace, config_path=None, overrides: dict | None = 
 def start_or_queue(workspace: Workspace, config_path=None) -> list[Path]:
     """What the Train screen's New run does: start now when nothing runs here and the config holds no
     sweep: block, else queue it (a sweep: the whole grid). Returns the new run folders, first first."""
+    from phi3tui.core.runs.launcher import start_run
     from phi3tui.core.config import load_config_values
     from phi3tui.core.config import sweep_block
 
@@ -168,6 +173,7 @@ def _waiting(workspace: Workspace, ref: str) -> Path:
 
 def drop_queued(workspace: Workspace, ref: str) -> Path:
     """Take a waiting run out of the queue (its folder, holding only its config, is deleted)."""
+    from phi3tui.core.runs.launcher import delete_run
     with queue_lock(workspace):
         run_dir = _waiting(workspace, ref)
         delete_run(run_dir)
@@ -191,6 +197,7 @@ def move_queued(workspace: Workspace, ref: str, delta: int) -> int:
 def start_next(workspace: Workspace) -> Path | None:
     """Launch the head of the queue when no run of this workspace is live on this machine.
     Returns the run started, or None (something runs, or nothing waits)."""
+    from phi3tui.core.runs.launcher import launch
     with queue_lock(workspace):
         if live_here(workspace):
             return None
