@@ -130,6 +130,12 @@ class Phi3App(PreferencesMixin, App):
         self.theme_variables = variables
         return variables
 
+    def refresh_css(self, animate: bool = True) -> None:
+        # Setting the theme in __init__ asks for a refresh that would parse the whole stylesheet before any screen
+        # exists; the first mode's screen refreshes it anyway as it is made (so the start parses it once, not twice).
+        if self.screen_stack:
+            super().refresh_css(animate)
+
     def colour(self, role: str) -> str:
         """A resolved colour (e.g. '#4EBF71', or 'red' in a 16-colour theme) for one of APP_COLOUR_ROLES,
         for plots and rich text."""

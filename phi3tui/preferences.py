@@ -6,7 +6,6 @@ turns it into Textual themes, a keymap, the terminal title and notifications.
 
 from __future__ import annotations
 
-import pkgutil
 from importlib import import_module
 
 from textual.binding import Binding
@@ -67,6 +66,8 @@ def remapped(bindings, keymap: dict[str, str]) -> list[Binding]:
 def binding_classes(app_class: type) -> list[type]:
     """The app class, its bases, and every class in phi3tui.screens and phi3tui.widgets that declares
     BINDINGS. The app class is passed in, not imported: the app imports this module."""
+    import pkgutil  # here: the start-up walks no packages
+
     from phi3tui import screens, widgets
 
     modules = [import_module(app_class.__module__)]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shlex
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -45,6 +44,8 @@ def disk_error_message(exc: OSError, path: Path | str) -> str:
 
 def shell_command(*argv: object) -> str:
     """One command line a person can paste: every part quoted for the shell (Mac paths have spaces)."""
+    import shlex  # here: the app's start-up does not need it
+
     return shlex.join(str(part) for part in argv)
 
 

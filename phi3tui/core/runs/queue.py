@@ -14,7 +14,6 @@ that nothing runs on this machine and launches the head: exactly one of several 
 
 from __future__ import annotations
 
-import secrets
 import sys
 import time
 from contextlib import contextmanager
@@ -92,6 +91,8 @@ def live_here(workspace: Workspace) -> list[Path]:
 
 # -- adding ----------------------------------------------------------------------------------------
 def new_sweep_id() -> str:
+    import secrets  # here: it imports hmac and hashlib, which the first paint does not need
+
     return "sweep-" + time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
