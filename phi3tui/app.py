@@ -146,13 +146,12 @@ class Phi3App(PreferencesMixin, App):
         self.show_runs_in_terminal(self.run_poll)  # the first poll's title and run-end notices
         self.start_preferences()
         self.set_interval(RUN_POLL_S, self.poll_runs)
-        self.run_worker(self.resume_queue, thread=True, group="queue-backstop")
         self.call_later(self.first_paint)
 
     def first_paint(self) -> None:
         """Right after start-up, once Textual stops holding updates back: draw the first screen now (all of it:
         nothing was drawn before, see textual_private.NoHiddenFirstFrame), not at its update timer's next tick,
-        and turn garbage collection back on (cli.main keeps it off until here)."""
+        turn garbage collection back on (cli.main keeps it off until here), then start the queue's backstop."""
         self.painted = True
         paint_now(self.screen)
         if not gc.isenabled():  # cli.main's start-up (an app in tests leaves the GC as it is)
@@ -161,6 +160,9 @@ class Phi3App(PreferencesMixin, App):
             # while the driver's writer thread waits for the GIL to put the frame just painted on the terminal.
             gc.freeze()
             gc.enable()
+        # The queue's backstop after the paint: its thread (and the executor Textual imports for it) would
+        # otherwise share the start-up's CPU.
+        self.run_worker(self.resume_queue, thread=True, group="queue-backstop")
 
     def resume_queue(self) -> None:
         """The queue's backstop (core.runs.queue): a queue whose last runner died without handing on starts here."""
