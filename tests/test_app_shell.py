@@ -91,19 +91,28 @@ async def test_quit_key_exits(demo_workspace, key):
 
 
 def test_no_heavy_import_before_first_paint(demo_template):
-    """mlx, mlx_lm and transformers are not imported when the first screen is painted."""
+    """mlx, mlx_lm and transformers are not imported when the first screen is painted, nor phi3tui's own modules
+    that only a check, an import or a run needs; the stylesheet is parsed once with the theme before it."""
     code = f"""
 import asyncio, sys
 from phi3tui.app import Phi3App
 from phi3tui.core.workspace import Workspace
 
-HEAVY = ("mlx", "mlx.core", "mlx_lm", "transformers")
+HEAVY = ("mlx", "mlx.core", "mlx_lm", "transformers", "phi3tui.core.data.checks", "phi3tui.core.data.importers",
+         "phi3tui.core.data.render", "phi3tui.core.runs.launcher", "phi3tui.core.runs.compare")
 first_paint = []
+parses = []
 
 class Probe(Phi3App):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        reparse = self.stylesheet.reparse
+        self.stylesheet.reparse = lambda: (parses.append(1), reparse())
+
     def _display(self, screen, renderable):
         if renderable is not None and not first_paint and type(screen).__name__ == "DataScreen":
             first_paint.append(sorted(m for m in HEAVY if m in sys.modules))
+            first_paint.append(len(parses))
         return super()._display(screen, renderable)
 
 async def main():
@@ -111,11 +120,11 @@ async def main():
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         await app.workers.wait_for_complete()
-    print("FIRST_PAINT", first_paint[0] if first_paint else "never")
+    print("FIRST_PAINT", first_paint[0] if first_paint else "never", "PARSES", first_paint[1:])
 asyncio.run(main())
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert "FIRST_PAINT []" in proc.stdout, proc.stdout + proc.stderr
+    assert "FIRST_PAINT [] PARSES [1]" in proc.stdout, proc.stdout + proc.stderr
 
 
 class FirstFrames(Phi3App):
