@@ -91,3 +91,22 @@ async def test_runs_list_compares_a_sweep_and_overlays_its_curves(demo_workspace
         assert type(app.screen).__name__ == "TrainScreen"
         curves = app.screen.query_one(LossPlot).curves
         assert len(curves) == 2 and {c.label.split()[0] for c in curves} == {a.name, b.name}
+
+
+async def test_the_app_starts_a_stalled_queue_after_its_first_paint_and_says_so(demo_workspace):
+    """What a reboot leaves: waiting runs and no runner. Opening phi3tui starts the next one (the backstop)."""
+    quick_config(demo_workspace, 2)
+    ws = Workspace.open(demo_workspace)
+    made = runs.queue_runs(ws, sweep={"iters": [2, 3]}, start=False)
+    assert [runs.read_run_json(d)["state"] for d in made] == [runs.WAITING] * 2
+    app = Phi3App(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: any(made[0].name in n.message for n in app._notifications), timeout=60)
+        message = next(n.message for n in app._notifications if made[0].name in n.message)
+        assert "the queue had stalled" in message
+        assert runs.run_info(made[0])["state"] in ("running", "finished")
+    # The first run hands on to the second by itself, with the app closed.
+    assert runs.wait_for_run(made[1], timeout=240)["state"] == "finished"
+    assert runs.run_info(made[0])["state"] == "finished"
+    assert runs.run_info(made[0])["ended"] <= runs.run_info(made[1])["started"]
+    assert runs.queued_runs(ws) == []
