@@ -2,8 +2,7 @@
 render (records through the model's tokenizer), importers (CSV/JSONL to splits).
 This is the package's public face: other packages import from here, not from its modules."""
 
-from importlib import import_module
-
+from phi3tui.core.lazy import lazy_attributes
 from phi3tui.core.data.folder import (
     Cancelled,
     DataFolder,
@@ -26,13 +25,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # once: later lookups do not come here
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -4,8 +4,7 @@
 process, `python -m phi3tui.core.runs.runner RUN_DIR`; heavy, never imported from here).
 This is the package's public face: other packages import from here, not from its modules."""
 
-from importlib import import_module
-
+from phi3tui.core.lazy import lazy_attributes
 from phi3tui.core.runs.folder import END_STATES, LIVE_STATES, OUT_OF_MEMORY, RunJsonUnreadable, log_tail, parse_float, read_run_json
 from phi3tui.core.runs.store import (
     UNREADABLE,
@@ -51,13 +50,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # once: later lookups do not come here
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [
