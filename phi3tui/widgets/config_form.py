@@ -138,6 +138,7 @@ class ConfigForm(VerticalScroll):
         self.values = values
         self.unknown = unknown or []
         self._loading = False
+        self._refused: set[str] = set()  # fields whose line shows why the document refused an edit
         self._by_id = {self.field_id(f.path): f for f in fields}
         self.groups = list(dict.fromkeys(f.group for f in fields))
         self.collapsed: set[str] = set()
@@ -296,6 +297,7 @@ class ConfigForm(VerticalScroll):
                 else:
                     widget.value = _show(value)
                 self.query_one("#" + self.field_id(spec.path) + "-bad", Static).remove_class("-shown")
+            self._refused.clear()
             self._show_titles()
         finally:
             self.call_after_refresh(self._done_loading)
@@ -307,6 +309,7 @@ class ConfigForm(VerticalScroll):
             bad = self.query_one("#" + self.field_id(path) + "-bad", Static)
             bad.update(message)
             bad.add_class("-shown")
+            self._refused.add(self.field_id(path))
 
     def _done_loading(self) -> None:
         self._loading = False
@@ -331,6 +334,11 @@ class ConfigForm(VerticalScroll):
                 return
         else:
             value = raw
+        if value == self._get(spec.path) and widget_id in self._refused:
+            # The box now shows the value the document kept (refuse): an echo of that, which can arrive after
+            # loading ended, must not wipe the reason shown under it.
+            return
+        self._refused.discard(widget_id)
         bad.update("")
         bad.remove_class("-shown")
         if value != self._get(spec.path):
