@@ -91,12 +91,18 @@ def _json_safe(value):
     return value
 
 
+def write_run_json(run_dir: Path, data: dict) -> None:
+    """Replace run.json with `data` atomically; the caller holds the run lock."""
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(_json_safe(data), indent=2) + "\n")
+
+
 def update_run_json(run_dir: Path, **changes) -> dict:
-    """Merge `changes` into run.json atomically, under the run lock. Returns the new content."""
+    """Merge `changes` (never `state`: that goes through core/runs/state.transition) into run.json atomically,
+    under the run lock. Returns the new content."""
     with run_lock(run_dir):
         data = read_run_json(run_dir)
         data.update(changes)
-        atomic_write_text(run_dir / RUN_FILE, json.dumps(_json_safe(data), indent=2) + "\n")
+        write_run_json(run_dir, data)
         return data
 
 
