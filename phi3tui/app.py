@@ -11,19 +11,10 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.signal import Signal
 
+from phi3tui import modes
 from phi3tui.core.workspace import Workspace
-from phi3tui.preferences import PreferencesMixin, rich_colour
+from phi3tui.appearance import AppearanceMixin, rich_colour
 from phi3tui.textual_private import paint_now
-
-# mode name -> (module, class, title). Screens are imported only when first shown.
-SCREENS = {
-    "data": ("phi3tui.screens.data.screen", "DataScreen", "Data"),
-    "config": ("phi3tui.screens.config.screen", "ConfigScreen", "Config"),
-    "train": ("phi3tui.screens.train.screen", "TrainScreen", "Train"),
-    "chat": ("phi3tui.screens.chat.screen", "ChatScreen", "Chat"),
-    "export": ("phi3tui.screens.export.screen", "ExportScreen", "Export"),
-}
-
 
 # The app's own theme variables (used as $train-loss etc. in CSS, app.colour(...) in code),
 # each defaulting to one of Textual's base colours when a theme does not set it.
@@ -42,25 +33,41 @@ APP_COLOUR_ROLES = {
 RUN_POLL_S = 0.5
 
 
-# The footer shows the five screen keys as one group: "12345 Screens".
+# The footer shows the screen keys as one group: "12345 Screens".
 SCREEN_GROUP = Binding.Group("Screens", compact=True)
-# Shown in `?` help: where the screen keys work.
-KEY_RULE = (
-    "1–5 and ? work everywhere but in a text box that holds text, where they are typed "
-    "(a number box keeps its digits); F1–F5 switch screens from anywhere."
-)
 
 
-def screen_class(mode: str) -> type[Screen]:
-    module, cls, _ = SCREENS[mode]
-    return getattr(import_module(module), cls)
+def screen_class(mode_id: str) -> type[Screen]:
+    """The screen class of a row of the modes table (phi3tui/modes.py), imported now."""
+    row = modes.find(mode_id)
+    return getattr(import_module(row.module), row.cls)
 
 
-def _mode_factory(mode: str):
-    return lambda: screen_class(mode)()
+def _mode_factory(mode_id: str):
+    return lambda: screen_class(mode_id)()
 
 
-class Phi3App(PreferencesMixin, App):
+def mode_bindings() -> list[Binding]:
+    """One binding per app mode of the table: its key and F-key switch to it. Priority bindings, so they are
+    tried before the focused widget; a text box lets the plain key through only while it is empty
+    (widgets/text_box.py), the F-key always."""
+    return [
+        Binding(row.keys, f"switch_mode('{row.id}')", row.title, key_display=row.key, priority=True,
+                group=SCREEN_GROUP, id=row.binding_id)
+        for row in modes.app_modes()
+    ]
+
+
+def opener_binding(view: modes.Mode) -> Binding | None:
+    """The binding of the view's `over` screen that opens it (its `opens` action), or None."""
+    for binding in screen_class(view.over).BINDINGS:
+        binding = binding if isinstance(binding, Binding) else Binding(*binding)
+        if binding.action == view.opens:
+            return binding
+    return None
+
+
+class Phi3App(AppearanceMixin, App):
     TITLE = "phi3tui"
     CSS = """
     Screen { layout: vertical; }
@@ -68,32 +75,25 @@ class Phi3App(PreferencesMixin, App):
     /* A group's label ("12345 Screens") keeps a space before the next key in the compact footer. */
     Footer.-compact FooterLabel { margin: 0 1 0 0; }
     """
-    MODES = {mode: _mode_factory(mode) for mode in SCREENS}
-    # Screen keys and help are priority bindings, so they are tried before the focused widget; a text
-    # box lets 1–5 and ? through only while it is empty (widgets/text_box.py), and F1–F5 always.
+    # The modes table (phi3tui/modes.py) gives the modes and their keys. Help is a priority binding too:
+    # a text box lets ? through while it is empty.
+    MODES = {row.id: _mode_factory(row.id) for row in modes.app_modes()}
     BINDINGS = [
-        Binding("1,f1", "switch_mode('data')", "Data", key_display="1", priority=True, group=SCREEN_GROUP,
-                id="app.mode.data"),
-        Binding("2,f2", "switch_mode('config')", "Config", key_display="2", priority=True, group=SCREEN_GROUP,
-                id="app.mode.config"),
-        Binding("3,f3", "switch_mode('train')", "Train", key_display="3", priority=True, group=SCREEN_GROUP,
-                id="app.mode.train"),
-        Binding("4,f4", "switch_mode('chat')", "Chat", key_display="4", priority=True, group=SCREEN_GROUP,
-                id="app.mode.chat"),
-        Binding("5,f5", "switch_mode('export')", "Export", key_display="5", priority=True, group=SCREEN_GROUP,
-                id="app.mode.export"),
+        *mode_bindings(),
         Binding("question_mark", "help", "Help", key_display="?", priority=True, id="app.help"),
         Binding("q", "quit", "Quit", show=False, id="app.quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.quit_ctrl_c"),
     ]
 
     def __init__(self, workspace: Workspace, start_mode: str = "data", **kwargs):
+        """start_mode: a row of the modes table; a view (eval) starts in its mode and opens after the first paint."""
+        start = modes.find(start_mode)
         # The app starts in the first screen's mode: no default screen is made and left for it, and its
         # CSS is applied once (a switch_mode at mount would restyle twice before the first paint).
-        self.DEFAULT_MODE = start_mode
+        self.DEFAULT_MODE = start.over if start.is_view else start.id
         super().__init__(**kwargs)
         self.workspace = workspace
-        self.start_mode = start_mode
+        self.start_view = start if start.is_view else None
         self.painted = False  # until first_paint: see textual_private.NoHiddenFirstFrame
         self._model_worker = None
         # The one watcher of runs/ (core.runs.RunWatcher), polled by one timer; each poll is kept in
@@ -104,8 +104,8 @@ class Phi3App(PreferencesMixin, App):
         self.run_watcher = RunWatcher(workspace)
         self.run_poll = self.run_watcher.poll()
         self.runs_polled: Signal = Signal(self, "runs-polled")
-        # Settings, themes and the keymap from the user's config folder (phi3tui/preferences.py).
-        self.load_preferences()
+        # Settings, themes and the keymap from the user's config folder (phi3tui/appearance.py).
+        self.load_user_settings()
 
     @property
     def model_worker(self):
@@ -144,7 +144,7 @@ class Phi3App(PreferencesMixin, App):
     def on_mount(self) -> None:
         self.title = f"phi3tui — {self.workspace.name}"
         self.show_runs_in_terminal(self.run_poll)  # the first poll's title and run-end notices
-        self.start_preferences()
+        self.start_user_settings()
         self.set_interval(RUN_POLL_S, self.poll_runs)
         self.call_later(self.first_paint)
 
@@ -163,6 +163,8 @@ class Phi3App(PreferencesMixin, App):
         # The queue's backstop after the paint: its thread (and the executor Textual imports for it) would
         # otherwise share the start-up's CPU.
         self.run_worker(self.resume_queue, thread=True, group="queue-backstop")
+        if self.start_view is not None:  # `--screen eval`: the view opens over its mode's screen, as its key would
+            self.call_later(self.screen.run_action, self.start_view.opens)
 
     def resume_queue(self) -> None:
         """The queue's backstop (core.runs.queue): a queue whose last runner died without handing on starts here."""
@@ -189,9 +191,14 @@ class Phi3App(PreferencesMixin, App):
 
         # Shown with the user's keymap applied (settings.yaml `keymap:`).
         everywhere = describe_bindings(self.remapped(self.BINDINGS)) + [("ctrl+p", "Command palette")]
-        sections = [("Everywhere", everywhere + [("", KEY_RULE)])]
-        for mode, (_, _, title) in SCREENS.items():
-            sections.append((title, describe_bindings(self.remapped(screen_class(mode).BINDINGS))))
+        sections = [("Everywhere", everywhere + [("", modes.key_rule())])]
+        for row in modes.MODES:
+            title = row.title
+            if row.is_view:  # where it opens from: "Evaluate (Chat ^o)"
+                opener = opener_binding(row)
+                keys = describe_bindings(self.remapped([opener]))[0][0] if opener else ""
+                title = f"{row.title} ({modes.find(row.over).title} {keys})".replace(" )", ")")
+            sections.append((title, describe_bindings(self.remapped(screen_class(row.id).BINDINGS))))
         return sections
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -206,7 +213,7 @@ class Phi3App(PreferencesMixin, App):
         from phi3tui.widgets.confirm_dialog import ConfirmDialog
 
         unsaved = []
-        for mode in SCREENS:
+        for mode in self.MODES:
             try:
                 stack = self.get_screen_stack(mode)
             except KeyError:  # a mode never opened
@@ -220,6 +227,11 @@ class Phi3App(PreferencesMixin, App):
             lambda yes: self.exit() if yes else None,
         )
 
+    async def open_view(self, view: modes.Mode) -> None:
+        """Open a view of the modes table (e.g. Evaluate): its mode's screen, then the action there that opens it."""
+        await self.switch_mode(view.over)
+        await self.screen.run_action(view.opens)
+
     def action_help(self) -> None:
         from phi3tui.screens.help import HelpScreen
 
@@ -227,12 +239,18 @@ class Phi3App(PreferencesMixin, App):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for mode, (_, _, title) in SCREENS.items():
-            yield SystemCommand(
-                f"Go to {title}", f"Switch to the {title} screen", lambda m=mode: self.switch_mode(m)
-            )
+        for row in modes.MODES:
+            if row.is_view:
+                where = modes.find(row.over).title
+                yield SystemCommand(
+                    f"Go to {row.title}", f"Open {row.title} over the {where} screen", lambda v=row: self.open_view(v)
+                )
+            else:
+                yield SystemCommand(
+                    f"Go to {row.title}", f"Switch to the {row.title} screen", lambda m=row.id: self.switch_mode(m)
+                )
         yield SystemCommand("Help: keys", "Every screen's keys", self.action_help)
-        yield from self.preference_commands()
+        yield from self.user_settings_commands()
         # Every described binding of the current screen is also a palette command.
         for binding in self.remapped(getattr(screen, "BINDINGS", [])):
             if binding.description and binding.action:

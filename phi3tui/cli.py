@@ -7,7 +7,7 @@ import gc
 import sys
 from importlib import import_module
 
-from phi3tui import __version__
+from phi3tui import __version__, modes
 from phi3tui.commands import COMMAND_MODULES, COMMAND_NAMES
 
 
@@ -27,9 +27,9 @@ def build_parser(with_commands: bool = True) -> tuple[argparse.ArgumentParser, s
     parser.add_argument("--version", action="version", version=f"phi3tui {__version__}")
     parser.add_argument(
         "--screen",
-        choices=["data", "config", "train", "chat", "export"],
-        default="data",
-        help="screen to open first when opening a workspace (default: data)",
+        choices=[row.id for row in modes.MODES],
+        default=modes.MODES[0].id,
+        help=f"screen to open first when opening a workspace (default: {modes.MODES[0].id})",
     )
     if not with_commands:
         return parser, set()

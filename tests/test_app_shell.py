@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from phi3tui.app import SCREENS, Phi3App
+from phi3tui.app import Phi3App
 from phi3tui.core.workspace import Workspace
+from phi3tui.modes import app_modes, find
 from tests.conftest import REPO
 
 MODE_KEYS = [("1", "data"), ("2", "config"), ("3", "train"), ("4", "chat"), ("5", "export")]
@@ -24,10 +25,10 @@ async def _visit(app, pilot, key, mode):
     await pilot.press(key)
     await pilot.pause()
     assert app.current_mode == mode
-    module, cls, title = SCREENS[mode]
-    assert type(app.screen).__name__ == cls
+    row = find(mode)
+    assert type(app.screen).__name__ == row.cls
     header = app.screen.query_one("WorkspaceHeader")
-    assert title in str(header.render())
+    assert row.title in str(header.render())
     assert app.workspace.name in str(header.render())
 
 
@@ -51,8 +52,8 @@ async def test_help_lists_keys_of_every_screen(demo_workspace):
         await pilot.pause()
         assert type(app.screen).__name__ == "HelpScreen"
         text = str(app.screen.query_one("#help-text").render())
-        for _, _, title in SCREENS.values():
-            assert title in text
+        for row in app_modes():
+            assert row.title in text
         assert "Quit" in text and "F3" in text
         await pilot.press("escape")
         await pilot.pause()
@@ -64,8 +65,8 @@ async def test_palette_lists_mode_switches(demo_workspace):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for _, _, title in SCREENS.values():
-            assert f"Go to {title}" in titles
+        for row in app_modes():
+            assert f"Go to {row.title}" in titles
         await pilot.press("ctrl+p")
         await pilot.pause()
         assert "CommandPalette" in type(app.screen).__name__
@@ -97,6 +98,7 @@ def test_no_heavy_import_before_first_paint(demo_template):
 import asyncio, sys
 from phi3tui.app import Phi3App
 from phi3tui.core.workspace import Workspace
+from phi3tui.modes import app_modes, find
 
 HEAVY = ("mlx", "mlx.core", "mlx_lm", "transformers", "phi3tui.core.data.checks", "phi3tui.core.data.importers",
          "phi3tui.core.data.render", "phi3tui.core.runs.launcher", "phi3tui.core.runs.compare")

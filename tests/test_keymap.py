@@ -7,7 +7,7 @@ from collections import Counter
 from phi3tui.app import Phi3App
 from phi3tui.core.settings import CONFIG_DIR_ENV
 from phi3tui.core.workspace import Workspace
-from phi3tui.preferences import binding_table, keymap_clashes
+from phi3tui.appearance import binding_table, keymap_clashes
 from tests.conftest import run_cli
 
 

@@ -11,16 +11,17 @@ import sys
 import pytest
 from textual.widgets import Footer
 
-from phi3tui.app import SCREENS, Phi3App
+from phi3tui.app import Phi3App
 from phi3tui.cli import plan
 from phi3tui.core.terminal import OSC52_NOTE, copy_with_program, local_clipboard_program
 from phi3tui.core.workspace import Workspace
-from phi3tui.preferences import binding_table
+from phi3tui.modes import MODES, app_modes, find
+from phi3tui.appearance import binding_table
 from tests.conftest import run_cli
 
 
 # -- defect 4: --screen NAME WORKSPACE -----------------------------------------------------
-@pytest.mark.parametrize("screen", list(SCREENS))
+@pytest.mark.parametrize("screen", [row.id for row in MODES])
 def test_screen_option_takes_a_screen_name_that_is_also_a_command(screen):
     _, args, workspace = plan(["--screen", screen, "WS"])
     assert (workspace, args.screen) == ("WS", screen)
@@ -158,11 +159,11 @@ async def test_screen_keys_stay_out_of_dialogs(demo_workspace):
 
 
 # -- footers fit 80 columns ------------------------------------------------------------------
-@pytest.mark.parametrize("mode", list(SCREENS))
+@pytest.mark.parametrize("mode", [row.id for row in app_modes()])
 async def test_footer_fits_80_columns(demo_workspace, mode):
     app = Phi3App(Workspace.open(demo_workspace), start_mode=mode)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _wait_screen(pilot, app, SCREENS[mode][1])
+        await _wait_screen(pilot, app, find(mode).cls)
         await pilot.pause(1.0)
         footer = app.screen.query_one(Footer)
         items = [w for w in footer.walk_children() if type(w).__name__ in ("FooterKey", "FooterLabel")]

@@ -269,7 +269,7 @@ async def test_reload_from_the_palette_applies_new_settings_and_themes(config_di
         (config_dir / "themes" / "mine.yaml").write_text(
             'name: mine\nprimary: "#112233"\nroles:\n  train-loss: "#00AAFF"\n'
         )
-        app.reload_preferences()
+        app.reload_user_settings()
         await pilot.pause()
         assert app.colour("train-loss") == "#00AAFF"
         app.set_focus(None)

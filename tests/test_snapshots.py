@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from phi3tui.app import SCREENS, Phi3App
+from phi3tui.app import Phi3App
 from phi3tui.core import runs
 from phi3tui.core.runs.folder import ADAPTERS_DIR, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE
 from phi3tui.core.workspace import Workspace
+from phi3tui.modes import app_modes
 
 FROZEN_RUN_ID = "20260101-120000-demo"
 T0 = 1767268800.0  # 2026-01-01 12:00 UTC: every time in the frozen run counts from here
@@ -97,7 +98,7 @@ async def settle(pilot) -> None:
 
 @pytest.mark.parametrize("theme", THEMES)
 @pytest.mark.parametrize("size", list(SIZES))
-@pytest.mark.parametrize("mode", list(SCREENS))
+@pytest.mark.parametrize("mode", [row.id for row in app_modes()])
 def test_screen_snapshot(mode, size, theme, snapshot_workspace, config_dir, snap_compare, monkeypatch):
     # The Config screen's memory estimate names this machine's memory: show the same everywhere.
     import psutil

@@ -18,7 +18,7 @@ from phi3tui.app import APP_COLOUR_ROLES, Phi3App
 from phi3tui.core.settings import CONFIG_DIR_ENV, load_settings
 from phi3tui.core.themes import ROLE_NAMES, ThemeError, builtin_themes_dir, load_themes, parse_theme
 from phi3tui.core.workspace import Workspace
-from phi3tui.preferences import colour_error
+from phi3tui.appearance import colour_error
 from tests.conftest import REPO, run_cli
 
 USER_THEME = """\
@@ -280,7 +280,7 @@ def test_readme_examples_work(tmp_path):
     """The README's theme and keymap examples are a valid theme and real binding ids."""
     from phi3tui.core.settings import parse_settings
     from phi3tui.app import Phi3App
-    from phi3tui.preferences import binding_table, keymap_clashes
+    from phi3tui.appearance import binding_table, keymap_clashes
 
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Themes, keys and settings", 1)[1].split("\n## ", 1)[0]

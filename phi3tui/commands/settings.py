@@ -173,7 +173,7 @@ def cmd_locate(args) -> int:
 def cmd_themes(args) -> int:
     from phi3tui.core.settings import load_settings
     from phi3tui.core.themes import ThemeError, load_theme_file, load_themes
-    from phi3tui.preferences import colour_error
+    from phi3tui.appearance import colour_error
 
     if args.check:
         try:
@@ -199,7 +199,7 @@ def cmd_themes(args) -> int:
 def cmd_keys(args) -> int:
     from phi3tui.core.settings import load_settings
     from phi3tui.app import Phi3App
-    from phi3tui.preferences import binding_table, keymap_clashes
+    from phi3tui.appearance import binding_table, keymap_clashes
 
     keymap = load_settings().settings.keymap
     rows = binding_table(Phi3App)

@@ -2,7 +2,7 @@
 
 This module is light (no mlx at import): the sides, the settings, the conversations, the prompts
 of a batch compare, the one model worker thread of the app, and the headless demo step. The model
-itself (mlx) lives in chat_model.py and is only ever touched from the worker thread, the CLI or tests.
+itself (mlx) lives in core/chat/model.py and is only ever touched from the worker thread, the CLI or tests.
 """
 
 from __future__ import annotations

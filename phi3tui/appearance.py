@@ -1,4 +1,5 @@
-"""The app's side of settings, themes, the keymap and terminal niceties (a mixin for Phi3App).
+"""How the user's settings.yaml and theme files shape the running app: its theme, keymap, terminal title and
+notifications (a mixin for Phi3App), and the keymap's checks that `phi3tui keys` shares.
 
 What is read and validated lives in phi3tui.core (settings.py, themes.py, terminal.py); this module
 turns it into Textual themes, a keymap, the terminal title and notifications.
@@ -126,18 +127,18 @@ def keymap_clashes(keymap: dict[str, str], app_class: type) -> list[str]:
 
 
 # -- the mixin ------------------------------------------------------------------------------
-class PreferencesMixin:
-    """Settings-driven behaviour for Phi3App. Call load_preferences() in __init__ and
-    start_preferences() in on_mount."""
+class AppearanceMixin:
+    """Settings-driven behaviour for Phi3App. Call load_user_settings() in __init__ and
+    start_user_settings() in on_mount."""
 
-    def load_preferences(self) -> None:
+    def load_user_settings(self) -> None:
         self.terminal_title = ""
         self.desktop_notifications: list[str] = []
         self._title_pushed = False
         self.theme_specs: dict[str, ThemeSpec] = {}
-        self.startup_problems = self.apply_preferences()
+        self.startup_problems = self.apply_user_settings()
 
-    def apply_preferences(self) -> list[str]:
+    def apply_user_settings(self) -> list[str]:
         """Read settings.yaml and the theme files; apply the theme and keymap. Returns the problems."""
         loaded = load_settings()
         self.settings = loaded.settings
@@ -168,21 +169,21 @@ class PreferencesMixin:
         self.set_keymap(self.settings.keymap)
         return problems
 
-    def reload_preferences(self) -> None:
+    def reload_user_settings(self) -> None:
         """Palette: re-read settings.yaml and the theme files without restarting."""
-        problems = self.apply_preferences()
+        problems = self.apply_user_settings()
         for problem in problems:
             self.notify(problem, title="phi3tui settings", severity="warning", timeout=12)
         self._check_keymap()
         self.notify(f"settings and {len(self.theme_specs)} themes reloaded", title="phi3tui settings")
 
-    def preference_commands(self):
+    def user_settings_commands(self):
         from textual.app import SystemCommand
 
         from phi3tui.core.settings import settings_path, user_themes_dir
 
         yield SystemCommand(
-            "Settings: reload", "Re-read settings.yaml and the theme files", self.reload_preferences
+            "Settings: reload", "Re-read settings.yaml and the theme files", self.reload_user_settings
         )
         yield SystemCommand(
             "Settings: where files live",
@@ -192,7 +193,7 @@ class PreferencesMixin:
             ),
         )
 
-    def start_preferences(self) -> None:
+    def start_user_settings(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         # Reported once, after the first paint.
         for problem in self.startup_problems:
