@@ -58,6 +58,9 @@ class ExportStep(Protocol):
     def run(self, job, progress: Progress = no_progress) -> StepOutcome:
         """Do it; raise ExportError with what to do when it cannot. Store the result in job.results[self.id]."""
 
+    # Only with a demo_title: demo(workspace, state) -> str, the headless demo's step (core/pipeline.py), which takes
+    # its input from `state` (what this demo's earlier steps made), never from older files on disk.
+
 
 # -- the built-in steps -------------------------------------------------------------------------------------------
 
@@ -122,11 +125,6 @@ class FuseStep:
         return demo_step(workspace, state)
 
 
-def written_lines(result, report) -> list[str]:
-    """A written GGUF as the wizard and the CLI show it: its summary, the read-back, its notes."""
-    return [result.summary(), f"read back: {report.summary()}"] + [f"note: {note}" for note in result.notes]
-
-
 class GgufStep:
     id, label, demo_title = "gguf", "GGUF", "write the GGUF"
     help = "write the fused model as a phi3 GGUF, read it back, compare it in llama.cpp"
@@ -158,7 +156,8 @@ class GgufStep:
         if not report.ok:
             raise ExportError(f"{result.path} does not read back: {'; '.join(report.problems)}")
         job.results[self.id] = (result, report)
-        return StepOutcome(self.id, tuple(written_lines(result, report)), result=(result, report))
+        lines = [result.summary(), f"read back: {report.summary()}"] + [f"note: {note}" for note in result.notes]
+        return StepOutcome(self.id, tuple(lines), result=(result, report))
 
     def demo(self, workspace, state: dict) -> str:
         from phi3tui.core.export.gguf import demo_step
@@ -376,10 +375,6 @@ EXPORT_STEPS: tuple[ExportStep, ...] = (
 
 
 # -- reading the registry (at call time, so a step added to EXPORT_STEPS is seen everywhere) ----------------------
-
-def export_steps() -> tuple[ExportStep, ...]:
-    return EXPORT_STEPS
-
 
 def find_step(step_id: str) -> ExportStep:
     for step in EXPORT_STEPS:

@@ -204,10 +204,7 @@ class ExportScreen(ModeScreen):
     def action_run_all(self) -> None:
         from phi3tui.core.export.steps import run_all_steps
 
-        if self.job is None:
-            self.start([])  # says why there is nothing to run yet
-        else:
-            self.start([step.id for step in run_all_steps(self.job)])
+        self.start([step.id for step in run_all_steps(self.job)] if self.job else [])  # no job: start() says why
 
     # -- running ----------------------------------------------------------------------------------
     def start(self, steps: list[str], replace_model: bool = False) -> None:
