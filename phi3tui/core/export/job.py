@@ -138,6 +138,7 @@ class ExportJob:
 
     def run(self, step: str, progress: Progress = no_progress) -> StepOutcome:
         """Run one step (raises ExportError when it cannot); its outcome is kept in self.outcomes."""
+        self.outcomes.pop(step, None)  # a failed run leaves no earlier pass's outcome behind
         outcome = find_step(step).run(self, progress)
         self.outcomes[step] = outcome
         return outcome
