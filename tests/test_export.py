@@ -216,7 +216,7 @@ def test_pipeline_after_a_failed_fuse_skips_instead_of_using_the_old_export(trai
     """A new attempt whose adapter is broken: fuse fails; the old export in exports/ is not picked up."""
     import io
 
-    from phi3tui.core.pipeline import STEPS, run_pipeline
+    from phi3tui.core.pipeline import export_demo_steps, run_pipeline
     from phi3tui.core.workspace import Workspace
 
     job = old_export(trained_ws)
@@ -225,7 +225,7 @@ def test_pipeline_after_a_failed_fuse_skips_instead_of_using_the_old_export(trai
     shutil.copytree(trained_ws / "runs" / RUN_ID, attempt)
     (attempt / "adapters" / "adapters.safetensors").write_bytes(b"not safetensors")
     out = io.StringIO()
-    code = run_pipeline(Workspace(trained_ws), out, steps=[s for s in STEPS if s[1].startswith("phi3tui.core.export.")], state={"adapter_dir": str(attempt / "adapters")})
+    code = run_pipeline(Workspace(trained_ws), out, steps=export_demo_steps(), state={"adapter_dir": str(attempt / "adapters")})
     text = out.getvalue()
     assert code == 1
     assert "[1/3] fuse: FAILED" in text, text

@@ -1,4 +1,7 @@
-"""`phi3tui export fuse | gguf | lora-gguf | verify | ollama | all`: the Export wizard's steps, headless."""
+"""`phi3tui export fuse | gguf | lora-gguf | verify | ollama | all`: the Export wizard's steps, headless.
+
+The subcommands are core.export.steps.EXPORT_STEPS (plus `all`); each runs through the same job and prints the same
+outcome lines as the wizard."""
 
 from __future__ import annotations
 
@@ -41,7 +44,60 @@ def _ollama_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", action="store_true", help="FROM the base GGUF + ADAPTER the LoRA GGUF instead of the fused GGUF")
 
 
+def _fuse_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--save-path", metavar="DIR", help="the fused model folder (default: exports/NAME/fused)")
+    p.add_argument("--dequantize", action="store_true", help="de-quantize a quantized base (needed before GGUF)")
+    p.add_argument("--check", action="store_true", help="compare greedy answers of the fused model with base + adapter")
+    p.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt for --check (repeatable; default: two built-in ones)")
+
+
+def _gguf_step_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", metavar="DIR", help="the fused model folder (default: exports/NAME/fused)")
+    p.add_argument("--outfile", metavar="PATH", help="the GGUF file (default: exports/NAME/NAME-OUTTYPE.gguf)")
+    _gguf_options(p)
+    _verify_options(p)
+
+
+def _lora_outtype(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--lora-outtype", choices=("f32", "f16"), default="f16", help=help)
+
+
+def _lora_step_options(p: argparse.ArgumentParser) -> None:
+    _lora_outtype(p, "LoRA tensor type (default: f16)")
+    p.add_argument("--no-base", action="store_true", help="do not write the base model's GGUF")
+    p.add_argument("--no-dequantize", action="store_true",
+                   help="refuse an MLX-quantized base instead of de-quantizing it for its GGUF")
+    _gguf_options(p)
+    _verify_options(p)
+
+
+def _verify_step_options(p: argparse.ArgumentParser) -> None:
+    _gguf_options(p)
+    _lora_outtype(p, "type of the LoRA GGUF to check (default: f16)")
+    p.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeatable)")
+    p.add_argument("--max-tokens", type=int, default=8, help="greedy tokens compared per prompt (default: 8)")
+
+
+def _ollama_step_options(p: argparse.ArgumentParser) -> None:
+    _gguf_options(p)
+    _lora_outtype(p, "type of the LoRA GGUF for --adapter (default: f16)")
+    _ollama_options(p)
+
+
+# The built-in steps' own options; a step without an entry takes the common ones and the GGUF type (to find the
+# export's files).
+STEP_OPTIONS = {
+    "fuse": _fuse_options,
+    "gguf": _gguf_step_options,
+    "lora-gguf": _lora_step_options,
+    "verify": _verify_step_options,
+    "ollama": _ollama_step_options,
+}
+
+
 def register(subparsers) -> None:
+    from phi3tui.core.export import steps  # the registry: each step is a subcommand, in run-all order
+
     p = subparsers.add_parser(
         "export",
         help="fuse the adapter, write a phi3 GGUF (or GGUF LoRA), verify it in llama.cpp, package it for Ollama",
@@ -54,46 +110,11 @@ def register(subparsers) -> None:
     )
     sub = p.add_subparsers(title="steps", metavar="STEP", dest="step", required=True)
 
-    a = sub.add_parser("fuse", help="fuse a LoRA/DoRA adapter into its base model (exports/NAME/fused)")
-    _common(a)
-    a.add_argument("--save-path", metavar="DIR", help="the fused model folder (default: exports/NAME/fused)")
-    a.add_argument("--dequantize", action="store_true", help="de-quantize a quantized base (needed before GGUF)")
-    a.add_argument("--check", action="store_true", help="compare greedy answers of the fused model with base + adapter")
-    a.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt for --check (repeatable; default: two built-in ones)")
-    a.set_defaults(func=cmd_fuse)
-
-    a = sub.add_parser("gguf", help="write the fused model as a phi3 GGUF, read it back, compare it in llama.cpp")
-    _common(a)
-    a.add_argument("--model-dir", metavar="DIR", help="the fused model folder (default: exports/NAME/fused)")
-    a.add_argument("--outfile", metavar="PATH", help="the GGUF file (default: exports/NAME/NAME-OUTTYPE.gguf)")
-    _gguf_options(a)
-    _verify_options(a)
-    a.set_defaults(func=cmd_gguf)
-
-    a = sub.add_parser("lora-gguf", help="write the adapter alone as a GGUF LoRA (plus the base model's GGUF)")
-    _common(a)
-    a.add_argument("--lora-outtype", choices=("f32", "f16"), default="f16", help="LoRA tensor type (default: f16)")
-    a.add_argument("--no-base", action="store_true", help="do not write the base model's GGUF")
-    a.add_argument("--no-dequantize", action="store_true",
-                   help="refuse an MLX-quantized base instead of de-quantizing it for its GGUF")
-    _gguf_options(a)
-    _verify_options(a)
-    a.set_defaults(func=cmd_lora)
-
-    a = sub.add_parser("verify", help="read back the GGUFs in exports/NAME and compare them with MLX in llama.cpp")
-    _common(a)
-    _gguf_options(a)
-    a.add_argument("--lora-outtype", choices=("f32", "f16"), default="f16", help="type of the LoRA GGUF to check (default: f16)")
-    a.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeatable)")
-    a.add_argument("--max-tokens", type=int, default=8, help="greedy tokens compared per prompt (default: 8)")
-    a.set_defaults(func=cmd_verify)
-
-    a = sub.add_parser("ollama", help="write the Modelfile; `ollama create` when Ollama runs, else print the commands")
-    _common(a)
-    _gguf_options(a)
-    a.add_argument("--lora-outtype", choices=("f32", "f16"), default="f16", help="type of the LoRA GGUF for --adapter (default: f16)")
-    _ollama_options(a)
-    a.set_defaults(func=cmd_ollama)
+    for step in steps.EXPORT_STEPS:
+        a = sub.add_parser(step.id, help=step.help)
+        _common(a)
+        STEP_OPTIONS.get(step.id, _gguf_options)(a)
+        a.set_defaults(func=cmd_step)
 
     a = sub.add_parser("all", help="fuse, GGUF, verify and Ollama in one go")
     _common(a)
@@ -129,7 +150,9 @@ class _Bar:
             print(line, file=sys.stderr)
 
 
-def _job(args, need_adapter: bool = True, **options):
+def _job(args, need_adapter: bool = False, **options):
+    from pathlib import Path
+
     from phi3tui.core.export.job import ExportJob
 
     opts = dict(force=args.force)
@@ -137,11 +160,20 @@ def _job(args, need_adapter: bool = True, **options):
         if getattr(args, key, None) is not None:
             opts[key] = getattr(args, key)
     if getattr(args, "tokenizer_model", None):
-        from pathlib import Path
-
         opts["tokenizer_model"] = Path(args.tokenizer_model)
     if getattr(args, "prompt", None):
         opts["prompts"] = tuple(args.prompt)
+    # Where the command puts or finds the fused folder and the GGUF, when not in exports/NAME/.
+    folder = getattr(args, "save_path", None) or getattr(args, "model_dir", None)
+    if folder:
+        opts["model_dir"] = Path(folder).expanduser().resolve()
+    if getattr(args, "outfile", None):
+        opts["gguf_file"] = Path(args.outfile).expanduser().resolve()
+    if hasattr(args, "no_base"):
+        opts["lora_with_base"] = not args.no_base
+    if hasattr(args, "yes"):
+        opts["replace_model"], opts["ollama_create"] = args.yes, not args.no_create
+        opts["use_adapter_in_ollama"] = args.adapter
     opts.update(options)
     return ExportJob.create(
         args.workspace, getattr(args, "adapter_path", None), getattr(args, "run", None), getattr(args, "checkpoint", None),
@@ -149,32 +181,51 @@ def _job(args, need_adapter: bool = True, **options):
     )
 
 
-def _run(step: str, fn) -> int:
+def _run(command: str, fn) -> int:
     from phi3tui.core.export import ExportError
 
     try:
         return fn() or 0
     except ExportError as exc:
-        print(f"phi3tui export {step}: {exc}", file=sys.stderr)
+        print(f"phi3tui export {command}: {exc}", file=sys.stderr)
         return 2
 
 
-# -- the steps ------------------------------------------------------------------------------------
+def _print_step(job, step_id: str) -> None:
+    """Run one step and print its outcome's lines; a failure ends the command with the reason."""
+    from phi3tui.core.export import ExportError
+    from phi3tui.core.export.steps import outcome_lines, run_step
+
+    outcome = run_step(job, step_id, _Bar(step_id))
+    if not outcome.ok:
+        raise ExportError("; ".join(outcome.lines))
+    for line in outcome_lines(outcome):
+        print(line)
 
 
-def cmd_fuse(args) -> int:
+# -- the commands ---------------------------------------------------------------------------------
+
+# The steps `phi3tui export STEP` finds no adapter for refuses at once (the others need none, or say so themselves).
+NEEDS_ADAPTER = {"fuse", "lora-gguf"}
+# After these the command verifies what it wrote, unless --no-verify.
+VERIFIED_AFTER = {"gguf", "lora-gguf"}
+
+
+def cmd_step(args) -> int:
+    """`phi3tui export STEP`: one step of core.export.steps.EXPORT_STEPS, its outcome printed."""
+
     def go():
-        from pathlib import Path
+        # `export fuse` alone gives the fused MLX folder: no GGUF follows, so nothing is refused or de-quantized for one.
+        only_mlx = {"fuse_for_gguf": False} if args.step == "fuse" else {}
+        job = _job(args, need_adapter=args.step in NEEDS_ADAPTER and not getattr(args, "model_dir", None), **only_mlx)
+        _print_step(job, args.step)
+        if args.step == "fuse":
+            return _fuse_check(args, job, job.fused_dir)
+        if args.step in VERIFIED_AFTER and not args.no_verify:
+            _print_step(job, "verify")
+        return 0
 
-        from phi3tui.core.export.fuse import fuse
-
-        job = _job(args)
-        target = Path(args.save_path).expanduser().resolve() if args.save_path else job.fused_dir
-        result = fuse(job.require_base(), job.require_adapter(), target, job.dequantize, job.force, _Bar("fuse"))
-        print(result.summary())
-        return _fuse_check(args, job, target)
-
-    return _run("fuse", go)
+    return _run(args.step, go)
 
 
 def _fuse_check(args, job, fused_dir) -> int:
@@ -190,106 +241,17 @@ def _fuse_check(args, job, fused_dir) -> int:
     return 1 if bad else 0
 
 
-def _verify_lines(args, job) -> int:
-    if getattr(args, "no_verify", False):
-        return 0
-    for line in job.run_verify(_Bar("verify")):
-        print(line)
-    return 0
-
-
-def cmd_gguf(args) -> int:
-    def go():
-        from pathlib import Path
-
-        from phi3tui.core.export.gguf import write_gguf
-        from phi3tui.core.export.verify import read_back
-
-        job = _job(args, need_adapter=not args.model_dir)
-        if args.model_dir or args.outfile:
-            model_dir = Path(args.model_dir).expanduser().resolve() if args.model_dir else job.fused_dir
-            outfile = Path(args.outfile).expanduser().resolve() if args.outfile else job.gguf_path
-            result = write_gguf(model_dir, outfile, job.outtype, args.name or job.name, job.tokenizer_model, force=job.force, progress=_Bar("gguf"))
-            report = read_back(result.path, result)
-            print(result.summary())
-            print(f"read back: {report.summary()}")
-            for note in result.notes:
-                print(f"note: {note}")
-            if not report.ok:
-                print("\n".join(report.problems), file=sys.stderr)
-                return 1
-            if not args.no_verify:
-                from phi3tui.core.export.verify import LLAMA_CPP_MISSING, llama_cpp_available, verify_gguf
-
-                if not llama_cpp_available():
-                    print(LLAMA_CPP_MISSING)
-                    return 0
-                agreement = verify_gguf(model_dir, outfile, job.outtype, list(job.prompts), job.max_tokens)
-                print(agreement.summary())
-                return 0 if agreement.ok else 1
-            return 0
-        result, report = job.run_gguf(_Bar("gguf"))
-        print(result.summary())
-        print(f"read back: {report.summary()}")
-        for note in result.notes:
-            print(f"note: {note}")
-        return _verify_lines(args, job)
-
-    return _run("gguf", go)
-
-
-def cmd_lora(args) -> int:
-    def go():
-        job = _job(args)
-        lora, report, base = job.run_lora(_Bar("lora-gguf"), with_base=not args.no_base)
-        print(lora.summary())
-        print(f"read back: {report.summary()}")
-        if base is not None:
-            print(f"base: {base.summary()}")
-            for note in base.notes:
-                print(f"note: {note}")
-        return _verify_lines(args, job)
-
-    return _run("lora-gguf", go)
-
-
-def cmd_verify(args) -> int:
-    return _run("verify", lambda: _verify_lines(args, _job(args, need_adapter=False)))
-
-
-def cmd_ollama(args) -> int:
-    def go():
-        job = _job(args, need_adapter=False, use_adapter_in_ollama=args.adapter)
-        result = job.run_ollama(replace=args.yes, create=not args.no_create, on_line=lambda line: print(f"  ollama: {line}", file=sys.stderr))
-        print(f"wrote {result.modelfile}")
-        if result.created:
-            print(f"created Ollama model {result.name}; test answer: {result.answer}")
-        else:
-            print(f"not creating the Ollama model: {result.reason}")
-            print("run these commands:")
-            for command in result.commands:
-                print(f"  {command}")
-        return 0
-
-    return _run("ollama", go)
-
-
 def cmd_all(args) -> int:
+    """`phi3tui export all`: the steps the wizard's "run all" takes for these choices, in registry order."""
+
     def go():
-        job = _job(args, use_adapter_in_ollama=args.adapter)
-        print(job.run_fuse(_Bar("fuse")).summary())
-        result, report = job.run_gguf(_Bar("gguf"))
-        print(result.summary())
-        print(f"read back: {report.summary()}")
-        if args.adapter:
-            lora, _, base = job.run_lora(_Bar("lora-gguf"))
-            print(lora.summary())
-            print(f"base: {base.summary()}" + "".join(f"; {note}" for note in base.notes))
-        code = _verify_lines(args, job)
-        if code:
-            return code
-        ollama = job.run_ollama(replace=args.yes, create=not args.no_create, on_line=lambda line: print(f"  ollama: {line}", file=sys.stderr))
-        print(ollama.summary())
+        from phi3tui.core.export.steps import run_all_steps
+
+        job = _job(args, need_adapter=True)
+        for step in run_all_steps(job):
+            if step.id == "verify" and args.no_verify:
+                continue
+            _print_step(job, step.id)
         return 0
 
     return _run("all", go)

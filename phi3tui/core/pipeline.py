@@ -1,7 +1,8 @@
 """The whole job, headless: what `phi3tui demo --headless` runs, step by step.
 
 Each step lives in the core module that owns it, as a function ``demo_step(workspace, state) -> str``
-that returns a one-line result or raises. ``state`` carries this job's results between steps (run id,
+that returns a one-line result or raises; the export steps are those of core.export.steps.EXPORT_STEPS that have a
+demo_title (their ``demo(workspace, state)``). ``state`` carries this job's results between steps (run id,
 paths); a step takes its input only from there, never from what an earlier attempt left on disk.
 """
 
@@ -12,19 +13,28 @@ import traceback
 from importlib import import_module
 from typing import TextIO
 
+from phi3tui.core.export.steps import EXPORT_STEPS
 from phi3tui.core.workspace import Workspace
 
-# (step title, module that owns it and its demo_step, the step whose output it needs). Imported when the
-# step runs: training and export pull in MLX and gguf.
+
+def export_demo_steps(needs: str = "train") -> tuple:
+    """The export registry's demo steps, each needing the one before it (the first needs `needs`)."""
+    chain = []
+    for step in EXPORT_STEPS:
+        if step.demo_title:
+            chain.append((step.demo_title, step, needs))
+            needs = step.demo_title
+    return tuple(chain)
+
+
+# (step title, owner, the step whose output it needs). The owner is the module that has its demo_step, imported
+# when the step runs (training and export pull in MLX and gguf), or an export step of the registry.
 STEPS = (
     ("check the data", "phi3tui.core.data.checks", None),
     ("train", "phi3tui.core.runs.launcher", None),
     ("compare base and adapted answers", "phi3tui.core.chat.session", "train"),
     ("score base and adapted (MC1/MC2, test loss)", "phi3tui.core.eval.scoring", "train"),
-    ("fuse", "phi3tui.core.export.fuse", "train"),
-    ("write the GGUF", "phi3tui.core.export.gguf", "fuse"),
-    ("write the Modelfile", "phi3tui.core.export.ollama", "write the GGUF"),
-)
+) + export_demo_steps()
 
 
 # `phi3tui demo --headless --preference`: a DPO pass right after the SFT run; the steps after it use its adapter.
@@ -46,7 +56,7 @@ def run_pipeline(ws: Workspace, out: TextIO, replace_ollama: bool = False, steps
     state["replace_ollama"] = replace_ollama
     not_done: dict[str, str] = {}  # step title -> why it produced nothing ("failed" or "skipped: ...")
     failed = 0
-    for number, (title, module_name, needs) in enumerate(steps, 1):
+    for number, (title, owner, needs) in enumerate(steps, 1):
         label = f"[{number}/{len(steps)}] {title}"
         if needs in not_done:
             failed += 1
@@ -54,7 +64,7 @@ def run_pipeline(ws: Workspace, out: TextIO, replace_ollama: bool = False, steps
             not_done[title] = f"skipped: {needs} failed" if cause == "failed" else cause
             print(f"{label}: {not_done[title]}", file=out, flush=True)
             continue
-        step = import_module(module_name).demo_step
+        step = import_module(owner).demo_step if isinstance(owner, str) else owner.demo
         start = time.perf_counter()
         try:
             result = step(ws, state)

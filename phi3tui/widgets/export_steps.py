@@ -1,4 +1,5 @@
-"""The Export wizard's step list: each step with its state (waiting, running, done, partial, failed)."""
+"""The Export wizard's step list: Choose, then each step of core.export.steps.EXPORT_STEPS with its state
+(waiting, running, done, partial, failed)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,9 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-# step id -> label shown in the list
-STEP_LABELS = {
-    "choose": "Choose",
-    "fuse": "Fuse",
-    "gguf": "GGUF",
-    "lora-gguf": "LoRA GGUF",
-    "verify": "Verify",
-    "ollama": "Ollama",
-}
+from phi3tui.core.export import steps as export_steps
+
+CHOOSE = "choose"  # the wizard's own first entry: pick the adapter; every other entry is an export step
 # partial: the step passed but did less than a ✓ claims (Verify read the files back; llama.cpp did not run them).
 MARKS = {"waiting": " ", "running": "…", "done": "✓", "partial": "~", "failed": "✗"}
 
@@ -27,16 +22,18 @@ class ExportSteps(OptionList):
     """
 
     def __init__(self, **kwargs):
-        self.states = {step: "waiting" for step in STEP_LABELS}
+        # step id -> label shown in the list, read from the registry when the wizard opens
+        self.labels = {CHOOSE: "Choose", **{step.id: step.label for step in export_steps.EXPORT_STEPS}}
+        self.states = {step: "waiting" for step in self.labels}
         self.notes: dict[str, str] = {}  # step -> what a partial step did not do
-        super().__init__(*[Option(self._label(s), id=s) for s in STEP_LABELS], **kwargs)
+        super().__init__(*[Option(self._label(s), id=s) for s in self.labels], **kwargs)
 
     def _label(self, step: str) -> Text:
-        number = list(STEP_LABELS).index(step) + 1
+        number = list(self.labels).index(step) + 1
         state = self.states[step]
         style = {"done": self.app_colour("good"), "failed": self.app_colour("bad"), "running": self.app_colour("warn"),
                  "partial": self.app_colour("warn")}.get(state, "")
-        text = Text(f"{number} {STEP_LABELS[step]:<10} ")
+        text = Text(f"{number} {self.labels[step]:<10} ")
         text.append(MARKS[state], style=style)
         return text
 
@@ -49,7 +46,7 @@ class ExportSteps(OptionList):
     @property
     def current(self) -> str:
         index = self.highlighted or 0
-        return list(STEP_LABELS)[index]
+        return list(self.labels)[index]
 
     def set_state(self, step: str, state: str, note: str = "") -> None:
         self.states[step] = state

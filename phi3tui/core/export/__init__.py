@@ -1,7 +1,8 @@
 """Export: fuse an adapter into its base, write a phi3 GGUF (or a GGUF LoRA), verify it, package it for Ollama.
 
-Every step is a plain function here (used by the Export screen, `phi3tui export ...` and the
-headless demo). Long steps take an optional ``progress(done, total, message)`` callback.
+The work is plain functions in this package's modules; steps.py names the steps (one ExportStep each, ONE registry,
+EXPORT_STEPS) that the Export screen, `phi3tui export ...` and the headless demo run through job.ExportJob.
+Long steps take an optional ``progress(done, total, message)`` callback.
 """
 
 from __future__ import annotations

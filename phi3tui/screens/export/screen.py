@@ -1,5 +1,6 @@
 """Export (F5): a wizard from the trained adapter to a GGUF in Ollama. Each step says what it will do,
-then does it with a progress bar; all the work is core.export.job.ExportJob, run on the app's model worker."""
+then does it with a progress bar. The steps are core.export.steps.EXPORT_STEPS; all the work is the ExportJob's, run on
+the app's model worker."""
 
 from __future__ import annotations
 
@@ -13,11 +14,9 @@ from textual.widgets import OptionList, ProgressBar, RichLog, Static
 
 from phi3tui.core.export import OUT_TYPES
 from phi3tui.screens.base import ModeScreen
-from phi3tui.widgets.export_steps import STEP_LABELS, ExportSteps
+from phi3tui.widgets.export_steps import CHOOSE, ExportSteps
 
 QUANTIZE = (None, "q4_K_M", "q8_0")
-RUN_ALL = ("fuse", "gguf", "verify", "ollama")
-RUN_ALL_ADAPTER = ("lora-gguf", "verify", "ollama")
 
 
 class ExportScreen(ModeScreen):
@@ -53,10 +52,9 @@ class ExportScreen(ModeScreen):
             self.step = step
 
     class StepDone(Message):
-        def __init__(self, step: str, lines: list[str], ok: bool = True, ask_replace_model: bool = False, shortfall: str | None = None):
+        def __init__(self, outcome):
             super().__init__()
-            self.step, self.lines, self.ok, self.ask_replace_model = step, lines, ok, ask_replace_model
-            self.shortfall = shortfall  # passed, but short of a ✓: what it did not do
+            self.outcome = outcome  # core.export.steps.StepOutcome
 
     class Finished(Message):
         """The submitted steps are over (done or stopped at a failure)."""
@@ -119,15 +117,16 @@ class ExportScreen(ModeScreen):
             f"GGUF {job.outtype} (t) · de-quantize {'off' if job.no_dequantize else 'auto'} (d) · "
             f"Ollama {ollama} (l) q {job.quantize or '-'} (z) ctx {job.effective_num_ctx()}"
         )
-        if step == "choose":
+        steps = self.query_one(ExportSteps)
+        if step == CHOOSE:
             lines = ["c: pick the run and checkpoint (or adapter folder)", "s: base model, export name, output folder, Ollama settings",
                      "then r runs the highlighted step, a runs them all"]
         else:
             lines = job.describe(step)
-            note = self.query_one(ExportSteps).notes.get(step)
+            note = steps.notes.get(step)
             if note:
                 lines = lines + [f"last run: {note}"]
-        plan.update(f"{STEP_LABELS[step]} will:\n" + "\n".join(f"  • {line}" for line in lines))
+        plan.update(f"{steps.labels[step]} will:\n" + "\n".join(f"  • {line}" for line in lines))
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if self.is_mounted:
@@ -197,13 +196,15 @@ class ExportScreen(ModeScreen):
 
     def action_run_step(self) -> None:
         step = self.query_one(ExportSteps).current
-        if step == "choose":
+        if step == CHOOSE:
             self.action_choose()
         else:
             self.start([step])
 
     def action_run_all(self) -> None:
-        self.start(list(RUN_ALL_ADAPTER if self.job and self.job.use_adapter_in_ollama else RUN_ALL))
+        from phi3tui.core.export.steps import run_all_steps
+
+        self.start([step.id for step in run_all_steps(self.job)] if self.job else [])  # no job: start() says why
 
     # -- running ----------------------------------------------------------------------------------
     def start(self, steps: list[str], replace_model: bool = False) -> None:
@@ -239,9 +240,9 @@ class ExportScreen(ModeScreen):
                 self.post_message(self.Finished())
 
         def run_steps() -> None:
-            from phi3tui.core.export import ExportError
-            from phi3tui.core.export.ollama import OllamaModelExists
+            from phi3tui.core.export.steps import StepOutcome, run_step
 
+            job.replace_model = replace_model  # only for this start: the next one asks again
             for step in steps:
                 self.post_message(self.StepStarted(step))
                 last = [0.0]
@@ -253,50 +254,20 @@ class ExportScreen(ModeScreen):
                         self.post_message(self.Progress(step, done, total, text))
 
                 try:
-                    lines = self._run_one(job, step, progress, replace_model)
-                except OllamaModelExists as exc:
-                    self.post_message(self.StepDone(step, [str(exc)], ok=False, ask_replace_model=True))
-                    return
-                except ExportError as exc:
-                    self.post_message(self.StepDone(step, [str(exc)], ok=False))
-                    return
+                    outcome = run_step(job, step, progress)
                 except Exception as exc:  # anything else is reported, and the app stays up
-                    self.post_message(self.StepDone(step, [f"{type(exc).__name__}: {exc}"], ok=False))
+                    outcome = StepOutcome(step, (f"{type(exc).__name__}: {exc}",), ok=False)
+                self.post_message(self.StepDone(outcome))
+                if not outcome.ok:
                     return
-                self.post_message(self.StepDone(step, lines, shortfall=job.shortfall(step)))
 
         return run
-
-    def _run_one(self, job, step: str, progress, replace_model: bool) -> list[str]:
-        if step == "fuse":
-            return [job.run_fuse(progress).summary()]
-        if step == "gguf":
-            result, report = job.run_gguf(progress)
-            return [result.summary(), f"read back: {report.summary()}"] + [f"note: {n}" for n in result.notes]
-        if step == "lora-gguf":
-            lora, report, base = job.run_lora(progress)
-            return [lora.summary(), f"read back: {report.summary()}"] + ([f"base: {base.summary()}"] if base else [])
-        if step == "verify":
-            lines = job.run_verify(progress)
-            for agreement in job.results["verify"][1]:
-                for row in agreement.rows:
-                    mark = "same tokens" if row.same_tokens else "different tokens"
-                    lines.append(f"  {row.prompt[:40]!r}: {mark}, cos {row.cosine:.6f}, argmax {row.argmax_agree:.0%}")
-            return lines
-        if step == "ollama":
-            result = job.run_ollama(replace=replace_model, on_line=lambda line: progress(0, 1, line))
-            if result.created:
-                return [f"created Ollama model {result.name}", f"test answer: {result.answer}"]
-            return [f"wrote {result.modelfile}", f"not creating the model: {result.reason}", "run these commands:"] + [
-                f"  {c}" for c in result.commands
-            ]
-        raise ValueError(step)
 
     # -- messages from the worker -----------------------------------------------------------------
     def on_export_screen_step_started(self, message: StepStarted) -> None:
         self.query_one(ExportSteps).set_state(message.step, "running")
         self.query_one("#export-progress", ProgressBar).update(total=100, progress=0)
-        self.log_line(f"— {STEP_LABELS[message.step]}")
+        self.log_line(f"— {self.query_one(ExportSteps).labels[message.step]}")
 
     def on_export_screen_progress(self, message: Progress) -> None:
         bar = self.query_one("#export-progress", ProgressBar)
@@ -304,22 +275,27 @@ class ExportScreen(ModeScreen):
         self.query_one("#export-status", Static).update(message.text)
 
     def on_export_screen_step_done(self, message: StepDone) -> None:
-        state = "failed" if not message.ok else "partial" if message.shortfall else "done"
-        self.query_one(ExportSteps).set_state(message.step, state, message.shortfall or "")
-        for line in message.lines:
-            self.log_line(line if message.ok else f"failed: {line}")
-        self.query_one("#export-status", Static).update(f"{STEP_LABELS[message.step]}: {message.shortfall}" if message.shortfall else "")
+        from phi3tui.core.export.steps import outcome_lines
+
+        outcome = message.outcome
+        steps = self.query_one(ExportSteps)
+        state = "failed" if not outcome.ok else "partial" if outcome.shortfall else "done"
+        steps.set_state(outcome.step, state, outcome.shortfall or "")
+        for line in outcome_lines(outcome):
+            self.log_line(line)
+        status = f"{steps.labels[outcome.step]}: {outcome.shortfall}" if outcome.shortfall else ""
+        self.query_one("#export-status", Static).update(status)
         self.refresh_text()
-        if message.ok:
+        if outcome.ok:
             self.query_one("#export-progress", ProgressBar).update(total=100, progress=100)
-        elif message.ask_replace_model:
+        elif outcome.ask_replace:
             from phi3tui.widgets.confirm_dialog import ConfirmDialog
 
             def answered(yes: bool) -> None:
                 if yes:
-                    self.start(["ollama"], replace_model=True)
+                    self.start([outcome.step], replace_model=True)
 
-            self.app.push_screen(ConfirmDialog(f"{message.lines[0]}\nReplace the Ollama model?", "Replace", "Keep"), answered)
+            self.app.push_screen(ConfirmDialog(f"{outcome.lines[0]}\nReplace the Ollama model?", "Replace", "Keep"), answered)
 
     def on_export_screen_finished(self, message: Finished) -> None:
         self.busy = False
