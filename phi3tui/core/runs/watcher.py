@@ -1,6 +1,7 @@
 """The one watcher of a workspace's runs/ folder. The app owns one and polls it on one timer; each poll
 (a RunPoll) feeds the header, the terminal title, the Train screen and the run-end notifications, so
-runs/ is listed once per interval however many things show it."""
+runs/ is listed once per interval however many things show it. It is also the owner that records the failed end
+of a run whose runner is gone (state.settle_dead_run): readers only show it."""
 
 from __future__ import annotations
 
