@@ -214,7 +214,7 @@ def format_record(r: dict) -> str:
 
 def follow(run_dir, out=sys.stdout, poll: float = 0.5) -> int:
     """Print the run's history, then new records and alarms as they come, until the run ends."""
-    from phi3tui.core.runs import END_STATES
+    from phi3tui.core.runs import END_STATES, RunState
     from phi3tui.core.runs import MetricsTail, run_info
 
     tail = MetricsTail(run_dir)
@@ -234,10 +234,10 @@ def follow(run_dir, out=sys.stdout, poll: float = 0.5) -> int:
         out.flush()
         if info.get("state") in END_STATES:
             print(f"run {run_dir.name} {info['state']}: {info.get('reason') or ''}", file=out, flush=True)
-            if info["state"] == "failed":
+            if info["state"] == RunState.FAILED:
                 for line in info.get("log_tail") or []:
                     print(f"  | {line}", file=out)
-            return 0 if info["state"] in ("finished", "stopped") else 1
+            return 0 if info["state"] in (RunState.FINISHED, RunState.STOPPED) else 1
         time.sleep(poll)
 
 

@@ -1,13 +1,26 @@
 """Training runs: folder (the run-folder contract), store (reading runs: status, metrics, lists), launcher
 (start, stop, kill, resume, promote, delete), queue (runs started one after another, sweeps), compare
 (a sweep's runs side by side), watcher (the one poller of runs/), runner (the training
-process, `python -m phi3tui.core.runs.runner RUN_DIR`; heavy, never imported from here).
+process, `python -m phi3tui.core.runs.runner RUN_DIR`; heavy, never imported from here), state (the run
+states, and `transition`, the one writer of a run's state).
 This is the package's public face: other packages import from here, not from its modules."""
 
 from phi3tui.core.lazy import lazy_attributes
-from phi3tui.core.runs.folder import END_STATES, LIVE_STATES, OUT_OF_MEMORY, RunJsonUnreadable, log_tail, parse_float, read_run_json
-from phi3tui.core.runs.store import (
+from phi3tui.core.runs.folder import RunJsonUnreadable, log_tail, parse_float, read_run_json
+from phi3tui.core.runs.state import (
+    END_STATES,
+    LIVE_STATES,
+    OUT_OF_MEMORY,
+    RESUMABLE_STATES,
     UNREADABLE,
+    WAITING,
+    IllegalTransition,
+    RunState,
+    process_alive,
+    settle_dead_run,
+    transition,
+)
+from phi3tui.core.runs.store import (
     MetricsTail,
     RunError,
     RunMetrics,
@@ -20,7 +33,6 @@ from phi3tui.core.runs.store import (
     format_duration,
     list_runs,
     live_run_summary,
-    process_alive,
     read_metrics,
     run_config_text,
     run_details,
@@ -30,7 +42,6 @@ from phi3tui.core.runs.store import (
     summarize,
 )
 from phi3tui.core.runs.queue import (
-    WAITING,
     drop_queued,
     live_here,
     move_queued,
@@ -73,8 +84,13 @@ __all__ = [
     "UNREADABLE",
     "RunWatcher",
     "END_STATES",
+    "IllegalTransition",
     "LIVE_STATES",
     "OUT_OF_MEMORY",
+    "RESUMABLE_STATES",
+    "RunState",
+    "settle_dead_run",
+    "transition",
     "MetricsTail",
     "RunError",
     "RunMetrics",

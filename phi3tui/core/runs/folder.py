@@ -27,12 +27,6 @@ QUEUE_FILE = "queue.txt"  # in runs/: the queue's order, one waiting run id a li
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
-LIVE_STATES = ("queued", "running", "stopping")
-WAITING = "waiting"  # in the queue (core/runs/queue.py): not started yet, so neither live nor ended
-OUT_OF_MEMORY = "out of memory"  # ended for memory: `runs resume ID --smaller` halves the batch
-END_STATES = ("finished", "stopped", "failed", "diverged", OUT_OF_MEMORY)
-RESUMABLE_STATES = ("stopped", "failed", "diverged", OUT_OF_MEMORY)
-
 
 @contextmanager
 def file_lock(path: Path):
@@ -98,7 +92,10 @@ def write_run_json(run_dir: Path, data: dict) -> None:
 
 def update_run_json(run_dir: Path, **changes) -> dict:
     """Merge `changes` (never `state`: that goes through core/runs/state.transition) into run.json atomically,
-    under the run lock. Returns the new content."""
+    under the run lock. Returns the new content. Raises ValueError for a `state` key, so no writer can skip the
+    check of a state change."""
+    if "state" in changes:
+        raise ValueError("run.json's state is written by core/runs/state.transition, never by update_run_json")
     with run_lock(run_dir):
         data = read_run_json(run_dir)
         data.update(changes)
@@ -110,7 +107,7 @@ def append_alarm(run_dir: Path, alarm: dict) -> None:
     with run_lock(run_dir):
         data = read_run_json(run_dir)
         data.setdefault("alarms", []).append(alarm)
-        atomic_write_text(run_dir / RUN_FILE, json.dumps(_json_safe(data), indent=2) + "\n")
+        write_run_json(run_dir, data)
 
 
 def metrics_line(record: dict) -> str:

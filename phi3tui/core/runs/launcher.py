@@ -23,9 +23,6 @@ from phi3tui.core.files import atomic_copy, atomic_write_text, shell_command
 from phi3tui.core.runs.folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
-    END_STATES,
-    LIVE_STATES,
-    RESUMABLE_STATES,
     LOG_FILE,
     METRICS_FILE,
     RUN_FILE,
@@ -50,7 +47,20 @@ from phi3tui.core.runs.hosts import (
 )
 from phi3tui.core.workspace import Workspace, load_config_values
 
-from phi3tui.core.runs.store import UNREADABLE, RunError, _create_time, _on_this_host, checkpoint_table, process_alive, read_metrics, run_info
+from phi3tui.core.runs.state import (
+    END_STATES,
+    LIVE_STATES,
+    RESUMABLE_STATES,
+    UNREADABLE,
+    IllegalTransition,
+    RunState,
+    _create_time,
+    on_this_host,
+    process_alive,
+    settle_dead_run,
+    transition,
+)
+from phi3tui.core.runs.store import RunError, checkpoint_table, read_metrics, run_info
 
 
 class ConfigRefused(RunError):
@@ -95,10 +105,12 @@ def create_run(
     hostfile: str | None = None,
     backend: str | None = None,
     keep_awake: str | None = None,
+    waiting: dict | None = None,
 ) -> Path:
     """A new run folder with its frozen config.yaml and a queued run.json (nothing started yet).
     With hosts or a hostfile, they are checked first (names resolved, rank 0 here, the batch split evenly).
-    keep_awake: auto | off for this run (None: the `keep_awake` setting)."""
+    keep_awake: auto | off for this run (None: the `keep_awake` setting). waiting: the run waits in the queue
+    (state waiting, not queued), with these fields added to its run.json (queued_at, its sweep point …)."""
     if not workspace.writable:
         raise RunError(
             f"{workspace.root} is read-only; runs are written into runs/ inside it: copy the workspace to a writable folder"
@@ -121,10 +133,11 @@ def create_run(
     if overrides:
         notes.append(f"overridden for this run: {', '.join(f'{k}={v}' for k, v in overrides.items())}")
     atomic_write_text(run_dir / LOG_FILE, "".join(f"phi3tui: config {note}\n" for note in notes))
-    update_run_json(
+    transition(
         run_dir,
+        RunState.WAITING if waiting is not None else RunState.QUEUED,
+        expect=(None,),
         id=run_id,
-        state="queued",
         created=time.time(),
         host=host_name(),
         machine_id=machine_id(),
@@ -138,6 +151,7 @@ def create_run(
         config_notes=notes,
         alarms=[],
         resumes=[],
+        **(waiting or {}),
     )
     return run_dir
 
@@ -190,7 +204,7 @@ def launch(run_dir: Path) -> int:
         try:
             notes = send_run_files(plan, run_dir, *_remote_files(run_dir, info))
         except HostsError as exc:
-            update_run_json(run_dir, state="failed", ended=time.time(), reason=str(exc), error=str(exc))
+            transition(run_dir, RunState.FAILED, expect=(RunState.QUEUED,), reason=str(exc), error=str(exc))
             raise
     cmd = runner_command(run_dir, workspace_root, env)
     with open(run_dir / LOG_FILE, "ab") as log:
@@ -245,7 +259,7 @@ def kill_run(run_dir: Path) -> None:
     if info.get("state") not in LIVE_STATES:
         raise RunError(f"run {run_dir.name} is {info.get('state')}, not running; nothing to kill")
     pid = info.get("pid")
-    if not _on_this_host(info):
+    if not on_this_host(info):
         raise RunError(f"run {run_dir.name} runs on {info.get('host')}; kill it there")
     if pid and process_alive(info):
         try:
@@ -262,7 +276,10 @@ def kill_run(run_dir: Path) -> None:
         problems = signal_remote_ranks(plan, run_dir, "KILL")
         if problems:
             reason += "; not reached (end them there): " + "; ".join(problems)
-    update_run_json(run_dir, state="failed", ended=time.time(), reason=reason, error=reason, log_tail=log_tail(run_dir))
+    try:
+        transition(run_dir, RunState.FAILED, expect=LIVE_STATES, reason=reason, error=reason, log_tail=log_tail(run_dir))
+    except IllegalTransition:  # the runner recorded its own end before it was killed: that end stands
+        pass
     (run_dir / STOP_FILE).unlink(missing_ok=True)
 
 
@@ -330,6 +347,7 @@ def smaller_batch(run_dir: Path, start: int) -> dict:
 def resume_run(run_dir: Path, smaller: bool = False) -> int:
     """Start a stopped, failed, diverged or out-of-memory run again from its last checkpoint. Returns that
     iteration. smaller: with half the batch and twice grad_accumulation_steps (see smaller_batch)."""
+    settle_dead_run(run_dir)  # a killed runner's run is recorded failed before it moves on from there
     info = run_info(run_dir)
     state = info.get("state")
     if state not in RESUMABLE_STATES:
@@ -343,25 +361,29 @@ def resume_run(run_dir: Path, smaller: bool = False) -> int:
     (run_dir / STOP_FILE).unlink(missing_ok=True)
     resumes = list(info.get("resumes") or []) + [{"from": start, "time": time.time(), "after": state,
                                                    **({"smaller": shrunk} if shrunk else {})}]
-    update_run_json(
-        run_dir,
-        state="queued",
-        resume_from=start,
-        trained_tokens_at_resume=tokens,
-        best_val_loss=best_loss,
-        best_val_iteration=best_it,
-        iteration=start,
-        iters=shrunk["iters"][1] if shrunk else info.get("iters"),
-        resumes=resumes,
-        pid=None,
-        pid_started=None,
-        created_attempt=time.time(),
-        created=info.get("created"),
-        ended=None,
-        reason=None,
-        error=None,
-        log_tail=None,
-    )
+    try:
+        transition(
+            run_dir,
+            RunState.QUEUED,
+            expect=(state,),  # two resumes at once: one starts a runner, the other is refused
+            resume_from=start,
+            trained_tokens_at_resume=tokens,
+            best_val_loss=best_loss,
+            best_val_iteration=best_it,
+            iteration=start,
+            iters=shrunk["iters"][1] if shrunk else info.get("iters"),
+            resumes=resumes,
+            pid=None,
+            pid_started=None,
+            created_attempt=time.time(),
+            created=info.get("created"),
+            ended=None,
+            reason=None,
+            error=None,
+            log_tail=None,
+        )
+    except IllegalTransition as exc:
+        raise RunError(f"{exc}; something else moved it meanwhile (`phi3tui runs status {run_dir.name}`)") from None
     with open(run_dir / LOG_FILE, "ab") as log:
         log.write(f"\nphi3tui: resuming from iteration {start}\n".encode())
         if shrunk:
@@ -382,6 +404,7 @@ def promote_best(run_dir: Path, by: str = "val_loss") -> tuple[int, float]:
 
     if by not in PROMOTE_BY:
         raise RunError(f"cannot promote by {by!r}: use one of {', '.join(PROMOTE_BY)}")
+    settle_dead_run(run_dir)
     info = run_info(run_dir)
     if info.get("state") in LIVE_STATES:
         raise RunError(f"run {run_dir.name} is still {info.get('state')}; stop it first (it rewrites adapters.safetensors)")
@@ -423,6 +446,7 @@ def promote_choices(run_dir: Path) -> list[tuple[str, int, float]]:
 
 
 def delete_run(run_dir: Path) -> None:
+    settle_dead_run(run_dir)
     info = run_info(run_dir)
     if info.get("state") in LIVE_STATES:
         raise RunError(f"run {run_dir.name} is {info.get('state')}; stop or kill it before deleting")
@@ -451,7 +475,7 @@ def demo_step(workspace: Workspace, state: dict) -> str:
     info = wait_for_run(run_dir)
     state["run_dir"] = run_dir
     state["adapter_dir"] = run_dir / ADAPTERS_DIR
-    if info.get("state") != "finished":
+    if info.get("state") != RunState.FINISHED:
         raise RunError(f"run {run_dir.name} ended {info.get('state')}: {info.get('reason')} (log: {run_dir / LOG_FILE})")
     metrics = read_metrics(run_dir)
     if len(metrics.val_y) < 2:

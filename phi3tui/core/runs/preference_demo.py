@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from phi3tui.core.runs.launcher import start_run, wait_for_run
+from phi3tui.core.runs.state import RunState
 from phi3tui.core.runs.store import RunError, read_metrics
 
 
@@ -32,7 +33,7 @@ def demo_step(workspace, state: dict) -> str:
         overrides["resume_adapter_file"] = str(Path(sft) / "adapters.safetensors")
     run_dir = start_run(workspace, overrides=overrides)
     info = wait_for_run(run_dir)
-    if info.get("state") != "finished":
+    if info.get("state") != RunState.FINISHED:
         raise RunError(f"DPO run {run_dir.name} ended {info.get('state')}: {info.get('reason')} "
                        f"(log: {run_dir / 'log.txt'})")
     state["sft_adapter_dir"] = sft

@@ -23,16 +23,24 @@ import yaml
 
 from phi3tui.core.files import atomic_write_text
 from phi3tui.core.runs.folder import (
-    LIVE_STATES,
     QUEUE_FILE,
-    WAITING,
     file_lock,
     RunJsonUnreadable,
     log_tail,
     read_run_json,
     update_run_json,
 )
-from phi3tui.core.runs.store import RunError, _on_this_host, find_run, run_dirs, run_info
+from phi3tui.core.runs.state import (
+    END_UNRECORDED,
+    LIVE_STATES,
+    WAITING,
+    IllegalTransition,
+    RunState,
+    on_this_host,
+    settle_dead_run,
+    transition,
+)
+from phi3tui.core.runs.store import RunError, find_run, run_dirs, run_info
 from phi3tui.core.workspace import Workspace
 
 # The launcher is imported by the functions that start or delete runs: the app's watcher, before the first
@@ -84,7 +92,9 @@ def live_here(workspace: Workspace) -> list[Path]:
     out = []
     for run_dir in run_dirs(workspace):
         info = run_info(run_dir)
-        if info.get("state") in LIVE_STATES and _on_this_host(info):
+        if info.get(END_UNRECORDED):
+            settle_dead_run(run_dir)
+        if info.get("state") in LIVE_STATES and on_this_host(info):
             out.append(run_dir)
     return out
 
@@ -138,9 +148,9 @@ def queue_runs(workspace: Workspace, config_path=None, overrides: dict | None = 
         full = set_dotted(base, point)
         run_overrides = {key.split(".")[0]: full[key.split(".")[0]] for key in point}
         run_overrides.update(overrides or {})
-        run_dir = create_run(workspace, config_path, run_overrides or None, hosts, hostfile, backend)
         extra = {"sweep_id": sweep_id, "sweep_point": point, "sweep_index": i, "sweep_size": len(points)} if sweep_id else {}
-        update_run_json(run_dir, state=WAITING, queued_at=time.time(), **extra)
+        run_dir = create_run(workspace, config_path, run_overrides or None, hosts, hostfile, backend,
+                             waiting=dict(queued_at=time.time(), **extra))
         made.append(run_dir)
     with queue_lock(workspace):
         order = [d.name for d in queued_runs(workspace) if d not in made]
@@ -204,13 +214,16 @@ def start_next(workspace: Workspace) -> Path | None:
             return None
         for run_dir in queued_runs(workspace):
             # `created` restarts the grace a starting run has before it must show a live pid.
-            update_run_json(run_dir, state="queued", created=time.time(), dequeued=time.time())
+            transition(run_dir, RunState.QUEUED, expect=(WAITING,), created=time.time(), dequeued=time.time())
             try:
                 launch(run_dir)
             except (RunError, OSError) as exc:  # this one cannot start (mlx.launch gone): say so, try the next
                 reason = f"the queue could not start it: {exc}"
-                update_run_json(run_dir, state="failed", ended=time.time(), reason=reason, error=reason,
-                                log_tail=log_tail(run_dir))
+                why = dict(reason=reason, error=reason, log_tail=log_tail(run_dir))
+                try:
+                    transition(run_dir, RunState.FAILED, expect=(RunState.QUEUED,), **why)
+                except IllegalTransition:  # launch recorded the failure already: the queue's words say more
+                    update_run_json(run_dir, **why)
                 continue
             _write_order(workspace, [d.name for d in queued_runs(workspace)])
             return run_dir

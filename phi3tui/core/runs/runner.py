@@ -33,7 +33,6 @@ from phi3tui.core.workspace import load_config_values
 from phi3tui.core.runs.folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
-    LIVE_STATES,
     LOG_FILE,
     METRICS_FILE,
     QUEUE_FILE,
@@ -44,6 +43,7 @@ from phi3tui.core.runs.folder import (
     read_run_json,
     update_run_json,
 )
+from phi3tui.core.runs.state import LIVE_STATES, RunState, transition
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "muon": "Muon", "sgd": "SGD", "adafactor": "Adafactor"}
 RANDOM_KEY = "phi3tui.mx_random_state"
@@ -87,7 +87,11 @@ class RunRecorder:
 
     def update(self, **changes) -> None:
         if self.writer:
-            update_run_json(self.run_dir, **changes)
+            state = changes.pop("state", None)  # a state change goes through transition, which checks it
+            if state:
+                transition(self.run_dir, state, **changes)
+            else:
+                update_run_json(self.run_dir, **changes)
 
     def alarm(self, kind: str, message: str, iteration: int, once: bool = True) -> None:
         if once and kind in self.warned:
@@ -504,7 +508,7 @@ class Trainer:
 
             self.reporters, changes = reporting_chain(args, self.run_dir, self, info)
             self.recorder.update(**changes)
-        self.recorder.update(state="running", iters=self.total, iteration=self.start,
+        self.recorder.update(iters=self.total, iteration=self.start,
                              memory_budget_gb=self.memory_limit_gb, memory_budget_source=self.memory_source)
         if self.memory_cap is not None:
             mx.set_memory_limit(self.memory_cap)
@@ -672,13 +676,13 @@ def supervise(run_dir: Path, child: int) -> int:
         reason = (f"out of memory: the OS killed the runner ({name}) at iteration {at}, having reached "
                   f"{peak / 1e9:.2f} GB of the {budget / 1e9:.2f} GB MLX can use; "
                   f"`phi3tui runs resume {run_dir.name} --smaller` halves the batch")
-        update_run_json(run_dir, state="out of memory", ended=time.time(), reason=reason, error=reason,
-                        peak_memory_gb=peak / 1e9, log_tail=log_tail(run_dir))
+        transition(run_dir, RunState.OUT_OF_MEMORY, expect=LIVE_STATES, ended=time.time(), reason=reason, error=reason,
+                   peak_memory_gb=peak / 1e9, log_tail=log_tail(run_dir))
     else:
         reason = (f"the runner (pid {child}) was ended by {name} without recording a result "
                   f"at iteration {at}; resume it from its last checkpoint")
-        update_run_json(run_dir, state="failed", ended=time.time(), reason=reason, error=reason,
-                        log_tail=log_tail(run_dir))
+        transition(run_dir, RunState.FAILED, expect=LIVE_STATES, ended=time.time(), reason=reason, error=reason,
+                   log_tail=log_tail(run_dir))
     print(f"phi3tui runner: {reason}", flush=True)
     hand_on_queue(run_dir)  # the trainer could not: the next queued run starts all the same
     return 128 + number

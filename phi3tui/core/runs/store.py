@@ -22,22 +22,22 @@ from phi3tui.core.adapters import checkpoints_in
 from phi3tui.core.runs.folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
-    LIVE_STATES,
     METRICS_FILE,
     RUN_FILE,
     STOP_FILE,
     RunJsonUnreadable,
-    log_tail,
     parse_float,
     read_run_json,
-    run_lock,
-    update_run_json,
 )
-from phi3tui.core.machine import same_machine
+from phi3tui.core.runs.state import (
+    END_UNRECORDED,
+    LIVE_STATES,
+    UNREADABLE,
+    RunState,
+    dead_run_end,
+    process_alive,
+)
 from phi3tui.core.workspace import Workspace
-
-QUEUED_GRACE_S = 60  # a queued run without a pid yet is being started, not dead
-UNREADABLE = "unreadable"  # the state shown for a run whose run.json is damaged (never written to disk)
 
 
 class RunError(Exception):
@@ -68,64 +68,22 @@ def find_run(workspace: Workspace, ref: str) -> Path:
     raise RunError(f"{ref!r} matches {len(matches)} runs ({', '.join(d.name for d in matches[:4])}); give more of the id")
 
 
-# -- liveness and status -----------------------------------------------------------------------
-def _create_time(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def process_alive(info: dict) -> bool:
-    """Whether the run's process still lives (the same process: pids are reused)."""
-    import psutil
-
-    pid = info.get("pid")
-    if not pid:
-        created = info.get("created") or 0
-        return time.time() - created < QUEUED_GRACE_S
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        started = info.get("pid_started")
-        return started is None or abs(proc.create_time() - started) < 1.0
-    except psutil.Error:
-        return False
-
-
-def _on_this_host(info: dict) -> bool:
-    # By machine id: a Mac's host name changes with the network, and a run must not look dead (or alive) for it.
-    return same_machine(info)
-
-
+# -- status -----------------------------------------------------------------------------------------
 def run_info(run_dir: Path) -> dict:
-    """run.json as it truly stands: a live state whose process is gone becomes failed (and is saved so).
-    A damaged run.json reads as state `unreadable` with the reason; nothing is written to it."""
+    """run.json as it truly stands, read and never written: a live state whose runner is gone reads as failed
+    with why (state.dead_run_end; `END_UNRECORDED` says it is not in run.json yet: state.settle_dead_run records
+    it). A damaged run.json reads as state `unreadable` with the reason."""
     try:
         info = read_run_json(run_dir)
+        if dead_run_end(run_dir, info) is not None:
+            info = read_run_json(run_dir)  # again: the runner may have recorded its own end just before it died
+            end = dead_run_end(run_dir, info)
+            if end is not None:
+                info = {**info, **end, END_UNRECORDED: True}
     except RunJsonUnreadable as exc:
         return {"id": run_dir.name, "state": UNREADABLE, "reason": str(exc), "error": str(exc)}
-    if info.get("state") in LIVE_STATES and _on_this_host(info) and not process_alive(info):
-        reason = (
-            f"the runner (pid {info.get('pid')}) ended without recording a result "
-            "(killed, or crashed hard); resume it from its last checkpoint"
-        )
-        dead = dict(state="failed", ended=time.time(), reason=reason, error=reason, log_tail=log_tail(run_dir))
-        try:
-            with run_lock(run_dir):  # re-read: the runner may have written its end just now
-                info = read_run_json(run_dir)
-                is_dead = info.get("state") in LIVE_STATES and not process_alive(info)
-            if is_dead:
-                info = update_run_json(run_dir, **dead)
-        except OSError:  # a read-only workspace: show it as failed without recording it
-            info = {**info, **dead}
-        except RunJsonUnreadable as exc:  # damaged between the two reads
-            return {"id": run_dir.name, "state": UNREADABLE, "reason": str(exc), "error": str(exc)}
-    if info.get("state") == "running" and (run_dir / STOP_FILE).exists():
-        info["state"] = "stopping"
+    if info.get("state") == RunState.RUNNING and (run_dir / STOP_FILE).exists():
+        info["state"] = RunState.STOPPING
     return info
 
 
@@ -250,7 +208,7 @@ def run_details(info: dict) -> list[tuple[str, str]]:
     rows.append(("host", f"{info.get('host') or '?'}" + (f" (machine {str(machine)[:12]})" if machine else "")))
     awake = info.get("awake")
     if awake is None:
-        awake = "not yet known (the runner has not started)" if info.get("state") == "queued" else "not recorded"
+        awake = "not yet known (the runner has not started)" if info.get("state") == RunState.QUEUED else "not recorded"
     rows.append(("kept awake", str(awake)))
     if info.get("memory_budget_gb"):
         memory = f"MLX can use {info['memory_budget_gb']:.2f} GB ({info.get('memory_budget_source')})"

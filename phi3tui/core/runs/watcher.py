@@ -1,6 +1,7 @@
 """The one watcher of a workspace's runs/ folder. The app owns one and polls it on one timer; each poll
 (a RunPoll) feeds the header, the terminal title, the Train screen and the run-end notifications, so
-runs/ is listed once per interval however many things show it."""
+runs/ is listed once per interval however many things show it. It is also the owner that records the failed end
+of a run whose runner is gone (state.settle_dead_run): readers only show it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phi3tui.core.runs.folder import END_STATES, LIVE_STATES, WAITING
+from phi3tui.core.runs.state import END_STATES, END_UNRECORDED, LIVE_STATES, WAITING, RunState, settle_dead_run
 from phi3tui.core.runs.queue import in_queue_order, queue_order
 from phi3tui.core.runs.store import RunSummary, live_text, run_dirs, summarize
 
@@ -86,6 +87,8 @@ class RunWatcher:
                 summary = summarize(run_dir)
             except Exception:  # a run folder half-written by another process: next poll
                 continue
+            if summary.info.get(END_UNRECORDED):  # its runner is gone: the one poller records the failed end
+                settle_dead_run(run_dir)
             if summary.state == WAITING:  # the queue is newer than every run it waits behind
                 result.queue.append(summary)
                 continue
@@ -107,9 +110,9 @@ def run_event(summary) -> RunEvent:
     body = f"{summary.iteration}/{summary.iters} iterations"
     if summary.best_val_loss is not None:
         body += f", best val loss {summary.best_val_loss:.3f}"
-    if state == "finished":
+    if state == RunState.FINISHED:
         severity = "information"
-    elif state == "stopped":
+    elif state == RunState.STOPPED:
         severity = "warning"
     else:
         severity = "error"

@@ -19,7 +19,7 @@ from textual.widgets import ProgressBar, Static
 
 from phi3tui.core import runs
 from phi3tui.core.eval import checkpoint_scores, read_probes, number_text
-from phi3tui.core.runs import END_STATES, log_tail
+from phi3tui.core.runs import END_STATES, RunState, log_tail
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.loss_plot import Curve, LossPlot
 
@@ -194,12 +194,12 @@ class TrainScreen(ModeScreen):
     def update_panels(self) -> None:
         info, m = self.info, self.metrics
         state = info.get("state", "?")
-        if (state == runs.OUT_OF_MEMORY) != self.footer_oom:  # the footer's b key comes or goes
-            self.footer_oom = state == runs.OUT_OF_MEMORY
+        if (state == RunState.OUT_OF_MEMORY) != self.footer_oom:  # the footer's b key comes or goes
+            self.footer_oom = state == RunState.OUT_OF_MEMORY
             self.refresh_bindings()
         iteration, iters = int(info.get("iteration") or 0), int(info.get("iters") or 0)
         title = Text.assemble((f"run {self.run_dir.name} ", "bold"), (state, "bold"))
-        eta = runs.eta_seconds(info) if state in ("running", "stopping") else None
+        eta = runs.eta_seconds(info) if state in (RunState.RUNNING, RunState.STOPPING) else None
         title.append(f"  {iteration}/{iters}" + (f"  ETA {runs.format_duration(eta)}" if eta is not None else ""))
         self.query_one("#run-title", Static).update(title)
         bar = self.query_one(ProgressBar)
@@ -214,7 +214,7 @@ class TrainScreen(ModeScreen):
                 f"{last.get('it_per_s', 0):.1f} it/s",
                 f"peak {last.get('peak_mem', 0):.2f}GB",
             ]
-        if state in ("running", "stopping") and info.get("awake"):
+        if state in (RunState.RUNNING, RunState.STOPPING) and info.get("awake"):
             parts.insert(0, f"awake: {info['awake']}")
         started = info.get("started")
         if started:
@@ -230,7 +230,7 @@ class TrainScreen(ModeScreen):
         if alarms:
             a = alarms[-1]
             lines.append(f"⚠ {a.get('kind')} @{a.get('iteration')}: {a.get('message')}")
-        if state in ("failed", "diverged", runs.OUT_OF_MEMORY, runs.UNREADABLE) and info.get("reason"):
+        if state in (RunState.FAILED, RunState.DIVERGED, RunState.OUT_OF_MEMORY, RunState.UNREADABLE) and info.get("reason"):
             lines.append(f"✗ {state}: {info['reason']}")
         alarm = self.query_one("#run-alarm", Static)
         alarm.update(Text("\n".join(lines)))
@@ -310,7 +310,7 @@ class TrainScreen(ModeScreen):
         state = self.info.get("state")
         if state in END_STATES and self.seen_end != state:
             self.seen_end = state
-            severity = "information" if state in ("finished", "stopped") else "error"
+            severity = "information" if state in (RunState.FINISHED, RunState.STOPPED) else "error"
             self.notify(f"run {self.run_dir.name} {state}: {self.info.get('reason') or ''}", severity=severity, timeout=10)
 
     # -- actions ------------------------------------------------------------------------
@@ -354,7 +354,7 @@ class TrainScreen(ModeScreen):
 
     def check_action(self, action: str, parameters) -> bool | None:
         if action == "resume_smaller":  # in the footer only where it helps; the palette always has it
-            return self.info.get("state") == runs.OUT_OF_MEMORY
+            return self.info.get("state") == RunState.OUT_OF_MEMORY
         return True
 
     def action_resume_smaller(self) -> None:
