@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phi3tui.core.adapters import AdapterRef
 from phi3tui.core.export import ExportError, Progress, no_progress
 from phi3tui.core.export.paths import (
-    AdapterChoice,
+    adapter_config,
+    adapter_kind,
     base_model_of,
     default_export_name,
     dequantize_for_gguf,
@@ -49,7 +51,7 @@ class FuseStep:
 @dataclass
 class ExportJob:
     workspace_root: Path
-    adapter: AdapterChoice | None
+    adapter: AdapterRef | None
     base_model: str | None
     name: str
     out_dir: Path
@@ -114,11 +116,11 @@ class ExportJob:
 
     def training_max_seq_length(self) -> int:
         if self.adapter is not None:
-            return int(self.adapter.config.get("max_seq_length") or 0)
+            return int(adapter_config(self.adapter).get("max_seq_length") or 0)
         record = self.fused_dir / "phi3tui-export.json"
         return int(read_json(record).get("max_seq_length") or 0) if record.is_file() else 0
 
-    def require_adapter(self) -> AdapterChoice:
+    def require_adapter(self) -> AdapterRef:
         if self.adapter is None:
             raise ExportError(f"no adapter chosen and none found in {self.workspace_root}: train first or give --adapter-path")
         return self.adapter
@@ -148,7 +150,7 @@ class ExportJob:
             if self.adapter is None:
                 return ["no adapter found: train first, or choose an adapter folder"]
             lines = [
-                f"load {self.rel(self.base_model or '?')} with the {self.adapter.fine_tune_type.upper()} adapter",
+                f"load {self.rel(self.base_model or '?')} with the {adapter_kind(self.adapter).upper()} adapter",
                 "fuse each adapted layer into its base weights (mlx-lm)",
             ]
             if self.no_dequantize:
