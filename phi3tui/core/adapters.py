@@ -19,14 +19,15 @@ from pathlib import Path
 
 LATEST_WEIGHTS = "adapters.safetensors"  # the latest (or promoted) weights; what mlx-lm loads from a folder
 ADAPTER_CONFIG = "adapter_config.json"
-CHECKPOINT_RE = re.compile(r"^(\d+)_adapters\.safetensors$")
+CHECKPOINT_SUFFIX = "_" + LATEST_WEIGHTS  # a numbered checkpoint: NNNNNNN_adapters.safetensors
+CHECKPOINT_RE = re.compile(r"^(\d+)" + re.escape(CHECKPOINT_SUFFIX) + "$")
 KINDS = ("lora", "dora", "full")  # mlx-lm's fine_tune_type values
 
 
 def checkpoint_names(iteration: int) -> tuple[str, str, str]:
     """The files the runner saves at `iteration`: (adapter weights, optimizer state, random state / step)."""
     stem = f"{iteration:07d}"
-    return f"{stem}_adapters.safetensors", f"{stem}_optimizer.safetensors", f"{stem}_state.json"
+    return f"{stem}{CHECKPOINT_SUFFIX}", f"{stem}_optimizer.safetensors", f"{stem}_state.json"
 
 
 class AdapterNotFound(ValueError):
@@ -163,7 +164,7 @@ def checkpoints_in(adapter_dir: Path) -> tuple[Checkpoint, ...]:
     """Numbered checkpoints by iteration, then the latest adapters.safetensors."""
     adapter_dir = Path(adapter_dir)
     found = []
-    for p in adapter_dir.glob("*_adapters.safetensors"):
+    for p in adapter_dir.glob("*" + CHECKPOINT_SUFFIX):
         m = CHECKPOINT_RE.match(p.name)
         if m:
             found.append(Checkpoint(p, int(m.group(1))))
