@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from phi3tui.core.adapters import ADAPTER_CONFIG, LATEST_WEIGHTS, AdapterNotFound, AdapterRef, adapter_at, every_checkpoint, find_adapters
+from phi3tui.core.adapters import ADAPTER_CONFIG, LATEST_WEIGHTS, NOT_AN_ADAPTER_DIR, AdapterNotFound, AdapterRef, adapter_at, every_checkpoint, find_adapters
 
 END_TOKEN = "<|end|>"
 USER_TAG, ASSISTANT_TAG = "<|user|>", "<|assistant|>"
@@ -74,6 +74,8 @@ def newest_adapter(workspace_root: Path) -> Side:
 def side_for_path(path: Path, checkpoint: str | None = None) -> Side:
     """An adapter folder (or run folder) given on the command line, at `checkpoint` (an iteration number or 'latest')."""
     path = Path(path).expanduser().resolve()
+    if not path.is_dir():  # Chat takes folders only (Export also takes one checkpoint file)
+        raise ChatError(f"{path} is not an adapter folder ({NOT_AN_ADAPTER_DIR})")
     try:
         ref = adapter_at(path)
     except AdapterNotFound as exc:
