@@ -20,6 +20,7 @@ from phi3tui.core.chat.session import BASE, ChatError, ChatSession, GenerationSe
 from phi3tui.core.chat.sides import side_choices
 from phi3tui.core.workspace import Workspace
 from tests.conftest import run_cli
+from tests.test_export_fixtures import record_run
 
 QUESTIONS = ["Is the sun a star?", "Do ants carry fifty times their weight?", "Why is the sky blue?"]
 
@@ -35,6 +36,7 @@ def train(ws: Path, run_id: str, iters: int, rank: int = 16) -> Path:
          "--save-every", "10", "--steps-per-eval", "1000", "--val-batches", "1", "--adapter-path", str(adapters)],
         cwd=ws, check=True, capture_output=True, timeout=300,
     )
+    record_run(adapters.parent)
     return adapters
 
 

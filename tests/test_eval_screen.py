@@ -96,7 +96,7 @@ async def test_evaluate_view_picks_any_checkpoint_for_either_side(trained):
         ten = next(i for i, label in enumerate(labels) if label.startswith(f"run {RUN} · iteration 10"))
         await pick(pilot, app.screen, ten)
         await wait_for(pilot, lambda: app.screen is view)
-        assert view.sides[0].checkpoint == adapters / "0000010_adapters.safetensors"
+        assert view.sides[0].adapter.iteration == 10 and view.sides[0].weights_path == adapters / "0000010_adapters.safetensors"
         assert "left run 20260101-0000-r1 · iteration 10" in str(view.query_one("#eval-sides").render())
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: isinstance(app.screen, Picker))

@@ -68,7 +68,7 @@ def test_a_non_empty_output_folder_is_not_overwritten_without_force(trained_ws):
 def test_dora_adapter_fuses_and_is_refused_as_gguf_lora(trained_ws, tmp_path):
     train_adapter(trained_ws, "dora", "--fine-tune-type", "dora", "--iters", "2")
     adapter = resolve_adapter(trained_ws, "dora")
-    assert adapter.fine_tune_type == "dora"
+    assert adapter.kind == "dora"
     base = base_model_of(trained_ws, adapter)
     fused = fuse(base, adapter, tmp_path / "dora-fused").fused_dir
     (prompt, adapted, got), = compare_fused(base, adapter, fused, PROMPTS[:1], max_tokens=8)

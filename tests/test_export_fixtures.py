@@ -24,7 +24,18 @@ def train_adapter(root: Path, adapter_path: str, *extra: str) -> Path:
         cwd=root, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return root / adapter_path
+    adapters = root / adapter_path
+    if adapters.parent.parent.name == "runs":
+        record_run(adapters.parent)
+    return adapters
+
+
+def record_run(run_dir: Path) -> None:
+    """The run.json phi3tui's launcher writes into every run folder: it names the run (core.adapters reads the
+    id from it), here for a run trained by mlx-lm directly."""
+    from phi3tui.core.runs.folder import write_run_json
+
+    write_run_json(run_dir, {"id": run_dir.name, "state": "finished"})
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from test_export_fixtures import train_adapter
+from test_export_fixtures import record_run, train_adapter
 
 from phi3tui.core.export import ExportError
 
@@ -73,6 +73,7 @@ def family_workspace(demo_template: Path, root: Path, family: str) -> Path:
         (adapters / "adapter_config.json").write_text(json.dumps(
             {"model": "model", "fine_tune_type": "lora", "num_layers": 2, "lora_parameters": lora,
              "max_seq_length": 512}))
+        record_run(adapters.parent)
     else:
         train_adapter(root, f"runs/{RUN_ID}/adapters", "--num-layers", "2")
     return root

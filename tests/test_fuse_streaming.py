@@ -66,7 +66,7 @@ def test_streamed_fuse_equals_mlx_lm_fuse(trained_ws, tmp_path, kind):
     if kind == "dora":
         train_adapter(trained_ws, "dora", "--fine-tune-type", "dora", "--iters", "2")
     adapter = resolve_adapter(trained_ws, None if kind == "lora" else "dora")
-    assert adapter.fine_tune_type == kind
+    assert adapter.kind == kind
     base = base_model_of(trained_ws, adapter)
     theirs = mlx_lm_fuse(Path(base), adapter.adapter_dir, tmp_path / "mlx-lm")
     result = fuse(base, adapter, tmp_path / "ours")

@@ -8,6 +8,8 @@ import math
 import sys
 import time
 
+from phi3tui.core.adapters import LATEST_WEIGHTS
+
 ID_HELP = "run id, a unique prefix of it, or `latest`"
 
 
@@ -66,7 +68,7 @@ def register(subparsers) -> None:
 
     a = sub.add_parser(
         "promote",
-        help="copy the best checkpoint (by validation loss, or by a saved evaluation's score) to adapters.safetensors",
+        help=f"copy the best checkpoint (by validation loss, or by a saved evaluation's score) to {LATEST_WEIGHTS}",
     )
     a.add_argument("id", help=ID_HELP)
     a.add_argument("--by", default="val_loss", choices=("val_loss", "mc2", "mc1", "test_loss"),
@@ -297,7 +299,7 @@ def cmd_promote(args) -> int:
     return _control(
         args,
         lambda d: "iteration {} ({name} {:.4f})".format(*promote_best(d, args.by), name=name),
-        "run {id}: adapters.safetensors is now the checkpoint of {result}",
+        "run {id}: " + LATEST_WEIGHTS + " is now the checkpoint of {result}",
     )
 
 

@@ -22,6 +22,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_unflatten
 
+from phi3tui.core.adapters import kind_of
 from phi3tui.core.chat.cpu_decode import compile_cpu_decode
 from phi3tui.core.chat.generation import GenerationSettings, RowStats, StepEvent
 from phi3tui.core.chat.sides import END_TOKEN, ChatError, Side
@@ -91,17 +92,17 @@ def _input_output_dims(linear: nn.Module) -> tuple[int, int]:
 def read_adapter(side: Side) -> LoadedAdapter:
     """Read an adapter checkpoint (only its own small weights), checking that it is a LoRA adapter."""
     adapter_dir = side.adapter_dir
-    config_path = adapter_dir / "adapter_config.json"
+    config_path = side.adapter.config_path
     weights_path = side.weights_path
     if not config_path.is_file():
-        raise ChatError(f"{adapter_dir} has no adapter_config.json: pick a run's adapters folder or an adapter folder")
+        raise ChatError(f"{adapter_dir} has no {config_path.name}: pick a run's adapters folder or an adapter folder")
     if not weights_path.is_file():
         raise ChatError(f"{weights_path} does not exist: pick another checkpoint")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ChatError(f"{config_path}: cannot read it ({exc}); it should be the JSON mlx_lm lora writes") from None
-    kind = config.get("fine_tune_type", "dora" if config.get("use_dora") else "lora")
+    kind = kind_of(config)
     if kind != "lora":
         raise ChatError(
             f"{config_path}: fine_tune_type is {kind!r}; side-by-side chat works with LoRA adapters only "

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phi3tui.core.adapters import ADAPTER_CONFIG, LATEST_WEIGHTS
 
 NUMBER_TYPES = (int, float)
 
@@ -416,8 +417,8 @@ def check_adapters(values: dict, defaults: dict, workspace_root: Path) -> list[F
         rpath = rpath if rpath.is_absolute() else Path(workspace_root) / rpath
         if not rpath.is_file():
             found.append(Finding("error", "resume_adapter_file", f"{rpath} does not exist",
-                                 "point it at an adapters.safetensors file, or set it to null"))
-    if (path / "adapters.safetensors").is_file() or (path / "adapter_config.json").is_file():
+                                 f"point it at an {LATEST_WEIGHTS} file, or set it to null"))
+    if (path / LATEST_WEIGHTS).is_file() or (path / ADAPTER_CONFIG).is_file():
         resuming = rpath is not None and rpath.resolve().is_relative_to(path.resolve())
         if not resuming:
             found.append(Finding("warning", "adapter_path", f"{path} already holds another run's adapters: "

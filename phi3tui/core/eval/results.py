@@ -7,6 +7,7 @@ import math
 import time
 from pathlib import Path
 
+from phi3tui.core.adapters import LATEST_WEIGHTS, iteration_of
 from phi3tui.core.files import atomic_write_text
 
 SIDE_KEYS = ("label", "test_loss", "test_ppl", "mc1", "mc2", "n_mc", "exact_match", "rouge_l", "n_answers")
@@ -95,8 +96,6 @@ HIGHER_IS_BETTER = {"mc1": True, "mc2": True, "test_loss": False}
 
 def side_record(side) -> dict:
     """Where a side's weights came from, saved with its scores so they can be found by checkpoint."""
-    from phi3tui.core.adapters import iteration_of
-
     if side.is_base:
         return {"adapter_dir": None, "iteration": None}
     return {"adapter_dir": str(side.adapter_dir.resolve()), "iteration": iteration_of(side.weights_path)}
@@ -176,12 +175,10 @@ def best_by(scores: dict[int, dict], key: str) -> tuple[int, float] | None:
 def current_scores(adapter_dir: Path) -> tuple[int, dict] | None:
     """(iteration, scores) of the checkpoint adapters.safetensors holds now when it was evaluated, else of
     the newest checkpoint evaluated; None when none was. What the runs list shows for a run."""
-    from phi3tui.core.adapters import iteration_of
-
     scores = checkpoint_scores(adapter_dir)
     if not scores:
         return None
-    now = iteration_of(Path(adapter_dir) / "adapters.safetensors")
+    now = iteration_of(Path(adapter_dir) / LATEST_WEIGHTS)
     iteration = now if now in scores else max(scores)
     return iteration, scores[iteration]
 
@@ -189,8 +186,6 @@ def current_scores(adapter_dir: Path) -> tuple[int, dict] | None:
 def labels_with_scores(sides) -> list[str]:
     """Each side's label, with its checkpoint's saved scores after it when it was evaluated: what the
     checkpoint pickers (Chat, Evaluate) list."""
-    from phi3tui.core.adapters import iteration_of
-
     by_folder: dict[Path, dict[int, dict]] = {}
     out = []
     for side in sides:

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phi3tui.core import models
+from phi3tui.core.adapters import ADAPTER_CONFIG, KINDS, LATEST_WEIGHTS, AdapterRef
 from phi3tui.core.export import ExportError, Progress, no_progress
 from phi3tui.core.export.paths import (
     EXPORT_RECORD,
-    AdapterChoice,
+    adapter_config,
+    adapter_kind,
     base_model_of,
     default_export_name,
     dequantize_for_gguf,
@@ -54,30 +56,30 @@ TOKENIZER_CONFIG_KEYS = ("add_bos_token", "add_eos_token", "added_tokens_decoder
 class FuseResult:
     fused_dir: Path
     base_model: str
-    adapter: AdapterChoice
+    adapter: AdapterRef
     dequantized: bool
     restored: tuple[str, ...]  # files or keys taken from the base model
 
     def summary(self) -> str:
         extra = f"; from the base: {', '.join(self.restored)}" if self.restored else ""
-        return f"fused {self.adapter.label} into {self.base_model} -> {self.fused_dir}{extra}"
+        return f"fused {self.adapter.file_label} into {self.base_model} -> {self.fused_dir}{extra}"
 
 
 def is_quantized(config: dict) -> bool:
     return bool(config.get("quantization") or config.get("quantization_config"))
 
 
-def _adapter_folder_for(adapter: AdapterChoice, scratch: Path) -> Path:
+def _adapter_folder_for(adapter: AdapterRef, scratch: Path) -> Path:
     """mlx-lm loads <dir>/adapters.safetensors; a numbered checkpoint gets a folder of its own."""
-    if adapter.weights.name == "adapters.safetensors":
+    if adapter.is_latest:
         return adapter.adapter_dir
     scratch.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(adapter.adapter_dir / "adapter_config.json", scratch / "adapter_config.json")
-    shutil.copy2(adapter.weights, scratch / "adapters.safetensors")
+    shutil.copy2(adapter.config_path, scratch / ADAPTER_CONFIG)
+    shutil.copy2(adapter.weights, scratch / LATEST_WEIGHTS)
     return scratch
 
 
-def load_adapted(base_model: str, adapter: AdapterChoice, lazy: bool = False):
+def load_adapted(base_model: str, adapter: AdapterRef, lazy: bool = False):
     """(model, tokenizer, config) of the base with the adapter applied, as mlx-lm loads it.
 
     lazy: the base weights stay unread until used (the adapter's own weights are read now, as their
@@ -102,14 +104,14 @@ def load_adapted(base_model: str, adapter: AdapterChoice, lazy: bool = False):
             import mlx.core as mx
             from mlx.utils import tree_flatten
 
-            names = set(mx.load(str(folder / "adapters.safetensors")))
+            names = set(mx.load(str(folder / LATEST_WEIGHTS)))
             mx.eval([v for k, v in tree_flatten(loaded[0].parameters()) if k in names])
         return loaded
 
 
 def fuse(
     base_model: str,
-    adapter: AdapterChoice,
+    adapter: AdapterRef,
     save_path: Path,
     dequantize: bool = False,
     force: bool = False,
@@ -119,8 +121,9 @@ def fuse(
     save_path = Path(save_path)
     base_dir = local_model_dir(base_model)
     base_config = read_json(base_dir / "config.json")
-    if adapter.fine_tune_type not in ("lora", "dora", "full"):
-        raise ExportError(f"{adapter.adapter_dir / 'adapter_config.json'}: unknown fine_tune_type {adapter.fine_tune_type!r}")
+    kind = adapter_kind(adapter)
+    if kind not in KINDS:
+        raise ExportError(f"{adapter.config_path}: unknown fine_tune_type {kind!r}")
     progress(0, 1, "reading the base model and the adapter")
     with atomic_output_dir(save_path, force=force, error=ExportError) as tmp:
         plan = _fused_plan(base_model, adapter, dequantize)
@@ -131,9 +134,9 @@ def fuse(
             "adapter_dir": str(adapter.adapter_dir),
             "adapter_weights": adapter.weights.name,
             "run_id": adapter.run_id,
-            "fine_tune_type": adapter.fine_tune_type,
+            "fine_tune_type": kind,
             "dequantized": bool(dequantize and is_quantized(base_config)),
-            "max_seq_length": adapter.config.get("max_seq_length"),
+            "max_seq_length": adapter_config(adapter).get("max_seq_length"),
         }
         (tmp / EXPORT_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return FuseResult(save_path, base_model, adapter, record["dequantized"], tuple(restored))
@@ -175,7 +178,7 @@ class _FusePlan:
     copy_through: bool  # whether unchanged tensors may be copied from the base shards as bytes
 
 
-def _fused_plan(base_model: str, adapter: AdapterChoice, dequantize: bool) -> _FusePlan:
+def _fused_plan(base_model: str, adapter: AdapterRef, dequantize: bool) -> _FusePlan:
     """The fused model as lazy arrays, built by mlx-lm's own fuse and dequantize (nothing computed yet).
 
     The model object is dropped on return, so an evaluated tensor is held only by the writer, which lets go of it.
@@ -200,7 +203,7 @@ def _fused_plan(base_model: str, adapter: AdapterChoice, dequantize: bool) -> _F
         touched=frozenset(name for name, _ in fused),
         # A model's sanitize may rewrite a tensor under its own name, and a full fine-tune replaces them:
         # then every tensor goes through MLX.
-        copy_through=not hasattr(model, "sanitize") and adapter.fine_tune_type != "full",
+        copy_through=not hasattr(model, "sanitize") and adapter_kind(adapter) != "full",
     )
 
 
@@ -366,7 +369,7 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
     return list(tokenizer.encode(prompt))
 
 
-def compare_fused(base_model: str, adapter: AdapterChoice, fused_dir: Path, prompts: list[str], max_tokens: int = 16):
+def compare_fused(base_model: str, adapter: AdapterRef, fused_dir: Path, prompts: list[str], max_tokens: int = 16):
     """[(prompt, adapted tokens, fused tokens)] for each prompt: greedy answers of base+adapter and of the fused model."""
     from mlx_lm.utils import load
 

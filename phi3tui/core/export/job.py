@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phi3tui.core.adapters import AdapterRef
 from phi3tui.core.export import ExportError, Progress, no_progress
-from phi3tui.core.export.paths import AdapterChoice, base_model_of, default_export_name, read_json, resolve_adapter, safe_name
+from phi3tui.core.export.paths import adapter_config, base_model_of, default_export_name, read_json, resolve_adapter, safe_name
 from phi3tui.core.export.steps import (  # noqa: F401 (the verify states: callers and tests take them from here)
     VERIFY_AGREED,
     VERIFY_DISAGREES,
@@ -26,7 +27,7 @@ DEFAULT_PROMPTS = ("What happens if you crack your knuckles a lot?", "Why is the
 @dataclass
 class ExportJob:
     workspace_root: Path
-    adapter: AdapterChoice | None
+    adapter: AdapterRef | None
     base_model: str | None
     name: str
     out_dir: Path
@@ -98,11 +99,11 @@ class ExportJob:
 
     def training_max_seq_length(self) -> int:
         if self.adapter is not None:
-            return int(self.adapter.config.get("max_seq_length") or 0)
+            return int(adapter_config(self.adapter).get("max_seq_length") or 0)
         record = self.fused_dir / "phi3tui-export.json"
         return int(read_json(record).get("max_seq_length") or 0) if record.is_file() else 0
 
-    def require_adapter(self) -> AdapterChoice:
+    def require_adapter(self) -> AdapterRef:
         if self.adapter is None:
             raise ExportError(f"no adapter chosen and none found in {self.workspace_root}: train first or give --adapter-path")
         return self.adapter

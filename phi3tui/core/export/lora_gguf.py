@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from phi3tui.core.export import ExportError, Progress, no_progress
-from phi3tui.core.export.paths import AdapterChoice
+from phi3tui.core.adapters import AdapterRef, kind_of
+from phi3tui.core.export.paths import adapter_config
 from phi3tui.core.files import atomic_output_file
 
 LORA_TYPES = ("f32", "f16")
@@ -35,7 +36,7 @@ class LoraResult:
 
 
 def write_lora_gguf(
-    adapter: AdapterChoice, outfile: Path, outtype: str = "f16", name: str | None = None,
+    adapter: AdapterRef, outfile: Path, outtype: str = "f16", name: str | None = None,
     force: bool = False, progress: Progress = no_progress,
 ) -> LoraResult:
     import gguf
@@ -44,9 +45,9 @@ def write_lora_gguf(
     outfile = Path(outfile)
     if outtype not in LORA_TYPES:
         raise ExportError(f"LoRA output type {outtype!r} is not one of {', '.join(LORA_TYPES)}")
-    config = adapter.config
-    where = adapter.adapter_dir / "adapter_config.json"
-    kind = config.get("fine_tune_type", "lora")
+    config = adapter_config(adapter)
+    where = adapter.config_path
+    kind = kind_of(config)
     if kind != "lora":
         raise ExportError(
             f"{where}: fine_tune_type is {kind!r}; a GGUF LoRA holds plain LoRA only (DoRA magnitudes and full "

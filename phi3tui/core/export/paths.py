@@ -8,36 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from phi3tui.core import models
-from phi3tui.core.adapters import checkpoints_in, find_adapters, is_adapter_dir
+from phi3tui.core.adapters import AdapterNotFound, AdapterRef, adapter_at, find_adapters, kind_of
 from phi3tui.core.export import ExportError
 
 EXPORT_RECORD = "phi3tui-export.json"  # written into a fused folder: what it was made from
-
-
-@dataclass(frozen=True)
-class AdapterChoice:
-    """One adapter to export: a folder, and the checkpoint file inside it to use."""
-
-    adapter_dir: Path
-    weights: Path  # adapters.safetensors or NNNNNNN_adapters.safetensors
-    run_id: str | None = None
-
-    @property
-    def config(self) -> dict:
-        return read_json(self.adapter_dir / "adapter_config.json")
-
-    @property
-    def fine_tune_type(self) -> str:
-        return self.config.get("fine_tune_type", "lora")
-
-    @property
-    def label(self) -> str:
-        where = f"run {self.run_id}" if self.run_id else str(self.adapter_dir)
-        return f"{where}, {self.weights.name}"
 
 
 def read_json(path: Path) -> dict:
@@ -54,59 +31,48 @@ def resolve_adapter(
     adapter_path: str | os.PathLike | None = None,
     run_id: str | None = None,
     checkpoint: int | None = None,
-) -> AdapterChoice:
+) -> AdapterRef:
     """The adapter to export: an explicit folder or checkpoint file, a run, or the newest run's adapters."""
     root = Path(workspace_root)
-    if adapter_path is not None:
-        p = Path(adapter_path).expanduser()
-        p = p if p.is_absolute() else root / p
-        if p.is_file():
-            if not (p.parent / "adapter_config.json").is_file():
-                raise ExportError(f"{p.parent / 'adapter_config.json'} is missing: an adapter file needs its folder's config")
-            return AdapterChoice(p.parent, p, _run_id_of(p.parent))
-        if not p.is_dir():
-            raise ExportError(f"adapter path {p} does not exist")
-        if not is_adapter_dir(p):
-            raise ExportError(f"{p} is not an adapter folder (it needs adapter_config.json and adapters.safetensors)")
-        return AdapterChoice(p, _pick_checkpoint(p, checkpoint), _run_id_of(p))
-    sources = find_adapters(root)
-    if run_id is not None:
-        sources = [s for s in sources if s.run_id == run_id]
-        if not sources:
-            raise ExportError(f"run {run_id} has no adapters under {root / 'runs'}; `phi3tui runs` lists the runs")
-    if not sources:
-        raise ExportError(
-            f"no adapters in {root}: train first (`phi3tui train`) or give --adapter-path DIR"
-        )
-    source = sources[0]
-    return AdapterChoice(source.adapter_dir, _pick_checkpoint(source.adapter_dir, checkpoint), source.run_id)
+    try:
+        if adapter_path is not None:
+            p = Path(adapter_path).expanduser()
+            return adapter_at(p if p.is_absolute() else root / p, checkpoint)
+        found = find_adapters(root)
+        if run_id is not None:
+            found = [ref for ref in found if ref.run_id == run_id]
+            if not found:
+                raise ExportError(f"run {run_id} has no adapters under {root / 'runs'}; `phi3tui runs` lists the runs")
+        if not found:
+            raise ExportError(
+                f"no adapters in {root}: train first (`phi3tui train`) or give --adapter-path DIR"
+            )
+        return found[0].at(checkpoint)
+    except AdapterNotFound as exc:
+        raise ExportError(str(exc)) from None
 
 
-def _run_id_of(adapter_dir: Path) -> str | None:
-    return adapter_dir.parent.name if adapter_dir.name == "adapters" and adapter_dir.parent.parent.name == "runs" else None
+def adapter_config(adapter: AdapterRef) -> dict:
+    """adapter_config.json's content, or an ExportError that names the file and what is wrong."""
+    return read_json(adapter.config_path)
 
 
-def _pick_checkpoint(adapter_dir: Path, iteration: int | None) -> Path:
-    checkpoints = checkpoints_in(adapter_dir)
-    if iteration is None:
-        return checkpoints[-1].path
-    for c in checkpoints:
-        if c.iteration == iteration:
-            return c.path
-    have = ", ".join(str(c.iteration) for c in checkpoints if c.iteration is not None) or "none"
-    raise ExportError(f"{adapter_dir} has no checkpoint for iteration {iteration} (checkpoints: {have})")
+def adapter_kind(adapter: AdapterRef) -> str:
+    """lora, dora or full (AdapterRef.kind, with export's error for a missing or damaged config)."""
+    return kind_of(adapter_config(adapter))
 
 
-def base_model_of(workspace_root: Path, adapter: AdapterChoice | None, override: str | None = None) -> str:
+def base_model_of(workspace_root: Path, adapter: AdapterRef | None, override: str | None = None) -> str:
     """The base model the adapter was trained on: --model, else adapter_config.json's `model`, else lora_config.yaml's.
     A local folder comes back as an absolute path, a Hugging Face model as its repo id (core.models finds both)."""
     root = Path(workspace_root)
     try:
         if override:
             return models.model_to_load(override, root)
-        if adapter is not None and adapter.config.get("model"):
+        trained_on = adapter_config(adapter).get("model") if adapter is not None else None
+        if trained_on:
             # mlx-lm stores the path as given on its command line: relative to where it ran (the run folder or the workspace).
-            return models.model_to_load(str(adapter.config["model"]), root, search=(adapter.adapter_dir.parent,))
+            return models.model_to_load(str(trained_on), root, search=(adapter.adapter_dir.parent,))
         from phi3tui.core.workspace import Workspace
 
         return models.workspace_model(Workspace(root))
@@ -122,11 +88,11 @@ def local_model_dir(model: str) -> Path:
         raise ExportError(str(exc)) from None
 
 
-def default_export_name(adapter: AdapterChoice | None) -> str:
+def default_export_name(adapter: AdapterRef | None) -> str:
     """A name for the export folder and the Ollama model: phi3-<run id>, lowercase, Ollama-safe."""
     stem = adapter.run_id if adapter and adapter.run_id else (adapter.adapter_dir.name if adapter else "model")
-    if adapter and adapter.weights.name != "adapters.safetensors":
-        stem += "-" + str(int(adapter.weights.name.split("_", 1)[0]))
+    if adapter and adapter.iteration is not None:
+        stem += "-" + str(adapter.iteration)
     return "phi3-" + safe_name(stem)
 
 

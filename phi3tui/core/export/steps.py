@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from phi3tui.core.export import ExportError, Progress, no_progress
+from phi3tui.core.export.paths import adapter_kind
 
 # What the verify step established. Only AGREED earns the ✓: a read-back proves the file is well formed,
 # not that llama.cpp runs it as MLX does.
@@ -89,7 +90,7 @@ class FuseStep:
         if job.adapter is None:
             return [NO_ADAPTER]
         lines = [
-            f"load {job.rel(job.base_model or '?')} with the {job.adapter.fine_tune_type.upper()} adapter",
+            f"load {job.rel(job.base_model or '?')} with the {adapter_kind(job.adapter).upper()} adapter",
             "fuse each adapted layer into its base weights (mlx-lm)",
         ]
         if job.no_dequantize:

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phi3tui.core.adapters import ADAPTER_CONFIG
 from phi3tui.core.export import O200K_SPLIT_REGEX, ExportError
 from phi3tui.core.export.paths import EXPORT_RECORD, read_json
 
@@ -155,8 +156,8 @@ def find_tokenizer_model(model_dir: Path, explicit: Path | None = None) -> Path 
         return model_dir / "tokenizer.model"
     record = model_dir / EXPORT_RECORD
     base = read_json(record).get("base_model") if record.is_file() else None
-    if base is None and (model_dir / "adapter_config.json").is_file():
-        base = read_json(model_dir / "adapter_config.json").get("model")
+    if base is None and (model_dir / ADAPTER_CONFIG).is_file():
+        base = read_json(model_dir / ADAPTER_CONFIG).get("model")
     if base:
         from phi3tui.core.models import model_file
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from phi3tui.core.adapters import checkpoints_in
+from phi3tui.core.adapters import LATEST_WEIGHTS, checkpoint_names, checkpoints_in
 from phi3tui.core.files import atomic_copy, atomic_write_text, shell_command
 from phi3tui.core.runs.folder import (
     ADAPTERS_DIR,
@@ -175,8 +175,6 @@ def runner_command(run_dir: Path, workspace_root: Path, env: dict) -> list[str]:
 def _remote_files(run_dir: Path, info: dict) -> tuple[list[str], list[str]]:
     """What every rank reads in the run folder (the config, run.json, the checkpoint a resume starts from), and
     the workspace paths the config names that must be on every host too (a local model folder, the data)."""
-    from phi3tui.core.runs.runner import checkpoint_names  # light: no MLX at module level
-
     files = [CONFIG_FILE, RUN_FILE]
     if info.get("resume_from"):
         files += [f"{ADAPTERS_DIR}/{name}" for name in checkpoint_names(int(info["resume_from"]))]
@@ -285,8 +283,6 @@ def kill_run(run_dir: Path) -> None:
 
 def resumable_checkpoint(run_dir: Path) -> int:
     """The newest checkpoint with its optimizer state beside it (0: none, the run starts over)."""
-    from phi3tui.core.runs.runner import checkpoint_names  # light: no MLX at module level
-
     best = 0
     for c in checkpoints_in(run_dir / ADAPTERS_DIR):
         if c.iteration is None:
@@ -407,7 +403,7 @@ def promote_best(run_dir: Path, by: str = "val_loss") -> tuple[int, float]:
     settle_dead_run(run_dir)
     info = run_info(run_dir)
     if info.get("state") in LIVE_STATES:
-        raise RunError(f"run {run_dir.name} is still {info.get('state')}; stop it first (it rewrites adapters.safetensors)")
+        raise RunError(f"run {run_dir.name} is still {info.get('state')}; stop it first (it rewrites {LATEST_WEIGHTS})")
     table = {it: (path, loss) for it, path, loss in checkpoint_table(run_dir)}
     if by == "val_loss":
         valid = [(it, loss) for it, (_, loss) in table.items() if loss is not None and math.isfinite(loss)]
@@ -422,7 +418,7 @@ def promote_best(run_dir: Path, by: str = "val_loss") -> tuple[int, float]:
                            "first (`phi3tui eval --run ID --checkpoint N`, or Evaluate in Chat)")
         iteration, score = best
     path = table[iteration][0]
-    atomic_copy(path, path.parent / "adapters.safetensors")
+    atomic_copy(path, path.parent / LATEST_WEIGHTS)
     update_run_json(run_dir, promoted={"iteration": iteration, "by": by, by: score, "time": time.time()})
     return iteration, score
 

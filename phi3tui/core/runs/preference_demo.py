@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from phi3tui.core.adapters import LATEST_WEIGHTS
+from phi3tui.core.runs.folder import ADAPTERS_DIR
 from phi3tui.core.runs.launcher import start_run, wait_for_run
 from phi3tui.core.runs.state import RunState
 from phi3tui.core.runs.store import RunError, read_metrics
@@ -30,7 +32,7 @@ def demo_step(workspace, state: dict) -> str:
     overrides = dict(DEMO_DPO, data=DEMO_PREFERENCE_DATA)
     sft = state.get("adapter_dir")
     if sft:
-        overrides["resume_adapter_file"] = str(Path(sft) / "adapters.safetensors")
+        overrides["resume_adapter_file"] = str(Path(sft) / LATEST_WEIGHTS)
     run_dir = start_run(workspace, overrides=overrides)
     info = wait_for_run(run_dir)
     if info.get("state") != RunState.FINISHED:
@@ -38,7 +40,7 @@ def demo_step(workspace, state: dict) -> str:
                        f"(log: {run_dir / 'log.txt'})")
     state["sft_adapter_dir"] = sft
     state["run_dir"] = run_dir
-    state["adapter_dir"] = run_dir / "adapters"
+    state["adapter_dir"] = run_dir / ADAPTERS_DIR
     val = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     val = [r for r in val if r.get("kind") == "val"]
     if len(val) < 2 or len(read_metrics(run_dir).val_y) < 2:

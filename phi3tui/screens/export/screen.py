@@ -142,7 +142,7 @@ class ExportScreen(ModeScreen):
 
         def picked(choice) -> None:
             if choice:
-                self.rebuild_job(adapter_path=str(choice[1]))
+                self.rebuild_job(adapter_path=str(choice.weights))
 
         picker = Picker(
             "Which adapter to export?",

@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from phi3tui.core import runs
+from phi3tui.core.adapters import run_adapter_dir
 from phi3tui.core.eval import current_scores, number_text
 
 
@@ -71,7 +72,7 @@ class RunsListScreen(ModalScreen[tuple | None]):
         for s in self.summaries:
             best = "-" if s.best_val_loss is None or not math.isfinite(s.best_val_loss) else f"{s.best_val_loss:.3f}"
             mark = "●" if s.run_dir in self.marked else " "
-            scored = current_scores(s.run_dir / "adapters")
+            scored = current_scores(run_adapter_dir(s.run_dir))
             it, sc = scored if scored else (None, {})
             cells = [number_text(sc.get(k), 3 if k == "test_loss" else 2) for k in ("mc1", "mc2", "test_loss")]
             table.add_row(mark, s.id, s.state, f"{s.iteration}/{s.iters}", best, s.age_text(), *cells,

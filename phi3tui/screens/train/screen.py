@@ -18,6 +18,7 @@ from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
 
 from phi3tui.core import runs
+from phi3tui.core.adapters import LATEST_WEIGHTS, run_adapter_dir
 from phi3tui.core.eval import checkpoint_scores, read_probes, number_text
 from phi3tui.core.runs import END_STATES, RunState, log_tail
 from phi3tui.screens.base import ModeScreen
@@ -239,7 +240,7 @@ class TrainScreen(ModeScreen):
         best = info.get("best_val_loss")
         rows = [f"best val {best:.4f} @{info.get('best_val_iteration')}" if isinstance(best, (int, float)) else "best val -"]
         table = runs.checkpoint_table(self.run_dir, m, last=3)
-        scores = checkpoint_scores(self.run_dir / "adapters") if table else {}
+        scores = checkpoint_scores(run_adapter_dir(self.run_dir)) if table else {}
         if scores:  # evaluations saved beside the adapters (eval-*.json): their scores, per checkpoint
             rows.append("  iter    val  mc1  mc2  test")
         else:
@@ -402,7 +403,7 @@ class TrainScreen(ModeScreen):
         name = by.replace("_", " ")
         self._control(
             lambda d: "iteration {} ({name} {:.4f})".format(*runs.promote_best(d, by), name=name),
-            "adapters.safetensors is now the checkpoint of {result}",
+            LATEST_WEIGHTS + " is now the checkpoint of {result}",
         )
 
     def action_toggle_rewards(self) -> None:
