@@ -3,7 +3,7 @@
 Values load exactly as `mlx_lm lora --config` loads them (its float resolver: `1e-6` is a float).
 The pieces: config_document.py (edits that keep comments and layout), config_schema.py (the keys
 mlx-lm accepts), config_migrate.py (old keys made current), config_checks.py (checks against the
-model, the data and this machine), models.py (the model itself). `review_config` ties them together;
+model, the data and this machine), models (the model itself). `review_config` ties them together;
 `prepare_run_config` is what a run uses: every migration applied, every check run.
 """
 

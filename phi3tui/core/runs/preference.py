@@ -31,6 +31,7 @@ from pathlib import Path
 
 from phi3tui.core.config import preference_settings
 from phi3tui.core.data import DataSettings, preference_tokens
+from phi3tui.core.models import adapter_layer_kinds
 
 
 # -- the losses (pure: log-probabilities in, loss and metrics out) -------------------------------------
@@ -112,18 +113,8 @@ def answer_logps(model, tokens, mask):
     return logps.sum(-1), target_mask.sum(-1)
 
 
-def _adapter_kinds() -> tuple:
-    from phi3tui.core.mlx_lm_private import load_tuner
-
-    load_tuner()
-    from mlx_lm.tuner.dora import DoRAEmbedding, DoRALinear
-    from mlx_lm.tuner.lora import LoRAEmbedding, LoRALinear, LoRASwitchLinear
-
-    return (LoRALinear, LoRASwitchLinear, LoRAEmbedding, DoRALinear, DoRAEmbedding)
-
-
 def has_adapter(model) -> bool:
-    kinds = _adapter_kinds()
+    kinds = adapter_layer_kinds()
     return any(isinstance(m, kinds) for _, m in model.named_modules())
 
 
@@ -132,7 +123,7 @@ def adapter_off(model):
     """The base model for the duration: each adapter layer is replaced in its parent by the layer it wraps
     (mlx-lm's LoRALinear.linear, DoRA's too, an embedding's .embedding), then put back. The base weights
     are the very arrays the adapted model uses: nothing is copied."""
-    kinds = _adapter_kinds()
+    kinds = adapter_layer_kinds()
     modules = dict(model.named_modules())
     swapped = []
     try:
