@@ -1,6 +1,6 @@
 """Preference tuning (DPO, ORPO) on mlx-lm's own trainer, with one copy of the weights.
 
-The runner (runner.py) hands a run whose config says `train_mode: dpo | orpo` to a PreferenceTask: its
+The runner (trainer.py, through tasks.TASKS) hands a run whose config says `train_mode: dpo | orpo` to a PreferenceTask: its
 datasets ({"prompt", "chosen", "rejected"} records through the chat template, as mlx-lm-lora's DPODataset
 builds them), its batch iterator and its loss go to `mlx_lm.tuner.trainer.train()` unchanged.
 
@@ -269,7 +269,11 @@ def pair_batch(batch: list, max_seq_length: int) -> tuple:
 
 
 class PreferenceTask:
-    """Datasets, batches, loss and measurements of one DPO/ORPO run, for mlx-lm's train() and evaluate()."""
+    """Datasets, batches, loss and measurements of one DPO/ORPO run, for mlx-lm's train() and evaluate()
+    (a TrainTask: core/runs/tasks.py)."""
+
+    plotted = ("reward_margin", "chosen_reward", "rejected_reward", "accuracy")
+    perplexity = False  # a perplexity of a DPO/ORPO loss means nothing
 
     def __init__(self, args, tokenizer):
         settings = preference_settings(vars(args))
