@@ -246,8 +246,8 @@ class Trainer:
         """mlx-lm's iterate_batches with our per-iteration hook, validation and resume around it.
 
         The trainer pulls the batch of iteration `it` just before running it, so here the previous
-        iteration is complete. The order of random draws is mlx-lm's: training batch first, then
-        the validation made at that iteration.
+        iteration is complete (mlx_lm_private.TRAIN_LOOP_CONTRACT). The order of random draws is mlx-lm's:
+        training batch first, then the validation made at that iteration.
         """
         import numpy as np
 
