@@ -26,7 +26,7 @@ from phi3tui.core.adapters import (
 from phi3tui.core.chat import BASE, ChatError, side_for_path
 from phi3tui.core.export import ExportError
 from phi3tui.core.export.paths import adapter_kind, default_export_name, resolve_adapter
-from phi3tui.core.runs.folder import write_run_json
+from phi3tui.core.run_folder import write_run_json
 
 
 def write_adapter(adapter_dir: Path, iterations: list[int], kind: str = "lora", model: str = "model") -> None:

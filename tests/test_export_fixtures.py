@@ -33,7 +33,7 @@ def train_adapter(root: Path, adapter_path: str, *extra: str) -> Path:
 def record_run(run_dir: Path) -> None:
     """The run.json phi3tui's launcher writes into every run folder: it names the run (core.adapters reads the
     id from it), here for a run trained by mlx-lm directly."""
-    from phi3tui.core.runs.folder import write_run_json
+    from phi3tui.core.run_folder import write_run_json
 
     write_run_json(run_dir, {"id": run_dir.name, "state": "finished"})
 

@@ -13,7 +13,7 @@ import pytest
 
 from phi3tui.core import runs
 from phi3tui.core.runs.awake import keep_awake_plan, start_keep_awake
-from phi3tui.core.runs.folder import read_run_json
+from phi3tui.core.run_folder import read_run_json
 from phi3tui.core.settings import load_settings
 from phi3tui.core.workspace import Workspace
 from tests.conftest import run_cli

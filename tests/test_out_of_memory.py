@@ -11,7 +11,7 @@ import yaml
 
 from phi3tui.app import Phi3App
 from phi3tui.core import runs
-from phi3tui.core.runs.folder import read_run_json
+from phi3tui.core.run_folder import read_run_json
 from phi3tui.core.runs.runner import MEMORY_LIMIT_ENV, died_of_memory, is_memory_failure
 from phi3tui.core.workspace import Workspace
 from tests.conftest import run_cli

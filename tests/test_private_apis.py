@@ -82,6 +82,74 @@ def test_the_tuner_loads_without_the_reporting_packages_until_a_run_reports():
         assert "wandb is not installed" in out.get("refused", "")  # mlx-lm's own refusal, as without phi3tui
 
 
+def _instrumented_train(demo_model, tmp_path, iters: int, stop_after: int | None = None, steps_per_report: int = 1):
+    """mlx-lm's train() on the demo model with a generator and a callback that log, in order, each batch pulled
+    and each report made. Returns (events, the generator's keyword arguments, the loss's argument counts)."""
+    import mlx.core as mx
+    import mlx.optimizers as optim
+    import numpy as np
+    from mlx_lm.tuner.trainer import TrainingArgs, TrainingCallback, default_loss, train
+    from mlx_lm.utils import load
+
+    from phi3tui.core.models import apply_fine_tune
+
+    model, _ = load(str(demo_model))
+    apply_fine_tune(model, "lora", 1, {"rank": 2, "scale": 1.0, "dropout": 0.0})
+    events, calls, loss_args = [], [], []
+    vocab = json.loads((demo_model / "config.json").read_text())["vocab_size"]
+
+    def batches(**kwargs):
+        calls.append(sorted(kwargs))
+        rng = np.random.default_rng(0)
+        for i in range(1, 10_000):
+            if stop_after is not None and i > stop_after:
+                events.append(("returned", i - 1))
+                return
+            events.append(("pull", i))
+            tokens = mx.array(rng.integers(0, vocab, size=(2, 9)), dtype=mx.int32)
+            yield tokens, mx.array([[1, 8], [1, 8]], dtype=mx.int32)
+        events.append(("drained", None))
+
+    def loss(model, *batch):
+        loss_args.append(len(batch))  # at tracing only: the step is compiled
+        return default_loss(model, *batch)
+
+    class Log(TrainingCallback):
+        def on_train_loss_report(self, info):
+            events.append(("report", info["iteration"]))
+            assert set(info) >= {"iteration", "train_loss", "learning_rate", "iterations_per_second",
+                                 "tokens_per_second", "trained_tokens", "peak_memory"}
+
+        def on_val_loss_report(self, info):
+            events.append(("val", info["iteration"]))
+
+    tmp_path.mkdir(parents=True)
+    adapter_file = tmp_path / "adapters.safetensors"
+    train(model=model, optimizer=optim.Adam(learning_rate=1e-3), train_dataset=[None] * 4, val_dataset=None,
+          args=TrainingArgs(batch_size=2, iters=iters, steps_per_report=steps_per_report, steps_per_eval=1,
+                            steps_per_save=iters + 1, adapter_file=adapter_file, max_seq_length=16),
+          loss=loss, iterate_batches=lambda **kwargs: batches(**kwargs), training_callback=Log())
+    saved = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".safetensors")
+    return events, calls, loss_args, saved
+
+
+def test_train_loop_contract(demo_model, tmp_path):
+    """mlx_lm_private.TRAIN_LOOP_CONTRACT: the order of mlx-lm's train() loop that the runner's iterate_batches
+    generator relies on to validate, checkpoint, stop and resume between two steps."""
+    from phi3tui.core.mlx_lm_private import TRAIN_LOOP_CONTRACT
+
+    assert len(TRAIN_LOOP_CONTRACT) == 8
+    events, calls, loss_args, saved = _instrumented_train(demo_model, tmp_path / "full", iters=3)
+    # 1: called once, with these keywords. 7: loss(model, *batch).
+    assert calls == [["batch_size", "comm_group", "dataset", "loop", "max_seq_length"]] and set(loss_args) == {2}
+    # 2, 3, 5: each batch pulled after the previous step's report, none after the last step, no validation.
+    assert events == [("pull", 1), ("report", 1), ("pull", 2), ("report", 2), ("pull", 3), ("report", 3)]
+    assert saved == ["adapters.safetensors"]  # 8: no numbered checkpoint of mlx-lm's own
+    # 4: a generator that returns ends the run without an error; 6: reports on the grid and at the end.
+    events, _, _, _ = _instrumented_train(demo_model, tmp_path / "stopped", iters=10, stop_after=4, steps_per_report=3)
+    assert events == [("pull", 1), ("pull", 2), ("pull", 3), ("report", 3), ("pull", 4), ("returned", 4)]
+
+
 # -- Textual --------------------------------------------------------------------------------------
 class Coloured(Screen):
     CSS = "Static { background: $primary; }"

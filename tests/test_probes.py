@@ -150,7 +150,7 @@ async def test_scores_per_checkpoint_in_the_train_screen_and_promote_by_score(pr
     from phi3tui.app import Phi3App
     from phi3tui.core.adapters import iteration_of
     from phi3tui.core.eval import checkpoint_scores
-    from phi3tui.core.runs.folder import read_run_json
+    from phi3tui.core.run_folder import read_run_json
 
     ws_root, probed_run = probed
     ws = tmp_path / "ws"

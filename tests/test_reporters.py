@@ -15,7 +15,7 @@ import pytest
 
 from phi3tui.core import runs
 from phi3tui.core.config import REPORTERS, review_config
-from phi3tui.core.runs.folder import read_run_json
+from phi3tui.core.run_folder import read_run_json
 from phi3tui.core.workspace import Workspace
 from tests.conftest import run_cli
 

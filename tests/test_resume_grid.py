@@ -10,7 +10,7 @@ import time
 import pytest
 
 from phi3tui.core import runs
-from phi3tui.core.runs.folder import read_run_json, run_lock
+from phi3tui.core.run_folder import read_run_json, run_lock
 from phi3tui.core.workspace import Workspace
 from tests.test_runner import curve, wait_until
 

@@ -14,7 +14,7 @@ import pytest
 
 from phi3tui.core import runs
 from phi3tui.core.machine import host_name, machine_id
-from phi3tui.core.runs.folder import update_run_json
+from phi3tui.core.run_folder import update_run_json
 from phi3tui.core.runs.state import END_UNRECORDED, IllegalTransition, RunState, settle_dead_run, transition
 from phi3tui.core.runs.watcher import RunWatcher
 from phi3tui.core.workspace import Workspace
@@ -205,7 +205,7 @@ def test_only_state_py_writes_a_run_state():
     offenders = []
     for path in sorted(package.rglob("*.py")):
         where = path.relative_to(REPO).as_posix()
-        if where in ("phi3tui/core/runs/state.py", "phi3tui/core/runs/folder.py"):
+        if where in ("phi3tui/core/runs/state.py", "phi3tui/core/run_folder.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from phi3tui.core import runs
-from phi3tui.core.runs.folder import read_run_json
+from phi3tui.core.run_folder import read_run_json
 from phi3tui.core.workspace import Workspace
 from tests.conftest import REPO
 
@@ -184,6 +184,25 @@ def test_two_ranks_on_localhost_write_one_metrics_stream(demo_workspace):
     assert len(keys) == len(set(keys))  # one stream: rank 1 wrote nothing
     assert ("train", 10) in keys and ("val", 0) in keys
     assert "rank 1 of 2" in (run_dir / "log.txt").read_text()
+
+
+def test_the_recorder_writes_states_only_through_transition(tmp_path, capsys):
+    from phi3tui.core.runs.recorder import RunRecorder
+    from phi3tui.core.runs.state import RunState, transition
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    transition(run_dir, RunState.QUEUED)
+    recorder = RunRecorder(run_dir, writer=True)
+    with pytest.raises(ValueError, match="move()"):
+        recorder.update(state="finished")
+    recorder.move(RunState.RUNNING, runner_pid=1)
+    recorder.move(RunState.FINISHED, reason="all iterations done")
+    assert read_run_json(run_dir)["state"] == "finished" and read_run_json(run_dir)["ended"]
+    recorder.move(RunState.FAILED, reason="late")  # a finished run cannot fail: the move is refused and said
+    info = read_run_json(run_dir)
+    assert info["state"] == "finished" and info["reason"] == "all iterations done"
+    assert "run.json not moved" in capsys.readouterr().out
 
 
 def test_health_alarms_are_written_into_run_json(tmp_path):

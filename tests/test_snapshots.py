@@ -17,7 +17,7 @@ import pytest
 
 from phi3tui.app import Phi3App
 from phi3tui.core import runs
-from phi3tui.core.runs.folder import ADAPTERS_DIR, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE
+from phi3tui.core.run_folder import ADAPTERS_DIR, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE
 from phi3tui.core.workspace import Workspace
 from phi3tui.modes import app_modes
 

@@ -6,8 +6,8 @@ latest weights adapters.safetensors, and numbered checkpoints NNNNNNN_adapters.s
 NNNNNNN_optimizer.safetensors and NNNNNNN_state.json, for resuming). A run keeps its folder in runs/<id>/adapters;
 the run id is read from the run's run.json, so a renamed or moved run folder still names its run.
 
-The run folder's names (adapters/, run.json) are core.runs.folder's. They are imported inside the functions
-that need them: core.runs imports this module, and its package __init__ would import it back mid-load.
+The run folder's names (adapters/, run.json) are core/run_folder.py's: the run-folder contract is a leaf that both
+this module and core/runs read, so neither imports the other's package.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from phi3tui.core.run_folder import ADAPTERS_DIR, RUN_FILE, RunJsonUnreadable, read_run_json
 
 LATEST_WEIGHTS = "adapters.safetensors"  # the latest (or promoted) weights; what mlx-lm loads from a folder
 ADAPTER_CONFIG = "adapter_config.json"
@@ -140,14 +142,12 @@ def kind_of(config: dict) -> str:
 
 def run_adapter_dir(run_dir: Path) -> Path:
     """A run's adapter folder, runs/<id>/adapters."""
-    from phi3tui.core.runs.folder import ADAPTERS_DIR  # see the module doc
 
     return Path(run_dir) / ADAPTERS_DIR
 
 
 def run_id_of(adapter_dir: Path) -> str | None:
     """The id in run.json of the run whose adapters/ folder this is; None for a loose adapter folder."""
-    from phi3tui.core.runs.folder import ADAPTERS_DIR, RUN_FILE, RunJsonUnreadable, read_run_json  # see the module doc
 
     adapter_dir = Path(adapter_dir)
     run_dir = adapter_dir.parent
@@ -185,7 +185,6 @@ NOT_AN_ADAPTER_DIR = f"it needs {ADAPTER_CONFIG} and {LATEST_WEIGHTS}"
 def adapter_at(path: str | Path, iteration: int | None = None) -> AdapterRef:
     """The adapter a path names: a run folder (its adapters/), an adapter folder, or one weights file in one;
     at `iteration` (None: the file given, else the latest). AdapterNotFound says what is missing."""
-    from phi3tui.core.runs.folder import ADAPTERS_DIR  # see the module doc
 
     p = Path(path).expanduser()
     if p.is_file():
@@ -205,7 +204,6 @@ def adapter_at(path: str | Path, iteration: int | None = None) -> AdapterRef:
 def find_adapters(workspace_root: Path) -> list[AdapterRef]:
     """Every run with adapters (newest first), then adapter folders at the top of the workspace; each at its
     latest weights (ref.checkpoints() lists the rest)."""
-    from phi3tui.core.runs.folder import ADAPTERS_DIR  # see the module doc
 
     found = []
     runs = Path(workspace_root) / "runs"

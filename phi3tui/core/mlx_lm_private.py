@@ -3,7 +3,8 @@ tests/test_private_apis.py pins what each one must do, so an upgrade that breaks
 
 mlx-lm has no public way to do these: build a model's classes from a config.json without loading its
 weights, list `mlx_lm lora`'s command-line options with their help and types, and import its tuner without
-its reporting packages.
+its reporting packages. And the runner leans on how `mlx_lm.tuner.trainer.train()` runs its loop (public
+function, unwritten order): TRAIN_LOOP_CONTRACT below.
 """
 
 from __future__ import annotations
@@ -72,3 +73,32 @@ def reporting_callbacks(modules) -> dict:
         if getattr(callbacks, name, None) is None and importlib.util.find_spec(name) is not None:
             setattr(callbacks, name, importlib.import_module(name))
     return callbacks.SUPPORT_CALLBACK
+
+
+# How the runner (core/runs/trainer.py) drives `mlx_lm.tuner.trainer.train()`: validation, stop requests,
+# checkpoints and resume are injected through the `iterate_batches` generator it is given, which only works
+# because train()'s loop behaves as follows (tests/test_private_apis.py::test_train_loop_contract pins each):
+TRAIN_LOOP_CONTRACT = (
+    # 1. The generator is called once, as iterate_batches(dataset=, batch_size=, max_seq_length=, loop=True,
+    #    comm_group=) (no seed): the runner's Trainer.batches takes these keywords.
+    "iterate_batches is called once with dataset, batch_size, max_seq_length, loop=True, comm_group",
+    # 2. Batch i is pulled just before step i, after step i-1 and its train report (on_train_loss_report) are
+    #    done: so when the generator resumes for batch i+1, iteration i is complete and its weights are final
+    #    (Trainer.after_iteration checkpoints and stops there, Trainer.validate validates there).
+    "batch i is pulled after step i-1 and its report, before step i",
+    # 3. After the last iteration no batch is pulled (zip(range(1, iters + 1), batches) stops on the range): the
+    #    runner checkpoints the last iteration itself, after train() returns.
+    "no batch is pulled after the last iteration",
+    # 4. A generator that returns early ends train() normally (the loop ends, adapter_file is saved): a stop.
+    "a generator that returns ends train() without an error",
+    # 5. val_dataset=None: train() never validates (never calls on_val_loss_report); validation is the runner's.
+    "val_dataset None: no validation and no on_val_loss_report",
+    # 6. Train reports come at it % steps_per_report == 0 and at the last iteration, numbered from 1 on every
+    #    start, with the keys iteration, train_loss, learning_rate, iterations_per_second, tokens_per_second,
+    #    trained_tokens, peak_memory (RunNumbering renumbers and merges them).
+    "train reports every steps_per_report and at the end, with mlx-lm's keys",
+    # 7. loss(model, *batch) -> (loss, token count): the batch as the generator yielded it (a task's tuple).
+    "loss is called as loss(model, *batch)",
+    # 8. steps_per_save above iters: train() saves no numbered checkpoint, only adapter_file at the end.
+    "steps_per_save > iters: only adapter_file is saved, at the end",
+)

@@ -34,10 +34,10 @@ def load_tokenizer(model: str | Path):
 
 def dataset_for(record: dict, fmt: str, tokenizer, settings):
     """The mlx-lm dataset object (TextDataset / ChatDataset / CompletionsDataset) for one record."""
-    from phi3tui.core.mlx_lm_private import load_tuner
+    from phi3tui.core.mlx_thread import mlx_thread
 
-    load_tuner()
-    from mlx_lm.tuner.datasets import ChatDataset, CompletionsDataset, TextDataset
+    with mlx_thread(tuner=True):
+        from mlx_lm.tuner.datasets import ChatDataset, CompletionsDataset, TextDataset
 
     if fmt == "text":
         if settings.mask_prompt:

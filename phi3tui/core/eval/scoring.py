@@ -86,11 +86,11 @@ def test_loss(chat_model, workspace: Workspace, n_sides: int) -> list[float]:
     test_batches and max_seq_length, the order mlx_lm lora --test uses (numpy seeded with `seed`)."""
     import numpy as np
 
-    from phi3tui.core.mlx_lm_private import load_tuner
+    from phi3tui.core.mlx_thread import mlx_thread
 
-    load_tuner()
-    from mlx_lm.tuner.datasets import CacheDataset, load_dataset
-    from mlx_lm.tuner.trainer import evaluate
+    with mlx_thread(tuner=True):
+        from mlx_lm.tuner.datasets import CacheDataset, load_dataset
+        from mlx_lm.tuner.trainer import evaluate
 
     from phi3tui.core.config import ConfigError, load_config_values
     from phi3tui.core.runs.runner import build_args

@@ -6,7 +6,7 @@ states, and `transition`, the one writer of a run's state).
 This is the package's public face: other packages import from here, not from its modules."""
 
 from phi3tui.core.lazy import lazy_attributes
-from phi3tui.core.runs.folder import RunJsonUnreadable, log_tail, parse_float, read_run_json
+from phi3tui.core.run_folder import RunJsonUnreadable, log_tail, parse_float, read_run_json
 from phi3tui.core.runs.state import (
     END_STATES,
     LIVE_STATES,

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phi3tui.core.runs.folder import RunJsonUnreadable, read_run_json
+from phi3tui.core.run_folder import RunJsonUnreadable, read_run_json
 from phi3tui.core.runs.store import MetricsTail, format_duration, run_dirs, run_info
 from phi3tui.core.workspace import Workspace
 

@@ -20,7 +20,7 @@ import yaml
 
 from phi3tui.core.adapters import LATEST_WEIGHTS, checkpoint_names, checkpoints_in
 from phi3tui.core.files import atomic_copy, atomic_write_text, shell_command
-from phi3tui.core.runs.folder import (
+from phi3tui.core.run_folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
     LOG_FILE,

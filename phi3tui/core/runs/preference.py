@@ -1,6 +1,6 @@
 """Preference tuning (DPO, ORPO) on mlx-lm's own trainer, with one copy of the weights.
 
-The runner (runner.py) hands a run whose config says `train_mode: dpo | orpo` to a PreferenceTask: its
+The runner (trainer.py, through tasks.TASKS) hands a run whose config says `train_mode: dpo | orpo` to a PreferenceTask: its
 datasets ({"prompt", "chosen", "rejected"} records through the chat template, as mlx-lm-lora's DPODataset
 builds them), its batch iterator and its loss go to `mlx_lm.tuner.trainer.train()` unchanged.
 
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from phi3tui.core.config import preference_settings
 from phi3tui.core.data import DataSettings, preference_tokens
+from phi3tui.core.models import adapter_layer_kinds
 
 
 # -- the losses (pure: log-probabilities in, loss and metrics out) -------------------------------------
@@ -112,18 +113,8 @@ def answer_logps(model, tokens, mask):
     return logps.sum(-1), target_mask.sum(-1)
 
 
-def _adapter_kinds() -> tuple:
-    from phi3tui.core.mlx_lm_private import load_tuner
-
-    load_tuner()
-    from mlx_lm.tuner.dora import DoRAEmbedding, DoRALinear
-    from mlx_lm.tuner.lora import LoRAEmbedding, LoRALinear, LoRASwitchLinear
-
-    return (LoRALinear, LoRASwitchLinear, LoRAEmbedding, DoRALinear, DoRAEmbedding)
-
-
 def has_adapter(model) -> bool:
-    kinds = _adapter_kinds()
+    kinds = adapter_layer_kinds()
     return any(isinstance(m, kinds) for _, m in model.named_modules())
 
 
@@ -132,7 +123,7 @@ def adapter_off(model):
     """The base model for the duration: each adapter layer is replaced in its parent by the layer it wraps
     (mlx-lm's LoRALinear.linear, DoRA's too, an embedding's .embedding), then put back. The base weights
     are the very arrays the adapted model uses: nothing is copied."""
-    kinds = _adapter_kinds()
+    kinds = adapter_layer_kinds()
     modules = dict(model.named_modules())
     swapped = []
     try:
@@ -278,7 +269,11 @@ def pair_batch(batch: list, max_seq_length: int) -> tuple:
 
 
 class PreferenceTask:
-    """Datasets, batches, loss and measurements of one DPO/ORPO run, for mlx-lm's train() and evaluate()."""
+    """Datasets, batches, loss and measurements of one DPO/ORPO run, for mlx-lm's train() and evaluate()
+    (a TrainTask: core/runs/tasks.py)."""
+
+    plotted = ("reward_margin", "chosen_reward", "rejected_reward", "accuracy")
+    perplexity = False  # a perplexity of a DPO/ORPO loss means nothing
 
     def __init__(self, args, tokenizer):
         settings = preference_settings(vars(args))

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from phi3tui.core.adapters import LATEST_WEIGHTS
-from phi3tui.core.runs.folder import ADAPTERS_DIR
+from phi3tui.core.run_folder import ADAPTERS_DIR
 from phi3tui.core.runs.launcher import start_run, wait_for_run
 from phi3tui.core.runs.state import RunState
 from phi3tui.core.runs.store import RunError, read_metrics

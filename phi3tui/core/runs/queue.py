@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from phi3tui.core.files import atomic_write_text
-from phi3tui.core.runs.folder import (
+from phi3tui.core.run_folder import (
     QUEUE_FILE,
     file_lock,
     RunJsonUnreadable,

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 
 from phi3tui.core.machine import same_machine
-from phi3tui.core.runs.folder import LOG_FILE, METRICS_FILE, RUN_FILE, log_tail, read_run_json, run_lock, write_run_json
+from phi3tui.core.run_folder import LOG_FILE, METRICS_FILE, RUN_FILE, log_tail, read_run_json, run_lock, write_run_json
 
 
 class RunState(str, Enum):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 from phi3tui.core.adapters import checkpoints_in
-from phi3tui.core.runs.folder import (
+from phi3tui.core.run_folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
     METRICS_FILE,

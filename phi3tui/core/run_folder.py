@@ -1,4 +1,5 @@
-"""The files of one run folder, shared by the runner (writer) and everything that reads a run.
+"""The run-folder contract: the files of one run folder, shared by the runner (writer), core/runs, core/adapters and
+everything that reads a run. A leaf: it imports only core/files.py.
 
 runs/<id>/config.yaml, run.json, metrics.jsonl, log.txt, adapters/ (DESIGN.md), plus two control
 files of our own: `stop` (a stop request, checked by the runner every step) and `.lock` (serialises

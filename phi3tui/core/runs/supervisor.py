@@ -1,0 +1,120 @@
+"""The runner's parent process: it forks the trainer before MLX is imported, keeps the machine awake while the
+trainer lives, passes a polite stop on, and records how a trainer ended that could not say so itself (killed by
+the OS for memory, crashed). It also hands on to the queue as a run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from phi3tui.core.run_folder import LOG_FILE, QUEUE_FILE, log_tail, read_run_json, update_run_json
+from phi3tui.core.runs.state import LIVE_STATES, IllegalTransition, RunState, as_state, transition
+
+OOM_KILL_SHARE = 0.8  # a SIGKILLed runner that had reached this share of the memory MLX can use died of memory
+
+
+
+def hand_on_queue(run_dir: Path) -> None:
+    """As this run ends, start the next queued one (core/runs/queue.py) with nobody attached. In a
+    process of its own, detached: this one still holds its model's memory and is about to exit."""
+    queue_file = run_dir.parent / QUEUE_FILE
+    try:
+        if queue_file.stat().st_size == 0:
+            return
+        with open(run_dir / LOG_FILE, "ab") as log:
+            # -c, not -m: the package's __init__ imports queue, which -m would run a second time.
+            start = "import sys; from phi3tui.core.runs.queue import main; sys.exit(main(sys.argv[1:]))"
+            subprocess.Popen([sys.executable, "-c", start, str(run_dir.parent.parent)],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError:  # no queue, or it cannot start now: the next `phi3tui` starts it
+        return
+
+
+def _oom_kills() -> int | None:
+    """The kernel's count of OOM kills in this process's memory cgroup (Linux), None where unknown."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for base, name in (("/sys/fs/cgroup", "memory.events"), ("/sys/fs/cgroup/memory", "memory.oom_control")):
+            if (controllers == "" and name == "memory.events") or "memory" in controllers.split(","):
+                try:
+                    text = Path(base + path.rstrip("/"), name).read_text()
+                except OSError:
+                    continue
+                for row in text.splitlines():
+                    key, _, value = row.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+    return None
+
+
+def died_of_memory(signal_number: int, peak_bytes: int, budget_bytes: float, kills_before, kills_after) -> bool:
+    """Whether a trainer that ended by `signal_number` was killed by the OS for memory: SIGKILL and either
+    the kernel counted an OOM kill meanwhile, or it had reached most of the memory MLX can use
+    (macOS's jetsam leaves no count to read)."""
+    if signal_number != signal.SIGKILL:
+        return False
+    if kills_before is not None and kills_after is not None and kills_after > kills_before:
+        return True
+    return bool(budget_bytes) and peak_bytes >= OOM_KILL_SHARE * budget_bytes
+
+
+def supervise(run_dir: Path, child: int) -> int:
+    """The runner's parent: keeps the machine awake while the trainer lives, passes a polite stop on,
+    and records how a trainer ended that could not say so itself (killed by the OS, crashed)."""
+    from phi3tui.core.runs.awake import keep_awake_plan, start_keep_awake
+
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGTERM))
+    kills_before = _oom_kills()
+    info = read_run_json(run_dir)
+    writer = int(os.environ.get("MLX_RANK", "0") or 0) == 0
+    plan = keep_awake_plan(os.getpid(), info.get("keep_awake") or "auto", why=f"phi3tui training run {run_dir.name}")
+    holder, how = start_keep_awake(plan)
+    if writer:
+        update_run_json(run_dir, awake=how, supervisor_pid=os.getpid())
+    print(f"phi3tui runner: keeping awake: {how}", flush=True)
+    try:
+        while True:
+            try:
+                _, status, usage = os.wait4(child, 0)
+                break
+            except ChildProcessError:
+                return 1
+    finally:
+        if holder is not None:
+            holder.terminate()
+            holder.wait()
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    number = os.WTERMSIG(status)
+    info = read_run_json(run_dir)
+    if not writer or as_state(info.get("state")) not in LIVE_STATES:
+        return 128 + number
+    # ru_maxrss: kilobytes on Linux, bytes on macOS.
+    peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    budget = float(info.get("memory_budget_gb") or 0) * 1e9
+    name = signal.Signals(number).name
+    at = info.get("iteration", 0)
+    if died_of_memory(number, peak, budget, kills_before, _oom_kills()):
+        reason = (f"out of memory: the OS killed the runner ({name}) at iteration {at}, having reached "
+                  f"{peak / 1e9:.2f} GB of the {budget / 1e9:.2f} GB MLX can use; "
+                  f"`phi3tui runs resume {run_dir.name} --smaller` halves the batch")
+        end, why = RunState.OUT_OF_MEMORY, dict(peak_memory_gb=peak / 1e9)
+    else:
+        reason = (f"the runner (pid {child}) was ended by {name} without recording a result "
+                  f"at iteration {at}; resume it from its last checkpoint")
+        end, why = RunState.FAILED, {}
+    try:  # only a run still live: another process may have ended it since it was read
+        transition(run_dir, end, expect=(RunState.QUEUED, RunState.RUNNING), reason=reason, error=reason,
+                   log_tail=log_tail(run_dir), **why)
+    except IllegalTransition:
+        return 128 + number
+    print(f"phi3tui runner: {reason}", flush=True)
+    hand_on_queue(run_dir)  # the trainer could not: the next queued run starts all the same
+    return 128 + number

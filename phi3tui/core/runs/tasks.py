@@ -1,0 +1,109 @@
+"""Training modes: what each `train_mode` of a config provides to the runner, and the one table that picks it.
+
+The runner (trainer.py) drives mlx-lm's `train()` the same way for every mode; a mode only supplies its data, its
+batches, its loss and what it measures. Adding a mode is one new module with a class that has what `TrainTask`
+lists, plus one line in `TASKS` (its `train_mode` value → the class); the config schema's `train_mode` choices
+(core/config/schema.py TRAIN_MODES) name it for the Config screen and the checks.
+
+Light at import: mlx and mlx_lm are imported inside the methods (only the runner process calls them).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+from phi3tui.core.mlx_thread import mlx_thread
+from phi3tui.core.runs.preference import PreferenceTask
+
+
+class TrainTask(Protocol):
+    """What a training mode provides. Built once per run, after the model and tokenizer are loaded."""
+
+    plotted: ClassVar[tuple[str, ...]]  # the metric series (keys of its train/val records) the Train screen plots beside loss
+    perplexity: ClassVar[bool]  # whether a loss of this mode has a perplexity (the test record's ppl)
+    datasets: tuple  # (train, valid, test), each sized and indexable as mlx-lm's CacheDataset wants
+
+    def __init__(self, args, tokenizer) -> None:
+        """Load the datasets from the run's arguments (build_args: the config merged with mlx-lm's defaults)."""
+
+    def prepare(self, model, fine_tune_type: str, max_seq_length: int, adapter_file=None) -> None:
+        """Once the model is set up (adapters added, a starting adapter loaded), before a resume restores."""
+
+    def iterate_batches(self, dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
+        """mlx-lm's iterate_batches signature: batches drawn with NumPy's global generator (a resume replays it)."""
+
+    def complete(self, model, batch):
+        """A batch as the trainer gets it (e.g. with reference scores), just before its training step."""
+
+    def loss(self, model, *batch):
+        """mlx-lm's loss signature: (mean loss, token count); compiled into the training step."""
+
+    def train_metrics(self, model) -> dict:
+        """The extra figures each train report records (floats by name); {} for none."""
+
+    def evaluate(self, model, dataset, batch_size, num_batches, max_seq_length) -> tuple[float, dict]:
+        """(mean loss, extra figures by name) over `dataset`: validation and test."""
+
+
+class SftTask:
+    """Supervised fine-tuning, exactly as `mlx_lm lora` trains: its datasets, batches, loss and evaluate."""
+
+    plotted: ClassVar[tuple[str, ...]] = ()
+    perplexity: ClassVar[bool] = True
+
+    def __init__(self, args, tokenizer):
+        with mlx_thread(tuner=True):
+            from mlx_lm.tuner.datasets import load_dataset
+
+        self.datasets = load_dataset(args, tokenizer)
+
+    def prepare(self, model, fine_tune_type: str, max_seq_length: int, adapter_file=None) -> None:
+        return None
+
+    def iterate_batches(self, dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
+        from mlx_lm.tuner.trainer import iterate_batches
+
+        return iterate_batches(dataset, batch_size, max_seq_length, loop=loop, seed=seed, comm_group=comm_group)
+
+    def complete(self, model, batch):
+        return batch
+
+    def loss(self, model, *batch):
+        from mlx_lm.tuner.trainer import default_loss
+
+        return default_loss(model, *batch)
+
+    def train_metrics(self, model) -> dict:
+        return {}
+
+    def evaluate(self, model, dataset, batch_size, num_batches, max_seq_length) -> tuple[float, dict]:
+        from mlx_lm.tuner.trainer import evaluate
+
+        loss = evaluate(model=model, dataset=dataset, batch_size=batch_size, num_batches=num_batches,
+                        max_seq_length=max_seq_length)
+        return loss, {}
+
+
+# train_mode → its task. One line per mode.
+TASKS: dict[str, type] = {
+    "sft": SftTask,
+    "dpo": PreferenceTask,
+    "orpo": PreferenceTask,
+}
+
+
+def task_class(train_mode: str | None) -> type:
+    """The task of a config's train_mode (unset: sft). Raises ValueError naming the mode and the known ones."""
+    mode = train_mode or "sft"
+    try:
+        return TASKS[mode]
+    except KeyError:
+        raise ValueError(f"train_mode {mode!r} names no training mode; use one of {', '.join(TASKS)}") from None
+
+
+def plotted_metrics(train_mode: str | None) -> tuple[str, ...]:
+    """The metric series the Train screen plots beside loss for a run of this train_mode ((): none, or unknown)."""
+    try:
+        return tuple(task_class(train_mode).plotted)
+    except ValueError:
+        return ()
