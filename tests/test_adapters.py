@@ -11,6 +11,7 @@ import mlx.core as mx
 import pytest
 
 from phi3tui.core.adapters import (
+    CHECKPOINT_RE,
     ADAPTER_CONFIG,
     LATEST_WEIGHTS,
     AdapterNotFound,
@@ -127,10 +128,7 @@ def test_listing_newest_run_first_then_folders_each_latest_first(tmp_path):
         adapter_at(tmp_path / "nowhere")
 
 
-def test_checkpoint_names_are_the_runners():
-    """The runner saves under these names (it still spells them itself until it imports them from here)."""
-    from phi3tui.core.runs.runner import checkpoint_names as runner_names
-
-    for it in (0, 7, 1234567):
-        assert checkpoint_names(it) == runner_names(it)
-    assert checkpoint_names(10)[0] == "0000010_adapters.safetensors"
+def test_checkpoint_names():
+    """The names the runner saves under and every listing reads (core.adapters is their one home)."""
+    assert checkpoint_names(10) == ("0000010_adapters.safetensors", "0000010_optimizer.safetensors", "0000010_state.json")
+    assert CHECKPOINT_RE.match(checkpoint_names(1234567)[0]).group(1) == "1234567"

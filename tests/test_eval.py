@@ -105,7 +105,7 @@ def test_test_loss_equals_mlx_lm_evaluate_without_and_with_the_adapter(trained, 
     from mlx_lm.tuner.trainer import evaluate
 
     from phi3tui.core.eval.scoring import evaluate_sides
-    from phi3tui.core.runs.runner import build_args
+    from phi3tui.core.config import build_args
 
     adapted = side_for_path(trained / "runs" / RUN)
     result = evaluate_sides(chat_model, Workspace.open(trained), [BASE, adapted], answers=False)

@@ -147,6 +147,55 @@ def test_the_cycle_finder_sees_cycles_through_late_imports(tmp_path):
     assert find_cycles(import_graph(pkg)) == []
 
 
+def package_graph(root: Path = PACKAGE) -> dict[str, dict[str, tuple[str, str, int]]]:
+    """package -> {package it imports: (importing module, imported module, line)}. A package is a folder of
+    modules (core/config, core/runs, screens/train, …); a module directly in phi3tui/ or phi3tui/core/ is a unit of
+    its own. Imports inside functions count: a loop closed late is still a loop between the two packages."""
+    modules = _modules(root)
+    top = {root.name, f"{root.name}.core"}
+
+    def unit(module: str) -> str:
+        if modules[module].name == "__init__.py":
+            return module
+        parent = module.rpartition(".")[0]
+        return module if parent in top or parent == "" else parent
+
+    packages: dict[str, dict[str, tuple[str, str, int]]] = {}
+    for module, edges in import_graph(root).items():
+        for target, line in edges.items():
+            a, b = unit(module), unit(target)
+            packages.setdefault(b, {})
+            if a != b:
+                packages.setdefault(a, {}).setdefault(b, (module, target, line))
+    return packages
+
+
+def test_no_loops_between_packages():
+    """config, data, runs, eval, chat, export, models, … depend on each other one way only (DESIGN.md: a new
+    feature has one obvious place to go)."""
+    packages = package_graph()
+    assert {"phi3tui.core.config", "phi3tui.core.eval", "phi3tui.core.runs"} <= set(packages)
+    loops = find_cycles({a: dict.fromkeys(edges, 0) for a, edges in packages.items()})
+    described = [" -> ".join(f"{a} ({packages[a][b][0]}:{packages[a][b][2]})" for a, b in zip(loop, loop[1:]))
+                 for loop in loops]
+    assert loops == [], "loops between packages:\n" + "\n".join(described)
+
+
+def test_the_package_walk_sees_a_loop_closed_inside_a_function(tmp_path):
+    pkg = tmp_path / "pkg"
+    for sub in ("core/config", "core/eval"):
+        (pkg / sub).mkdir(parents=True)
+    for init in ("", "core", "core/config", "core/eval"):
+        (pkg / init / "__init__.py").write_text("")
+    (pkg / "core" / "config" / "schema.py").write_text("def keys():\n    from pkg.core.eval.probes import KEYS\n")
+    (pkg / "core" / "eval" / "probes.py").write_text("KEYS = {}\n")
+    (pkg / "core" / "eval" / "scoring.py").write_text("from pkg.core.config import schema\n")
+    loops = find_cycles({a: dict.fromkeys(e, 0) for a, e in package_graph(pkg).items()})
+    assert loops == [["pkg.core.config", "pkg.core.eval", "pkg.core.config"]]
+    (pkg / "core" / "config" / "schema.py").write_text("KEYS = {}\n")
+    assert find_cycles({a: dict.fromkeys(e, 0) for a, e in package_graph(pkg).items()}) == []
+
+
 def _face(module: str) -> str | None:
     return next((face for face in FACED if module == face or module.startswith(face + ".")), None)
 

@@ -35,7 +35,7 @@ def _inet_connections(pid: int) -> list:
 
 def test_trust_remote_code_off_unless_turned_on(bad_workspace):
     from phi3tui.core.workspace import load_config_values
-    from phi3tui.core.runs.runner import build_args
+    from phi3tui.core.config import build_args
 
     config = bad_workspace / "lora_config.yaml"
     assert build_args(load_config_values(config)).trust_remote_code is False

@@ -2,6 +2,7 @@
 keys made current), checks (against the model, the data and this machine), review (all of it at once), sweep (a grid of configs).
 This is the package's public face: other packages import from here, not from its modules."""
 
+from phi3tui.core.config.probes import PROBE_HELP, PROBE_KEYS, probe_problem, probe_prompts_path
 from phi3tui.core.config.checks import REPORTERS, Finding, reporter_names
 from phi3tui.core.workspace import ConfigError, load_config_values
 from phi3tui.core.config.document import ConfigDocument, DocumentEditError, _flow_text, load_values
@@ -13,11 +14,17 @@ from phi3tui.core.config.schema import (
     TRAIN_MODES,
     config_fields,
     epochs_for_iters,
+    build_args,
     mlx_lm_defaults,
     preference_settings,
 )
 
 __all__ = [
+    "PROBE_HELP",
+    "PROBE_KEYS",
+    "build_args",
+    "probe_problem",
+    "probe_prompts_path",
     "SweepError",
     "parse_sweep_spec",
     "point_label",

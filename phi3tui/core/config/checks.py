@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3tui.core.adapters import ADAPTER_CONFIG, LATEST_WEIGHTS
+from phi3tui.core.config.probes import probe_problem
 
 NUMBER_TYPES = (int, float)
 
@@ -429,7 +430,6 @@ def check_adapters(values: dict, defaults: dict, workspace_root: Path) -> list[F
 
 def check_probes(values: dict, workspace_root: Path) -> list[Finding]:
     """probe_prompts / probe_max_tokens: phi3tui's runner reads them (answers after each checkpoint)."""
-    from phi3tui.core.eval import probe_problem
 
     problem = probe_problem(values.get("probe_prompts"), values.get("probe_max_tokens"), workspace_root)
     return [Finding("error", *problem)] if problem else []

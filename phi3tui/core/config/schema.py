@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any
+
+from phi3tui.core.config.probes import PROBE_HELP, PROBE_KEYS
 
 # Groups in form order; a key mlx-lm adds later lands in "other".
 GROUPS = (
@@ -159,6 +162,15 @@ def mlx_lm_defaults() -> dict:
     return dict(lora_module().CONFIG_DEFAULTS)
 
 
+def build_args(values: dict) -> SimpleNamespace:
+    """The config's values merged with mlx-lm's defaults the way `mlx_lm lora --config` merges them."""
+    args = dict(values)
+    for key, default in mlx_lm_defaults().items():
+        if args.get(key) is None:
+            args[key] = default
+    return SimpleNamespace(**args)
+
+
 @lru_cache(maxsize=1)
 def _parser_actions() -> dict:
     from phi3tui.core.mlx_lm_private import lora_parser_actions
@@ -167,7 +179,6 @@ def _parser_actions() -> dict:
 
 
 def known_top_level_keys() -> set[str]:
-    from phi3tui.core.eval import PROBE_KEYS
 
     return (set(mlx_lm_defaults()) | set(_parser_actions()) | set(DATASET_KEYS) | set(PREFERENCE_KEYS)
             | set(PREFERENCE_ALIASES) | set(PROBE_KEYS)) - CLI_ONLY
@@ -243,7 +254,6 @@ def config_fields() -> list[FieldSpec]:
             specs.append(FieldSpec(("epochs",), "length & schedule", "float", None, CONFIG_ONLY_HELP["epochs"]))
     for key, kind, choices, help_text in PREFERENCE_FIELDS:
         specs.append(FieldSpec((key,), "preference", kind, PREFERENCE_KEYS[key], help_text, choices))
-    from phi3tui.core.eval import PROBE_HELP, PROBE_KEYS
 
     # phi3tui's runner answers these after each checkpoint; a path or a number, hence "yaml".
     for key, kind in (("probe_prompts", "yaml"), ("probe_max_tokens", "int")):

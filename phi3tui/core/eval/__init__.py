@@ -6,14 +6,7 @@ This is the package's public face: other packages import from here, not from its
 
 from phi3tui.core.eval.items import EvalError, McItem, item_from_row, read_mc, split_items
 from phi3tui.core.eval.metrics import exact_match, mc1, mc2, rouge_l
-from phi3tui.core.eval.probes import (
-    PROBE_HELP,
-    PROBE_KEYS,
-    CheckpointProbes,
-    probe_problem,
-    read_probe_prompts,
-    read_probes,
-)
+from phi3tui.core.eval.probes import CheckpointProbes, read_probe_prompts, read_probes
 from phi3tui.core.eval.results import (
     HIGHER_IS_BETTER,
     METRICS,
@@ -36,15 +29,12 @@ from phi3tui.core.eval.results import (
 __all__ = [
     "CheckpointProbes",
     "HIGHER_IS_BETTER",
-    "PROBE_HELP",
-    "PROBE_KEYS",
     "SCORE_KEYS",
     "best_by",
     "checkpoint_scores",
     "current_scores",
     "labels_with_scores",
     "number_text",
-    "probe_problem",
     "read_probe_prompts",
     "read_probes",
     "score_text",

@@ -92,8 +92,7 @@ def test_loss(chat_model, workspace: Workspace, n_sides: int) -> list[float]:
         from mlx_lm.tuner.datasets import CacheDataset, load_dataset
         from mlx_lm.tuner.trainer import evaluate
 
-    from phi3tui.core.config import ConfigError, load_config_values
-    from phi3tui.core.runs.runner import build_args
+    from phi3tui.core.config import ConfigError, build_args, load_config_values
 
     try:
         values = load_config_values(workspace.config_path) if workspace.config_path.is_file() else {}

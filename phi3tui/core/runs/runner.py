@@ -33,14 +33,12 @@ from phi3tui.core.runs.supervisor import died_of_memory, hand_on_queue, supervis
 from phi3tui.core.runs.trainer import (
     MEMORY_LIMIT_ENV,
     Trainer,
-    build_args,
-    checkpoint_names,
     is_memory_failure,
     restore_last_good,
 )
 
 # What other modules and tests import from here (the runner's public names): they live in the modules above.
-__all__ = ["Diverged", "MEMORY_LIMIT_ENV", "RunRecorder", "build_args", "checkpoint_names", "died_of_memory",
+__all__ = ["Diverged", "MEMORY_LIMIT_ENV", "RunRecorder", "died_of_memory",
            "hand_on_queue", "is_memory_failure", "main", "train_main"]
 
 

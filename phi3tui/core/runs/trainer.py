@@ -15,9 +15,9 @@ import shutil
 import time
 import traceback
 from pathlib import Path
-from types import SimpleNamespace
 
 from phi3tui.core.adapters import ADAPTER_CONFIG, LATEST_WEIGHTS, checkpoint_names
+from phi3tui.core.config import build_args
 from phi3tui.core.files import atomic_copy, atomic_write_text, replacing
 from phi3tui.core.workspace import load_config_values
 from phi3tui.core.run_folder import ADAPTERS_DIR, CONFIG_FILE, STOP_FILE
@@ -64,17 +64,6 @@ def memory_cap_bytes() -> int | None:
     if value <= 0:
         raise ValueError(f"{MEMORY_LIMIT_ENV}={raw!r} must be above 0")
     return int(value * 1e9)
-
-
-def build_args(values: dict) -> SimpleNamespace:
-    """The config's values merged with mlx-lm's defaults the way `mlx_lm lora --config` merges them."""
-    from phi3tui.core.config import mlx_lm_defaults
-
-    args = dict(values)
-    for key, default in mlx_lm_defaults().items():
-        if args.get(key) is None:
-            args[key] = default
-    return SimpleNamespace(**args)
 
 
 def _save_file(save, path: Path, data: dict) -> None:
