@@ -53,12 +53,12 @@ def register(subparsers) -> None:
 
 
 def _review(args):
-    from phi3tui.core.config import ConfigError, load_config_values, review_config
+    from phi3tui.core.config import ConfigError, load_config_values, read_config_text, review_config
 
     path = Path(args.file)
     try:
         load_config_values(path)
-        text = path.read_text(encoding="utf-8")
+        text = read_config_text(path)  # exactly: a --write keeps CRLF line ends and a byte order mark
         root = Path(args.workspace) if args.workspace else path.resolve().parent
         return path, text, review_config(text, root, frozenset(getattr(args, "skip", []) or []))
     except ConfigError as exc:

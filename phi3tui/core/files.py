@@ -4,7 +4,8 @@ Every write goes to a temporary name in the destination's own folder (a rename n
 systems), is flushed and fsynced, then `os.replace`d over the destination, and the folder is fsynced
 so the rename itself survives a power cut. A crash, a kill or a full disk leaves either the old file or
 the new one, never half of either, and no temporary file behind (a SIGKILL can leave one: its name
-starts with `.tmp-`, so it is hidden and never mistaken for the real file).
+starts with `.tmp-`, so it is hidden and never mistaken for the real file, and it carries its writer's
+process id, so the next write into the same folder removes it once that process is gone).
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
+# `.tmp-<name>.<pid>-<random>.partial[<suffix>]`; names without a pid come from phi3tui before it wrote one.
+_TEMP_NAME = re.compile(r"^\.tmp-.+?\.(?:(\d+)-)?[a-z0-9_]+\.partial(?:\.[^.]*)?$")
+# A temporary without a writer's pid is removed only when nothing has written to it for this long.
+STALE_WITHOUT_PID_S = 24 * 3600
 
 
 class WriteRefused(Exception):
@@ -93,10 +100,69 @@ def fsync_folder(folder: Path | str) -> None:
         os.close(fd)
 
 
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # another user's live process (or a number no process can have)
+    return True
+
+
+def stale_temporaries(folder: Path | str) -> list[Path]:
+    """The temporaries of interrupted writes in `folder`: made by this module, whose writer process is
+    gone (or, for names without a pid, untouched for STALE_WITHOUT_PID_S). A live writer's are never here."""
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None:
+            continue
+        if match.group(1) is not None:
+            stale = not _process_alive(int(match.group(1)))
+        else:
+            try:
+                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_WITHOUT_PID_S
+            except OSError:
+                continue
+        if stale:
+            found.append(Path(entry.path))
+    return found
+
+
+def remove_stale_temporaries(folder: Path | str) -> list[Path]:
+    """Remove what stale_temporaries finds (a failure to remove one is left for the next write)."""
+    removed = []
+    for path in stale_temporaries(folder):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue  # another writer removed it first
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _temp_prefix(dest: Path) -> str:
+    # The pid lets a later write tell a dead writer's temporary (removed) from a live one's (kept).
+    remove_stale_temporaries(dest.parent)
+    return f"{TEMP_PREFIX}{dest.name}.{os.getpid()}-"
+
+
 def _make_file(dest: Path, keep_suffix: bool = False) -> Path:
     # keep_suffix: for writers that insist on an extension (mx.save_safetensors appends one otherwise).
     suffix = f".partial{dest.suffix}" if keep_suffix else ".partial"
-    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{dest.name}.", suffix=suffix, dir=dest.parent)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(dest), suffix=suffix, dir=dest.parent)
     os.close(fd)
     return Path(name)
 
@@ -198,7 +264,7 @@ def _output(dest: Path, force: bool, error: type[Exception], make: Callable[[Pat
 
 
 def _make_dir(dest: Path) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{dest.name}.", suffix=".partial", dir=dest.parent))
+    return Path(tempfile.mkdtemp(prefix=_temp_prefix(dest), suffix=".partial", dir=dest.parent))
 
 
 def _commit_dir(tmp: Path, dest: Path) -> None:

@@ -5,7 +5,7 @@ This is the package's public face: other packages import from here, not from its
 from phi3tui.core.config.probes import PROBE_HELP, PROBE_KEYS, probe_problem, probe_prompts_path
 from phi3tui.core.config.checks import REPORTERS, Finding, reporter_names
 from phi3tui.core.workspace import ConfigError, load_config_values
-from phi3tui.core.config.document import ConfigDocument, DocumentEditError, _flow_text, load_values
+from phi3tui.core.config.document import ConfigDocument, DocumentEditError, _flow_text, load_values, read_config_text
 from phi3tui.core.config.migrate import apply_changes
 from phi3tui.core.config.review import ConfigReview, apply_field_edit, prepare_run_config, review_config
 from phi3tui.core.config.sweep import SweepError, parse_sweep_spec, point_label, set_dotted, sweep_block, sweep_grid
@@ -46,6 +46,7 @@ __all__ = [
     "config_fields",
     "epochs_for_iters",
     "load_values",
+    "read_config_text",
     "mlx_lm_defaults",
     "preference_settings",
     "prepare_run_config",

@@ -127,6 +127,19 @@ def _value(values: dict, key: str, defaults: dict):
     return defaults.get(key) if v is None else v
 
 
+def check_duplicate_keys(text: str) -> list[Finding]:
+    """A key written twice in one mapping: mlx-lm silently trains with the last one, so it is an error."""
+    from phi3tui.core.config.document import duplicate_keys
+
+    findings = []
+    for key, lines in duplicate_keys(text):
+        where = ", ".join(map(str, lines[:-1])) + f" and {lines[-1]}"
+        findings.append(Finding("error", key, f"written {len(lines)} times (lines {where}); mlx-lm would use only "
+                                f"the last one (line {lines[-1]}) and ignore the others",
+                                "remove all but one of them in the file"))
+    return findings
+
+
 def check_types(values: dict) -> list[Finding]:
     """Unknown keys, wrong types and choices, as mlx-lm would (fail to) use them."""
     from phi3tui.core.config.schema import (

@@ -10,9 +10,11 @@ Every edit is a transaction: one that cannot be made, or does not read back as a
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import math
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,118 @@ class DocumentEditError(Exception):
     """An edit this document cannot make in place (the message says why and what to do)."""
 
 
-def _compose(text: str):
+# A comment line longer than this is read by ruamel's composer in a shortened copy: its scanner walks a
+# comment a character at a time in Python (a 10 MB comment: 3 s a read, and every edit reads the text again),
+# and no position the edits use is inside a comment.
+LONG_LINE = 2000
+_LONG_LINE = re.compile(r"[^\n]{%d,}" % LONG_LINE)
+_COMMENT_START = re.compile(r"(?:^|[ \t])#")
+
+
+def _ruamel_compose(text: str):
     from ruamel.yaml import YAML
 
     return YAML(typ="rt").compose(text)
+
+
+def _without_long_comments(text: str) -> tuple[str, list[int], list[int]]:
+    """`text` with the tail of every long line's comment cut, and where: (copy, cut positions in the copy,
+    characters removed up to and including each cut). Line numbers are unchanged (line breaks are kept)."""
+    pieces, positions, removed = [], [], []
+    done = total = 0
+    for line in _LONG_LINE.finditer(text):
+        hash_ = _COMMENT_START.search(line.group())
+        if hash_ is None:
+            continue
+        cut = line.start() + hash_.end()  # just past the `#`
+        end = line.end() - (1 if line.group().endswith("\r") else 0)
+        if end - cut < LONG_LINE // 2:
+            continue
+        pieces.append(text[done:cut])
+        total += end - cut
+        positions.append(cut - (total - (end - cut)))
+        removed.append(total)
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces), positions, removed
+
+
+def _shift_marks(root, positions: list[int], removed: list[int]) -> None:
+    """Move every node's marks from the shortened copy's positions to the original text's."""
+    seen_nodes, seen_marks = set(), set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        for mark in (node.start_mark, node.end_mark):
+            if mark is not None and id(mark) not in seen_marks:
+                seen_marks.add(id(mark))
+                before = bisect.bisect_right(positions, mark.index)
+                if before:
+                    mark.index += removed[before - 1]
+        if isinstance(node.value, list):
+            for item in node.value:
+                stack.extend(item if isinstance(item, tuple) else (item,))
+
+
+def _compose(text: str):
+    """ruamel's node tree of `text` (its marks: positions in `text`), in time linear in the text's size.
+
+    Long comments are cut in a copy before ruamel reads it; the copy is used only when it reads back as the
+    same values (a `#` inside a quoted or block string is not a comment: then the whole text is composed)."""
+    short, positions, removed = _without_long_comments(text)
+    if not positions:
+        return _ruamel_compose(text)
+    try:
+        same = load_values(short) == load_values(text)
+    except yaml.YAMLError:
+        same = False
+    if not same:
+        return _ruamel_compose(text)
+    root = _ruamel_compose(short)
+    if root is not None:
+        _shift_marks(root, positions, removed)
+    return root
+
+
+def read_config_text(path: Path | str) -> str:
+    """The file's text exactly: CRLF line ends and a byte order mark kept (Path.read_text would turn
+    CRLF into LF, and a save would then rewrite every line)."""
+    return Path(path).read_bytes().decode("utf-8")
+
+
+def _newline_of(text: str) -> str:
+    """The line break the file uses (its first one), for the lines an edit adds."""
+    first = text.find("\n")
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+
+
+def duplicate_keys(text: str) -> list[tuple[str, list[int]]]:
+    """Every key written more than once in the same mapping, as (dotted key, its 1-based lines). mlx-lm
+    (PyYAML) reads only the last silently. Read by libyaml's composer: linear, whatever the comments."""
+    from phi3tui.core.workspace import _FastMlxLmLoader
+
+    try:
+        root = yaml.compose(text, Loader=_FastMlxLmLoader) if text.strip() else None
+    except yaml.YAMLError:
+        return []  # a syntax error is reported by the reader, with its line
+    found: list[tuple[str, list[int]]] = []
+    stack = [(root, ())]
+    seen = set()
+    while stack:
+        node, path = stack.pop()
+        if not isinstance(node, yaml.MappingNode) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        lines: dict[str, list[int]] = {}
+        for knode, vnode in node.value:
+            if isinstance(knode, yaml.ScalarNode) and knode.value != "<<":
+                lines.setdefault(knode.value, []).append(knode.start_mark.line + 1)
+                stack.append((vnode, path + (knode.value,)))
+        found += [(_dotted(path + (key,)), at) for key, at in lines.items() if len(at) > 1]
+    return sorted(found, key=lambda item: item[1])
 
 
 def _mapping_items(node) -> list:
@@ -98,14 +208,14 @@ def _flow_text(value: Any, quote: str | None = None) -> str:
     return scalar_text(value, quote)
 
 
-def _block_text(key: str, value: Any, indent: str, step: str = "  ") -> str:
+def _block_text(key: str, value: Any, indent: str, step: str = "  ", newline: str = "\n") -> str:
     """`key: value` lines at `indent`, nested mappings as blocks, lists in flow style."""
     if isinstance(value, dict) and value:
-        lines = f"{indent}{scalar_text(key)}:\n"
+        lines = f"{indent}{scalar_text(key)}:{newline}"
         for k, v in value.items():
-            lines += _block_text(str(k), v, indent + step, step)
+            lines += _block_text(str(k), v, indent + step, step, newline)
         return lines
-    return f"{indent}{scalar_text(key)}: {_flow_text(value)}\n"
+    return f"{indent}{scalar_text(key)}: {_flow_text(value)}{newline}"
 
 
 _ABSENT = object()
@@ -119,7 +229,7 @@ def _value_end(text: str, node) -> int:
         return _value_end(text, last[1] if isinstance(last, tuple) else last)
     end = node.end_mark.index
     if getattr(node, "style", None) in ("|", ">"):
-        while end > node.start_mark.index and text[end - 1] == "\n":
+        while end > node.start_mark.index and text[end - 1] in "\r\n":
             end -= 1
     return end
 
@@ -169,7 +279,7 @@ class ConfigDocument:
         from phi3tui.core.workspace import ConfigError, load_config_values
 
         load_config_values(path)  # the same readable messages for unreadable files and bad YAML
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_config_text(path)
         try:
             return cls(text, path)
         except DocumentEditError as exc:
@@ -180,6 +290,10 @@ class ConfigDocument:
     def values(self) -> dict:
         """The values exactly as `mlx_lm lora --config` reads this text."""
         return load_values(self.text)
+
+    @property
+    def newline(self) -> str:
+        return _newline_of(self.text)
 
     @property
     def modified(self) -> bool:
@@ -248,7 +362,14 @@ class ConfigDocument:
             raise
 
     def _splice(self, start: int, end: int, new: str) -> None:
+        if start == end == len(self.text) and self.text and not self.text.endswith("\n") and new.endswith("\n"):
+            new = self.newline + new  # lines added after a last line that has no line break
         text = self.text[:start] + new + self.text[end:]
+        if self.text and text:  # an edit keeps whether the file ends with a line break
+            if not self.text.endswith("\n") and text.endswith("\n"):
+                text = text[: -2 if text.endswith("\r\n") else -1]
+            elif self.text.endswith("\n") and not text.endswith("\n"):
+                text += self.newline
         root = _compose(text) if text.strip() else None
         if root is not None and not root.tag.endswith(":map"):
             raise DocumentEditError("the top level would no longer be a mapping")
@@ -338,7 +459,7 @@ class ConfigDocument:
         prefix = self.text[line_start:dash]
         gap = self.text[dash + 1 : first.start_mark.index]
         end = _line_end(self.text, _value_end(self.text, node))
-        self._splice(line_start, end, "".join(f"{prefix}-{gap}{_flow_text(i, quote)}\n" for i in items))
+        self._splice(line_start, end, "".join(f"{prefix}-{gap}{_flow_text(i, quote)}{self.newline}" for i in items))
 
     def _add(self, path: Path_, value: Any) -> None:
         # Find the deepest existing mapping on the path; write the rest beneath it as a block.
@@ -360,8 +481,7 @@ class ConfigDocument:
                 first_key = parent.value[0][0]
                 indent = " " * first_key.start_mark.column
             at = len(self.text)
-            self._splice(at, at, ("\n" if self.text and not self.text.endswith("\n") else "")
-                         + _block_text(key, nested, indent))
+            self._splice(at, at, _block_text(key, nested, indent, newline=self.newline))
             return
         if getattr(parent, "flow_style", False):
             current = self.values
@@ -377,7 +497,7 @@ class ConfigDocument:
         indent = " " * first_key.start_mark.column
         step = " " * max(2, first_key.start_mark.column - owner.start_mark.column)
         at = _line_end(self.text, _value_end(self.text, parent))
-        self._splice(at, at, _block_text(key, nested, indent, step))
+        self._splice(at, at, _block_text(key, nested, indent, step, self.newline))
 
     def rename(self, path: Path_, new_key: str) -> None:
         """Rename a key where it stands, keeping its value and comments."""
@@ -442,7 +562,9 @@ class ConfigDocument:
 
 
 def load_values(text: str) -> dict:
-    from phi3tui.core.workspace import MlxLmLoader as _MlxLmLoader
+    # libyaml's parser (same values, same resolver): linear in the text, where the Python one walks a
+    # long comment one character at a time.
+    from phi3tui.core.workspace import _FastMlxLmLoader
 
-    values = yaml.load(text, Loader=_MlxLmLoader) if text.strip() else None
+    values = yaml.load(text, Loader=_FastMlxLmLoader) if text.strip() else None
     return values if isinstance(values, dict) else {}

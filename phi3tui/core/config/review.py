@@ -58,6 +58,7 @@ def review_config(text: str, workspace_root: Path | str, rejected: frozenset[str
     findings = [
         Finding("warning", c.field, f"needs migration: {c.summary}", c.why) for c in accepted
     ]
+    findings += checks.check_duplicate_keys(text)
     findings += checks.check_types(values)
     findings += checks.check_reporters(values)
     findings += checks.check_schedule(values, defaults)

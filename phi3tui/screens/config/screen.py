@@ -19,7 +19,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Label, ProgressBar, Static
 
 from phi3tui.core.config import ConfigError
-from phi3tui.core.config import ConfigDocument, DocumentEditError
+from phi3tui.core.config import ConfigDocument, DocumentEditError, read_config_text
 from phi3tui.core.files import disk_error_message
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.config_form import ConfigForm
@@ -338,7 +338,7 @@ class ConfigScreen(ModeScreen):
             return
         path = self.workspace.config_path
         try:
-            on_disk = path.read_text(encoding="utf-8") if path.exists() else None
+            on_disk = read_config_text(path) if path.exists() else None  # exactly, as the document read it
         except OSError as exc:
             self.notify(f"cannot save {path}: {exc.strerror or exc}; it must be a file you can read", severity="error")
             return
