@@ -22,7 +22,7 @@ class MlxLmLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader plus the float resolver mlx-lm adds (so `1e-6` is a float, as in mlx_lm lora)."""
 
 
-class _FastMlxLmLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+class FastMlxLmLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """The same loader over libyaml's C parser when PyYAML has it: the values are the same (tags are
     resolved by the same Python resolver), read about ten times faster; the header and the Data
     screen read the config before the first paint."""
@@ -42,7 +42,7 @@ _MLX_FLOAT = (
     ),
     list("-+0123456789."),
 )
-for _loader in (MlxLmLoader, _FastMlxLmLoader):
+for _loader in (MlxLmLoader, FastMlxLmLoader):
     _loader.add_implicit_resolver(*_MLX_FLOAT)
 
 
@@ -63,7 +63,7 @@ def load_config_values(path: Path | str) -> dict:
         raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
         try:
-            values = yaml.load(text, Loader=_FastMlxLmLoader)
+            values = yaml.load(text, Loader=FastMlxLmLoader)
         except yaml.YAMLError:  # read again by the Python parser, whose messages name the problem
             values = yaml.load(text, Loader=MlxLmLoader)
     except yaml.YAMLError as exc:

@@ -121,10 +121,10 @@ def _newline_of(text: str) -> str:
 def duplicate_keys(text: str) -> list[tuple[str, list[int]]]:
     """Every key written more than once in the same mapping, as (dotted key, its 1-based lines). mlx-lm
     (PyYAML) reads only the last silently. Read by libyaml's composer: linear, whatever the comments."""
-    from phi3tui.core.workspace import _FastMlxLmLoader
+    from phi3tui.core.workspace import FastMlxLmLoader
 
     try:
-        root = yaml.compose(text, Loader=_FastMlxLmLoader) if text.strip() else None
+        root = yaml.compose(text, Loader=FastMlxLmLoader) if text.strip() else None
     except yaml.YAMLError:
         return []  # a syntax error is reported by the reader, with its line
     found: list[tuple[str, list[int]]] = []
@@ -564,7 +564,7 @@ class ConfigDocument:
 def load_values(text: str) -> dict:
     # libyaml's parser (same values, same resolver): linear in the text, where the Python one walks a
     # long comment one character at a time.
-    from phi3tui.core.workspace import _FastMlxLmLoader
+    from phi3tui.core.workspace import FastMlxLmLoader
 
-    values = yaml.load(text, Loader=_FastMlxLmLoader) if text.strip() else None
+    values = yaml.load(text, Loader=FastMlxLmLoader) if text.strip() else None
     return values if isinstance(values, dict) else {}
