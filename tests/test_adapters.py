@@ -1,5 +1,5 @@
 """core/adapters.py: the one reference to an adapter at a checkpoint (AdapterRef), on real adapter folders:
-weights written as real safetensors with MLX, run.json written by core.runs.folder."""
+weights written as real safetensors with MLX, run.json written by core.run_folder."""
 
 from __future__ import annotations
 

@@ -22,12 +22,6 @@ from contextlib import ExitStack, contextmanager
 _DEPTH = threading.local()
 
 
-def release_thread_streams() -> None:
-    """Clear this thread's MLX streams (see the module's text); nothing when MLX was never imported."""
-    if "mlx.core" in sys.modules:
-        sys.modules["mlx.core"].clear_streams()
-
-
 @contextmanager
 def mlx_thread(*, tuner: bool = False, cpu: bool = False, worker: bool = False):
     if tuner:
@@ -45,5 +39,7 @@ def mlx_thread(*, tuner: bool = False, cpu: bool = False, worker: bool = False):
             yield
     finally:
         _DEPTH.value = depth
-        if worker and depth == 0 and threading.current_thread() is not threading.main_thread():
-            release_thread_streams()
+        # Nothing to clear when MLX was never imported (see the module's text for why and when).
+        if worker and depth == 0 and threading.current_thread() is not threading.main_thread() \
+                and "mlx.core" in sys.modules:
+            sys.modules["mlx.core"].clear_streams()

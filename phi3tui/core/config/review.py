@@ -3,7 +3,7 @@
 Values load exactly as `mlx_lm lora --config` loads them (its float resolver: `1e-6` is a float).
 The pieces, beside this module in core/config/: document.py (edits that keep comments and layout), schema.py
 (the keys mlx-lm accepts), migrate.py (old keys made current), checks.py (checks against the model, the data and
-this machine); core/models.py describes the model itself. `review_config` ties them together;
+this machine); core/models/ describes the model itself. `review_config` ties them together;
 `prepare_run_config` is what a run uses: every migration applied, every check run.
 """
 

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from phi3tui.core.config.probes import PROBE_HELP, PROBE_KEYS
+from phi3tui.core.train_modes import TRAIN_MODES
 
 # Groups in form order; a key mlx-lm adds later lands in "other".
 GROUPS = (
@@ -100,8 +101,8 @@ DATASET_KEYS = {"hf_dataset": None, "text_feature": "text", "prompt_feature": "p
 # ORPO's weight of the odds-ratio term is beta too, as in mlx-lm-lora's orpo_loss.
 PREFERENCE_KEYS = {"train_mode": "sft", "beta": 0.1, "dpo_loss_type": "sigmoid"}
 PREFERENCE_ALIASES = {"dpo_cpo_loss_type": "dpo_loss_type"}
-TRAIN_MODES = ("sft", "dpo", "orpo")
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo")
+# train_mode's choices are the one table of modes (core/train_modes.py), read when the fields are built.
 PREFERENCE_FIELDS = (
     ("train_mode", "choice", TRAIN_MODES,
      "sft: supervised (mlx-lm's own loss, any data format); dpo or orpo: preference tuning on "
@@ -253,7 +254,7 @@ def config_fields() -> list[FieldSpec]:
         if key == "iters":
             specs.append(FieldSpec(("epochs",), "length & schedule", "float", None, CONFIG_ONLY_HELP["epochs"]))
     for key, kind, choices, help_text in PREFERENCE_FIELDS:
-        specs.append(FieldSpec((key,), "preference", kind, PREFERENCE_KEYS[key], help_text, choices))
+        specs.append(FieldSpec((key,), "preference", kind, PREFERENCE_KEYS[key], help_text, tuple(choices)))
 
     # phi3tui's runner answers these after each checkpoint; a path or a number, hence "yaml".
     for key, kind in (("probe_prompts", "yaml"), ("probe_max_tokens", "int")):

@@ -37,6 +37,7 @@ from phi3tui.core.export.paths import (
     resolve_adapter,
 )
 from phi3tui.core.files import atomic_output_dir
+from phi3tui.core.mlx_thread import mlx_thread
 
 # Tokenizer and config files a fused folder should carry over from the base when the save left them out.
 TOKENIZER_FILES = (
@@ -85,11 +86,9 @@ def load_adapted(base_model: str, adapter: AdapterRef, lazy: bool = False):
     lazy: the base weights stay unread until used (the adapter's own weights are read now, as their
     file may be a temporary copy).
     """
-    from mlx_lm.utils import load
+    with mlx_thread(tuner=True):  # load(adapter_path=) imports mlx_lm.tuner
+        from mlx_lm.utils import load
 
-    from phi3tui.core.mlx_lm_private import load_tuner
-
-    load_tuner()  # load(adapter_path=) imports mlx_lm.tuner
     problem = models.model_folder_problem(base_model) if Path(base_model).is_dir() else None
     if problem:
         raise ExportError(problem)

@@ -2,7 +2,7 @@
 (info), the Phi models known offline (catalog), its structure and what fine-tuning trains in it (plan), the memory
 a run needs (memory), and the Hugging Face cache and downloads (hub). Other packages import from here."""
 
-from phi3tui.core.mlx_thread import mlx_thread, release_thread_streams
+from phi3tui.core.mlx_thread import mlx_thread
 from phi3tui.core.models.catalog import (
     KNOWN_MODELS_FILE,
     KnownModel,
@@ -43,6 +43,6 @@ __all__ = [
     "REPO_ID_RE", "adaptable_modules", "adapter_layer_kinds", "apply_fine_tune", "build_structure", "cached_models",
     "download_model", "estimate_memory", "human_bytes", "is_phi3_model", "known_model", "known_model_modules",
     "known_models", "locate_model", "mlx_thread", "model_choices", "model_file", "model_folder",
-    "model_folder_problem", "model_to_load", "plan_lora", "read_model_config", "release_thread_streams",
+    "model_folder_problem", "model_to_load", "plan_lora", "read_model_config",
     "safetensors_problem", "top_level_modules", "unsuited_reasons", "weight_bytes", "workspace_model",
 ]

@@ -1,7 +1,7 @@
 """Preference tuning (DPO, ORPO) on mlx-lm's own trainer, with one copy of the weights.
 
-The runner (trainer.py, through tasks.TASKS) hands a run whose config says `train_mode: dpo | orpo` to a PreferenceTask: its
-datasets ({"prompt", "chosen", "rejected"} records through the chat template, as mlx-lm-lora's DPODataset
+The runner (trainer.py, through the table of modes in core/train_modes.py) hands a run whose config says
+`train_mode: dpo | orpo` to a PreferenceTask: its datasets ({"prompt", "chosen", "rejected"} records through the chat template, as mlx-lm-lora's DPODataset
 builds them), its batch iterator and its loss go to `mlx_lm.tuner.trainer.train()` unchanged.
 
 A batch is one array of 2·B rows: the B chosen sequences, then the B rejected ones, with a mask of the
@@ -272,7 +272,9 @@ class PreferenceTask:
     """Datasets, batches, loss and measurements of one DPO/ORPO run, for mlx-lm's train() and evaluate()
     (a TrainTask: core/runs/tasks.py)."""
 
-    plotted = ("reward_margin", "chosen_reward", "rejected_reward", "accuracy")
+    plotted = {"reward_margin": "margin", "chosen_reward": "chosen", "rejected_reward": "rejected",
+               "accuracy": "accuracy"}
+    plotted_title = "rewards"
     perplexity = False  # a perplexity of a DPO/ORPO loss means nothing
 
     def __init__(self, args, tokenizer):

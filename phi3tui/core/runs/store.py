@@ -1,7 +1,7 @@
 """Run folders: start, status, metrics, stop, kill, resume, promote, list, delete.
 
-A run is a folder (runs/<id>/, see DESIGN.md and run_files.py) and a detached process
-(core/runner.py). Everything here reads and writes files and starts or signals processes; it never
+A run is a folder (runs/<id>/, see DESIGN.md and core/run_folder.py) and a detached process
+(core/runs/runner.py). Everything here reads and writes files and starts or signals processes; it never
 imports MLX, so the app and the CLI stay quick. The runner runs with the workspace as its working
 directory, so the frozen config keeps the workspace-relative paths the user wrote (model, data);
 only adapter_path is set, to runs/<id>/adapters.
@@ -37,7 +37,8 @@ from phi3tui.core.runs.state import (
     dead_run_end,
     process_alive,
 )
-from phi3tui.core.workspace import Workspace
+from phi3tui.core.runs.tasks import plotted_series
+from phi3tui.core.workspace import ConfigError, Workspace, load_config_values
 
 
 class RunError(Exception):
@@ -261,11 +262,6 @@ class MetricsTail:
         return records, reset
 
 
-REWARD_KEYS = ("reward_margin", "chosen_reward", "rejected_reward", "accuracy")
-REWARD_LABELS = {"reward_margin": "margin", "chosen_reward": "chosen", "rejected_reward": "rejected",
-                 "accuracy": "accuracy"}
-
-
 @dataclass
 class RunMetrics:
     """The curves and latest figures of one run, grown from MetricsTail records."""
@@ -276,16 +272,29 @@ class RunMetrics:
     val_y: list = field(default_factory=list)
     last_train: dict = field(default_factory=dict)
     test: dict = field(default_factory=dict)
-    # A DPO/ORPO run's reward metrics: (kind, key) -> (iterations, values), as metrics.jsonl holds them.
-    rewards: dict = field(default_factory=dict)
+    # What the run's task plots instead of the loss (tasks.plotted_series: record key → label, and its title),
+    # e.g. a DPO/ORPO run's rewards; and those series: (kind, key) -> (iterations, values), as metrics.jsonl holds them.
+    plotted: dict = field(default_factory=dict)
+    plotted_title: str = ""
+    series: dict = field(default_factory=dict)
+
+    @classmethod
+    def for_run(cls, run_dir: Path) -> RunMetrics:
+        """Empty metrics that will keep the series the run's task (its config's train_mode) plots."""
+        try:
+            train_mode = load_config_values(run_dir / CONFIG_FILE).get("train_mode")
+        except (ConfigError, OSError):
+            train_mode = None  # no readable config: an SFT run's curves (the loss) are what can be shown
+        plotted, title = plotted_series(train_mode)
+        return cls(plotted=plotted, plotted_title=title)
 
     def add(self, records: list[dict]) -> None:
         for r in records:
             kind = r.get("kind")
             if kind in ("train", "val"):
-                for key in REWARD_KEYS:
+                for key in self.plotted:
                     if key in r:
-                        xs, ys = self.rewards.setdefault((kind, key), ([], []))
+                        xs, ys = self.series.setdefault((kind, key), ([], []))
                         xs.append(r["iteration"])
                         ys.append(parse_float(r[key]))
             if kind == "train":
@@ -298,11 +307,11 @@ class RunMetrics:
             elif kind == "test":
                 self.test = r
 
-    def reward_curves(self) -> list[tuple[str, list, list]]:
-        """(label, iterations, values) of each reward metric: validation's where the run has them (over
+    def plotted_curves(self) -> list[tuple[str, list, list]]:
+        """(label, iterations, values) of each series the task plots: validation's where the run has them (over
         its batches, steadier), else training's (the report's last batch). Empty for an SFT run."""
-        kind = "val" if any(k == "val" for k, _ in self.rewards) else "train"
-        return [(REWARD_LABELS[key], *self.rewards[(kind, key)]) for key in REWARD_KEYS if (kind, key) in self.rewards]
+        kind = "val" if any(k == "val" for k, _ in self.series) else "train"
+        return [(label, *self.series[(kind, key)]) for key, label in self.plotted.items() if (kind, key) in self.series]
 
     def nearest_val(self, iteration: int) -> float | None:
         if not self.val_x:
@@ -313,7 +322,7 @@ class RunMetrics:
 
 
 def read_metrics(run_dir: Path) -> RunMetrics:
-    metrics = RunMetrics()
+    metrics = RunMetrics.for_run(run_dir)
     metrics.add(MetricsTail(run_dir).poll()[0])
     return metrics
 
@@ -371,8 +380,6 @@ def _flatten(values: dict, prefix: str = "") -> dict:
 
 def config_diff(run_a: Path, run_b: Path) -> list[tuple[str, object, object]]:
     """(key, value in a, value in b) for every setting that differs (adapter_path always does: left out)."""
-    from phi3tui.core.workspace import load_config_values
-
     a = _flatten(load_config_values(run_a / CONFIG_FILE))
     b = _flatten(load_config_values(run_b / CONFIG_FILE))
     missing = "(not set)"

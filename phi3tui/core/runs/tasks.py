@@ -2,24 +2,29 @@
 
 The runner (trainer.py) drives mlx-lm's `train()` the same way for every mode; a mode only supplies its data, its
 batches, its loss and what it measures. Adding a mode is one new module with a class that has what `TrainTask`
-lists, plus one line in `TASKS` (its `train_mode` value → the class); the config schema's `train_mode` choices
-(core/config/schema.py TRAIN_MODES) name it for the Config screen and the checks.
+lists, plus one line in the table of modes, core/train_modes.py TRAIN_MODES (its `train_mode` value → the class's
+import path), which the Config screen's choices and the config check read too. The Train screen plots the series
+the run's task names (`plotted_series`), so a new mode's metrics show without touching the store or the screens.
 
 Light at import: mlx and mlx_lm are imported inside the methods (only the runner process calls them).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import ClassVar, Protocol
 
 from phi3tui.core.mlx_thread import mlx_thread
-from phi3tui.core.runs.preference import PreferenceTask
+from phi3tui.core.train_modes import TRAIN_MODES
 
 
 class TrainTask(Protocol):
     """What a training mode provides. Built once per run, after the model and tokenizer are loaded."""
 
-    plotted: ClassVar[tuple[str, ...]]  # the metric series (keys of its train/val records) the Train screen plots beside loss
+    # The metric series the Train screen plots instead of the loss (key w): keys of its train/val records → their
+    # legend labels; and what the plot's title calls them.
+    plotted: ClassVar[dict[str, str]]
+    plotted_title: ClassVar[str]
     perplexity: ClassVar[bool]  # whether a loss of this mode has a perplexity (the test record's ppl)
     datasets: tuple  # (train, valid, test), each sized and indexable as mlx-lm's CacheDataset wants
 
@@ -48,7 +53,8 @@ class TrainTask(Protocol):
 class SftTask:
     """Supervised fine-tuning, exactly as `mlx_lm lora` trains: its datasets, batches, loss and evaluate."""
 
-    plotted: ClassVar[tuple[str, ...]] = ()
+    plotted: ClassVar[dict[str, str]] = {}
+    plotted_title: ClassVar[str] = ""
     perplexity: ClassVar[bool] = True
 
     def __init__(self, args, tokenizer):
@@ -84,26 +90,27 @@ class SftTask:
         return loss, {}
 
 
-# train_mode → its task. One line per mode.
-TASKS: dict[str, type] = {
-    "sft": SftTask,
-    "dpo": PreferenceTask,
-    "orpo": PreferenceTask,
-}
-
-
 def task_class(train_mode: str | None) -> type:
-    """The task of a config's train_mode (unset: sft). Raises ValueError naming the mode and the known ones."""
+    """The task of a config's train_mode (unset: sft), imported from where TRAIN_MODES says. Raises ValueError
+    naming the mode and the known ones."""
     mode = train_mode or "sft"
     try:
-        return TASKS[mode]
+        module, _, name = TRAIN_MODES[mode].partition(":")
     except KeyError:
-        raise ValueError(f"train_mode {mode!r} names no training mode; use one of {', '.join(TASKS)}") from None
+        raise ValueError(f"train_mode {mode!r} names no training mode; use one of {', '.join(TRAIN_MODES)}") from None
+    return getattr(importlib.import_module(module), name)
+
+
+def plotted_series(train_mode: str | None) -> tuple[dict[str, str], str]:
+    """(record key → legend label, the plot title's name for them) of the series the Train screen plots for a
+    run of this train_mode: ({}, "") for none, or for a mode this process does not know."""
+    try:
+        task = task_class(train_mode)
+    except ValueError:
+        return {}, ""
+    return dict(task.plotted), task.plotted_title
 
 
 def plotted_metrics(train_mode: str | None) -> tuple[str, ...]:
-    """The metric series the Train screen plots beside loss for a run of this train_mode ((): none, or unknown)."""
-    try:
-        return tuple(task_class(train_mode).plotted)
-    except ValueError:
-        return ()
+    """The record keys of the series the Train screen plots for a run of this train_mode ((): none, or unknown)."""
+    return tuple(plotted_series(train_mode)[0])

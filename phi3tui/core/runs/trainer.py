@@ -132,7 +132,7 @@ class Trainer:
         self.stopped_at: int | None = None
         self.memory_limit_gb, self.memory_source = _memory_limit_gb()
         self.memory_cap = memory_cap_bytes()
-        self.task = None  # the run's train_mode (tasks.TASKS): its data, batches, loss and metrics
+        self.task = None  # the run's train_mode (core/train_modes.py): its data, batches, loss and metrics
         self.probes = None  # probe_prompts: answered after each checkpoint (core/eval/probes.py)
         self.reporters = self  # what reports go to: mlx-lm's reporters around this trainer (run)
 

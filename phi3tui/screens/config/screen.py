@@ -107,12 +107,10 @@ class ConfigScreen(ModeScreen):
     @work(thread=True, group="config-load")
     def _load(self) -> None:
         from phi3tui.core.config import config_fields
-        from phi3tui.core.models import release_thread_streams
+        from phi3tui.core.mlx_thread import mlx_thread
 
-        try:
+        with mlx_thread(worker=True):
             fields = config_fields()
-        finally:
-            release_thread_streams()
         self.app.call_from_thread(self._loaded, fields, *self._read_document())
 
     def _read_document(self) -> tuple[ConfigDocument | None, str]:
@@ -150,14 +148,13 @@ class ConfigScreen(ModeScreen):
     @work(thread=True, exclusive=True, group="config-check")
     def _check(self, text: str, rejected: frozenset) -> None:
         from phi3tui.core.config import ConfigReview, Finding, review_config
-        from phi3tui.core.models import release_thread_streams
+        from phi3tui.core.mlx_thread import mlx_thread
 
         try:
-            review = review_config(text, self.workspace.root, rejected)
+            with mlx_thread(worker=True):
+                review = review_config(text, self.workspace.root, rejected)
         except ConfigError as exc:
             review = ConfigReview({}, findings=[Finding("error", "", str(exc))])
-        finally:
-            release_thread_streams()
         self.app.call_from_thread(self._show_review, review, text)
 
     def _show_review(self, review, text: str) -> None:

@@ -217,12 +217,10 @@ class DataScreen(ModeScreen):
 
     @work(thread=True, exclusive=True, group="tokenizer")
     def load_tokenizer_then_show(self) -> None:
-        from phi3tui.core.models import release_thread_streams
+        from phi3tui.core.mlx_thread import mlx_thread
 
-        try:
+        with mlx_thread(worker=True):  # the worker thread's whole MLX work (see core/mlx_thread.py)
             self.ensure_tokenizer()
-        finally:
-            release_thread_streams()  # or the process may abort at exit (see core/models.py)
         self.call_on_screen(self.show_record)
 
     # -- check: index, validate, measure ------------------------------------------------------
@@ -239,12 +237,10 @@ class DataScreen(ModeScreen):
 
     @work(thread=True, exclusive=True, group="check")
     def run_check(self, folder: DataFolder, cancel: threading.Event) -> None:
-        from phi3tui.core.models import release_thread_streams
+        from phi3tui.core.mlx_thread import mlx_thread
 
-        try:
+        with mlx_thread(worker=True):  # the worker thread's whole MLX work (see core/mlx_thread.py)
             self._run_check(folder, cancel)
-        finally:
-            release_thread_streams()  # or the process may abort at exit (see core/models.py)
 
     def _run_check(self, folder: DataFolder, cancel: threading.Event) -> None:
         # The checks come with the first check, after the first paint.

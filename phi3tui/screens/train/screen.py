@@ -83,7 +83,7 @@ class TrainScreen(ModeScreen):
         self.seen_alarms = 0
         self.seen_end = None
         self.newest_at_attach: Path | None = None
-        self.show_rewards = False  # w: the plot shows a DPO/ORPO run's reward metrics instead of its loss
+        self.show_rewards = False  # w: the plot shows the series the run's task plots (DPO/ORPO: rewards), not loss
         self.footer_oom = False
         self.probes: dict[int, list[dict]] = {}
         self.probes_seen = None  # the probes folder's mtime when last read
@@ -119,7 +119,7 @@ class TrainScreen(ModeScreen):
         self.newest_at_attach = poll.newest
         self.overlay = []
         self.tail = runs.MetricsTail(run_dir)
-        self.metrics = runs.RunMetrics()
+        self.metrics = runs.RunMetrics.for_run(run_dir)
         seen = poll.summary(run_dir)
         self.info = seen.info if seen is not None else runs.run_info(run_dir)  # an old run, older than the poll
         self.seen_alarms = len(self.info.get("alarms") or [])  # old alarms show, but do not ring
@@ -144,7 +144,7 @@ class TrainScreen(ModeScreen):
             return
         records, reset = self.tail.poll()
         if reset:
-            self.metrics = runs.RunMetrics()
+            self.metrics = runs.RunMetrics.for_run(self.run_dir)
         if records or reset:
             self.metrics.add(records)
             self.dirty = True
@@ -183,13 +183,13 @@ class TrainScreen(ModeScreen):
         self.dirty = False
         m = self.metrics
         iters = int(self.info.get("iters") or 0)
-        rewards = m.reward_curves() if self.show_rewards else []
-        if rewards:
-            curves = [Curve(label, xs, ys, OVERLAY_ROLES[i % len(OVERLAY_ROLES)]) for i, (label, xs, ys) in enumerate(rewards)]
-            self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name} rewards (w: loss)", x_end=iters)
+        plotted = m.plotted_curves() if self.show_rewards else []
+        if plotted:
+            curves = [Curve(label, xs, ys, OVERLAY_ROLES[i % len(OVERLAY_ROLES)]) for i, (label, xs, ys) in enumerate(plotted)]
+            self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name} {m.plotted_title} (w: loss)", x_end=iters)
             return
         curves = [Curve("train", m.train_x, m.train_y, "train-loss"), Curve("val", m.val_x, m.val_y, "val-loss", "dot")]
-        hint = " (w: rewards)" if m.rewards else ""
+        hint = f" (w: {m.plotted_title})" if m.series else ""
         self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name}{hint}", x_end=iters)
 
     def update_panels(self) -> None:
@@ -410,13 +410,15 @@ class TrainScreen(ModeScreen):
         if self.run_dir is None or self.overlay:
             self.notify("no run attached: press l to pick one", severity="warning")
             return
-        if not self.metrics.reward_curves():
+        curves = self.metrics.plotted_curves()
+        if not curves:
             self.show_rewards = False
-            self.notify("this run records no rewards (only DPO/ORPO runs do): showing its loss", severity="warning")
+            self.notify("this run records nothing to plot beside its loss (DPO/ORPO runs record rewards): showing "
+                        "its loss", severity="warning")
             return
         self.show_rewards = not self.show_rewards
         self.draw()
-        self.notify("reward margin, chosen/rejected rewards, accuracy" if self.show_rewards else "loss")
+        self.notify(", ".join(label for label, _, _ in curves) if self.show_rewards else "loss")
 
     def action_toggle_log(self) -> None:
         log = self.query_one(LossPlot).toggle_log_scale()
