@@ -218,9 +218,20 @@ def test_reference_is_the_base_model_exactly_with_one_copy_of_the_weights(demo_m
     base, _ = load(str(demo_model))  # a second copy, only to compare against
     tokens, mask = preference.pair_batch([preference_tokens_of(tokenizer, "Are bats blind?", "No.", "Yes.")], 512)
     adapted, _ = preference.answer_logps(model, tokens, mask)
+    adapted_arrays = {id(v) for _, v in tree_flatten(model.parameters())}
+    base_bytes = sum(v.nbytes for k, v in tree_flatten(model.parameters()) if "lora_" not in k)
+    mx.eval(model.parameters())
+    before = mx.get_active_memory()
     with preference.adapter_off(model):
+        inside = tree_flatten(model.parameters())
+        grown = mx.get_active_memory() - before
         off, _ = preference.answer_logps(model, tokens, mask)
     expected, _ = preference.answer_logps(base, tokens, mask)
+    # One copy: with the adapter off, every weight is the very array the adapted model holds, and nothing was
+    # allocated for the switch (a copy of the base would be base_bytes).
+    assert inside and not any("lora_" in k for k, _ in inside)
+    assert all(id(v) in adapted_arrays for _, v in inside), [k for k, v in inside if id(v) not in adapted_arrays][:3]
+    assert grown < 0.01 * base_bytes, (grown, base_bytes)
     assert mx.array_equal(off, expected).item()
     assert not mx.allclose(adapted, expected).item(), "the adapter must change the scores, or the test proves nothing"
     # Switched back on afterwards, and no weight was copied.
