@@ -14,17 +14,15 @@ from phi3tui.app import Phi3App
 from phi3tui.core.chat import GenerationSettings
 from phi3tui.core.eval import rows
 from phi3tui.core.workspace import Workspace
-from tests.test_chat import train
 from tests.test_chat_screen import open_chat, wait_for
 
 RUN = "20260101-0000-r1"
 
 
 @pytest.fixture(scope="module")
-def trained(demo_template, tmp_path_factory):
+def trained(trained_r1_template, tmp_path_factory):
     ws = tmp_path_factory.mktemp("eval-screen") / "ws"
-    shutil.copytree(demo_template, ws)
-    train(ws, RUN, 20)
+    shutil.copytree(trained_r1_template, ws)  # run RUN (r1), trained once per session
     return ws
 
 
