@@ -180,6 +180,9 @@ def stop_and_check_every_rank_ends(run_dir: Path, workspace: Path) -> None:
     assert info["state"] == "stopped", info
     at = int(info["reason"].rsplit(" ", 1)[-1])
     assert info["last_checkpoint"] == at and (run_dir / "adapters" / f"{at:07d}_adapters.safetensors").is_file()
+    # Each rank ended as stopped at that same step by itself (not cut off when rank 0 left the ring).
+    log = (run_dir / "log.txt").read_text()
+    assert log.count(f"phi3tui runner: stopped: stopped at iteration {at}") == 2, log[-3000:]
 
 
 def test_two_local_ranks_are_both_ended_by_runs_stop(demo_workspace):
