@@ -32,6 +32,18 @@ def demo_template(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def trained_r1_template(demo_template, tmp_path_factory) -> Path:
+    """Read-only: the demo workspace plus run 20260101-0000-r1 trained by mlx-lm (20 iterations, rank 16,
+    checkpoints 10 and 20), built once per session for the chat and eval tests (each copies it)."""
+    from tests.test_chat import train
+
+    root = tmp_path_factory.mktemp("trained-r1") / "ws"
+    shutil.copytree(demo_template, root)
+    train(root, "20260101-0000-r1", 20)
+    return root
+
+
 @pytest.fixture
 def demo_workspace(demo_template, tmp_path) -> Path:
     """A private copy of the demo workspace that a test may change freely."""

@@ -54,11 +54,10 @@ def write_foreign_adapter(folder: Path, config_from: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(demo_template, tmp_path_factory) -> Path:
+def trained(trained_r1_template, tmp_path_factory) -> Path:
     """A workspace with two runs: r1 (rank 16, checkpoints 10, 20, latest) and r2 (rank 4, other weights)."""
     ws = tmp_path_factory.mktemp("chat") / "ws"
-    shutil.copytree(demo_template, ws)
-    train(ws, "20260101-0000-r1", 20)
+    shutil.copytree(trained_r1_template, ws)  # r1, trained once per session
     train(ws, "20260101-0001-r2", 10, rank=4)
     return ws
 

@@ -10,14 +10,13 @@ import pytest
 from phi3tui.app import Phi3App
 from phi3tui.core.chat.session import BASE, GenerationSettings, side_for_path
 from phi3tui.core.workspace import Workspace
-from tests.test_chat import train, write_foreign_adapter
+from tests.test_chat import write_foreign_adapter
 
 
 @pytest.fixture(scope="module")
-def trained(demo_template, tmp_path_factory):
+def trained(trained_r1_template, tmp_path_factory):
     ws = tmp_path_factory.mktemp("chat-screen") / "ws"
-    shutil.copytree(demo_template, ws)
-    train(ws, "20260101-0000-r1", 20)
+    shutil.copytree(trained_r1_template, ws)  # run r1, trained once per session
     return ws
 
 

@@ -18,7 +18,6 @@ from phi3tui.core.chat import BASE, side_for_path
 from phi3tui.core.eval import SIDE_KEYS, EvalError, exact_match, read_mc, rouge_l, split_items
 from phi3tui.core.workspace import Workspace
 from tests.conftest import run_cli
-from tests.test_chat import train
 
 RUN = "20260101-0000-r1"
 MC_ROWS = [
@@ -31,10 +30,9 @@ MC_ROWS = [
 
 
 @pytest.fixture(scope="module")
-def trained(demo_template, tmp_path_factory) -> Path:
+def trained(trained_r1_template, tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("eval") / "ws"
-    shutil.copytree(demo_template, ws)
-    train(ws, RUN, 20)
+    shutil.copytree(trained_r1_template, ws)  # run RUN (r1), trained once per session
     (ws / "mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MC_ROWS))
     return ws
 

@@ -14,17 +14,15 @@ from phi3tui.app import Phi3App
 from phi3tui.core.chat import GenerationSettings
 from phi3tui.core.eval import rows
 from phi3tui.core.workspace import Workspace
-from tests.test_chat import train
 from tests.test_chat_screen import open_chat, wait_for
 
 RUN = "20260101-0000-r1"
 
 
 @pytest.fixture(scope="module")
-def trained(demo_template, tmp_path_factory):
+def trained(trained_r1_template, tmp_path_factory):
     ws = tmp_path_factory.mktemp("eval-screen") / "ws"
-    shutil.copytree(demo_template, ws)
-    train(ws, RUN, 20)
+    shutil.copytree(trained_r1_template, ws)  # run RUN (r1), trained once per session
     return ws
 
 
@@ -63,9 +61,31 @@ async def test_evaluate_view_shows_left_right_and_difference_per_metric(trained)
         shown = [tuple(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
         assert shown == rows(result)
         assert [r[0] for r in shown] == ["test loss", "test perplexity", "MC1", "MC2", "exact match", "ROUGE-L F1"]
-        assert shown[0][4] in ("better", "worse", "same")
+        # The test-loss row from the saved numbers by hand: lower is better, what shows as +0.0000 is the same.
+        left, right = result["left"]["test_loss"], result["right"]["test_loss"]
+        verdict = "same" if abs(right - left) < 5e-5 else "better" if right < left else "worse"
+        assert shown[0][1:] == (f"{left:.4f}", f"{right:.4f}", f"{right - left:+.4f}", verdict), shown[0]
         await pilot.press("escape")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ChatScreen")
+
+
+def test_the_verdict_per_metric_from_known_numbers():
+    """Right minus left per metric; lower loss and perplexity are better, higher scores are; a difference the table
+    cannot show (+0.0000) is "same"; a metric one side lacks has no verdict."""
+    result = {
+        "left": {"test_loss": 2.0, "test_ppl": 7.0, "mc1": 0.5, "mc2": 0.4, "exact_match": 0.2, "rouge_l": 0.3},
+        "right": {"test_loss": 1.5, "test_ppl": 8.25, "mc1": 0.5, "mc2": 0.40000001, "exact_match": 0.1, "rouge_l": None},
+    }
+    assert rows(result) == [
+        ("test loss", "2.0000", "1.5000", "-0.5000", "better"),
+        ("test perplexity", "7.0000", "8.2500", "+1.2500", "worse"),
+        ("MC1", "0.5000", "0.5000", "+0.0000", "same"),
+        ("MC2", "0.4000", "0.4000", "+0.0000", "same"),
+        ("exact match", "0.2000", "0.1000", "-0.1000", "worse"),
+        ("ROUGE-L F1", "0.3000", "—", "—", ""),
+    ]
+    swapped = rows({"left": result["right"], "right": result["left"]})
+    assert [r[4] for r in swapped] == ["worse", "better", "same", "same", "better", ""]
 
 
 async def pick(pilot, picker, index: int) -> None:

@@ -38,11 +38,23 @@ def record_run(run_dir: Path) -> None:
     write_run_json(run_dir, {"id": run_dir.name, "state": "finished"})
 
 
+def finished_training(root: Path) -> bool:
+    """Whether root/runs/RUN_ID holds a FINISHED training: mlx-lm writes adapters.safetensors at its first checkpoint,
+    long before it ends, so only the run.json that record_run writes after mlx-lm exited 0 says a copy is reusable."""
+    from phi3tui.core.run_folder import RunJsonUnreadable, read_run_json
+
+    run_dir = root / "runs" / RUN_ID
+    try:
+        return read_run_json(run_dir).get("state") == "finished" and (run_dir / "adapters" / "adapters.safetensors").is_file()
+    except RunJsonUnreadable:  # torn: not finished
+        return False
+
+
 @pytest.fixture(scope="session")
 def trained_template(demo_template, tmp_path_factory) -> Path:
     """Read-only: the demo workspace plus runs/RUN_ID/adapters (latest and iteration-2 checkpoint)."""
     root = tmp_path_factory.getbasetemp() / "export-trained" / "ws"
-    if not (root / "runs" / RUN_ID / "adapters" / "adapters.safetensors").is_file():
+    if not finished_training(root):
         shutil.rmtree(root, ignore_errors=True)
         shutil.copytree(demo_template, root)
         train_adapter(root, f"runs/{RUN_ID}/adapters")

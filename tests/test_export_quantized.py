@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from test_export_fixtures import llama_cpp_or_skip, train_adapter
+from test_export_fixtures import finished_training, llama_cpp_or_skip, train_adapter
 
 RUN_ID = "20260101-000000-qlora"
 QUANTIZE = {
@@ -22,7 +22,7 @@ QUANTIZE = {
 
 def quantized_workspace(demo_template: Path, root: Path, label: str) -> Path:
     """The demo workspace whose model/ is the demo model quantized by mlx-lm's own convert, with a QLoRA adapter."""
-    if (root / "runs" / RUN_ID / "adapters" / "adapters.safetensors").is_file():
+    if finished_training(root):  # a finished training only: adapters.safetensors comes at the first checkpoint
         return root
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(demo_template, root)

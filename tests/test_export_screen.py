@@ -62,18 +62,27 @@ async def test_run_all_from_the_keyboard_then_confirm_before_replacing(trained_w
         await pilot.press("a")
         await wait_idle(pilot, screen)
         steps = screen.query_one("#export-steps")
-        assert [steps.states[s] for s in ("fuse", "gguf", "verify", "ollama")] == ["done"] * 4, log_text(screen)
         text = log_text(screen)
+        created = f"created Ollama model phi3-{RUN_ID}" in text
+        # ✓ only for what was checked: Verify's needs llama.cpp to agree, Ollama's a model created in Ollama.
+        verify_state = "done" if llama_cpp_available() else "partial"
+        ollama_state = "done" if created else "partial"
+        assert [steps.states[s] for s in ("fuse", "gguf", "verify", "ollama")] == [
+            "done", "done", verify_state, ollama_state], text
+        assert [shown_mark(steps, s) for s in ("fuse", "gguf", "verify", "ollama")] == [
+            "✓", "✓", "✓" if verify_state == "done" else "~", "✓" if created else "~"]
         out_dir = trained_ws / "exports" / f"phi3-{RUN_ID}"
         assert (out_dir / f"phi3-{RUN_ID}-f16.gguf").is_file() and (out_dir / "Modelfile").is_file()
         assert "read back: " in text and "complete" in text
         if llama_cpp_available():
             assert "llama.cpp agrees with MLX (f16)" in text and "same tokens" in text
-            assert shown_mark(steps, "verify") == "✓"  # llama.cpp ran the GGUF and agreed
+        else:
+            assert "read back; llama.cpp not installed" in text
         from phi3tui.core.export.ollama import find_ollama
 
         if find_ollama() is None:
-            assert f"ollama create phi3-{RUN_ID} -f Modelfile" in text
+            assert not created and f"ollama create phi3-{RUN_ID} -f Modelfile" in text
+            assert steps.notes["ollama"].startswith("Modelfile written; model not created (ollama is not installed")
         # Fuse again: the fused folder exists, so the wizard asks; "n" keeps it untouched.
         before = (out_dir / "fused" / "model.safetensors").stat().st_mtime_ns
         await pilot.press("down")  # highlight Fuse (Choose is first)

@@ -217,10 +217,17 @@ def test_headless_demo_runs_the_whole_job(tmp_path):
 
 
 def test_headless_demo_fails_loudly_when_a_step_fails(demo_workspace):
-    """A broken workspace makes the job exit non-zero and name the failing step."""
+    """A broken workspace makes the job exit non-zero and name the failing step. With --preference (through the
+    CLI: the DPO step's own run is tests/test_preference.py's) the DPO pass is a step of the job, after train."""
     (demo_workspace / "data" / "train.jsonl").write_text('{"text": "ok"}\nnot json\n')
-    proc = run_cli("demo", str(demo_workspace), "--headless", timeout=900)
+    proc = run_cli("demo", str(demo_workspace), "--headless", "--preference", timeout=900)
     assert proc.returncode != 0
-    from phi3tui.core.pipeline import STEPS
+    from phi3tui.core.pipeline import STEPS, steps_with_preference
 
-    assert f"[1/{len(STEPS)}] check the data: FAILED" in proc.stdout
+    steps = steps_with_preference()
+    assert len(steps) == len(STEPS) + 1
+    assert f"[1/{len(steps)}] check the data: FAILED" in proc.stdout
+    assert f"[2/{len(steps)}] train: FAILED" in proc.stdout, proc.stdout
+    assert f"[3/{len(steps)}] preference-tune (DPO): skipped: train failed" in proc.stdout, proc.stdout
+    for number, (title, *_) in enumerate(steps, 1):
+        assert f"[{number}/{len(steps)}] {title}: " in proc.stdout, title

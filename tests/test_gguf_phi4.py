@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_export_fixtures import llama_cpp_or_skip, train_adapter
+from test_export_fixtures import finished_training, llama_cpp_or_skip, train_adapter
 
 from phi3tui.core.export import ExportError
 from phi3tui.core.export.gguf import write_gguf
@@ -39,7 +39,7 @@ def phi4_model(phi4_template, tmp_path) -> Path:
 def phi4_trained_template(demo_template, phi4_template, tmp_path_factory) -> Path:
     """Read-only: the demo workspace with the Phi-4-mini-style model as its model and a trained adapter."""
     root = tmp_path_factory.getbasetemp() / "phi4-trained" / "ws"
-    if not (root / "runs" / RUN_ID / "adapters" / "adapters.safetensors").is_file():
+    if not finished_training(root):  # adapters.safetensors alone comes at the first checkpoint, before the end
         shutil.rmtree(root, ignore_errors=True)
         shutil.copytree(demo_template, root)
         shutil.rmtree(root / "model")

@@ -167,6 +167,32 @@ def test_two_local_ranks_are_both_ended_by_kill(demo_workspace):
     kill_and_check_every_rank_ends(run_dir)
 
 
+def stop_and_check_every_rank_ends(run_dir: Path, workspace: Path) -> None:
+    """`phi3tui runs stop --wait`: the stop reaches every rank (they agree on the step through all_sum), every
+    rank process ends, and the run is stopped with a checkpoint at that step."""
+    ranks = runner_processes(run_dir, trainers_only=False)
+    assert len(ranks) >= 4, ranks  # two trainers and their supervisors
+    stop = run_cli("runs", "stop", run_dir.name, "--wait", "-w", str(workspace))
+    assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stdout + stop.stderr
+    gone, alive = psutil.wait_procs(ranks, timeout=60)
+    assert alive == [], f"a rank outlived runs stop: {alive}"
+    info = read_run_json(run_dir)
+    assert info["state"] == "stopped", info
+    at = int(info["reason"].rsplit(" ", 1)[-1])
+    assert info["last_checkpoint"] == at and (run_dir / "adapters" / f"{at:07d}_adapters.safetensors").is_file()
+    # Each rank ended as stopped at that same step by itself (not cut off when rank 0 left the ring).
+    log = (run_dir / "log.txt").read_text()
+    assert log.count(f"phi3tui runner: stopped: stopped at iteration {at}") == 2, log[-3000:]
+
+
+def test_two_local_ranks_are_both_ended_by_runs_stop(demo_workspace):
+    run_dir = runs.start_run(Workspace.open(demo_workspace), overrides=LONG, hosts=["127.0.0.1", "127.0.0.1"])
+    wait_for(lambda: hosts.pid_file(run_dir, 1).is_file() and (read_run_json(run_dir).get("iteration") or 0) >= 5,
+             "both ranks training", run_dir)
+    assert len(runner_processes(run_dir)) == 2
+    stop_and_check_every_rank_ends(run_dir, demo_workspace)
+
+
 @pytest.fixture
 def sshd_peer(tmp_path, monkeypatch):
     """A real sshd on 127.0.0.1 with throwaway keys, reachable as host `peer` (an ssh alias, as a Mac's would be).
@@ -233,6 +259,16 @@ def test_rank_through_a_real_sshd_gets_the_environment_and_is_ended_by_kill(demo
     rank1.wait(timeout=20)
     assert len(rank0) == 1
     kill_and_check_every_rank_ends(run_dir)
+
+
+def test_runs_stop_reaches_a_rank_through_a_real_sshd(demo_workspace, sshd_peer):
+    run_dir = runs.start_run(Workspace.open(demo_workspace), overrides=LONG, hosts=["127.0.0.1", sshd_peer])
+    wait_for(lambda: hosts.pid_file(run_dir, 1).is_file() and (read_run_json(run_dir).get("iteration") or 0) >= 5,
+             "both ranks training", run_dir)
+    rank1 = psutil.Process(int(hosts.pid_file(run_dir, 1).read_text()))
+    assert any(p.name().startswith("sshd") for p in rank1.parents()), "rank 1 was not started through sshd"
+    stop_and_check_every_rank_ends(run_dir, demo_workspace)
+    assert not rank1.is_running()
 
 
 def test_a_host_without_the_workspace_paths_is_refused_before_launch(tmp_path, sshd_peer):

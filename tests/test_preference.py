@@ -218,9 +218,20 @@ def test_reference_is_the_base_model_exactly_with_one_copy_of_the_weights(demo_m
     base, _ = load(str(demo_model))  # a second copy, only to compare against
     tokens, mask = preference.pair_batch([preference_tokens_of(tokenizer, "Are bats blind?", "No.", "Yes.")], 512)
     adapted, _ = preference.answer_logps(model, tokens, mask)
+    adapted_arrays = {id(v) for _, v in tree_flatten(model.parameters())}
+    base_bytes = sum(v.nbytes for k, v in tree_flatten(model.parameters()) if "lora_" not in k)
+    mx.eval(model.parameters())
+    before = mx.get_active_memory()
     with preference.adapter_off(model):
+        inside = tree_flatten(model.parameters())
+        grown = mx.get_active_memory() - before
         off, _ = preference.answer_logps(model, tokens, mask)
     expected, _ = preference.answer_logps(base, tokens, mask)
+    # One copy: with the adapter off, every weight is the very array the adapted model holds, and nothing was
+    # allocated for the switch (a copy of the base would be base_bytes).
+    assert inside and not any("lora_" in k for k, _ in inside)
+    assert all(id(v) in adapted_arrays for _, v in inside), [k for k, v in inside if id(v) not in adapted_arrays][:3]
+    assert grown < 0.01 * base_bytes, (grown, base_bytes)
     assert mx.array_equal(off, expected).item()
     assert not mx.allclose(adapted, expected).item(), "the adapter must change the scores, or the test proves nothing"
     # Switched back on afterwards, and no weight was copied.
@@ -267,6 +278,34 @@ def test_dpo_run_on_the_demo_model_records_rewards_and_its_adapter_loads_in_chat
         for event in events:
             answers[event.row].append(event.token)
     assert all(answers)
+
+
+def test_orpo_run_on_the_demo_model_end_to_end(demo_workspace):
+    """train_mode: orpo through the real runner: no reference model (its rewards are beta x the answers' mean
+    log-probabilities, never 0 as DPO's start), an NLL term in the loss (far above DPO's log 2 at the start),
+    checkpoints, and an adapter that loads and changes the model's scores."""
+    from phi3tui.core import runs
+    from phi3tui.core.demo import write_demo_preference_data
+    from phi3tui.core.workspace import Workspace
+
+    write_demo_preference_data(demo_workspace / "pref")
+    ws = Workspace.open(demo_workspace)
+    run_dir = runs.start_run(ws, overrides=dict(train_mode="orpo", data="pref", iters=10, steps_per_report=5,
+                                                 steps_per_eval=5, save_every=10, val_batches=2, learning_rate=1e-3))
+    info = runs.wait_for_run(run_dir, timeout=300)
+    assert info["state"] == "finished", (info, (run_dir / "log.txt").read_text()[-2000:])
+    assert "train_mode: orpo" in (run_dir / "config.yaml").read_text()
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    keys = {"loss", "chosen_reward", "rejected_reward", "reward_margin", "accuracy"}
+    train = [r for r in lines if r["kind"] == "train"]
+    val = [r for r in lines if r["kind"] == "val"]
+    assert [r["iteration"] for r in train] == [5, 10] and all(keys <= r.keys() for r in train + val)
+    assert val[0]["iteration"] == 0
+    assert val[0]["chosen_reward"] < 0 and val[0]["rejected_reward"] < 0  # beta x mean log p: no reference
+    assert val[0]["loss"] > 2 * math.log(2)  # the NLL of the chosen answers is in it
+    assert val[-1]["loss"] < val[0]["loss"], val  # it learns
+    assert (run_dir / "adapters" / "0000010_adapters.safetensors").is_file()
+    assert (run_dir / "adapters" / "adapters.safetensors").is_file()
 
 
 def test_dpo_run_stopped_and_resumed_equals_the_straight_run(demo_workspace):

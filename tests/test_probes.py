@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -170,6 +171,16 @@ async def test_scores_per_checkpoint_in_the_train_screen_and_promote_by_score(pr
     scores = checkpoint_scores(adapters)
     assert {n: [s[k] for k in ("mc1", "mc2", "test_loss")] for n, s in scores.items()} == {
         n: [results[n][k] for k in ("mc1", "mc2", "test_loss")] for n in (10, 20)}
+    # The demo model scores MC1 = 0 and MC2 ~ 1e-11 at every checkpoint: cells of "0.00" cannot show a swapped column
+    # or a wrong best. A newer evaluation of each checkpoint (the newest counts), the real file with distinct known
+    # numbers, can: mc1 != mc2 in each row, and the best by mc2 (10) is not the best by test loss (20) nor the latest.
+    known = {10: {"mc1": 0.25, "mc2": 0.75, "test_loss": 2.5}, 20: {"mc1": 0.5, "mc2": 0.375, "test_loss": 2.0}}
+    for n, numbers in known.items():
+        saved = json.loads(Path(scores[n]["file"]).read_text())
+        saved["right"].update(numbers)
+        (run / f"eval-99990101-000000-{n}.json").write_text(json.dumps(saved))
+        results[n] = {**results[n], **numbers}
+    assert {n: {k: s[k] for k in known[n]} for n, s in checkpoint_scores(adapters).items()} == known
 
     # The Train screen's checkpoint table and runs list show them; p offers each score, and promotes by it.
     best = max((10, 20), key=lambda n: (results[n]["mc2"], -n))  # the earliest wins a tie

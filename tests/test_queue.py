@@ -50,10 +50,12 @@ def test_a_sweep_runs_one_after_another_with_nobody_attached_after_the_terminal_
     finally:
         os.killpg(terminal.pid, signal.SIGKILL)  # the app, the terminal, the SSH session: all gone at once
         terminal.wait()
-    assert len(runs.run_dirs(ws)) == 2
-    (first,) = [d for d in runs.run_dirs(ws) if runs.run_info(d)["state"] != runs.WAITING]
-    (second,) = runs.queued_runs(ws)
+        killed_at = time.time()
+    # Queue order from run.json, not from the states now: the first run may already have finished and handed on.
+    first, second = sorted(runs.run_dirs(ws), key=lambda d: runs.read_run_json(d)["sweep_index"])
     infos = assert_one_after_another([first, second])
+    # One run was running when the terminal died, so the second started after it: nobody attached handed on.
+    assert infos[1]["started"] >= killed_at - 1.0, (infos[1]["started"], killed_at)
     assert infos[0]["sweep_id"] == infos[1]["sweep_id"] and infos[0]["sweep_id"].startswith("sweep-")
     configs = [yaml.safe_load((d / "config.yaml").read_text()) for d in (first, second)]
     assert [c["learning_rate"] for c in configs] == [1e-4, 2e-3]
@@ -101,6 +103,69 @@ def test_a_stalled_queue_is_started_by_the_next_phi3tui_and_by_resume_queue(demo
     assert runs.wait_for_run(made[1], timeout=240)["state"] == "finished"
     assert runs.run_info(made[0])["ended"] <= runs.run_info(made[1])["started"]
     assert runs.queued_runs(ws) == []
+
+
+def test_train_queue_waits_for_the_running_run_and_train_now_runs_beside_it(demo_workspace):
+    """`train --queue` while a run runs: it waits in the queue until that run ends, then starts by itself.
+    `train --now`: it starts at once and runs beside it."""
+    quick_config(demo_workspace, 2)
+    ws, ws_arg = Workspace.open(demo_workspace), str(demo_workspace)
+    first = runs.start_run(ws, overrides={"iters": 100000, "steps_per_eval": 100000})  # runs until stopped
+    wait_until(lambda: runs.run_info(first).get("state") == "running", what="the first run to run")
+
+    queued = run_cli("train", "--queue", "-w", ws_arg)
+    assert queued.returncode == 0 and "queued #1" in queued.stdout, queued.stdout + queued.stderr
+    (waiting,) = runs.queued_runs(ws)
+    assert waiting.name in queued.stdout and runs.read_run_json(waiting)["state"] == runs.WAITING
+
+    now = run_cli("train", "--now", "-w", ws_arg)
+    assert now.returncode == 0 and now.stdout.startswith("started run "), now.stdout + now.stderr
+    beside = ws.runs_dir / now.stdout.split()[2]
+    assert runs.wait_for_run(beside, timeout=240)["state"] == "finished"
+    # It ran while the first one ran, and the queued run still waits for the first.
+    assert runs.run_info(first)["state"] == "running"
+    assert runs.read_run_json(waiting)["state"] == runs.WAITING and runs.queued_runs(ws) == [waiting]
+
+    runs.stop_run(first)
+    ended = runs.wait_for_run(first, timeout=120)
+    assert ended["state"] == "stopped"
+    info = runs.wait_for_run(waiting, timeout=240)  # started by the first runner as it ended
+    assert info["state"] == "finished" and info["started"] >= ended["ended"]
+    assert runs.queued_runs(ws) == []
+
+
+def test_exactly_one_of_several_queue_starters_wins(demo_workspace):
+    """Four processes try to start a stalled queue at the same moment (after one barrier file): one run starts."""
+    quick_config(demo_workspace, 2)
+    ws = Workspace.open(demo_workspace)
+    made = runs.queue_runs(ws, sweep={"iters": [100000, 2]}, start=False)
+    go = demo_workspace / "go"
+    code = f"""
+import os, time
+from pathlib import Path
+from phi3tui.core.runs.queue import start_next
+from phi3tui.core.workspace import Workspace
+ws = Workspace.open({str(demo_workspace)!r})
+Path({str(demo_workspace)!r}, f"ready-{{os.getpid()}}").touch()
+while not Path({str(go)!r}).exists():
+    time.sleep(0.005)
+started = start_next(ws)
+print("STARTED", started.name if started else None)
+"""
+    starters = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(4)]
+    # Every starter has imported everything and waits at the barrier before it falls.
+    wait_until(lambda: len(list(demo_workspace.glob("ready-*"))) == 4 or any(p.poll() is not None for p in starters),
+               what="the starters to wait at the barrier")
+    go.touch()
+    outputs = [p.communicate(timeout=120) for p in starters]
+    assert all(p.returncode == 0 for p in starters), [err[-1000:] for _, err in outputs]
+    said = sorted(out.strip() for out, _ in outputs)
+    assert said == sorted(["STARTED None"] * 3 + [f"STARTED {made[0].name}"]), said
+    assert runs.read_run_json(made[1])["state"] == runs.WAITING and runs.queued_runs(ws) == [made[1]]
+    runs.stop_run(made[0])
+    assert runs.wait_for_run(made[0], timeout=120)["state"] == "stopped"
+    assert runs.wait_for_run(made[1], timeout=240)["state"] == "finished"
 
 
 def test_bad_sweeps_are_refused_by_name_and_nothing_is_written(demo_workspace):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from phi3tui.core import runs
+from phi3tui.core.adapters import checkpoint_names
 from phi3tui.core.run_folder import read_run_json
 from phi3tui.core.workspace import Workspace
 from tests.conftest import REPO
@@ -158,10 +159,31 @@ def test_huge_learning_rate_ends_diverged(demo_workspace):
     assert info["state"] == "diverged", info
     assert any(a["kind"] == "diverged" for a in info["alarms"])
     latest = run_dir / "adapters" / "adapters.safetensors"
-    if latest.exists():  # the last good checkpoint, never the NaN weights
-        weights = mx.load(str(latest))
-        assert all(bool(mx.isfinite(w).all().item()) for w in weights.values())
-        assert info["last_good_checkpoint"] is not None
+    # Diverged before its first checkpoint: nothing to go back to, and no NaN weights left as the latest.
+    assert info["last_good_checkpoint"] is None and not latest.exists(), info
+    assert "no checkpoint was saved before it" in info["reason"]
+
+
+def test_a_run_that_diverges_after_checkpoints_goes_back_to_the_last_good_one(demo_workspace):
+    """The learning rate grows 100x a step (exponential_decay with a rate of 100): tiny for the checkpoints at 2 and
+    4, then huge, so the run diverges after them; adapters.safetensors is then the last checkpoint, byte for byte."""
+    import mlx.core as mx
+
+    ws = Workspace.open(demo_workspace)
+    run_dir = runs.start_run(ws, overrides=dict(QUICK, save_every=2, steps_per_report=1, steps_per_eval=1000,
+                                                lr_schedule={"name": "exponential_decay", "arguments": [1e-5, 100.0]}))
+    info = runs.wait_for_run(run_dir, timeout=120)
+    assert info["state"] == "diverged", info
+    adapters = run_dir / "adapters"
+    saved = sorted(int(p.name.split("_")[0]) for p in adapters.glob("[0-9]*" + checkpoint_names(0)[0][7:]))
+    assert len(saved) >= 2 and saved[0] == 2, saved  # diverged after (at least) two checkpoints
+    good = info["last_good_checkpoint"]
+    assert good == saved[-1], (good, saved)
+    assert f"kept the checkpoint of iteration {good}" in info["reason"]
+    assert info["alarms"][-1]["iteration"] > good  # it diverged after the checkpoint it went back to
+    latest = adapters / "adapters.safetensors"
+    assert latest.read_bytes() == (adapters / checkpoint_names(good)[0]).read_bytes()
+    assert all(bool(mx.isfinite(w).all().item()) for w in mx.load(str(latest)).values())
 
 
 def test_missing_model_fails_with_error_and_log_tail(demo_workspace):

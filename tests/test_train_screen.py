@@ -196,19 +196,21 @@ async def test_one_watcher_feeds_the_header_the_terminal_title_and_the_train_scr
         await pilot.pause()
         run_dir = runs.start_run(ws, overrides=dict(iters=100000, steps_per_report=2, steps_per_eval=1000))
         await wait_for(pilot, lambda: app.run_poll.live and app.run_poll.live[0].state == "running")
-        await pilot.pause(0.6)  # one more poll after the run shows as running
-        poll = app.run_poll
         screen = app.screen
         header = screen.query_one("WorkspaceHeader")
-        assert f"run {run_dir.name} running" in str(header.render()) and poll.header in str(header.render())
+        # The header redraws from the poll once the poll's message is handled: wait for that, not for a time.
+        await wait_for(pilot, lambda: f"run {run_dir.name} running" in str(header.render())
+                       and app.run_poll.header in str(header.render()))
+        poll = app.run_poll
         assert app.terminal_title == f"phi3tui — {ws.name} — {poll.title}" and run_dir.name in poll.title
         assert screen.run_dir == run_dir  # the Train screen followed the new run from the poll
         assert f"run {run_dir.name}" in str(screen.query_one("#run-title").render())
         # Another screen's header shows the same poll's line.
         calls.clear()
         await pilot.press("f1")
-        await pilot.pause(1.2)
-        assert f"run {run_dir.name} running" in str(app.screen.query_one("WorkspaceHeader").render())
+        # One whole poll after the switch (runs/ listed, then run.json summarized), whatever its period on a busy box.
+        await wait_for(pilot, lambda: {("run_dirs", "poll", "watcher.py"), ("run_info", "summarize", "store.py")} <= set(calls)
+                       and f"run {run_dir.name} running" in str(app.screen.query_one("WorkspaceHeader").render()))
         seen = set(calls)
         runs.kill_run(run_dir)
     # One poller: runs/ was listed only by RunWatcher.poll, run.json read only through its summaries.

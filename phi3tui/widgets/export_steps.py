@@ -10,7 +10,8 @@ from textual.widgets.option_list import Option
 from phi3tui.core.export import steps as export_steps
 
 CHOOSE = "choose"  # the wizard's own first entry: pick the adapter; every other entry is an export step
-# partial: the step passed but did less than a ✓ claims (Verify read the files back; llama.cpp did not run them).
+# partial: the step passed but did less than a ✓ claims (Verify read the files back; llama.cpp did not run them;
+# Ollama wrote the Modelfile but created no model).
 MARKS = {"waiting": " ", "running": "…", "done": "✓", "partial": "~", "failed": "✗"}
 
 

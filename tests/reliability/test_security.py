@@ -4,10 +4,10 @@ stay inside their folder, and no Hugging Face token written anywhere."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -56,9 +56,19 @@ def test_no_port_opened_by_runner_or_app(bad_workspace):
         tmux("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
         _wait(lambda: "Train" in tmux.screen(), 60, "the app's Train screen")
         app = int(tmux("display-message", "-p", "-t", "app", "#{pane_pid}").strip())
-        time.sleep(1.0)
-        assert _inet_connections(runner) == [], "the runner opened a network socket"
-        assert _inet_connections(app) == [], "the app opened a network socket"
+        # Sampled over and over while both do their work, until the app has drawn the run 10 iterations on:
+        # the runner has trained, reported and been read; the app has polled, drawn and painted (not "1 s later").
+        opened = {"runner": [], "app": []}
+
+        def sampled_until_the_app_shows_progress():
+            opened["runner"] += _inet_connections(runner)
+            opened["app"] += _inet_connections(app)
+            shown = [int(n) for n in re.findall(r"(\d+)/400", tmux.screen())]
+            return shown and max(shown) >= 10
+
+        _wait(sampled_until_the_app_shows_progress, 120, "the app to show the run 10 iterations on")
+        assert opened["runner"] == [], "the runner opened a network socket"
+        assert opened["app"] == [], "the app opened a network socket"
     finally:
         tmux.close()
         runs.stop_run(run_dir)

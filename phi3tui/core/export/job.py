@@ -174,6 +174,7 @@ class ExportJob:
         return self.results["verify"][2] if "verify" in self.results else None
 
     def shortfall(self, step: str) -> str | None:
-        """Why a step that passed did less than its ✓ promises (verify without llama.cpp); None when it did it all."""
+        """Why a step that passed did less than its ✓ promises (verify without llama.cpp, a Modelfile but no Ollama
+        model); None when it did it all."""
         outcome = self.outcomes.get(step)
         return outcome.shortfall if outcome is not None else None

@@ -25,6 +25,8 @@ VERIFY_AGREED = "agreed"
 VERIFY_READ_BACK_ONLY = "read back; llama.cpp not installed"
 VERIFY_NOTHING_TO_RUN = "read back; nothing llama.cpp could compare with MLX"
 VERIFY_DISAGREES = "llama.cpp disagrees with MLX"
+# The Ollama step's ✓ means the model is in Ollama; a Modelfile alone (Ollama absent or not answering) is short of it.
+OLLAMA_NOT_CREATED = "Modelfile written; model not created"
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class StepOutcome:
     step: str
     lines: tuple[str, ...]
     ok: bool = True
-    shortfall: str | None = None  # passed, but short of what its ✓ promises (verify without llama.cpp)
+    shortfall: str | None = None  # passed, but short of what its ✓ promises (verify without llama.cpp, no Ollama)
     ask_replace: bool = False  # failed only because an Ollama model of that name exists: ask, then run with replace
     result: object = None  # the step's own result (also in job.results[step])
 
@@ -355,9 +357,9 @@ class OllamaStep:
         lines = [f"wrote {result.modelfile}"]
         if result.created:
             lines += [f"created Ollama model {result.name}", f"test answer: {result.answer}"]
-        else:
-            lines += [f"not creating the model: {result.reason}", "run these commands:"] + [f"  {c}" for c in result.commands]
-        return StepOutcome(self.id, tuple(lines), result=result)
+            return StepOutcome(self.id, tuple(lines), result=result)
+        lines += [f"not creating the model: {result.reason}", "run these commands:"] + [f"  {c}" for c in result.commands]
+        return StepOutcome(self.id, tuple(lines), shortfall=f"{OLLAMA_NOT_CREATED} ({result.reason})", result=result)
 
     def demo(self, workspace, state: dict) -> str:
         from phi3tui.core.export.ollama import demo_step
