@@ -216,7 +216,7 @@ def format_record(r: dict) -> str:
 
 def follow(run_dir, out=sys.stdout, poll: float = 0.5) -> int:
     """Print the run's history, then new records and alarms as they come, until the run ends."""
-    from phi3tui.core.runs import END_STATES, RunState
+    from phi3tui.core.runs import END_STATES, UNREADABLE, RunState
     from phi3tui.core.runs import MetricsTail, run_info
 
     tail = MetricsTail(run_dir)
@@ -234,6 +234,9 @@ def follow(run_dir, out=sys.stdout, poll: float = 0.5) -> int:
             print(f"\a⚠ {alarm.get('kind')} at iteration {alarm.get('iteration')}: {alarm.get('message')}", file=out)
         seen_alarms = len(alarms)
         out.flush()
+        if info.get("state") == UNREADABLE:  # it will not get better by waiting (wait_for_run says the same)
+            print(f"run {run_dir.name}: {info.get('reason')}", file=out, flush=True)
+            return 1
         if info.get("state") in END_STATES:
             print(f"run {run_dir.name} {info['state']}: {info.get('reason') or ''}", file=out, flush=True)
             if info["state"] == RunState.FAILED:
