@@ -328,7 +328,12 @@ def cmd_probes(args) -> int:
 def cmd_config(args) -> int:
     from phi3tui.core.runs import run_config_text
 
-    print(run_config_text(_run_dir(args)), end="")
+    run_dir = _run_dir(args)
+    try:
+        print(run_config_text(run_dir), end="")
+    except (OSError, UnicodeDecodeError) as exc:  # a run folder cut short before its config was written
+        return _fail(f"run {run_dir.name} has no readable config.yaml ({exc}); delete the run folder if it is "
+                     f"left over (`phi3tui runs delete {run_dir.name}`)", 1)
     return 0
 
 
@@ -336,7 +341,12 @@ def cmd_diff(args) -> int:
     from phi3tui.core.runs import config_diff
 
     a, b = _run_dir(args, args.a), _run_dir(args, args.b)
-    rows = config_diff(a, b)
+    from phi3tui.core.config import ConfigError
+
+    try:
+        rows = config_diff(a, b)
+    except ConfigError as exc:  # a run folder cut short before its config was written
+        return _fail(f"cannot compare: {exc}", 1)
     if not rows:
         print(f"runs {a.name} and {b.name} have the same settings")
         return 0
