@@ -25,7 +25,10 @@ def register(subparsers) -> None:
             "Print every migration the file needs and every finding of the checks (made on the migrated values, "
             "as a run uses them): unknown keys and wrong types, num_layers against the model's blocks, LoRA keys "
             "against its modules, the trainable parameter count, batch_size against each split, max_seq_length "
-            "against the longest record, the data folder, adapter_path, the memory estimate and mask_prompt. "
+            "against the longest record, the data folder, adapter_path, the memory estimate and mask_prompt; then "
+            "the pre-run gate `phi3tui train` passes: every line of every data split (as `phi3tui data check`), "
+            "the data format against train_mode, the probe prompts file, the reporters and the environment "
+            "variables a run reads (PHI3TUI_MEMORY_LIMIT_GB). "
             "Exit status: 0 no errors, 1 errors found, 2 the file cannot be read."
         ),
     )
