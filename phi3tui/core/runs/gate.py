@@ -163,7 +163,7 @@ def data_mode_findings(values: dict, workspace_root: Path) -> list[Finding]:
     """The data's format against train_mode, and each split against batch_size (core/config's check_data, on
     the splits' sizes and formats only: no tokenizer)."""
     from phi3tui.core.config import mlx_lm_defaults
-    from phi3tui.core.config.checks import DataContext, check_data
+    from phi3tui.core.config import DataContext, check_data
     from phi3tui.core.data import DataFolder, DataSettings, split_sizes
 
     folder = data_folder(values, workspace_root)
@@ -212,7 +212,7 @@ def resume_findings(values: dict, workspace_root: Path, run_dir: Path | None = N
     """The adapter a run starts from: resume_adapter_file, and a resumed run's checkpoint files."""
     from phi3tui.core.adapters import checkpoint_names
     from phi3tui.core.config import mlx_lm_defaults
-    from phi3tui.core.config.checks import check_adapters
+    from phi3tui.core.config import check_adapters
     from phi3tui.core.run_folder import ADAPTERS_DIR
 
     found = [f for f in check_adapters(values, mlx_lm_defaults(), Path(workspace_root)) if f.level == "error"]
@@ -232,7 +232,7 @@ def check_before_run(workspace_root: Path | str, values: dict, config_findings: 
     """What stops a run with these (migrated) config values from starting: the config review's findings
     (`config_findings`, as prepare_run_config / review_config made them; all levels kept, for `config check`),
     then the gate's own errors. A run may start when no finding is an error."""
-    from phi3tui.core.config.checks import check_reporters
+    from phi3tui.core.config import check_reporters
 
     root = Path(workspace_root)
     found = list(config_findings or [])
