@@ -273,3 +273,29 @@ def test_no_command_prints_a_traceback_on_a_broken_workspace(demo_template, tmp_
            if code is None or "Traceback" in out]
     assert not bad, "\n\n".join(bad)
     assert len(results) >= 30
+
+
+# -- the data check is read once per version of the files ----------------------------------------------------------------
+def test_data_check_is_cached_by_size_and_mtime_in_the_user_cache(bad_workspace, tmp_path, monkeypatch):
+    """A second gate on unchanged files (same size, mtime, inode) does not read them again — also in a new
+    process, through the cache file — and a changed mtime reads them again."""
+    from phi3tui.core.runs import gate
+
+    monkeypatch.setenv("PHI3TUI_CACHE_DIR", str(tmp_path / "cache"))
+    values = {"data": "data"}
+    train = bad_workspace / "data" / "train.jsonl"
+    assert gate.data_errors(values, bad_workspace) == []
+    assert (tmp_path / "cache" / gate.DATA_CACHE_FILE).is_file()
+    # The same bytes count and times, a broken line: a re-read would find it, the cached verdict does not.
+    stat = train.stat()
+    raw = bytearray(train.read_bytes())
+    raw[10:12] = b"\x00\x00"
+    with open(train, "r+b") as handle:  # in place: the inode stays
+        handle.write(raw)
+    os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert gate.data_errors(values, bad_workspace) == []
+    gate._DATA_CACHE.clear()  # as a new process: only the cache file is left
+    assert gate.data_errors(values, bad_workspace) == []
+    os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    found = gate.data_errors(values, bad_workspace)
+    assert [f.field for f in found] == ["train:1"], found

@@ -155,6 +155,8 @@ def data_errors(values: dict, workspace_root: Path) -> list[Finding]:
             if key == _cache_key(folder, settings):  # unchanged while it was read: the verdict holds
                 _write_disk_cache(key, rows)
         with _DATA_LOCK:
+            if len(_DATA_CACHE) >= DATA_CACHE_ENTRIES:  # a long-lived app sees many versions of its data
+                _DATA_CACHE.clear()
             _DATA_CACHE[key] = rows
     return [Finding("error", where, message, hint) for where, message, hint in rows]
 
