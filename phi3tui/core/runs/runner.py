@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return supervise(run_dir, child)
     try:
         code = train_main(run_dir)
-    except BaseException:
+    except BaseException as exc:  # before train_main could record anything (MLX's distributed setup, …)
         traceback.print_exc()
+        _record_early_failure(run_dir, exc)
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
@@ -138,6 +139,20 @@ def train_main(run_dir: Path) -> int:
     finally:
         if writer:
             hand_on_queue(run_dir)
+
+
+def _record_early_failure(run_dir: Path, exc: BaseException) -> None:
+    """The run ends failed with its reason, not "ended without recording a result" (rank 0 only)."""
+    from phi3tui.core.runs.state import IllegalTransition, transition
+
+    if int(os.environ.get("MLX_RANK", "0") or 0) != 0:
+        return
+    reason = failure_reason(exc)
+    try:
+        transition(run_dir, RunState.FAILED, expect=(RunState.QUEUED, RunState.RUNNING), reason=reason, error=reason,
+                   log_tail=log_tail(run_dir))
+    except (IllegalTransition, OSError, ValueError):  # recorded already, or the folder is gone: nothing to add
+        pass
 
 
 def failure_reason(exc: BaseException) -> str:
