@@ -25,7 +25,10 @@ def register(subparsers) -> None:
             "Print every migration the file needs and every finding of the checks (made on the migrated values, "
             "as a run uses them): unknown keys and wrong types, num_layers against the model's blocks, LoRA keys "
             "against its modules, the trainable parameter count, batch_size against each split, max_seq_length "
-            "against the longest record, the data folder, adapter_path, the memory estimate and mask_prompt. "
+            "against the longest record, the data folder, adapter_path, the memory estimate and mask_prompt; then "
+            "the pre-run gate `phi3tui train` passes: every line of every data split (as `phi3tui data check`), "
+            "the data format against train_mode, the probe prompts file, the reporters and the environment "
+            "variables a run reads (PHI3TUI_MEMORY_LIMIT_GB). "
             "Exit status: 0 no errors, 1 errors found, 2 the file cannot be read."
         ),
     )
@@ -67,21 +70,23 @@ def _review(args):
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from phi3tui.core.config import ConfigDocument
     from phi3tui.core.files import shell_command
+    from phi3tui.core.runs import check_before_run, finding_lines
 
     path, text, review = _review(args)
     if review is None:
         return 2
-    doc = ConfigDocument(text, path)
     if review.model is not None and review.model.info is not None:
         print(f"model: {review.model.value}: {review.model.info.summary()} ({review.model.location.kind})")
-    for finding in review.findings:
-        # file:line: where the key is written, so an editor can jump there
-        line = doc.line_of(tuple(finding.field.split("."))) if finding.field else None
-        print(f"{path}:{line}: {finding}" if line else finding)
-    errors = len(review.errors)
-    warnings = sum(f.level == "warning" for f in review.findings)
+    # The pre-run gate on the reviewed values: what a run of this file would be refused for (every data line,
+    # probes, the environment, …), the same check `phi3tui train` makes.
+    root = Path(args.workspace) if args.workspace else path.resolve().parent
+    findings = check_before_run(root, review.values, review.findings)
+    # file:line: where the key is written, so an editor can jump there
+    for line in finding_lines(findings, path):
+        print(line)
+    errors = sum(f.level == "error" for f in findings)
+    warnings = sum(f.level == "warning" for f in findings)
     print(f"{path}: {errors} error(s), {warnings} warning(s)")
     if review.changes:
         print(f"run `{shell_command('phi3tui', 'config', 'migrate', path, '--write')}` to make the {len(review.changes)} migration(s) in the file")

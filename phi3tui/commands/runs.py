@@ -216,7 +216,7 @@ def format_record(r: dict) -> str:
 
 def follow(run_dir, out=sys.stdout, poll: float = 0.5) -> int:
     """Print the run's history, then new records and alarms as they come, until the run ends."""
-    from phi3tui.core.runs import END_STATES, RunState
+    from phi3tui.core.runs import END_STATES, UNREADABLE, RunState
     from phi3tui.core.runs import MetricsTail, run_info
 
     tail = MetricsTail(run_dir)
@@ -234,6 +234,9 @@ def follow(run_dir, out=sys.stdout, poll: float = 0.5) -> int:
             print(f"\a⚠ {alarm.get('kind')} at iteration {alarm.get('iteration')}: {alarm.get('message')}", file=out)
         seen_alarms = len(alarms)
         out.flush()
+        if info.get("state") == UNREADABLE:  # it will not get better by waiting (wait_for_run says the same)
+            print(f"run {run_dir.name}: {info.get('reason')}", file=out, flush=True)
+            return 1
         if info.get("state") in END_STATES:
             print(f"run {run_dir.name} {info['state']}: {info.get('reason') or ''}", file=out, flush=True)
             if info["state"] == RunState.FAILED:
@@ -325,7 +328,12 @@ def cmd_probes(args) -> int:
 def cmd_config(args) -> int:
     from phi3tui.core.runs import run_config_text
 
-    print(run_config_text(_run_dir(args)), end="")
+    run_dir = _run_dir(args)
+    try:
+        print(run_config_text(run_dir), end="")
+    except (OSError, UnicodeDecodeError) as exc:  # a run folder cut short before its config was written
+        return _fail(f"run {run_dir.name} has no readable config.yaml ({exc}); delete the run folder if it is "
+                     f"left over (`phi3tui runs delete {run_dir.name}`)", 1)
     return 0
 
 
@@ -333,7 +341,12 @@ def cmd_diff(args) -> int:
     from phi3tui.core.runs import config_diff
 
     a, b = _run_dir(args, args.a), _run_dir(args, args.b)
-    rows = config_diff(a, b)
+    from phi3tui.core.config import ConfigError
+
+    try:
+        rows = config_diff(a, b)
+    except ConfigError as exc:  # a run folder cut short before its config was written
+        return _fail(f"cannot compare: {exc}", 1)
     if not rows:
         print(f"runs {a.name} and {b.name} have the same settings")
         return 0

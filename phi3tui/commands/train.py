@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from phi3tui.commands.runs import _workspace, cmd_attach
     from phi3tui.core.config import ConfigError, load_config_values
     from phi3tui.core.config import SweepError, parse_sweep_spec, sweep_block
-    from phi3tui.core.runs import RunError, live_here, start_run
+    from phi3tui.core.runs import RunError, start_alone, start_run
 
     ws = _workspace(args, backstop=False)
     if args.iters is not None and args.iters < 1:
@@ -86,13 +86,11 @@ def run(args: argparse.Namespace) -> int:
                       "`phi3tui runs attach ID` (`phi3tui runs queue` lists it)", file=sys.stderr)
                 return 2
             return _queue(ws, args.config, overrides, sweep, hosts, hostfile, args.backend)
-        live = live_here(ws)
-        if live and not args.now:
-            print(f"phi3tui train: run {live[0].name} is running on this machine; add --queue to start this "
-                  "run when it ends, or --now to run both at once", file=sys.stderr)
-            return 2
-        run_dir = start_run(ws, args.config, overrides, hosts=hosts, hostfile=hostfile, backend=args.backend,
-                            keep_awake=args.keep_awake)
+        # Without --now the check "is a run live here" and the start are one step under the queue's lock:
+        # of two `phi3tui train` typed at once, one starts and the other is refused (RunBusy).
+        start = start_run if args.now else start_alone
+        run_dir = start(ws, args.config, overrides, hosts=hosts, hostfile=hostfile, backend=args.backend,
+                        keep_awake=args.keep_awake)
     except (ConfigError, RunError, SweepError) as exc:
         print(f"phi3tui train: {exc}", file=sys.stderr)
         return 2

@@ -137,4 +137,26 @@ def log_tail(run_dir: Path, lines: int = 20) -> list[str]:
     # Progress bars redraw with carriage returns: keep what the terminal would show last.
     # The colours mlx-lm's console adds are dropped: the tail is shown as plain text.
     out = [ANSI_RE.sub("", line.rsplit("\r", 1)[-1]).rstrip() for line in text.split("\n")]
-    return [line for line in out if line.strip()][-lines:]
+    return without_tracebacks([line for line in out if line.strip()])[-lines:]
+
+
+TRACEBACK_NOTE = "(the Python call stack of this error is in log.txt)"
+_CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
+
+
+def without_tracebacks(lines: list[str]) -> list[str]:
+    """`lines` with each Python traceback's call stack folded into one note: what the tail of a log shows a
+    person (attach, runs status, the Train screen) says what went wrong, the stack stays in log.txt. The
+    exception's own line is kept. A tail that starts inside a stack starts with the note."""
+    out: list[str] = []
+    inside = bool(lines) and lines[0].startswith("  File ")
+    for line in lines:
+        starts = line.startswith("Traceback (most recent call last):") or line.startswith(_CHAINED)
+        if starts or (inside and line[:1] in (" ", "\t")):
+            inside = True
+            if not out or out[-1] != TRACEBACK_NOTE:
+                out.append(TRACEBACK_NOTE)
+            continue
+        inside = False
+        out.append(line)
+    return out

@@ -3,7 +3,15 @@ keys made current), checks (against the model, the data and this machine), revie
 This is the package's public face: other packages import from here, not from its modules."""
 
 from phi3tui.core.config.probes import PROBE_HELP, PROBE_KEYS, probe_problem, probe_prompts_path
-from phi3tui.core.config.checks import REPORTERS, Finding, reporter_names
+from phi3tui.core.config.checks import (
+    REPORTERS,
+    DataContext,
+    Finding,
+    check_adapters,
+    check_data,
+    check_reporters,
+    reporter_names,
+)
 from phi3tui.core.workspace import ConfigError, load_config_values
 from phi3tui.core.config.document import ConfigDocument, DocumentEditError, _flow_text, load_values, read_config_text
 from phi3tui.core.config.migrate import apply_changes
@@ -36,8 +44,12 @@ __all__ = [
     "ConfigDocument",
     "ConfigReview",
     "DocumentEditError",
+    "DataContext",
     "Finding",
     "REPORTERS",
+    "check_adapters",
+    "check_data",
+    "check_reporters",
     "PRESETS",
     "TRAIN_MODES",
     "_flow_text",

@@ -42,12 +42,14 @@ from phi3tui.core.runs.store import (
     summarize,
 )
 from phi3tui.core.runs.queue import (
+    RunBusy,
     drop_queued,
     live_here,
     move_queued,
     queue_runs,
     queued_runs,
     resume_queue_quietly,
+    start_alone,
     start_next,
     start_or_queue,
 )
@@ -57,6 +59,7 @@ from phi3tui.core.runs.watcher import RunEvent, RunPoll, RunWatcher
 _LAZY = {
     **dict.fromkeys(("delete_run", "kill_run", "PROMOTE_BY", "promote_best", "promote_choices", "resumable_checkpoint",
                      "resume_run", "start_run", "stop_run", "wait_for_run"), "launcher"),
+    **dict.fromkeys(("RunRefused", "check_before_run", "finding_lines", "refusal_line", "require_ready"), "gate"),
     **dict.fromkeys(("SweepRow", "sweep_runs", "sweep_rows", "sweep_table"), "compare"),
 }
 
@@ -65,6 +68,13 @@ __getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [
+    "RunBusy",
+    "RunRefused",
+    "check_before_run",
+    "finding_lines",
+    "refusal_line",
+    "require_ready",
+    "start_alone",
     "WAITING",
     "SweepRow",
     "drop_queued",

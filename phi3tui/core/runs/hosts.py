@@ -110,6 +110,13 @@ def read_hostfile(path: Path | str) -> HostPlan:
         ips, rdma = entry.get("ips") or [], entry.get("rdma") or []
         if not isinstance(ips, list) or not all(isinstance(ip, str) for ip in ips):
             raise HostsError(f'hostfile {path}: host {i} ({ssh}): "ips" must be a list of addresses')
+        for ip in ips:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise HostsError(f'hostfile {path}: host {i} ({ssh}): "ips" entry {ip!r} is not an IP address; '
+                                 'give the address (e.g. "10.0.0.2"), or leave "ips" out and phi3tui resolves '
+                                 f'"{ssh}"') from None
         if not isinstance(rdma, list):
             raise HostsError(f'hostfile {path}: host {i} ({ssh}): "rdma" must be a list (null for itself)')
         hosts.append(Host(ssh.strip(), list(ips), list(rdma), entry.get("name") or ssh.strip()))

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -60,14 +61,15 @@ from phi3tui.core.runs.state import (
     settle_dead_run,
     transition,
 )
+from phi3tui.core.runs.gate import RunRefused, require_ready
 from phi3tui.core.runs.store import RunError, checkpoint_table, read_metrics, run_info
 
 
-class ConfigRefused(RunError):
+class ConfigRefused(RunRefused):
+    """The gate refused a new run (the config review's errors, or the gate's own: data lines, probes, …)."""
+
     def __init__(self, config_path: Path, findings: list):
-        self.findings = findings
-        lines = "\n".join(f"  {f}" for f in findings if f.level == "error")
-        super().__init__(f"{config_path} has errors; fix them on the Config screen, then start again:\n{lines}")
+        super().__init__(findings, config_path)
 
 
 # -- identity and lookup ---------------------------------------------------------------
@@ -79,22 +81,63 @@ def new_run_id() -> str:
 def freeze_config(
     workspace: Workspace, config_path: Path | None, run_id: str, overrides: dict | None
 ) -> tuple[dict, list]:
-    """The checked, migrated config with the run's own adapter folder, and the checks' findings.
-
-    Raises ConfigRefused when a finding is an error.
-    """
+    """The migrated config with the run's own adapter folder, and the config review's findings (the gate,
+    prepare_run, refuses on their errors)."""
     from phi3tui.core.config import prepare_run_config
 
     config_path = Path(config_path) if config_path else workspace.config_path
     values, findings = prepare_run_config(config_path, workspace.root)
-    if any(f.level == "error" for f in findings):
-        raise ConfigRefused(config_path, findings)
     values = dict(values)
     values.pop("sweep", None)  # phi3tui's sweep block (core/runs/queue.py) is never passed on to mlx-lm
     values.update(overrides or {})
     values["train"] = True
     values["adapter_path"] = f"runs/{run_id}/{ADAPTERS_DIR}"
     return values, findings
+
+
+@dataclass
+class PreparedRun:
+    """A new run checked by the gate and ready to be written: nothing of it is on disk yet."""
+
+    run_id: str
+    values: dict
+    findings: list
+    plan: object  # hosts.HostPlan or None
+    awake: str
+    config_path: Path | str | None
+    overrides: dict | None
+    hostfile: str | None
+
+
+def prepare_run(
+    workspace: Workspace,
+    config_path: Path | str | None = None,
+    overrides: dict | None = None,
+    hosts: list[str] | None = None,
+    hostfile: str | None = None,
+    backend: str | None = None,
+    keep_awake: str | None = None,
+) -> PreparedRun:
+    """Every check a new run passes before anything is written (the gate: core/runs/gate.py). Raises
+    ConfigRefused (the gate's findings, each with its place and what to do) or RunError."""
+    if not workspace.writable:
+        raise RunError(
+            f"{workspace.root} is read-only; runs are written into runs/ inside it: copy the workspace to a writable folder"
+        )
+    awake = keep_awake_mode(keep_awake)
+    run_id = new_run_id()
+    source = Path(config_path) if config_path else workspace.config_path
+    values, findings = freeze_config(workspace, config_path, run_id, overrides)
+    try:
+        findings = require_ready(workspace.root, values, findings, hostfile=hostfile)
+    except RunRefused as exc:
+        raise ConfigRefused(source, exc.findings) from None
+    plan = plan_hosts(hosts, hostfile, backend)
+    if plan is not None:
+        from phi3tui.core.config import mlx_lm_defaults
+
+        check_batch(int(values.get("batch_size") or mlx_lm_defaults()["batch_size"]), plan.ranks)
+    return PreparedRun(run_id, values, findings, plan, awake, config_path, overrides, hostfile)
 
 
 def create_run(
@@ -106,23 +149,16 @@ def create_run(
     backend: str | None = None,
     keep_awake: str | None = None,
     waiting: dict | None = None,
+    prepared: PreparedRun | None = None,
 ) -> Path:
-    """A new run folder with its frozen config.yaml and a queued run.json (nothing started yet).
-    With hosts or a hostfile, they are checked first (names resolved, rank 0 here, the batch split evenly).
-    keep_awake: auto | off for this run (None: the `keep_awake` setting). waiting: the run waits in the queue
-    (state waiting, not queued), with these fields added to its run.json (queued_at, its sweep point …)."""
-    if not workspace.writable:
-        raise RunError(
-            f"{workspace.root} is read-only; runs are written into runs/ inside it: copy the workspace to a writable folder"
-        )
-    awake = keep_awake_mode(keep_awake)
-    run_id = new_run_id()
-    plan = plan_hosts(hosts, hostfile, backend)
-    values, findings = freeze_config(workspace, config_path, run_id, overrides)
-    if plan is not None:
-        from phi3tui.core.config import mlx_lm_defaults
-
-        check_batch(int(values.get("batch_size") or mlx_lm_defaults()["batch_size"]), plan.ranks)
+    """A new run folder with its frozen config.yaml and a queued run.json (nothing started yet), after the
+    gate (prepare_run, or `prepared`: its result). With hosts or a hostfile, they are checked first (names
+    resolved, rank 0 here, the batch split evenly). keep_awake: auto | off for this run (None: the
+    `keep_awake` setting). waiting: the run waits in the queue (state waiting, not queued), with these fields
+    added to its run.json (queued_at, its sweep point …)."""
+    p = prepared or prepare_run(workspace, config_path, overrides, hosts, hostfile, backend, keep_awake)
+    run_id, values, findings, plan, config_path, overrides, hostfile = (
+        p.run_id, p.values, p.findings, p.plan, p.config_path, p.overrides, p.hostfile)
     run_dir = workspace.runs_dir / run_id
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
@@ -141,7 +177,7 @@ def create_run(
         created=time.time(),
         host=host_name(),
         machine_id=machine_id(),
-        keep_awake=awake,
+        keep_awake=p.awake,
         hosts=plan.names if plan else None,
         backend=plan.backend if plan else None,
         hostfile=str(hostfile) if hostfile else None,
@@ -352,6 +388,9 @@ def resume_run(run_dir: Path, smaller: bool = False) -> int:
     start = resumable_checkpoint(run_dir)
     if info.get("iters") and start >= int(info["iters"]):
         raise RunError(f"run {run_dir.name} already saved its last iteration ({start}); nothing to resume")
+    # The gate, as for a new run: the data, probes or environment may have changed since it last started.
+    require_ready(run_dir.parent.parent, load_config_values(run_dir / CONFIG_FILE), config_path=run_dir / CONFIG_FILE,
+                  what=f"the resume of run {run_dir.name}", run_dir=run_dir, resume_from=start)
     shrunk = smaller_batch(run_dir, start) if smaller else None
     tokens, (best_loss, best_it) = _trim_metrics(run_dir, start)
     (run_dir / STOP_FILE).unlink(missing_ok=True)

@@ -111,11 +111,13 @@ def plan_points(workspace: Workspace, config_path=None, overrides: dict | None =
     """The base config's values and the grid points to queue ([{}] for one plain run), each point checked
     as a whole config before anything is written. Raises ConfigRefused (the base) or SweepError (a point)."""
     from phi3tui.core.runs.launcher import ConfigRefused
+    from phi3tui.core.runs.gate import check_before_run
     from phi3tui.core.config import prepare_run_config, review_config
     from phi3tui.core.config import SweepError, point_label, set_dotted, sweep_block, sweep_grid
 
     config_path = Path(config_path) if config_path else workspace.config_path
     values, findings = prepare_run_config(config_path, workspace.root)
+    findings = check_before_run(workspace.root, values, findings)
     if any(f.level == "error" for f in findings):
         raise ConfigRefused(config_path, findings)
     if sweep is None:
@@ -127,8 +129,10 @@ def plan_points(workspace: Workspace, config_path=None, overrides: dict | None =
     for point in points:
         review = review_config(yaml.safe_dump(set_dotted({**base, **(overrides or {})}, point), sort_keys=False),
                                workspace.root)
-        if review.errors:
-            raise SweepError(f"sweep run {point_label(point)}: " + "; ".join(str(f) for f in review.errors))
+        # The gate on every point before any is queued (a point's batch_size may be more than a split holds).
+        errors = [f for f in check_before_run(workspace.root, review.values, review.findings) if f.level == "error"]
+        if errors:
+            raise SweepError(f"sweep run {point_label(point)}: " + "; ".join(str(f) for f in errors))
     return base, points
 
 
@@ -160,16 +164,44 @@ def queue_runs(workspace: Workspace, config_path=None, overrides: dict | None = 
     return made
 
 
+class RunBusy(RunError):
+    """A start refused because a run of this workspace is live on this machine."""
+
+    def __init__(self, live: Path):
+        self.live = live
+        super().__init__(f"run {live.name} is running on this machine; add --queue to start this run when it ends, "
+                         "or --now to run both at once")
+
+
+def start_alone(workspace: Workspace, config_path=None, overrides: dict | None = None, hosts=None, hostfile=None,
+                backend=None, keep_awake: str | None = None) -> Path:
+    """Start a run now unless a run of this workspace is live on this machine (RunBusy). The check and the
+    start hold the queue's lock (the one start_next holds), so of two starts at once one starts and the other
+    is refused. The gate runs first, outside the lock: a refused start writes nothing, not even runs/."""
+    from phi3tui.core.runs.launcher import create_run, launch, prepare_run
+
+    prepared = prepare_run(workspace, config_path, overrides, hosts, hostfile, backend, keep_awake)
+    with queue_lock(workspace):
+        live = live_here(workspace)
+        if live:
+            raise RunBusy(live[0])
+        run_dir = create_run(workspace, prepared=prepared)
+        launch(run_dir)
+    return run_dir
+
+
 def start_or_queue(workspace: Workspace, config_path=None) -> list[Path]:
     """What the Train screen's New run does: start now when nothing runs here and the config holds no
     sweep: block, else queue it (a sweep: the whole grid). Returns the new run folders, first first."""
-    from phi3tui.core.runs.launcher import start_run
     from phi3tui.core.config import load_config_values
     from phi3tui.core.config import sweep_block
 
     config_path = Path(config_path) if config_path else workspace.config_path
     if not live_here(workspace) and not sweep_block(load_config_values(config_path), str(config_path)):
-        return [start_run(workspace, config_path)]
+        try:
+            return [start_alone(workspace, config_path)]
+        except RunBusy:  # another start won the race: this one waits behind it
+            pass
     return queue_runs(workspace, config_path)
 
 
@@ -213,6 +245,13 @@ def start_next(workspace: Workspace) -> Path | None:
         if live_here(workspace):
             return None
         for run_dir in queued_runs(workspace):
+            refused = _refusal(workspace, run_dir)
+            if refused:  # the gate, as for every start: it ends failed with the reason, the next one goes
+                try:
+                    transition(run_dir, RunState.FAILED, expect=(WAITING,), reason=refused, error=refused)
+                except IllegalTransition:  # moved meanwhile (dropped, started): leave it as it is now
+                    pass
+                continue
             # `created` restarts the grace a starting run has before it must show a live pid.
             transition(run_dir, RunState.QUEUED, expect=(WAITING,), created=time.time(), dequeued=time.time())
             try:
@@ -228,6 +267,23 @@ def start_next(workspace: Workspace) -> Path | None:
             _write_order(workspace, [d.name for d in queued_runs(workspace)])
             return run_dir
         return None
+
+
+def _refusal(workspace: Workspace, run_dir: Path) -> str:
+    """The gate's refusal of a queued run as it is about to start, in one line ("" when it may start). Its
+    frozen config.yaml was reviewed when it was queued; the data, probes and environment may have changed since."""
+    from phi3tui.core.config import ConfigError, load_config_values
+    from phi3tui.core.run_folder import CONFIG_FILE
+    from phi3tui.core.runs.gate import check_before_run, refusal_line
+
+    try:
+        values = load_config_values(run_dir / CONFIG_FILE)
+    except ConfigError as exc:
+        return f"the queue did not start it: {exc}"
+    found = check_before_run(workspace.root, values)
+    line = refusal_line(found)
+    return (f"the queue did not start it: {line}; fix that, then `phi3tui runs resume {run_dir.name}`"
+            if line else "")
 
 
 def resume_queue_quietly(workspace: Workspace) -> Path | None:

@@ -32,13 +32,14 @@ from phi3tui.core.runs.state import RunState
 from phi3tui.core.runs.supervisor import died_of_memory, hand_on_queue, supervise
 from phi3tui.core.runs.trainer import (
     MEMORY_LIMIT_ENV,
+    DataError,
     Trainer,
     is_memory_failure,
     restore_last_good,
 )
 
 # What other modules and tests import from here (the runner's public names): they live in the modules above.
-__all__ = ["Diverged", "MEMORY_LIMIT_ENV", "RunRecorder", "died_of_memory",
+__all__ = ["DataError", "Diverged", "MEMORY_LIMIT_ENV", "failure_reason", "RunRecorder", "died_of_memory",
            "hand_on_queue", "is_memory_failure", "main", "train_main"]
 
 
@@ -57,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return supervise(run_dir, child)
     try:
         code = train_main(run_dir)
-    except BaseException:
+    except BaseException as exc:  # before train_main could record anything (MLX's distributed setup, …)
         traceback.print_exc()
+        _record_early_failure(run_dir, exc)
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
@@ -76,7 +78,15 @@ def train_main(run_dir: Path) -> int:
 
         write_rank_pid(run_dir, world.rank())  # on this rank's machine: kill_run reaches it there over ssh
     recorder = RunRecorder(run_dir, writer)
-    trainer = Trainer(run_dir, recorder, world)
+    try:
+        trainer = Trainer(run_dir, recorder, world)
+    except Exception as exc:  # PHI3TUI_MEMORY_LIMIT_GB unreadable, …: ends failed with the reason, not unrecorded
+        traceback.print_exc()
+        reason = failure_reason(exc)
+        recorder.move(RunState.FAILED, reason=reason, error=reason, log_tail=log_tail(run_dir))
+        if writer:
+            hand_on_queue(run_dir)
+        return 1
     signal.signal(signal.SIGTERM, trainer.request_stop)  # a polite kill stops at the next step
     info = read_run_json(run_dir)
     recorder.move(
@@ -112,7 +122,7 @@ def train_main(run_dir: Path) -> int:
         trainer.finish_reporters(failed=True)
         sys.stdout.flush()
         sys.stderr.flush()
-        error = f"{type(exc).__name__}: {exc}"
+        error = failure_reason(exc)
         if is_memory_failure(exc):
             peak = mx.get_peak_memory() / 1e9
             reason = (f"out of memory at iteration {recorder.last_iteration}: peak {peak:.3f} GB "
@@ -129,6 +139,30 @@ def train_main(run_dir: Path) -> int:
     finally:
         if writer:
             hand_on_queue(run_dir)
+
+
+def _record_early_failure(run_dir: Path, exc: BaseException) -> None:
+    """The run ends failed with its reason, not "ended without recording a result" (rank 0 only)."""
+    from phi3tui.core.runs.state import IllegalTransition, transition
+
+    if int(os.environ.get("MLX_RANK", "0") or 0) != 0:
+        return
+    reason = failure_reason(exc)
+    try:
+        transition(run_dir, RunState.FAILED, expect=(RunState.QUEUED, RunState.RUNNING), reason=reason, error=reason,
+                   log_tail=log_tail(run_dir))
+    except (IllegalTransition, OSError, ValueError):  # recorded already, or the folder is gone: nothing to add
+        pass
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A run's end in one line: the exception's own words (a DataError names split:line), never a traceback
+    (that goes to log.txt, printed by the caller)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not text:
+        text = "interrupted"
+    name = type(exc).__name__
+    return text if isinstance(exc, DataError) else f"{name}: {text}" if text else name
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ from phi3tui.core.config import build_args
 from phi3tui.core.files import atomic_copy, atomic_write_text, replacing
 from phi3tui.core.workspace import load_config_values
 from phi3tui.core.run_folder import ADAPTERS_DIR, CONFIG_FILE, STOP_FILE
+from phi3tui.core.runs.gate import MEMORY_LIMIT_ENV, memory_cap_bytes  # parsed where the gate checks it
 from phi3tui.core.runs.recorder import Diverged, RunRecorder
 from phi3tui.core.runs.tasks import task_class
 
 RANDOM_KEY = "phi3tui.mx_random_state"
 
-MEMORY_LIMIT_ENV = "PHI3TUI_MEMORY_LIMIT_GB"  # cap MLX's memory for this run (mx.set_memory_limit; enforced here too)
 
 MEMORY_MESSAGES = ("[metal::malloc]", "bad_alloc", "unable to allocate", "out of memory", "insufficient memory")
 
@@ -52,20 +52,6 @@ def is_memory_failure(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(m in text for m in MEMORY_MESSAGES)
 
 
-def memory_cap_bytes() -> int | None:
-    """PHI3TUI_MEMORY_LIMIT_GB, when set: the most memory this run's MLX may hold."""
-    raw = os.environ.get(MEMORY_LIMIT_ENV)
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{MEMORY_LIMIT_ENV}={raw!r} is not a number of GB; unset it or give e.g. 16") from None
-    if value <= 0:
-        raise ValueError(f"{MEMORY_LIMIT_ENV}={raw!r} must be above 0")
-    return int(value * 1e9)
-
-
 def _save_file(save, path: Path, data: dict) -> None:
     # Write beside, then rename: a kill mid-write never leaves a half checkpoint under the real name.
     with replacing(path, keep_suffix=True) as tmp:  # mx.save_safetensors wants the .safetensors ending
@@ -78,6 +64,26 @@ def _save_file(save, path: Path, data: dict) -> None:
             if full and not isinstance(exc, OSError):
                 raise OSError(errno.ENOSPC, f"no space left on the disk to save {path.name}", str(path.parent)) from exc
             raise
+
+
+class DataError(ValueError):
+    """mlx-lm could not read the data; str() names the split and line (from the gate's data check) and what to do."""
+
+
+def data_error(values: dict, exc: BaseException) -> DataError:
+    """mlx-lm's own data-loading error (a JSONDecodeError with no file and the wrong line, a KeyError, …)
+    mapped back to `split:line` by the gate's data check; its words kept when the check finds nothing."""
+    from phi3tui.core.runs.gate import first_data_error
+
+    words = " ".join(f"{type(exc).__name__}: {exc}".split())
+    try:
+        found = first_data_error(values, Path.cwd())  # the runner's working folder is the workspace
+    except Exception:  # the backstop must not hide the error it explains
+        found = None
+    if found is None:
+        return DataError(f"the data could not be read ({words}); run `phi3tui data check` on it")
+    where = f"{found.field}: " if found.field else ""
+    return DataError(f"{where}{found.message}" + (f" ({found.hint})" if found.hint else "") + f" [{words}]")
 
 
 class RunNumbering:
@@ -324,7 +330,11 @@ class Trainer:
                 f"nor a downloadable Hugging Face repo): {type(exc).__name__}: {exc}"
             ) from exc
         # SFT, DPO, ORPO, … on the same trainer: the data, batches, loss and metrics are the task's.
-        self.task = task_class(getattr(args, "train_mode", None))(args, tokenizer)
+        task = task_class(getattr(args, "train_mode", None))
+        try:  # the task loads the data as it is made (mlx-lm's load_dataset, or the preference pairs)
+            self.task = task(args, tokenizer)
+        except Exception as exc:
+            raise data_error(vars(args), exc) from exc
         train_set, valid_set, test_set = self.task.datasets
         if self.world.rank() == 0:  # read before training, so a bad probe file fails the run at once
             from phi3tui.core.eval import CheckpointProbes
