@@ -17,6 +17,7 @@ from pathlib import Path
 
 from phi3tui.core import models
 from phi3tui.core.files import atomic_write_text
+from phi3tui.core.mlx_thread import MODEL_THREAD_NAME
 from phi3tui.core.workspace import Workspace
 
 from phi3tui.core.chat.generation import GenerationSettings, StepEvent
@@ -236,7 +237,7 @@ class ModelWorker:
         """Queue a job; returns the event that stops it."""
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="phi3tui-model", daemon=True)
+                self._thread = threading.Thread(target=self._loop, name=MODEL_THREAD_NAME, daemon=True)
                 self._thread.start()
         event = threading.Event()
         self._jobs.put((job, event))
