@@ -21,6 +21,7 @@ from phi3tui.core.config import build_args
 from phi3tui.core.files import atomic_copy, atomic_write_text, replacing
 from phi3tui.core.workspace import load_config_values
 from phi3tui.core.run_folder import ADAPTERS_DIR, CONFIG_FILE, STOP_FILE
+from phi3tui.core.runs.failures import MEMORY_MESSAGES, inject_fault, is_memory_failure  # noqa: F401 (re-exported)
 from phi3tui.core.runs.recorder import Diverged, RunRecorder
 from phi3tui.core.runs.tasks import task_class
 
@@ -28,7 +29,6 @@ RANDOM_KEY = "phi3tui.mx_random_state"
 
 MEMORY_LIMIT_ENV = "PHI3TUI_MEMORY_LIMIT_GB"  # cap MLX's memory for this run (mx.set_memory_limit; enforced here too)
 
-MEMORY_MESSAGES = ("[metal::malloc]", "bad_alloc", "unable to allocate", "out of memory", "insufficient memory")
 
 
 
@@ -42,14 +42,6 @@ def _memory_limit_gb() -> tuple[float, str]:
     except Exception:  # the alarm is advisory; no limit known means no alarm
         return 0.0, "unknown"
     return budget.gb, budget.source
-
-
-def is_memory_failure(exc: BaseException) -> bool:
-    """An allocation that failed: MemoryError, or MLX's RuntimeError saying so ([metal::malloc], bad_alloc)."""
-    if isinstance(exc, MemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and any(m in text for m in MEMORY_MESSAGES)
 
 
 def memory_cap_bytes() -> int | None:
@@ -195,8 +187,11 @@ class Trainer:
         """Called once `iteration` is complete (weights updated, reports made). True: end the run here."""
         import mlx.core as mx
 
+        inject_fault(iteration)
         if self.memory_cap is not None and mx.get_peak_memory() > self.memory_cap:
-            # MLX's CPU build does not enforce set_memory_limit (Metal does, with "[metal::malloc]"): say it the same way.
+            # mx.set_memory_limit is not enforced: the CPU build ignores it, and Metal's allocator in mlx 0.32 only
+            # waits for buffers to be freed, then allocates past it ("[metal::malloc]" is raised only when Metal
+            # itself refuses a buffer). The runner checks the cap itself and says it as an allocator would.
             raise MemoryError(f"MLX needed {mx.get_peak_memory() / 1e9:.3f} GB, over the {self.memory_cap / 1e9:.3f} GB "
                               f"allowed by {MEMORY_LIMIT_ENV}")
         stop = self.stop_requested or (self.world.rank() == 0 and self.stop_file.exists())
