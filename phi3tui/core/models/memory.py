@@ -86,11 +86,14 @@ OPTIMIZERS: dict[str, tuple[str, int]] = {
 }
 
 
-# Measured with MLX's peak memory in LoRA runs (bench/memory_estimate.py): bytes per token, at 16 bits.
-ACTIVATION_HIDDEN = 34  # per trained block, times the hidden size
-ACTIVATION_INTERMEDIATE = 0  # per trained block, times the MLP's intermediate size
-ATTENTION_BYTES = 5  # per trained block, times heads x the row's length (the attention scores)
-LOGIT_BYTES = 12  # times the vocabulary: the logits and the loss's float32 copies
+# Measured with MLX's peak memory in LoRA runs (bench/memory_estimate.py, a least-squares fit of four configs):
+# bytes per token.
+ACTIVATION_HIDDEN = 62  # per trained block, times the hidden size, at 16 bits
+ACTIVATION_INTERMEDIATE = 10  # per trained block, times the MLP's intermediate size, at 16 bits
+ATTENTION_BYTES = 3.3  # per trained block, times heads x the row's length (the attention scores, float32)
+LOGIT_BYTES = 4.2  # times the vocabulary and the weights' width in 16-bit units: the logits and their gradient
+LOSS_BYTES = 4.2  # times the vocabulary: the loss's float32 copy of the logits
+CHECKPOINT_LIVE_BLOCKS = 1.5  # with grad_checkpoint: blocks' worth of activations alive at once in the backward pass
 
 PAD_TO = 32  # mlx_lm.tuner.trainer.iterate_batches pads each batch's rows to 1 + a multiple of this
 
@@ -126,7 +129,8 @@ def estimate_memory(config: dict, plan: LoraPlan, values: dict, machine_bytes: i
     put in a batch (longest_batched), padded as it pads (batch_sequence_length); None sizes them for
     max_seq_length. Per trained block and token they are ACTIVATION_HIDDEN·h + ACTIVATION_INTERMEDIATE·i bytes at
     16 bits plus the attention scores (ATTENTION_BYTES·heads·seq); with grad_checkpoint each block keeps its
-    input (2·h bytes) and one block's activations live at a time. The logits cost LOGIT_BYTES·vocab per token.
+    input (2·h bytes) and CHECKPOINT_LIVE_BLOCKS blocks' activations live at a time. The logits cost
+    (LOGIT_BYTES·width + LOSS_BYTES)·vocab per token.
     Blocks below the trained ones keep nothing (nothing upstream is trained). The coefficients were measured
     with MLX's peak memory (bench/memory_estimate.py).
     """
@@ -149,8 +153,9 @@ def estimate_memory(config: dict, plan: LoraPlan, values: dict, machine_bytes: i
         tokens = batch * seq
         per_block = int(tokens * ((ACTIVATION_HIDDEN * h + ACTIVATION_INTERMEDIATE * inter) * width
                                   + ATTENTION_BYTES * heads * seq))
-        logits = int(tokens * vocab * LOGIT_BYTES)
-        return trained * per_block + logits, int(trained * tokens * h * 2 * width) + per_block + logits
+        logits = int(tokens * vocab * (LOGIT_BYTES * width + LOSS_BYTES))
+        checkpointed = int(trained * tokens * h * 2 * width + CHECKPOINT_LIVE_BLOCKS * per_block)
+        return trained * per_block + logits, checkpointed + logits
 
     max_sequence = batch_sequence_length(max_seq, max_seq)
     sequence = batch_sequence_length(longest_tokens, max_seq) if longest_tokens else max_sequence

@@ -114,6 +114,9 @@ def supervise(run_dir: Path, child: int) -> int:
         return os.WEXITSTATUS(status)
     number = os.WTERMSIG(status)
     info = read_run_json(run_dir)
+    if writer and as_state(info.get("state")) is RunState.STALLED:
+        hand_on_queue(run_dir)  # killed as stalled (stalled_run: kill): the stall is its recorded end
+        return 128 + number
     if not writer or as_state(info.get("state")) not in LIVE_STATES:
         return 128 + number
     # MLX's own peak as the trainer recorded it (metrics.jsonl): ru_maxrss leaves out Metal's buffers on a Mac and

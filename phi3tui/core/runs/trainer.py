@@ -272,7 +272,8 @@ class Trainer:
         }
         record.update(self.task.train_metrics(self.model))
         self.recorder.record(record)
-        self.recorder.update(iteration=record["iteration"], trained_tokens=record["trained_tokens"])
+        self.recorder.update(iteration=record["iteration"], trained_tokens=record["trained_tokens"],
+                             slowest_step_s=self.recorder.slowest_step_s)
         self.recorder.check_train(record, self.memory_limit_gb, self.memory_source)
 
     def on_val_loss_report(self, info: dict) -> None:  # from self.validate (validation is ours, see batches)
