@@ -20,6 +20,7 @@ from phi3tui.core.files import atomic_write_text
 
 MACHINE_ID_FILE = "machine-id"
 WORKING_SET_KEY = "max_recommended_working_set_size"
+MAC_IOREG = "/usr/sbin/ioreg"  # by absolute path: the system's own, whatever PATH holds
 # What MLX may use, in GB, as another machine would report it: plan a run for a smaller Mac (or fake one in tests).
 WORKING_SET_ENV = "PHI3TUI_WORKING_SET_GB"
 
@@ -27,7 +28,7 @@ WORKING_SET_ENV = "PHI3TUI_WORKING_SET_GB"
 def _system_machine_id() -> str | None:
     if sys.platform == "darwin":
         try:
-            out = subprocess.run(["ioreg", "-rd1", "-c", "IOPlatformExpertDevice"], capture_output=True,
+            out = subprocess.run([MAC_IOREG, "-rd1", "-c", "IOPlatformExpertDevice"], capture_output=True,
                                  text=True, timeout=5).stdout
         except (OSError, subprocess.SubprocessError):
             return None
