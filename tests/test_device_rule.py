@@ -89,3 +89,26 @@ def test_two_checks_at_once_leave_the_default_device_as_it_was(demo_workspace, d
     on_threads(*[lambda: review_config(DEMO, demo_workspace) for _ in range(3)])
     assert mx.default_device() == before
     assert device_switches == []
+
+
+def test_the_model_worker_unloads_chats_model_for_a_run(demo_model):
+    """Memory not booked twice: before a run starts here, Chat's model is let go (and loads again on the next chat)."""
+    import mlx.core as mx
+
+    from phi3tui.core.chat.session import ModelWorker
+
+    worker = ModelWorker()
+    try:
+        assert worker.unload() == 0  # nothing loaded: nothing to do
+        loaded = threading.Event()
+        worker.submit(lambda w: (w.chat_model(str(demo_model)), loaded.set()))
+        assert loaded.wait(120)
+        before = mx.get_active_memory()
+        freed = worker.unload()
+        assert freed > 0 and worker._model is None
+        assert mx.get_active_memory() <= before - freed
+        again = threading.Event()
+        worker.submit(lambda w: (w.chat_model(str(demo_model)), again.set()))
+        assert again.wait(120) and worker._model is not None
+    finally:
+        worker.close()
