@@ -61,15 +61,15 @@ def test_background_checks_switch_no_device_and_the_model_worker_may(demo_worksp
     from phi3tui.core.chat.session import ModelWorker
     from phi3tui.core.config import prepare_run_config, review_config
 
-    reviews = []
+    reviews = {}
     known = models.known_models()[0]
     on_threads(
-        lambda: reviews.append(review_config(DEMO, demo_workspace)),  # the Config screen's check
-        lambda: reviews.append(prepare_run_config(demo_workspace / "lora_config.yaml", demo_workspace)),  # train start
+        lambda: reviews.update(check=review_config(DEMO, demo_workspace)),  # the Config screen's check
+        lambda: reviews.update(start=prepare_run_config(demo_workspace / "lora_config.yaml", demo_workspace)),
         lambda: models.known_model_modules(known),  # the model list
         lambda: models.plan_lora(known.structure_config(), 2, {"rank": 8, "scale": 20.0, "dropout": 0.0}),
     )
-    assert len(reviews) == 2 and reviews[0].memory is not None  # the checks did their work
+    assert reviews["check"].memory is not None and reviews["start"][0]  # the checks did their work
     background = [entry for entry in device_switches if entry[0] != MODEL_THREAD_NAME]
     assert background == [], f"threads other than the model worker switched MLX's device: {background}"
 
