@@ -129,3 +129,34 @@ def test_the_holder_ends_when_the_runner_ends(demo_workspace):
     psutil.wait_procs([holder], timeout=20)
     assert not holder.is_running() or holder.status() == psutil.STATUS_ZOMBIE, "the holder outlived the runner"
     wait_until(lambda: runs.run_info(run_dir)["state"] != "running", timeout=60, what="the run to be settled")
+
+
+def test_macos_system_tools_by_absolute_path():
+    # A `caffeinate` earlier on PATH (a shim, a homebrew build) is never the one that holds the Mac awake.
+    mac = keep_awake_plan(4242, platform="darwin", which=which_in({"caffeinate": "/opt/homebrew/bin/caffeinate"}))
+    assert mac.command[0] == "/usr/bin/caffeinate"
+    from phi3tui.core.machine import MAC_IOREG
+
+    assert MAC_IOREG == "/usr/sbin/ioreg"
+
+
+def test_checkpoint_writes_use_f_fullfsync_on_macos(tmp_path, monkeypatch):
+    """Faked Mac: sys.platform darwin and fcntl's F_FULLFSYNC (51 on macOS). Linux refuses that command, so the
+    write falls back to fsync and still lands whole; the recorder shows every flush asked for the full one."""
+    import fcntl
+
+    from phi3tui.core import files
+
+    asked = []
+    original = fcntl.fcntl
+
+    def recorder(fd, command, *args):
+        asked.append(command)
+        return original(fd, command, *args)
+
+    monkeypatch.setattr(files.sys, "platform", "darwin")
+    monkeypatch.setattr(fcntl, "F_FULLFSYNC", 51, raising=False)
+    monkeypatch.setattr(fcntl, "fcntl", recorder)
+    files.atomic_write_text(tmp_path / "adapters.json", "{}\n")
+    assert (tmp_path / "adapters.json").read_text() == "{}\n"
+    assert asked.count(51) >= 2  # the file, then its folder

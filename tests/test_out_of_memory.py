@@ -1,7 +1,8 @@
 """A run that exhausts the memory it may use ends `out of memory` with the figure it reached, and
 `runs resume ID --smaller` finishes it from its last checkpoint with the same effective batch; the Train
 screen offers that on such a run. The memory is capped by PHI3TUI_MEMORY_LIMIT_GB, which the runner honours
-(mx.set_memory_limit, which Metal enforces and MLX's CPU build does not, so the runner checks it too)."""
+(mx.set_memory_limit, which neither MLX's CPU build nor, in mlx 0.32, Metal's allocator enforces, so the runner
+checks it itself)."""
 
 from __future__ import annotations
 

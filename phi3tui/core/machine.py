@@ -8,6 +8,7 @@ Mac is Metal's recommended working set, not the total RAM; where MLX has none (t
 from __future__ import annotations
 
 import functools
+import os
 import socket
 import subprocess
 import sys
@@ -19,12 +20,15 @@ from phi3tui.core.files import atomic_write_text
 
 MACHINE_ID_FILE = "machine-id"
 WORKING_SET_KEY = "max_recommended_working_set_size"
+MAC_IOREG = "/usr/sbin/ioreg"  # by absolute path: the system's own, whatever PATH holds
+# What MLX may use, in GB, as another machine would report it: plan a run for a smaller Mac (or fake one in tests).
+WORKING_SET_ENV = "PHI3TUI_WORKING_SET_GB"
 
 
 def _system_machine_id() -> str | None:
     if sys.platform == "darwin":
         try:
-            out = subprocess.run(["ioreg", "-rd1", "-c", "IOPlatformExpertDevice"], capture_output=True,
+            out = subprocess.run([MAC_IOREG, "-rd1", "-c", "IOPlatformExpertDevice"], capture_output=True,
                                  text=True, timeout=5).stdout
         except (OSError, subprocess.SubprocessError):
             return None
@@ -91,7 +95,14 @@ class MemoryBudget:
 
 
 def memory_budget(device_info: dict | None = None, total_ram: int | None = None) -> MemoryBudget:
-    """What MLX can use here: Metal's recommended working set where MLX reports one, else total RAM."""
+    """What MLX can use here: Metal's recommended working set where MLX reports one, else total RAM;
+    PHI3TUI_WORKING_SET_GB, when set, instead."""
+    raw = os.environ.get(WORKING_SET_ENV)
+    if raw and device_info is None and total_ram is None:
+        try:
+            return MemoryBudget(int(float(raw) * 1e9), f"{WORKING_SET_ENV}={raw}")
+        except ValueError:
+            raise ValueError(f"{WORKING_SET_ENV}={raw!r} is not a number of GB; unset it or give e.g. 10.7") from None
     if device_info is None:
         import mlx.core as mx
 

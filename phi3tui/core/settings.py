@@ -8,6 +8,7 @@
     notifications: auto         # desktop notifications when a run ends: auto | osc9 | osc777 | off
     terminal_title: true        # show the live run's progress in the terminal's title
     keep_awake: auto            # keep the machine from sleeping while a run lives: auto | off
+    stalled_run: wait           # a run that stopped stepping: wait for it (the queue too) | kill it and go on
 
 PHI3TUI_CONFIG_DIR and PHI3TUI_CACHE_DIR move the folders (tests use them; so can people with
 several setups). A broken file never stops the app: `load_settings` returns the defaults and a
@@ -32,6 +33,7 @@ DEFAULT_THEME = "phi3-dark"
 NOTIFICATION_KINDS = ("auto", "osc9", "osc777", "off")
 PLOT_REFRESH_RANGE = (0.1, 60.0)
 KEEP_AWAKE_MODES = ("auto", "off")  # what core/runs/awake.py does with them
+STALLED_RUN_MODES = ("wait", "kill")  # what core/runs/stall.py does with a run that stopped stepping
 
 
 class SettingsError(Exception):
@@ -73,6 +75,7 @@ class Settings:
     notifications: str = "auto"
     terminal_title: bool = True
     keep_awake: str = "auto"
+    stalled_run: str = "wait"
 
     def default_workspace_path(self) -> Path | None:
         return Path(self.default_workspace).expanduser() if self.default_workspace else None
@@ -186,6 +189,11 @@ def parse_settings(text: str, path: Path) -> tuple[Settings, list[str]]:
                 settings.keep_awake = "off"
             else:
                 bad(key, f"expected one of {', '.join(KEEP_AWAKE_MODES)}, found {value!r}")
+        elif key == "stalled_run":
+            if value in STALLED_RUN_MODES:
+                settings.stalled_run = value
+            else:
+                bad(key, f"expected one of {', '.join(STALLED_RUN_MODES)}, found {value!r}")
     return settings, problems
 
 
@@ -242,6 +250,7 @@ default_workspace: null   # opened by a bare `phi3tui` when the current folder i
 notifications: auto       # when a run finishes or fails: auto | osc9 | osc777 | off
 terminal_title: true      # the terminal's title shows the live run's progress
 keep_awake: auto          # while a run lives: caffeinate (macOS) / systemd-inhibit (Linux) | off
+stalled_run: wait         # a run that stopped stepping: wait for it (the queue too) | kill it and go on
 """
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from phi3tui.core import models
 from phi3tui.core.files import atomic_write_text
+from phi3tui.core.mlx_thread import MODEL_THREAD_NAME
 from phi3tui.core.workspace import Workspace
 
 from phi3tui.core.chat.generation import GenerationSettings, StepEvent
@@ -236,7 +237,7 @@ class ModelWorker:
         """Queue a job; returns the event that stops it."""
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="phi3tui-model", daemon=True)
+                self._thread = threading.Thread(target=self._loop, name=MODEL_THREAD_NAME, daemon=True)
                 self._thread.start()
         event = threading.Event()
         self._jobs.put((job, event))
@@ -251,6 +252,29 @@ class ModelWorker:
         if self._thread is not None:
             self._jobs.put(None)
             self._thread.join(timeout)
+
+    def unload(self, timeout: float = 120.0) -> int:
+        """Let the loaded model go (a training run is about to need the memory: on a Mac both would share it).
+        Returns the bytes of weights freed, 0 when none was loaded. The next chat loads it again."""
+        if self._model is None:
+            return 0
+        done, freed = threading.Event(), []
+
+        def job(worker: "ModelWorker") -> None:
+            try:
+                import mlx.core as mx
+                from mlx.utils import tree_flatten
+
+                model = worker._model
+                freed.append(sum(v.nbytes for _, v in tree_flatten(model.model.parameters())) if model else 0)
+                worker._model = model = None
+                mx.clear_cache()
+            finally:
+                done.set()
+
+        self.submit(job)
+        done.wait(timeout)
+        return freed[0] if freed else 0
 
     def chat_model(self, path: str):
         """The loaded model at `path`, loading it once (call from a job only)."""

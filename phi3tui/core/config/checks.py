@@ -448,7 +448,12 @@ def check_probes(values: dict, workspace_root: Path) -> list[Finding]:
     return [Finding("error", *problem)] if problem else []
 
 
-def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan) -> tuple[list[Finding], Any]:
+def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan, data: DataContext | None = None,
+                 in_use: int = 0) -> tuple[list[Finding], Any]:
+    """The estimated peak against what MLX can use here, for the rows the run will really batch (the train
+    split's longest batched record, padded as mlx-lm pads) plus `in_use` (memory something else holds already:
+    the app's loaded chat model, another run). An error only when even the real data cannot fit; a warning when
+    a record as long as max_seq_length could not."""
     from phi3tui.core import models
 
     if ctx.info is None or plan is None:
@@ -464,6 +469,8 @@ def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan) -> tuple
         preference = preference_settings(values)["train_mode"] != "sft"
     except ValueError:
         preference = False
+    histogram = data.lengths.get("train") if data is not None else None
+    longest = models.longest_batched(histogram, merged["batch_size"] or 1) if histogram else None
     if preference and merged["batch_size"]:
         # DPO/ORPO run the chosen and the rejected sequence of each pair in one batch: twice the rows.
         merged["batch_size"] *= 2
@@ -471,12 +478,22 @@ def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan) -> tuple
 
     # On a Mac, what MLX can use is Metal's recommended working set, well under the total RAM.
     budget = memory_budget()
-    estimate = models.estimate_memory(ctx.info.config, plan, merged, machine_bytes=budget.bytes)
+    estimate = models.estimate_memory(ctx.info.config, plan, merged, machine_bytes=budget.bytes,
+                                      longest_tokens=longest or None, in_use=in_use)
+    used = f", with {models.human_bytes(in_use)} already in use" if in_use else ""
     if estimate.total > estimate.machine:
         hint = ("turn on grad_checkpoint" if not estimate.grad_checkpoint and estimate.total_other <= estimate.machine
                 else "lower batch_size or max_seq_length, train fewer blocks, or use a quantized (4-bit) model")
+        if in_use:
+            hint += "; or free the memory in use (unload the chat model, wait for the other run)"
         return [Finding("error", "memory", f"estimate {estimate.summary()} is above what MLX can use on this "
-                        f"machine ({budget.source}): the run would run out of memory", hint)], estimate
+                        f"machine ({budget.source}{used}): the run would run out of memory", hint)], estimate
+    if estimate.from_data and estimate.total_max > estimate.machine:
+        return [Finding("warning", "memory", f"estimate {estimate.summary()} fits this data, but a record as long "
+                        f"as max_seq_length ({merged['max_seq_length']}) would need "
+                        f"~{models.human_bytes(estimate.total_max)}, above what MLX can use on this machine "
+                        f"({budget.source}{used})",
+                        "fine for this data; lower max_seq_length to be safe should longer records be added")], estimate
     return [Finding("info", "memory", f"estimate {estimate.summary()}")], estimate
 
 

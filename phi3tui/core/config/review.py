@@ -34,8 +34,11 @@ class ConfigReview:
         return [f for f in self.findings if f.level == "error"]
 
 
-def review_config(text: str, workspace_root: Path | str, rejected: frozenset[str] | set[str] = frozenset()) -> ConfigReview:
+def review_config(text: str, workspace_root: Path | str, rejected: frozenset[str] | set[str] = frozenset(),
+                  in_use: int = 0) -> ConfigReview:
     """Migrate (all changes except the rejected ids) and check, against the model and data it names.
+    `in_use`: bytes of MLX memory something else already holds here (the app's loaded chat model), counted
+    in the memory check.
 
     Slow parts (mlx-lm import, tokenizer) make this a worker-thread call in the app.
     """
@@ -74,7 +77,7 @@ def review_config(text: str, workspace_root: Path | str, rejected: frozenset[str
         findings.append(Finding("info", "max_seq_length", f"not compared with the data: {data_ctx.note}"))
     findings += checks.check_adapters(values, defaults, root)
     findings += checks.check_probes(values, root)
-    memory_findings, memory = checks.check_memory(values, defaults, model_ctx, plan)
+    memory_findings, memory = checks.check_memory(values, defaults, model_ctx, plan, data_ctx, in_use)
     findings += memory_findings
     findings += checks.check_known_models(values, defaults, model_ctx)  # last: the file's own model comes first
     order = {"error": 0, "warning": 1, "info": 2}
@@ -105,7 +108,7 @@ def apply_field_edit(doc, path: tuple[str, ...], value: Any, train_size: int | N
         doc.set(path, value)
 
 
-def prepare_run_config(path: Path | str, workspace_root: Path | str) -> tuple[dict, list[Finding]]:
+def prepare_run_config(path: Path | str, workspace_root: Path | str, in_use: int = 0) -> tuple[dict, list[Finding]]:
     """The values a run should use (every migration applied) and what the checks found on them.
 
     A run must not start when any finding has level "error". Applied migrations come back as
@@ -113,7 +116,7 @@ def prepare_run_config(path: Path | str, workspace_root: Path | str) -> tuple[di
     """
     load_config_values(path)  # readable errors for a missing file or bad YAML
     text = Path(path).read_text(encoding="utf-8")
-    review = review_config(text, workspace_root)
+    review = review_config(text, workspace_root, in_use=in_use)
     location = review.model.location if review.model is not None else None
     if location is not None and not location.available:
         # The run is about to download the model anyway: its config.json (a few KB) first lets the
@@ -122,7 +125,7 @@ def prepare_run_config(path: Path | str, workspace_root: Path | str) -> tuple[di
 
         try:
             download_model(location.value, config_only=True)
-            review = review_config(text, workspace_root)
+            review = review_config(text, workspace_root, in_use=in_use)
         except ModelNotFound:
             pass
     findings = [

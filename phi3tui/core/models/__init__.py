@@ -25,7 +25,16 @@ from phi3tui.core.models.locate import (
     read_model_config,
     workspace_model,
 )
-from phi3tui.core.models.memory import BYTES_PER_DTYPE, OPTIMIZERS, MemoryEstimate, estimate_memory, human_bytes, weight_bytes
+from phi3tui.core.models.memory import (
+    BYTES_PER_DTYPE,
+    OPTIMIZERS,
+    MemoryEstimate,
+    batch_sequence_length,
+    estimate_memory,
+    human_bytes,
+    longest_batched,
+    weight_bytes,
+)
 from phi3tui.core.models.plan import (
     FINE_TUNE_TYPES,
     LoraPlan,
@@ -41,7 +50,7 @@ __all__ = [
     "BYTES_PER_DTYPE", "CachedModel", "DownloadCancelled", "FINE_TUNE_TYPES", "KNOWN_MODELS_FILE", "KnownModel",
     "LoraPlan", "MemoryEstimate", "ModelInfo", "ModelLocation", "ModelNotFound", "OPTIMIZERS", "PICKLE_SUFFIXES",
     "REPO_ID_RE", "adaptable_modules", "adapter_layer_kinds", "apply_fine_tune", "build_structure", "cached_models",
-    "download_model", "estimate_memory", "human_bytes", "is_phi3_model", "known_model", "known_model_modules",
+    "batch_sequence_length", "download_model", "estimate_memory", "longest_batched", "human_bytes", "is_phi3_model", "known_model", "known_model_modules",
     "known_models", "locate_model", "mlx_thread", "model_choices", "model_file", "model_folder",
     "model_folder_problem", "model_to_load", "plan_lora", "read_model_config",
     "safetensors_problem", "top_level_modules", "unsuited_reasons", "weight_bytes", "workspace_model",

@@ -102,7 +102,7 @@ def known_model_modules(model: KnownModel) -> tuple[list[str], list[str]]:
     depend on the architecture alone, so a one-block model of it is built."""
     key = json.dumps({k: v for k, v in model.config.items() if k != "quantization"}, sort_keys=True)
     if key not in _MODULES:
-        with mlx_thread(cpu=True):
+        with mlx_thread():
             structure = build_structure(dict(model.structure_config(), num_hidden_layers=1))
             _MODULES[key] = (adaptable_modules(structure), top_level_modules(structure))
     return _MODULES[key]

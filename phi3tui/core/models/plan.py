@@ -14,7 +14,7 @@ from phi3tui.core.models.locate import ModelNotFound
 def build_structure(config: dict):
     """The mlx-lm model for this config.json, its weights unallocated (never evaluated), quantized as the
     config says. Raises ModelNotFound when mlx-lm does not support the architecture."""
-    with mlx_thread(cpu=True):
+    with mlx_thread():
         return _build_structure(config)
 
 
@@ -87,7 +87,7 @@ class LoraPlan:
 
 def plan_lora(config: dict, num_layers: int, lora_parameters: dict | None, fine_tune_type: str = "lora") -> LoraPlan:
     """What training would adapt: mlx-lm's own LoRA conversion applied to the unallocated structure."""
-    with mlx_thread(cpu=True):
+    with mlx_thread():
         model = _build_structure(config)
         return _plan(model, num_layers, lora_parameters, fine_tune_type)
 

@@ -18,6 +18,9 @@ from phi3tui.core.settings import KEEP_AWAKE_MODES
 __all__ = ["KEEP_AWAKE_MODES", "AwakePlan", "keep_awake_plan", "start_keep_awake"]
 
 
+MAC_CAFFEINATE = "/usr/bin/caffeinate"  # ships with macOS
+
+
 @dataclass(frozen=True)
 class AwakePlan:
     command: list[str] | None  # None: nothing keeps the machine awake
@@ -32,8 +35,8 @@ def keep_awake_plan(pid: int, mode: str = "auto", platform: str | None = None, w
     if mode == "off":
         return AwakePlan(None, "nothing: keep_awake is off")
     if platform == "darwin":
-        found = which("caffeinate") or "/usr/bin/caffeinate"
-        return AwakePlan([found, "-i", "-w", str(pid)], f"caffeinate -i -w {pid} (idle sleep prevented)")
+        # The system's own, by absolute path: a `caffeinate` earlier on PATH could be anything.
+        return AwakePlan([MAC_CAFFEINATE, "-i", "-w", str(pid)], f"caffeinate -i -w {pid} (idle sleep prevented)")
     if platform.startswith("linux"):
         inhibit, tail = which("systemd-inhibit"), which("tail")
         if not inhibit:

@@ -40,6 +40,7 @@ from phi3tui.core.runs.state import (
     settle_dead_run,
     transition,
 )
+from phi3tui.core.runs.stall import holds_the_machine
 from phi3tui.core.runs.store import RunError, find_run, run_dirs, run_info
 from phi3tui.core.workspace import Workspace
 
@@ -94,7 +95,7 @@ def live_here(workspace: Workspace) -> list[Path]:
         info = run_info(run_dir)
         if info.get(END_UNRECORDED):
             settle_dead_run(run_dir)
-        if info.get("state") in LIVE_STATES and on_this_host(info):
+        if (info.get("state") in LIVE_STATES and on_this_host(info)) or holds_the_machine(info):
             out.append(run_dir)
     return out
 

@@ -30,13 +30,22 @@ class RunRecorder:
         self.tps_history: list[float] = []
         self.warned: set[str] = set()
         self.last_iteration = 0
+        self.slowest_step_s = 0.0  # the longest a step has taken so far: the stall watch scales from it
+        self._last_line: tuple[float, int] | None = None  # (time, iteration) of the last metrics line
         best = read_run_json(run_dir).get("best_val_loss")
         self.best_val: float | None = float(best) if isinstance(best, (int, float)) else None
 
     def record(self, record: dict) -> None:
         self.last_iteration = record.get("iteration", self.last_iteration)
+        now = record.setdefault("time", time.time())
+        rate = record.get("it_per_s")
+        if isinstance(rate, (int, float)) and rate > 0:
+            self.slowest_step_s = max(self.slowest_step_s, 1 / rate)
+        if self._last_line is not None and self.last_iteration > self._last_line[1]:
+            gap = (now - self._last_line[0]) / (self.last_iteration - self._last_line[1])
+            self.slowest_step_s = max(self.slowest_step_s, gap)
+        self._last_line = (now, self.last_iteration)
         if self.writer:
-            record.setdefault("time", time.time())
             self.metrics.write(metrics_line(record))
             self.metrics.flush()  # a reader attached now sees it at once
 

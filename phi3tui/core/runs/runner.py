@@ -27,6 +27,7 @@ import traceback
 from pathlib import Path
 
 from phi3tui.core.run_folder import ADAPTERS_DIR, STOP_FILE, log_tail, read_run_json
+from phi3tui.core.runs.failures import watchdog_hint
 from phi3tui.core.runs.recorder import Diverged, RunRecorder
 from phi3tui.core.runs.state import RunState
 from phi3tui.core.runs.supervisor import died_of_memory, hand_on_queue, supervise
@@ -134,7 +135,9 @@ def train_main(run_dir: Path) -> int:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
             error = (f"the disk is full ({exc}); the last saved checkpoint is kept: free some space, "
                      "then resume the run")
-        recorder.move(RunState.FAILED, reason=error, error=error, log_tail=log_tail(run_dir))
+        hint = watchdog_hint(error)
+        reason = f"{error} ({hint})" if hint else error
+        recorder.move(RunState.FAILED, reason=reason, error=error, log_tail=log_tail(run_dir))
         return 1
     finally:
         if writer:

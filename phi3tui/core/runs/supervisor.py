@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from phi3tui.core.run_folder import LOG_FILE, QUEUE_FILE, log_tail, read_run_json, update_run_json
+from phi3tui.core.run_folder import LOG_FILE, METRICS_FILE, QUEUE_FILE, log_tail, read_run_json, update_run_json
+from phi3tui.core.runs.failures import is_memory_text, watchdog_hint
 from phi3tui.core.runs.state import LIVE_STATES, IllegalTransition, RunState, as_state, transition
 
 OOM_KILL_SHARE = 0.8  # a SIGKILLed runner that had reached this share of the memory MLX can use died of memory
@@ -54,6 +55,25 @@ def _oom_kills() -> int | None:
     return None
 
 
+def recorded_peak_bytes(run_dir: Path) -> int:
+    """The highest MLX peak (peak_mem, GB) the trainer recorded in metrics.jsonl; 0 when none."""
+    import json
+
+    peak = 0.0
+    try:
+        with open(run_dir / METRICS_FILE, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line cut by the kill
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("peak_mem"), (int, float)):
+                    peak = max(peak, float(record["peak_mem"]))
+    except OSError:
+        return 0
+    return int(peak * 1e9)
+
+
 def died_of_memory(signal_number: int, peak_bytes: int, budget_bytes: float, kills_before, kills_after) -> bool:
     """Whether a trainer that ended by `signal_number` was killed by the OS for memory: SIGKILL and either
     the kernel counted an OOM kill meanwhile, or it had reached most of the memory MLX can use
@@ -94,25 +114,42 @@ def supervise(run_dir: Path, child: int) -> int:
         return os.WEXITSTATUS(status)
     number = os.WTERMSIG(status)
     info = read_run_json(run_dir)
+    if writer and as_state(info.get("state")) is RunState.STALLED:
+        hand_on_queue(run_dir)  # killed as stalled (stalled_run: kill): the stall is its recorded end
+        return 128 + number
     if not writer or as_state(info.get("state")) not in LIVE_STATES:
         return 128 + number
-    # ru_maxrss: kilobytes on Linux, bytes on macOS.
-    peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    # MLX's own peak as the trainer recorded it (metrics.jsonl): ru_maxrss leaves out Metal's buffers on a Mac and
+    # counts Python's own memory everywhere. Only before the first report is ru_maxrss (kilobytes on Linux, bytes on
+    # macOS) all there is.
+    peak = recorded_peak_bytes(run_dir) or usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     budget = float(info.get("memory_budget_gb") or 0) * 1e9
     name = signal.Signals(number).name
     at = info.get("iteration", 0)
-    if died_of_memory(number, peak, budget, kills_before, _oom_kills()):
+    tail = log_tail(run_dir)
+    said = next((line for line in reversed(tail) if is_memory_text(line) or watchdog_hint(line)), "")
+    if said and is_memory_text(said):
+        # Metal's command buffer ran out of memory: its uncaught error aborted the trainer.
+        reason = (f"out of memory at iteration {at}: the trainer ended by {name} after Metal said \"{said.strip()}\" "
+                  f"(MLX can use {budget / 1e9:.2f} GB here); "
+                  f"`phi3tui runs resume {run_dir.name} --smaller` halves the batch")
+        end, why = RunState.OUT_OF_MEMORY, dict(peak_memory_gb=peak / 1e9)
+    elif died_of_memory(number, peak, budget, kills_before, _oom_kills()):
         reason = (f"out of memory: the OS killed the runner ({name}) at iteration {at}, having reached "
                   f"{peak / 1e9:.2f} GB of the {budget / 1e9:.2f} GB MLX can use; "
                   f"`phi3tui runs resume {run_dir.name} --smaller` halves the batch")
         end, why = RunState.OUT_OF_MEMORY, dict(peak_memory_gb=peak / 1e9)
+    elif said:
+        reason = (f"the runner (pid {child}) ended by {name} at iteration {at} after \"{said.strip()}\" "
+                  f"({watchdog_hint(said)})")
+        end, why = RunState.FAILED, {}
     else:
         reason = (f"the runner (pid {child}) was ended by {name} without recording a result "
                   f"at iteration {at}; resume it from its last checkpoint")
         end, why = RunState.FAILED, {}
     try:  # only a run still live: another process may have ended it since it was read
         transition(run_dir, end, expect=(RunState.QUEUED, RunState.RUNNING), reason=reason, error=reason,
-                   log_tail=log_tail(run_dir), **why)
+                   log_tail=tail, **why)
     except IllegalTransition:
         return 128 + number
     print(f"phi3tui runner: {reason}", flush=True)

@@ -21,16 +21,12 @@ from phi3tui.core.config import build_args
 from phi3tui.core.files import atomic_copy, atomic_write_text, replacing
 from phi3tui.core.workspace import load_config_values
 from phi3tui.core.run_folder import ADAPTERS_DIR, CONFIG_FILE, STOP_FILE
+from phi3tui.core.runs.failures import MEMORY_MESSAGES, inject_fault, is_memory_failure  # noqa: F401 (re-exported)
 from phi3tui.core.runs.gate import MEMORY_LIMIT_ENV, memory_cap_bytes  # parsed where the gate checks it
 from phi3tui.core.runs.recorder import Diverged, RunRecorder
 from phi3tui.core.runs.tasks import task_class
 
 RANDOM_KEY = "phi3tui.mx_random_state"
-
-
-MEMORY_MESSAGES = ("[metal::malloc]", "bad_alloc", "unable to allocate", "out of memory", "insufficient memory")
-
-
 
 
 def _memory_limit_gb() -> tuple[float, str]:
@@ -44,12 +40,6 @@ def _memory_limit_gb() -> tuple[float, str]:
     return budget.gb, budget.source
 
 
-def is_memory_failure(exc: BaseException) -> bool:
-    """An allocation that failed: MemoryError, or MLX's RuntimeError saying so ([metal::malloc], bad_alloc)."""
-    if isinstance(exc, MemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and any(m in text for m in MEMORY_MESSAGES)
 
 
 def _save_file(save, path: Path, data: dict) -> None:
@@ -201,8 +191,11 @@ class Trainer:
         """Called once `iteration` is complete (weights updated, reports made). True: end the run here."""
         import mlx.core as mx
 
+        inject_fault(iteration)
         if self.memory_cap is not None and mx.get_peak_memory() > self.memory_cap:
-            # MLX's CPU build does not enforce set_memory_limit (Metal does, with "[metal::malloc]"): say it the same way.
+            # mx.set_memory_limit is not enforced: the CPU build ignores it, and Metal's allocator in mlx 0.32 only
+            # waits for buffers to be freed, then allocates past it ("[metal::malloc]" is raised only when Metal
+            # itself refuses a buffer). The runner checks the cap itself and says it as an allocator would.
             raise MemoryError(f"MLX needed {mx.get_peak_memory() / 1e9:.3f} GB, over the {self.memory_cap / 1e9:.3f} GB "
                               f"allowed by {MEMORY_LIMIT_ENV}")
         stop = self.stop_requested or (self.world.rank() == 0 and self.stop_file.exists())
@@ -283,7 +276,8 @@ class Trainer:
         }
         record.update(self.task.train_metrics(self.model))
         self.recorder.record(record)
-        self.recorder.update(iteration=record["iteration"], trained_tokens=record["trained_tokens"])
+        self.recorder.update(iteration=record["iteration"], trained_tokens=record["trained_tokens"],
+                             slowest_step_s=self.recorder.slowest_step_s)
         self.recorder.check_train(record, self.memory_limit_gb, self.memory_source)
 
     def on_val_loss_report(self, info: dict) -> None:  # from self.validate (validation is ours, see batches)

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phi3tui.core.runs.stall import watch_stall
 from phi3tui.core.runs.state import END_STATES, END_UNRECORDED, LIVE_STATES, WAITING, RunState, settle_dead_run
 from phi3tui.core.runs.queue import in_queue_order, queue_order
 from phi3tui.core.runs.store import RunSummary, live_text, run_dirs, summarize
@@ -77,6 +78,7 @@ class RunWatcher:
     workspace: object
     started: float = field(default_factory=time.time)
     last_states: dict[str, str] = field(default_factory=dict)
+    stalled_run: str = field(default_factory=lambda: _stalled_run_setting())  # wait | kill (core/runs/stall.py)
 
     def poll(self, recent: int = 20) -> RunPoll:
         result = RunPoll()
@@ -89,6 +91,13 @@ class RunWatcher:
                 continue
             if summary.info.get(END_UNRECORDED):  # its runner is gone: the one poller records the failed end
                 settle_dead_run(run_dir)
+            elif summary.state in (RunState.RUNNING, RunState.STALLED):  # alive, but stepping? (the one poller)
+                try:
+                    moved = watch_stall(run_dir, summary.info, self.stalled_run)
+                except OSError:  # a read-only workspace: readers still see it running
+                    moved = None
+                if moved is not None:
+                    summary = summarize(run_dir)
             if summary.state == WAITING:  # the queue is newer than every run it waits behind
                 result.queue.append(summary)
                 continue
@@ -103,6 +112,15 @@ class RunWatcher:
         if result.queue:
             result.queue = in_queue_order(result.queue, queue_order(self.workspace), name=lambda s: s.id)
         return result
+
+
+def _stalled_run_setting() -> str:
+    from phi3tui.core.settings import load_settings
+
+    try:
+        return load_settings().settings.stalled_run
+    except Exception:  # an unreadable settings file: its problems are said at start-up; the default here
+        return "wait"
 
 
 def run_event(summary) -> RunEvent:

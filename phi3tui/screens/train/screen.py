@@ -317,6 +317,10 @@ class TrainScreen(ModeScreen):
     # -- actions ------------------------------------------------------------------------
     def action_start_run(self) -> None:
         def start() -> None:
+            freed = self.app.free_chat_memory()  # the run and Chat's model would share the same memory
+            if freed:
+                self.app.call_from_thread(self.notify, f"unloaded Chat's model ({freed / 1e9:.2f} GB) for the run; "
+                                          "it loads again when you chat")
             try:
                 made = runs.start_or_queue(self.workspace)  # queued behind a live run, or a sweep: block's grid
             except Exception as exc:  # a refused config or a start failure is shown, the app stays up
