@@ -20,6 +20,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Settings and user themes go to a throw-away folder, never the real ~/.config (tests may override).
 os.environ["PHI3TUI_CONFIG_DIR"] = tempfile.mkdtemp(prefix="phi3tui-test-config-")
+os.environ["PHI3TUI_CACHE_DIR"] = tempfile.mkdtemp(prefix="phi3tui-test-cache-")  # the gate's data-check cache
 
 
 @pytest.fixture(scope="session")
