@@ -122,7 +122,7 @@ class CheckpointProbes:
         if problem:
             key, what, hint = problem
             raise EvalError(f"{key} {what}: {hint}")
-        prompts = read_probe_prompts(value, workspace_root, _resolve(str(values.get("data") or "data"), workspace_root))
+        prompts = read_probe_prompts(value, workspace_root, probe_prompts_path(str(values.get("data") or "data"), workspace_root))
         if not prompts:
             return None
         return cls(run_dir, prompts, int(max_tokens or PROBE_KEYS["probe_max_tokens"]), tokenizer)
