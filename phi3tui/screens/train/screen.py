@@ -215,8 +215,6 @@ class TrainScreen(ModeScreen):
                 f"{last.get('it_per_s', 0):.1f} it/s",
                 f"peak {last.get('peak_mem', 0):.2f}GB",
             ]
-        if state in (RunState.RUNNING, RunState.STOPPING) and info.get("awake"):
-            parts.insert(0, f"awake: {info['awake']}")
         started = info.get("started")
         if started:
             end = info.get("ended") or time.time()
@@ -224,6 +222,10 @@ class TrainScreen(ModeScreen):
         if m.test:
             ppl = f" ppl {runs.parse_float(m.test['ppl']):.2f}" if "ppl" in m.test else ""  # none for DPO/ORPO
             parts.append(f"test {runs.parse_float(m.test.get('loss')):.3f}{ppl}")
+        # Last and one word, so lr … elapsed fit 80 columns: `i` (Run details) says how or why not.
+        awake = str(info.get("awake") or "")
+        if state in (RunState.RUNNING, RunState.STOPPING) and awake and "keep_awake is off" not in awake:
+            parts.append("not kept awake (i)" if awake.startswith("nothing") else "kept awake")
         self.query_one("#run-stats", Static).update(" · ".join(parts))
 
         lines = []
