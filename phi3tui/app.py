@@ -238,7 +238,8 @@ class Phi3App(AppearanceMixin, App):
         self.push_screen(HelpScreen(self.key_sections()))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Keys" (its key panel) would sit beside "Help: keys", which lists every screen's keys.
+        yield from (command for command in super().get_system_commands(screen) if command.title != "Keys")
         for row in modes.MODES:
             if row.is_view:
                 where = modes.find(row.over).title
@@ -251,11 +252,30 @@ class Phi3App(AppearanceMixin, App):
                 )
         yield SystemCommand("Help: keys", "Every screen's keys", self.action_help)
         yield from self.user_settings_commands()
-        # Every described binding of the current screen is also a palette command.
-        for binding in self.remapped(getattr(screen, "BINDINGS", [])):
-            if binding.description and binding.action:
-                yield SystemCommand(
-                    f"{screen.TITLE or screen.__class__.__name__}: {binding.description}",
-                    f"key {binding.key_display or binding.key}",
-                    lambda a=binding.action, s=screen: self.run_action(a, s),
-                )
+        # Every described binding of every mode's screen is a palette command; one of another screen switches
+        # there first. A view's own keys (Evaluate's) need it open: its "Go to" above opens it.
+        for row in modes.app_modes():
+            here = self.current_mode == row.id
+            for binding in self.remapped(screen_class(row.id).BINDINGS):
+                if binding.description and binding.action:
+                    key = binding.key_display or binding.key
+                    yield SystemCommand(
+                        f"{row.title}: {binding.description}",
+                        f"key {key}" + ("" if here else f" on the {row.title} screen (goes there)"),
+                        lambda m=row.id, a=binding.action: self.run_screen_action(m, a),
+                    )
+
+    async def run_screen_action(self, mode_id: str, action: str) -> None:
+        """Run an action of a mode's screen (a palette command), switching to that mode first. An action the
+        screen refuses now (its check_action: Stop on a stopped run) says so rather than doing nothing."""
+        from textual.actions import parse
+
+        if self.current_mode != mode_id:
+            await self.switch_mode(mode_id)
+        screen = self.screen
+        _, name, parameters = parse(action)
+        if screen.check_action(name, parameters) is not True:
+            row = modes.find(mode_id)
+            self.notify(f"{row.title}: {name.replace('_', ' ')} does not apply now", severity="warning")
+            return
+        await self.run_action(action, screen)

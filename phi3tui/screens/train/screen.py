@@ -51,7 +51,7 @@ class TrainScreen(ModeScreen):
     BINDINGS = [
         Binding("n", "start_run", "New run", id="train.start"),
         Binding("s", "stop_run", "Stop", id="train.stop"),
-        Binding("r", "resume_run", "Resume", show=False, id="train.resume"),
+        Binding("r", "resume_run", "Resume", id="train.resume"),
         # Shown in the footer only on a run that ran out of memory (check_action).
         Binding("b", "resume_smaller", "Resume, half batch", id="train.resume_smaller"),
         Binding("i", "show_details", "Run details", show=False, id="train.details"),
@@ -84,7 +84,7 @@ class TrainScreen(ModeScreen):
         self.seen_end = None
         self.newest_at_attach: Path | None = None
         self.show_rewards = False  # w: the plot shows a DPO/ORPO run's reward metrics instead of its loss
-        self.footer_oom = False
+        self.footer_state = None  # the run state the footer's keys were chosen for (check_action)
         self.probes: dict[int, list[dict]] = {}
         self.probes_seen = None  # the probes folder's mtime when last read
         self.probe_at: int | None = None  # the checkpoint shown; None follows the newest
@@ -195,8 +195,8 @@ class TrainScreen(ModeScreen):
     def update_panels(self) -> None:
         info, m = self.info, self.metrics
         state = info.get("state", "?")
-        if (state == RunState.OUT_OF_MEMORY) != self.footer_oom:  # the footer's b key comes or goes
-            self.footer_oom = state == RunState.OUT_OF_MEMORY
+        if state != self.footer_state:  # the footer follows the run: s on a live run, r (and b) on a stopped one
+            self.footer_state = state
             self.refresh_bindings()
         iteration, iters = int(info.get("iteration") or 0), int(info.get("iters") or 0)
         title = Text.assemble((f"run {self.run_dir.name} ", "bold"), (state, "bold"))
@@ -356,8 +356,15 @@ class TrainScreen(ModeScreen):
         self._control(runs.resume_run, "resumed from iteration {result}")
 
     def check_action(self, action: str, parameters) -> bool | None:
-        if action == "resume_smaller":  # in the footer only where it helps; the palette always has it
-            return self.info.get("state") == RunState.OUT_OF_MEMORY
+        # In the footer (and run by their keys) only where they apply to the attached run; the palette lists them
+        # always and says when one does not apply (app.run_screen_action).
+        state = self.info.get("state")
+        if action == "resume_smaller":
+            return state == RunState.OUT_OF_MEMORY
+        if action == "stop_run":
+            return state in runs.LIVE_STATES
+        if action == "resume_run":
+            return state in runs.RESUMABLE_STATES
         return True
 
     def action_resume_smaller(self) -> None:
