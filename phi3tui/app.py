@@ -207,6 +207,18 @@ class Phi3App(AppearanceMixin, App):
             return False
         return True
 
+    def on_key(self, event) -> None:
+        # A screen key or ? that reached the app past an open dialog (which has no key of that name, and no text
+        # box took it): say why nothing switched, rather than nothing at all (check_action keeps them out).
+        screen = self.screen
+        if not isinstance(screen, ModalScreen) or event.key in screen.active_bindings:
+            return
+        for binding in self.remapped(self.BINDINGS):
+            if binding.action.startswith(("switch_mode", "help")) and event.key in binding.key.replace(" ", "").split(","):
+                self.notify("close this dialog first (esc): screen keys and ? work once it is closed",
+                            severity="warning", timeout=4)
+                return
+
     async def action_quit(self) -> None:
         """Quit; a screen holding unsaved edits (has_unsaved_changes, e.g. the Config form) asks first.
         A second quit key while asking quits."""

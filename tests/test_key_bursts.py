@@ -93,3 +93,26 @@ def test_one_pty_write_to_the_real_app_is_typed(config_dir, demo_workspace):
         app.wait_for("phi3tui · Config", 30)
     finally:
         app.close()
+
+
+async def test_screen_keys_in_a_dialog_say_why_nothing_switched(demo_workspace):
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(100):
+            if type(app.screen).__name__ == "DataScreen":
+                break
+            await pilot.pause(0.05)
+        app.set_focus(None)
+        await pilot.press("question_mark")
+        for _ in range(100):
+            if type(app.screen).__name__ == "HelpScreen":
+                break
+            await pilot.pause(0.05)
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.current_mode == "data" and type(app.screen).__name__ == "HelpScreen"
+        assert any("close this dialog first" in str(n.message) for n in app._notifications)
+        await pilot.press("question_mark")  # the dialog's own key (help's ? closes it) is not refused
+        await pilot.pause()
+        assert type(app.screen).__name__ == "DataScreen"
+        assert sum("close this dialog first" in str(n.message) for n in app._notifications) == 1
