@@ -53,3 +53,16 @@ def test_demo_help_lists_every_step():
     assert f"in {len(STEPS)} steps" in text
     for number, (title, _owner, _needs) in enumerate(STEPS, 1):
         assert f"{number}. {title}" in text
+
+
+def test_the_readme_quick_start_shows_the_demos_steps():
+    import re
+
+    from tests.conftest import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    shown = re.findall(r"^\[(\d+)/(\d+)\] (.+?): ok", text, flags=re.M)
+    assert [(int(n), int(of), title) for n, of, title in shown] == [
+        (number, len(STEPS), title) for number, (title, _o, _n) in enumerate(STEPS, 1)
+    ]
+    assert f"{len(STEPS)}/{len(STEPS)} steps succeeded" in text
