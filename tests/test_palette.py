@@ -104,6 +104,11 @@ async def test_the_train_footer_follows_the_run(demo_workspace):
             await wait_for(pilot, lambda: screen.info.get("state") == "stopped", timeout=120)
             await pilot.pause(0.3)
             assert "resume_run" in footer_actions(screen) and "stop_run" not in footer_actions(screen)
+            # One toast for the stop (the app's run watcher), not one from the Train screen as well.
+            ended = lambda: [n for n in app._notifications if f"run {run_dir.name} stopped" in f"{n.title} {n.message}"]
+            await wait_for(pilot, lambda: ended(), timeout=30)
+            await pilot.pause(1.2)  # two more polls
+            assert len(ended()) == 1, [(n.title, n.message) for n in ended()]
         finally:
             if runs.run_info(run_dir)["state"] in runs.LIVE_STATES:
                 runs.kill_run(run_dir)

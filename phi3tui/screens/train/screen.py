@@ -81,7 +81,6 @@ class TrainScreen(ModeScreen):
         self.dirty = False
         self.last_draw = 0.0
         self.seen_alarms = 0
-        self.seen_end = None
         self.newest_at_attach: Path | None = None
         self.show_rewards = False  # w: the plot shows a DPO/ORPO run's reward metrics instead of its loss
         self.footer_state = None  # the run state the footer's keys were chosen for (check_action)
@@ -123,7 +122,6 @@ class TrainScreen(ModeScreen):
         seen = poll.summary(run_dir)
         self.info = seen.info if seen is not None else runs.run_info(run_dir)  # an old run, older than the poll
         self.seen_alarms = len(self.info.get("alarms") or [])  # old alarms show, but do not ring
-        self.seen_end = self.info.get("state") if self.info.get("state") in END_STATES else None
         self.probes, self.probes_seen, self.probe_at = {}, None, None
         self.show_poll(poll, force=True)
 
@@ -310,11 +308,7 @@ class TrainScreen(ModeScreen):
             self.app.bell()
             self.notify(f"{alarm.get('kind')}: {alarm.get('message')}", title="run alarm", severity="warning", timeout=10)
         self.seen_alarms = len(alarms)
-        state = self.info.get("state")
-        if state in END_STATES and self.seen_end != state:
-            self.seen_end = state
-            severity = "information" if state in (RunState.FINISHED, RunState.STOPPED) else "error"
-            self.notify(f"run {self.run_dir.name} {state}: {self.info.get('reason') or ''}", severity=severity, timeout=10)
+        # A run's end is toasted once, by the app's run watcher (on every screen), not here as well.
 
     # -- actions ------------------------------------------------------------------------
     def action_start_run(self) -> None:
