@@ -276,6 +276,15 @@ class Phi3App(AppearanceMixin, App):
                         f"key {key}" + ("" if here else f" on the {row.title} screen (goes there)"),
                         lambda m=row.id, a=binding.action: self.run_screen_action(m, a),
                     )
+        # A screen that is no mode's (a view such as Evaluate, a dialog): its own keys too, run on it.
+        if type(screen).__name__ not in {row.cls for row in modes.app_modes()}:
+            for binding in self.remapped(getattr(screen, "BINDINGS", [])):
+                if binding.description and binding.action:
+                    yield SystemCommand(
+                        f"{screen.TITLE or screen.__class__.__name__}: {binding.description}",
+                        f"key {binding.key_display or binding.key}",
+                        lambda a=binding.action, s=screen: self.run_action(a, s),
+                    )
 
     async def run_screen_action(self, mode_id: str, action: str) -> None:
         """Run an action of a mode's screen (a palette command), switching to that mode first. An action the

@@ -9,7 +9,7 @@ import sys
 
 from phi3tui.app import Phi3App
 from phi3tui.core import runs
-from phi3tui.core.runs.store import short_run_id
+from phi3tui.core.runs import short_run_id
 from phi3tui.core.workspace import Workspace
 from phi3tui.modes import app_modes
 from phi3tui.widgets.workspace_header import fit_header

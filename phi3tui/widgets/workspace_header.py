@@ -6,7 +6,7 @@ from __future__ import annotations
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from phi3tui.core.runs.store import live_text
+from phi3tui.core.runs import live_text
 
 SEPARATOR = " │ "
 WORKSPACE_CUT = 14  # a long workspace name keeps this many characters before the run loses anything
