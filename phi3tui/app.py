@@ -211,6 +211,18 @@ class Phi3App(AppearanceMixin, App):
             return False
         return True
 
+    def on_key(self, event) -> None:
+        # A screen key or ? that reached the app past an open dialog (which has no key of that name, and no text
+        # box took it): say why nothing switched, rather than nothing at all (check_action keeps them out).
+        screen = self.screen
+        if not isinstance(screen, ModalScreen) or event.key in screen.active_bindings:
+            return
+        for binding in self.remapped(self.BINDINGS):
+            if binding.action.startswith(("switch_mode", "help")) and event.key in binding.key.replace(" ", "").split(","):
+                self.notify("close this dialog first (esc): screen keys and ? work once it is closed",
+                            severity="warning", timeout=4)
+                return
+
     async def action_quit(self) -> None:
         """Quit; a screen holding unsaved edits (has_unsaved_changes, e.g. the Config form) asks first.
         A second quit key while asking quits."""
@@ -242,7 +254,8 @@ class Phi3App(AppearanceMixin, App):
         self.push_screen(HelpScreen(self.key_sections()))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Keys" (its key panel) would sit beside "Help: keys", which lists every screen's keys.
+        yield from (command for command in super().get_system_commands(screen) if command.title != "Keys")
         for row in modes.MODES:
             if row.is_view:
                 where = modes.find(row.over).title
@@ -255,11 +268,39 @@ class Phi3App(AppearanceMixin, App):
                 )
         yield SystemCommand("Help: keys", "Every screen's keys", self.action_help)
         yield from self.user_settings_commands()
-        # Every described binding of the current screen is also a palette command.
-        for binding in self.remapped(getattr(screen, "BINDINGS", [])):
-            if binding.description and binding.action:
-                yield SystemCommand(
-                    f"{screen.TITLE or screen.__class__.__name__}: {binding.description}",
-                    f"key {binding.key_display or binding.key}",
-                    lambda a=binding.action, s=screen: self.run_action(a, s),
-                )
+        # Every described binding of every mode's screen is a palette command; one of another screen switches
+        # there first. A view's own keys (Evaluate's) need it open: its "Go to" above opens it.
+        for row in modes.app_modes():
+            here = self.current_mode == row.id
+            for binding in self.remapped(screen_class(row.id).BINDINGS):
+                if binding.description and binding.action:
+                    key = binding.key_display or binding.key
+                    yield SystemCommand(
+                        f"{row.title}: {binding.description}",
+                        f"key {key}" + ("" if here else f" on the {row.title} screen (goes there)"),
+                        lambda m=row.id, a=binding.action: self.run_screen_action(m, a),
+                    )
+        # A screen that is no mode's (a view such as Evaluate, a dialog): its own keys too, run on it.
+        if type(screen).__name__ not in {row.cls for row in modes.app_modes()}:
+            for binding in self.remapped(getattr(screen, "BINDINGS", [])):
+                if binding.description and binding.action:
+                    yield SystemCommand(
+                        f"{screen.TITLE or screen.__class__.__name__}: {binding.description}",
+                        f"key {binding.key_display or binding.key}",
+                        lambda a=binding.action, s=screen: self.run_action(a, s),
+                    )
+
+    async def run_screen_action(self, mode_id: str, action: str) -> None:
+        """Run an action of a mode's screen (a palette command), switching to that mode first. An action the
+        screen refuses now (its check_action: Stop on a stopped run) says so rather than doing nothing."""
+        from textual.actions import parse
+
+        if self.current_mode != mode_id:
+            await self.switch_mode(mode_id)
+        screen = self.screen
+        _, name, parameters = parse(action)
+        if screen.check_action(name, parameters) is not True:
+            row = modes.find(mode_id)
+            self.notify(f"{row.title}: {name.replace('_', ' ')} does not apply now", severity="warning")
+            return
+        await self.run_action(action, screen)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from importlib import import_module
 
@@ -16,7 +17,7 @@ def build_parser(with_commands: bool = True) -> tuple[argparse.ArgumentParser, s
     opening a workspace needs no more, and importing every command module would delay the first paint."""
     parser = argparse.ArgumentParser(
         prog="phi3tui",
-        usage="phi3tui [-h] [--version] [--screen SCREEN] [WORKSPACE] | phi3tui COMMAND ...",
+        usage="phi3tui [-h] [--version] [--screen SCREEN] [-w DIR | WORKSPACE] | phi3tui COMMAND ...",
         description=(
             "Fine-tune Phi-3 with mlx-lm from the keyboard: data, config, training, chat, export. "
             "`phi3tui [WORKSPACE]` opens the app on a workspace (default: the current folder); "
@@ -31,6 +32,8 @@ def build_parser(with_commands: bool = True) -> tuple[argparse.ArgumentParser, s
         default=modes.MODES[0].id,
         help=f"screen to open first when opening a workspace (default: {modes.MODES[0].id})",
     )
+    parser.add_argument("-w", "--workspace", dest="open_workspace", metavar="DIR",
+                        help="the workspace to open, as every command takes it (WORKSPACE is the same)")
     if not with_commands:
         return parser, set()
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", prog="phi3tui")
@@ -54,7 +57,7 @@ def open_workspace(path: str, screen: str) -> int:
 
 
 # Top-level options that take a value: the word after them is not a command or a workspace.
-VALUE_OPTIONS = ("--screen",)
+VALUE_OPTIONS = ("--screen", "-w", "--workspace")
 
 
 def first_word(argv: list[str]) -> int | None:
@@ -85,7 +88,19 @@ def plan(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace, 
     opts, rest = parser.parse_known_args(rest_argv)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return parser, opts, "" if index is None else argv[index]
+    if index is None:
+        return parser, opts, opts.open_workspace or ""
+    return parser, opts, argv[index]
+
+
+def command_like(word: str) -> str | None:
+    """The command `word` looks like a typo of (`trian` -> train), when no folder of that name is there to open."""
+    import difflib
+
+    if os.path.exists(word) or os.sep in word:
+        return None
+    close = difflib.get_close_matches(word, sorted(COMMAND_NAMES), n=1, cutoff=0.7)
+    return close[0] if close else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
                 from phi3tui.core.settings import startup_workspace  # settings.yaml's default_workspace
 
                 workspace = startup_workspace()
+            suggestion = command_like(workspace)
+            if suggestion:
+                print(f"phi3tui: unknown command {workspace!r} — did you mean {suggestion}? (`phi3tui --help` lists them)",
+                      file=sys.stderr)
+                return 2
             return open_workspace(workspace, args.screen)
         gc.enable()
         try:

@@ -68,5 +68,6 @@ def key_rule() -> str:
     fkeys = f"F{keys[0]}–F{keys[-1]}" if len(keys) > 2 else " and ".join(f"F{k}" for k in keys)
     return (
         f"{plain} and ? work everywhere but in a text box that holds text, where they are typed "
-        f"(a number box keeps its digits); {fkeys} switch screens from anywhere."
+        f"(a number box keeps its digits; keys typed fast count as typed); {fkeys} switch screens from anywhere "
+        f"but a dialog, which keeps its own keys: close it first (esc)."
     )

@@ -141,6 +141,8 @@ async def test_stop_resume_kill_by_keys_and_header_shows_live_run(demo_workspace
         await pilot.press("s")
         await wait_for(pilot, lambda: runs.run_info(run_dir)["state"] == "stopped")
         stopped_at = runs.run_info(run_dir)["iteration"]
+        # r is offered (footer and key) once the screen shows the run stopped, as a user sees it.
+        await wait_for(pilot, lambda: "stopped" in str(app.screen.query_one("#run-title").render()))
         await pilot.press("r")
         await wait_for(pilot, lambda: runs.run_info(run_dir)["state"] == "running")
         assert runs.run_info(run_dir)["resume_from"] >= stopped_at - 5

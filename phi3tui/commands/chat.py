@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from phi3tui.commands.runs import add_workspace_option
 from phi3tui.core.chat import GenerationSettings
 
 OPTION_NAMES = {  # GenerationSettings field -> option, spelled as mlx_lm generate spells it
@@ -38,7 +39,7 @@ def register(subparsers) -> None:
             "(prompt, reference, both answers) as compare-<time>.jsonl in the run folder (or the adapter folder)."
         ),
     )
-    c.add_argument("workspace", nargs="?", default=".", help="workspace folder (default: the current folder)")
+    add_workspace_option(c, positional=True)
     c.add_argument("--adapter-path", type=Path, help="right side: an adapter folder or run folder (default: newest run)")
     c.add_argument("--checkpoint", help="right side's checkpoint: an iteration number or 'latest' (default: latest)")
     c.add_argument("--left-adapter-path", type=Path, help="left side: an adapter folder instead of the base model")

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
         ),
     )
     check.add_argument("file", help="the lora_config.yaml to check")
-    check.add_argument("--workspace", help="folder the config's relative paths start from (default: the file's folder)")
+    check.add_argument("-w", "--workspace", help="folder the config's relative paths start from (default: the file's folder)")
     check.set_defaults(func=run_check)
     migrate = sub.add_parser(
         "migrate",
@@ -51,7 +51,7 @@ def register(subparsers) -> None:
         "--skip", action="append", default=[], metavar="CHANGE",
         help="leave out one change by its id (as printed in brackets); may be repeated",
     )
-    migrate.add_argument("--workspace", help="folder the config's relative paths start from (default: the file's folder)")
+    migrate.add_argument("-w", "--workspace", help="folder the config's relative paths start from (default: the file's folder)")
     migrate.set_defaults(func=run_migrate)
 
 

@@ -6,20 +6,25 @@ import argparse
 import sys
 from pathlib import Path
 
+from phi3tui.commands.runs import add_workspace_option
+
 DEFAULT_DIR = "phi3tui-demo"
 
 
 def register(subparsers) -> None:
+    from phi3tui.core.pipeline import STEPS  # the steps --help lists are those --headless runs
+
+    steps = "; ".join(f"{number}. {title}" for number, (title, _owner, _needs) in enumerate(STEPS, 1))
     p = subparsers.add_parser(
         "demo",
         help="build (or reuse) the offline demo workspace and open it",
         description=(
             "Build a demo workspace with a tiny random-weight Phi-3 (real architecture and tokenizer), "
             "a few hundred question/answer records and a lora_config.yaml, all offline; then open the app "
-            "on it, or with --headless run the whole job (check data, train, compare, fuse, GGUF, Modelfile)."
+            f"on it, or with --headless run the whole job in {len(STEPS)} steps: {steps}."
         ),
     )
-    p.add_argument("dir", nargs="?", default=DEFAULT_DIR, help=f"workspace folder (default: ./{DEFAULT_DIR})")
+    add_workspace_option(p, positional=True, default=DEFAULT_DIR)
     p.add_argument("--headless", action="store_true", help="run every step with no UI and print each result")
     p.add_argument("--yes", action="store_true", help="with --headless: replace an Ollama model of the same name without asking")
     p.add_argument("--preference", action="store_true", help="with --headless: a short DPO pass on preference pairs after the SFT run (compare, fuse and export then use its adapter)")
@@ -30,7 +35,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from phi3tui.core.demo import build_demo
 
-    target = Path(args.dir)
+    target = Path(args.workspace)
     try:
         result = build_demo(target, force=args.rebuild)
     except (FileExistsError, OSError) as exc:

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from phi3tui.commands.runs import add_workspace_option
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -22,7 +24,7 @@ def register(subparsers) -> None:
             "The results are saved as eval-<time>.json in the run folder (or the adapter folder)."
         ),
     )
-    p.add_argument("workspace", nargs="?", default=".", help="workspace folder (default: the current folder)")
+    add_workspace_option(p, positional=True)
     right = p.add_mutually_exclusive_group()
     right.add_argument("--adapter-path", type=Path, metavar="DIR", help="right side: an adapter folder or run folder (default: newest run)")
     right.add_argument("--run", metavar="ID", help="right side: the run with this id (a folder in runs/)")

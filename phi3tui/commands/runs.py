@@ -13,10 +13,14 @@ from phi3tui.core.adapters import LATEST_WEIGHTS
 ID_HELP = "run id, a unique prefix of it, or `latest`"
 
 
-def add_workspace_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-w", "--workspace", default=".", metavar="DIR", help="the workspace folder (default: the current folder)"
-    )
+def add_workspace_option(p: argparse.ArgumentParser, positional: bool = False, default: str = ".") -> None:
+    """-w/--workspace, the one way every command takes its workspace. positional: also the bare WORKSPACE word
+    these commands documented before -w (kept as an alias; it sets nothing when absent, so -w stands)."""
+    shown = "the current folder" if default == "." else f"./{default}"
+    p.add_argument("-w", "--workspace", default=default, metavar="DIR", help=f"the workspace folder (default: {shown})")
+    if positional:
+        p.add_argument("workspace", nargs="?", default=argparse.SUPPRESS, metavar="WORKSPACE",
+                       help="the workspace folder, as -w (an alias kept for older scripts)")
 
 
 def register(subparsers) -> None:
@@ -150,7 +154,10 @@ def _workspace(args, backstop: bool = True):
     try:
         ws = Workspace.open(args.workspace)
     except NotAWorkspace as exc:
-        raise SystemExit(_fail(f"{exc}\nhint: {exc.hint}"))
+        # Named by the command that asked (train, export, runs …), not always `runs`.
+        command = getattr(getattr(args, "func", None), "__module__", "phi3tui.commands.runs").rsplit(".", 1)[-1]
+        print(f"phi3tui {command}: {exc}\nhint: {exc.hint}", file=sys.stderr)
+        raise SystemExit(2)
     if backstop:
         from phi3tui.core.runs import resume_queue_quietly
 

@@ -200,6 +200,7 @@ def cmd_keys(args) -> int:
     from phi3tui.core.settings import load_settings
     from phi3tui.app import Phi3App
     from phi3tui.appearance import binding_table, keymap_clashes
+    from phi3tui.screens.help import key_character
 
     keymap = load_settings().settings.keymap
     rows = binding_table(Phi3App)
@@ -207,6 +208,7 @@ def cmd_keys(args) -> int:
     width = max(len(row[0]) for row in rows)
     for binding_id, keys, description, owner in rows:
         mapped = keymap.get(binding_id)
+        keys = ",".join(key_character(key.strip()) for key in keys.split(","))  # [ rather than left_square_bracket
         shown = f"{mapped} (was {keys})" if mapped else keys
         print(f"{binding_id:<{width}}  {shown:<18}  {description or '-'}  [{owner}]")
     unknown = [binding_id for binding_id in keymap if binding_id not in known]

@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import sys
 import threading
+from contextlib import contextmanager
 
 # What mlx_lm/tuner/callbacks.py imports as it loads (`try: import wandb` / `import swanlab`, kept as module
 # globals its WandBCallback / SwanLabCallback use): config.checks.REPORTERS's modules.
@@ -102,3 +103,44 @@ TRAIN_LOOP_CONTRACT = (
     # 8. steps_per_save above iters: train() saves no numbered checkpoint, only adapter_file at the end.
     "steps_per_save > iters: only adapter_file is saved, at the end",
 )
+
+
+@contextmanager
+def run_numbered_train_log(first: int, total: int):
+    """While open, train() prints its log (mlx_lm.cli_ui.TrainUI: a table of train reports and a progress bar)
+    on the run's own numbering: the bar counts from `first` (a resume's checkpoint) to `total`, and the table
+    gets no rows from train() (it numbers from 1 on every start and reports every gcd step after an off-grid
+    resume); the runner adds them itself at the run's report points with TrainLog.row. Yields the TrainLog,
+    whose `ui` is the TrainUI once train() made it (rank 0 prints; other ranks' rows are dropped by mlx-lm)."""
+    import mlx_lm.tuner.trainer as trainer_module
+
+    made = TrainLog()
+    original = trainer_module.TrainUI
+
+    class RunNumberedTrainUI(original):
+        def __init__(self, total_iters: int, rank: int = 0):
+            super().__init__(total, rank)
+            self._progress.update(self._task, completed=first)
+            made.ui = self
+
+        def report_train(self, it, train_loss, tokens_sec, trained_tokens):
+            pass  # rows come from TrainLog.row, numbered by the run
+
+        def run_row(self, *figures) -> None:
+            original.report_train(self, *figures)
+
+    trainer_module.TrainUI = RunNumberedTrainUI
+    try:
+        yield made
+    finally:
+        trainer_module.TrainUI = original
+
+
+class TrainLog:
+    """The log table of one train() call (run_numbered_train_log)."""
+
+    ui = None
+
+    def row(self, iteration: int, train_loss: float, tokens_per_s: float, trained_tokens: int) -> None:
+        if self.ui is not None:
+            self.ui.run_row(iteration, train_loss, tokens_per_s, trained_tokens)

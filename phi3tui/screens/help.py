@@ -5,18 +5,25 @@ from __future__ import annotations
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.keys import key_to_character
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 
 def key_name(key: str) -> str:
-    """A key as the footer writes it: f1 -> F1, ctrl+g -> ^g, question_mark -> ?."""
+    """A key as the footer writes it: f1 -> F1, ctrl+g -> ^g, question_mark -> ?, left_square_bracket -> [."""
     if key.startswith("f") and key[1:].isdigit():
         return key.upper()
     if key.startswith("ctrl+"):
         return "^" + key[len("ctrl+"):]
-    return {"question_mark": "?", "slash": "/", "space": "space", "delete": "del"}.get(key, key)
+    return {"question_mark": "?", "slash": "/", "space": "space", "delete": "del"}.get(key) or key_character(key)
+
+
+def key_character(key: str) -> str:
+    """A key named for its character as that character (left_square_bracket -> [, slash -> /); others as named."""
+    character = "/" if key == "slash" else key_to_character(key) if len(key) > 1 else None
+    return character if character and character.isprintable() and not character.isspace() else key
 
 
 def describe_bindings(bindings) -> list[tuple[str, str]]:

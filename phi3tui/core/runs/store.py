@@ -13,6 +13,7 @@ import bisect
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,18 +162,31 @@ def live_run_summary(workspace: Workspace) -> str:
     return live_text([s for s in map(summarize, run_dirs(workspace)[:20]) if s.live])
 
 
-def live_text(live: list[RunSummary]) -> str:
-    """The header's line for these live runs (newest first): the first one, and how many more."""
+def short_run_id(run_id: str) -> str:
+    """A run id without its date (20261206-160815-f95f -> 160815-f95f), for narrow places; other ids as they are."""
+    match = re.fullmatch(r"\d{8}-(\d{6}-\w+)", run_id)
+    return match.group(1) if match else run_id
+
+
+def live_text(live: list[RunSummary], detail: int = 2) -> str:
+    """The header's line for these live runs (newest first): the first one, and how many more.
+    detail 2: all of it; 1: the short id, state, progress and val loss; 0: the short id, state and progress."""
     if not live:
         return ""
     s = live[0]
+    more = f" (+{len(live) - 1} more)" if len(live) > 1 else ""
+    if detail < 2:
+        text = f"run {short_run_id(s.id)} {s.state} {s.iteration}/{s.iters}"
+        if detail == 1 and s.best_val_loss is not None:
+            text += f" val {s.best_val_loss:.3f}"
+        return text + (f" +{len(live) - 1}" if len(live) > 1 else "")
     text = f"run {s.id} {s.state} {s.iteration}/{s.iters}"
     if s.best_val_loss is not None:
         text += f" val {s.best_val_loss:.3f}"
     text += hosts_text(s.info)
     if s.alarms:
         text += f" ⚠ {s.alarms[-1].get('kind')}"
-    return text + (f" (+{len(live) - 1} more)" if len(live) > 1 else "")
+    return text + more
 
 
 def status_oneline(workspace: Workspace) -> str:

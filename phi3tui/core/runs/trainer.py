@@ -19,6 +19,7 @@ from pathlib import Path
 from phi3tui.core.adapters import ADAPTER_CONFIG, LATEST_WEIGHTS, checkpoint_names
 from phi3tui.core.config import build_args
 from phi3tui.core.files import atomic_copy, atomic_write_text, replacing
+from phi3tui.core.mlx_lm_private import TrainLog, run_numbered_train_log
 from phi3tui.core.workspace import load_config_values
 from phi3tui.core.run_folder import ADAPTERS_DIR, CONFIG_FILE, STOP_FILE
 from phi3tui.core.runs.failures import MEMORY_MESSAGES, inject_fault, is_memory_failure  # noqa: F401 (re-exported)
@@ -109,6 +110,7 @@ class RunNumbering:
                         tokens_per_second=(info["trained_tokens"] - w["tokens_open"]) / w["seconds"])
         self.window = self.open(it, info["trained_tokens"])
         info = dict(info, iteration=it, trained_tokens=info["trained_tokens"] + t.tokens_before)
+        t.train_log.row(it, info["train_loss"], info["tokens_per_second"], info["trained_tokens"])
         t.reporters.on_train_loss_report(info)
 
     def on_val_loss_report(self, info: dict) -> None:  # not called: val_dataset is None (see Trainer.batches)
@@ -126,6 +128,7 @@ class Trainer:
         self.stop_file = run_dir / STOP_FILE
         self.stop_requested = False
         self.stopped_at: int | None = None
+        self.train_log = TrainLog()  # the log table while train() runs (run_numbered_train_log)
         self.memory_limit_gb, self.memory_source = _memory_limit_gb()
         self.memory_cap = memory_cap_bytes()
         self.task = None  # the run's train_mode (core/train_modes.py): its data, batches, loss and metrics
@@ -204,6 +207,8 @@ class Trainer:
             stop = mx.distributed.all_sum(mx.array(int(stop)), stream=mx.cpu).item() > 0
         if stop:
             self.stopped_at = iteration
+            # One number for the stop: the header's progress says the checkpoint's iteration, not the last report's.
+            self.recorder.update(iteration=iteration)
             self.save_checkpoint(iteration)
             return True
         if iteration % self.args.save_every == 0:
@@ -369,28 +374,30 @@ class Trainer:
                              memory_budget_gb=self.memory_limit_gb, memory_budget_source=self.memory_source)
         if self.memory_cap is not None:
             mx.set_memory_limit(self.memory_cap)
-        train(
-            model=model,
-            optimizer=self.optimizer,
-            train_dataset=CacheDataset(train_set),
-            val_dataset=None,  # validated in self.batches, numbered from the run's first iteration
-            args=TrainingArgs(
-                batch_size=args.batch_size,
-                iters=self.total - self.start,
-                val_batches=args.val_batches,
-                steps_per_report=self.report_steps(),
-                steps_per_eval=args.steps_per_eval,
-                steps_per_save=self.total + 1,  # checkpoints are ours, numbered by the run's iteration
-                adapter_file=self.adapter_dir / LATEST_WEIGHTS,
-                max_seq_length=args.max_seq_length,
-                grad_checkpoint=args.grad_checkpoint,
-                grad_accumulation_steps=args.grad_accumulation_steps,
-                clear_cache_threshold=args.clear_cache_threshold,
-            ),
-            iterate_batches=self.batches,
-            training_callback=RunNumbering(self),
-            loss=self.task.loss,
-        )
+        # mlx-lm's log (table and bar) on the run's own numbering: a resumed run's log goes on where it stopped.
+        with run_numbered_train_log(self.start, self.total) as self.train_log:
+            train(
+                model=model,
+                optimizer=self.optimizer,
+                train_dataset=CacheDataset(train_set),
+                val_dataset=None,  # validated in self.batches, numbered from the run's first iteration
+                args=TrainingArgs(
+                    batch_size=args.batch_size,
+                    iters=self.total - self.start,
+                    val_batches=args.val_batches,
+                    steps_per_report=self.report_steps(),
+                    steps_per_eval=args.steps_per_eval,
+                    steps_per_save=self.total + 1,  # checkpoints are ours, numbered by the run's iteration
+                    adapter_file=self.adapter_dir / LATEST_WEIGHTS,
+                    max_seq_length=args.max_seq_length,
+                    grad_checkpoint=args.grad_checkpoint,
+                    grad_accumulation_steps=args.grad_accumulation_steps,
+                    clear_cache_threshold=args.clear_cache_threshold,
+                ),
+                iterate_batches=self.batches,
+                training_callback=RunNumbering(self),
+                loss=self.task.loss,
+            )
         if self.stopped_at is not None:
             return "stopped"
         # The last iteration is not followed by a batch pull: checkpoint it here (resume, promote).

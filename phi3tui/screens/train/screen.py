@@ -51,7 +51,7 @@ class TrainScreen(ModeScreen):
     BINDINGS = [
         Binding("n", "start_run", "New run", id="train.start"),
         Binding("s", "stop_run", "Stop", id="train.stop"),
-        Binding("r", "resume_run", "Resume", show=False, id="train.resume"),
+        Binding("r", "resume_run", "Resume", id="train.resume"),
         # Shown in the footer only on a run that ran out of memory (check_action).
         Binding("b", "resume_smaller", "Resume, half batch", id="train.resume_smaller"),
         Binding("i", "show_details", "Run details", show=False, id="train.details"),
@@ -81,10 +81,9 @@ class TrainScreen(ModeScreen):
         self.dirty = False
         self.last_draw = 0.0
         self.seen_alarms = 0
-        self.seen_end = None
         self.newest_at_attach: Path | None = None
         self.show_rewards = False  # w: the plot shows the series the run's task plots (DPO/ORPO: rewards), not loss
-        self.footer_oom = False
+        self.footer_state = None  # the run state the footer's keys were chosen for (check_action)
         self.probes: dict[int, list[dict]] = {}
         self.probes_seen = None  # the probes folder's mtime when last read
         self.probe_at: int | None = None  # the checkpoint shown; None follows the newest
@@ -123,7 +122,6 @@ class TrainScreen(ModeScreen):
         seen = poll.summary(run_dir)
         self.info = seen.info if seen is not None else runs.run_info(run_dir)  # an old run, older than the poll
         self.seen_alarms = len(self.info.get("alarms") or [])  # old alarms show, but do not ring
-        self.seen_end = self.info.get("state") if self.info.get("state") in END_STATES else None
         self.probes, self.probes_seen, self.probe_at = {}, None, None
         self.show_poll(poll, force=True)
 
@@ -195,8 +193,8 @@ class TrainScreen(ModeScreen):
     def update_panels(self) -> None:
         info, m = self.info, self.metrics
         state = info.get("state", "?")
-        if (state == RunState.OUT_OF_MEMORY) != self.footer_oom:  # the footer's b key comes or goes
-            self.footer_oom = state == RunState.OUT_OF_MEMORY
+        if state != self.footer_state:  # the footer follows the run: s on a live run, r (and b) on a stopped one
+            self.footer_state = state
             self.refresh_bindings()
         iteration, iters = int(info.get("iteration") or 0), int(info.get("iters") or 0)
         title = Text.assemble((f"run {self.run_dir.name} ", "bold"), (state, "bold"))
@@ -215,8 +213,6 @@ class TrainScreen(ModeScreen):
                 f"{last.get('it_per_s', 0):.1f} it/s",
                 f"peak {last.get('peak_mem', 0):.2f}GB",
             ]
-        if state in (RunState.RUNNING, RunState.STOPPING) and info.get("awake"):
-            parts.insert(0, f"awake: {info['awake']}")
         started = info.get("started")
         if started:
             end = info.get("ended") or time.time()
@@ -224,6 +220,10 @@ class TrainScreen(ModeScreen):
         if m.test:
             ppl = f" ppl {runs.parse_float(m.test['ppl']):.2f}" if "ppl" in m.test else ""  # none for DPO/ORPO
             parts.append(f"test {runs.parse_float(m.test.get('loss')):.3f}{ppl}")
+        # Last and one word, so lr … elapsed fit 80 columns: `i` (Run details) says how or why not.
+        awake = str(info.get("awake") or "")
+        if state in (RunState.RUNNING, RunState.STOPPING) and awake and "keep_awake is off" not in awake:
+            parts.append("not kept awake (i)" if awake.startswith("nothing") else "kept awake")
         self.query_one("#run-stats", Static).update(" · ".join(parts))
 
         lines = []
@@ -308,11 +308,7 @@ class TrainScreen(ModeScreen):
             self.app.bell()
             self.notify(f"{alarm.get('kind')}: {alarm.get('message')}", title="run alarm", severity="warning", timeout=10)
         self.seen_alarms = len(alarms)
-        state = self.info.get("state")
-        if state in END_STATES and self.seen_end != state:
-            self.seen_end = state
-            severity = "information" if state in (RunState.FINISHED, RunState.STOPPED) else "error"
-            self.notify(f"run {self.run_dir.name} {state}: {self.info.get('reason') or ''}", severity=severity, timeout=10)
+        # A run's end is toasted once, by the app's run watcher (on every screen), not here as well.
 
     # -- actions ------------------------------------------------------------------------
     def action_start_run(self) -> None:
@@ -358,8 +354,15 @@ class TrainScreen(ModeScreen):
         self._control(runs.resume_run, "resumed from iteration {result}")
 
     def check_action(self, action: str, parameters) -> bool | None:
-        if action == "resume_smaller":  # in the footer only where it helps; the palette always has it
-            return self.info.get("state") == RunState.OUT_OF_MEMORY
+        # In the footer (and run by their keys) only where they apply to the attached run; the palette lists them
+        # always and says when one does not apply (app.run_screen_action).
+        state = self.info.get("state")
+        if action == "resume_smaller":
+            return state == RunState.OUT_OF_MEMORY
+        if action == "stop_run":
+            return state in runs.LIVE_STATES
+        if action == "resume_run":
+            return state in runs.RESUMABLE_STATES
         return True
 
     def action_resume_smaller(self) -> None:
