@@ -282,7 +282,7 @@ def test_app_exits_cleanly_after_checks_in_worker_threads(demo_template):
 
     The abort itself comes in about half the runs of a build that forgets the release, so the deterministic part is
     what prevents it: every worker thread that loaded the form or checked the config released its MLX streams
-    (the real release_thread_streams, watched) after that work. The exit status is checked too."""
+    (the real mx.clear_streams that core/mlx_thread.py calls as a worker's block ends, watched) after that work. The exit status is checked too."""
     import subprocess
 
     from tests.conftest import REPO
@@ -290,7 +290,7 @@ def test_app_exits_cleanly_after_checks_in_worker_threads(demo_template):
     code = f"""
 import asyncio, threading
 import phi3tui.core.config as config
-import phi3tui.core.models as models
+import mlx.core as mx
 from phi3tui.app import Phi3App
 from phi3tui.core.workspace import Workspace
 
@@ -307,7 +307,7 @@ def watched(module, name, what):
 
 watched(config, "config_fields", "work")
 watched(config, "review_config", "work")
-watched(models, "release_thread_streams", "release")
+watched(mx, "clear_streams", "release")
 
 async def main():
     app = Phi3App(Workspace.open({str(demo_template)!r}), start_mode="config")

@@ -25,8 +25,16 @@ QUICK = "iters: 20\nsteps_per_report: 5\nsteps_per_eval: 5\nsave_every: 10\nval_
 
 
 def add_to_config(ws_root: Path, text: str) -> None:
+    """Set each `key: value` line of `text` in lora_config.yaml (in place: a key written twice is refused)."""
+    import yaml
+
+    from phi3tui.core.config import ConfigDocument
+
     path = ws_root / "lora_config.yaml"
-    path.write_text(path.read_text(encoding="utf-8").rstrip("\n") + "\n" + text, encoding="utf-8")
+    document = ConfigDocument.load(path)
+    for key, value in yaml.safe_load(text).items():
+        document.set(key, value)
+    path.write_text(document.text, encoding="utf-8")
 
 
 def wandb_records(path: Path) -> list:
