@@ -468,7 +468,9 @@ def _check_split_sizes(report: Report) -> None:
 
 
 def _trained(length: int, offset: int, max_len: int) -> int:
-    return max(0, min(length, max_len) - max(offset, 1))
+    from phi3tui.core.data.turns import loss_flags
+
+    return sum(loss_flags(length, offset, max_len))
 
 
 def token_statistics(
