@@ -175,3 +175,38 @@ def test_a_run_with_all_turns_trains_on_more_tokens_than_last_on_the_same_batche
     # The same records in the first batch (same seed, same order): three answers learned instead of one.
     assert first["all"]["trained_tokens"] > 2 * first["last"]["trained_tokens"]
     assert first["all"]["loss"] != first["last"]["loss"]
+
+
+def test_tool_calling_records_are_checked_line_by_line(tmp_path):
+    from phi3tui.core.data.checks import check_folder
+
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+    def call(name, arguments, id_="c1"):
+        return {"id": id_, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+    def record(calls, tool_id="c1", tools=(weather,)):
+        return {"messages": [{"role": "user", "content": "Weather in Paris?"},
+                             {"role": "assistant", "content": "", "tool_calls": calls},
+                             {"role": "tool", "tool_call_id": tool_id, "content": "sunny"},
+                             {"role": "assistant", "content": "Sunny."}], "tools": list(tools)}
+
+    lines = [
+        record([call("get_weather", '{"city": "Paris"}')]),  # 1: fine
+        record([call("get_time", '{"city": "Paris"}')]),  # 2: not in tools
+        record([call("get_weather", "{city: Paris}")]),  # 3: arguments not JSON
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "tool", "content": "sunny"},
+                      {"role": "assistant", "content": "Hello."}], "tools": [weather]},  # 4: a result with no call
+        record([call("get_weather", '{"city": "Paris"}')], tool_id="c9"),  # 5: answers a call nobody made
+        record([call("get_weather", {"city": "Paris"})]),  # 6: arguments as an object: fine
+    ]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (tmp_path / "valid.jsonl").write_text(json.dumps(lines[5]) + "\n")
+    report = check_folder(tmp_path, DataSettings(batch_size=1))  # no tokenizer: the line checks only
+    found = {(p.location, p.rule) for p in report.problems if p.rule.startswith("tool")}
+    assert found == {("train:2", "tool-undefined"), ("train:3", "tool-arguments"),
+                     ("train:4", "tool-without-call"), ("train:5", "tool-without-call")}
+    undefined = next(p for p in report.problems if p.location == "train:2" and p.rule == "tool-undefined")
+    assert "'get_time'" in undefined.message and "get_weather" in undefined.message and undefined.hint
+    assert all(p.level == "error" and p.hint for p in report.problems if p.rule.startswith("tool"))
+    assert not [p for p in report.problems if p.location in ("train:1", "valid:1")]  # empty content of a call: fine

@@ -302,7 +302,7 @@ class _SplitChecker:
                     self.problem("error", line, "missing-field", f"{name}[{i}] has no 'content'",
                                  'add "content": "…" to the message')
             elif isinstance(content, str):
-                if not content.strip():
+                if not content.strip() and not m.get("tool_calls"):  # a tool call's content is often empty
                     self.problem("warning", line, "empty-field", f"{name}[{i}] ({role}) has empty content")
             elif not isinstance(content, list):
                 self.problem("error", line, "field-type", f"{name}[{i}] content must be a string, not {type(content).__name__}")
@@ -314,11 +314,70 @@ class _SplitChecker:
                 "with mask_prompt only the last message is trained, and it is not the assistant's",
             )
         self.check_tools(value, line)
+        self.check_tool_calls(value, messages, line)
 
     def check_tools(self, value: dict, line: int) -> None:
         tools = value.get("tools")
         if tools is not None and type(tools) is not list:
             self.problem("error", line, "field-type", f"'tools' must be a list, not {type(tools).__name__}")
+
+    def check_tool_calls(self, value: dict, messages: list, line: int) -> None:
+        """Tool-calling records ({"messages", "tools"}, OpenAI's shape): each call names a function of `tools`
+        with JSON arguments, and each `tool` message answers a call made before it."""
+        name = self.s.chat_feature
+        tools = value.get("tools")
+        defined = tool_names(tools) if type(tools) is list else None
+        call_ids: set | None = None  # the ids of the calls waiting for results; None: no call yet this turn
+        for i, m in enumerate(messages, 1):
+            if type(m) is not dict:
+                continue
+            role = m.get("role")
+            if role == "user":
+                call_ids = None
+            calls = m.get("tool_calls")
+            if role == "assistant" and calls:
+                if type(calls) is not list:
+                    self.problem("error", line, "field-type", f"{name}[{i}] tool_calls must be a list of calls")
+                    continue
+                call_ids = set()
+                for call in calls:
+                    self.check_call(call, i, defined, line)
+                    if type(call) is dict and call.get("id") is not None:
+                        call_ids.add(call["id"])
+            elif role == "tool":
+                if call_ids is None:
+                    self.problem("error", line, "tool-without-call", f"{name}[{i}] is a tool result with no "
+                                 "assistant tool call before it", "put the assistant message whose tool_calls "
+                                 "asked for it before it, or delete the tool message")
+                elif call_ids and m.get("tool_call_id") is not None and m["tool_call_id"] not in call_ids:
+                    self.problem("error", line, "tool-without-call", f"{name}[{i}] answers tool_call_id "
+                                 f"{m['tool_call_id']!r}, which no call before it has", "use the id of the call it answers")
+
+    def check_call(self, call, i: int, defined: set | None, line: int) -> None:
+        where = f"{self.s.chat_feature}[{i}]"
+        function = call.get("function", call) if type(call) is dict else None
+        if type(function) is not dict or not isinstance(function.get("name"), str):
+            return self.problem("error", line, "field-type", f"{where} has a tool call without a function name",
+                                'write {"type": "function", "function": {"name": "…", "arguments": "{…}"}}')
+        fname = function["name"]
+        if defined is None:
+            self.problem("warning", line, "tool-undefined", f"{where} calls {fname!r} but the record has no 'tools': "
+                         "the model learns the call without its definition", 'add "tools": [{"type": "function", '
+                         f'"function": {{"name": "{fname}", "parameters": {{…}}}}}}] to the record')
+        elif fname not in defined:
+            known = ", ".join(sorted(defined)) or "none"
+            self.problem("error", line, "tool-undefined", f"{where} calls {fname!r}, which 'tools' does not define "
+                         f"(defined: {known})", f"fix the name, or add {fname!r}'s definition to 'tools'")
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            try:
+                json.loads(arguments)
+            except ValueError as exc:
+                self.problem("error", line, "tool-arguments", f"{where}: the arguments of {fname!r} are not JSON "
+                             f"({exc})", 'write them as a JSON object in a string, e.g. "{\"city\": \"Paris\"}"')
+        elif arguments is not None and not isinstance(arguments, dict):
+            self.problem("error", line, "tool-arguments", f"{where}: the arguments of {fname!r} are a "
+                         f"{type(arguments).__name__}", "write them as a JSON object (or a string holding one)")
 
     def missing_fields(self, value: dict, line: int) -> None:
         s = self.s
@@ -343,6 +402,18 @@ class _SplitChecker:
             f"a {own} record in a {self.fmt} split (mlx-lm takes the format from the first record)",
             f"write every record of {self.split}.jsonl in one format",
         )
+
+
+def tool_names(tools: list) -> set[str]:
+    """The function names a record's `tools` defines (OpenAI's {"type": "function", "function": {...}} or a
+    bare {"name": ...})."""
+    names = set()
+    for tool in tools:
+        if type(tool) is dict:
+            function = tool.get("function", tool)
+            if type(function) is dict and isinstance(function.get("name"), str):
+                names.add(function["name"])
+    return names
 
 
 def _check_split(report: Report, split: str, path: Path, phi3: bool, seen: dict, progress, cancel, done0: int, total: int) -> int:
