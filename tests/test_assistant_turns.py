@@ -210,3 +210,27 @@ def test_tool_calling_records_are_checked_line_by_line(tmp_path):
     assert "'get_time'" in undefined.message and "get_weather" in undefined.message and undefined.hint
     assert all(p.level == "error" and p.hint for p in report.problems if p.rule.startswith("tool"))
     assert not [p for p in report.problems if p.location in ("train:1", "valid:1")]  # empty content of a call: fine
+
+
+def test_a_template_that_drops_tools_is_refused_with_the_reason(tokenizer, tmp_path):
+    """The demo's Phi-3 template renders neither `tools`, tool_calls nor tool messages: the statistics pass
+    names the record and what the template leaves out; a plain chat split gets no such finding."""
+    from phi3tui.core.data.checks import check_folder
+    from phi3tui.core.data.render import dropped_tool_parts
+
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    tooled = {"messages": [{"role": "user", "content": "Weather in Paris?"},
+                           {"role": "assistant", "content": "", "tool_calls": [
+                               {"id": "c1", "type": "function",
+                                "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                           {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+                           {"role": "assistant", "content": "Sunny."}], "tools": [weather]}
+    assert dropped_tool_parts(tooled["messages"], tooled["tools"], tokenizer) == [
+        "tool definitions", "tool calls", "tool results"]
+    plain = {"messages": THREE_TURNS}
+    (tmp_path / "train.jsonl").write_text(json.dumps(plain) + "\n" + json.dumps(tooled) + "\n" + json.dumps(tooled) + "\n")
+    (tmp_path / "valid.jsonl").write_text(json.dumps(plain) + "\n")
+    report = check_folder(tmp_path, DataSettings(batch_size=1), tokenizer=tokenizer)
+    found = [p for p in report.problems if p.rule == "template-tools"]
+    assert [(p.location, p.level) for p in found] == [("train:2", "error")]
+    assert "tool definitions, tool calls, tool results" in found[0].message and found[0].hint

@@ -404,6 +404,13 @@ class _SplitChecker:
         )
 
 
+def uses_tools(record: dict, settings: DataSettings) -> bool:
+    """Whether a chat record has tool definitions, tool calls or tool results."""
+    messages = record.get(settings.chat_feature)
+    return bool(record.get("tools")) or (type(messages) is list and any(
+        type(m) is dict and (m.get("tool_calls") or m.get("role") == "tool") for m in messages))
+
+
 def tool_names(tools: list) -> set[str]:
     """The function names a record's `tools` defines (OpenAI's {"type": "function", "function": {...}} or a
     bare {"name": ...})."""
@@ -552,7 +559,7 @@ def token_statistics(
     cancel: threading.Event | None = None,
 ) -> dict[str, SplitStats]:
     """Tokens per record for every split, through mlx-lm's dataset classes and the model's tokenizer."""
-    from phi3tui.core.data.render import preference_tokens, processor
+    from phi3tui.core.data.render import dropped_tool_parts, preference_tokens, processor
 
     s = folder.settings
     report = report or Report(folder.path, s)
@@ -564,6 +571,7 @@ def token_statistics(
         fmt = info.format
         fields = s.fields_of(fmt) if fmt else ()
         process = processor(fmt, tokenizer, s) if fmt and fmt != "preference" else None
+        tools_told = False  # a template that drops tools is named once per split
         line = 0
         with open(info.path, "rb") as handle:
             for raw in handle:
@@ -593,6 +601,16 @@ def token_statistics(
                                   max_len)
                         continue
                     ids, offset = process(value)
+                    if fmt == "chat" and not tools_told and uses_tools(value, s):
+                        dropped = dropped_tool_parts(value[s.chat_feature], value.get("tools"), tokenizer)
+                        if dropped:
+                            tools_told = True
+                            report.add("error", split, line, "template-tools",
+                                       f"the model's chat template leaves out the {', '.join(dropped)} of this "
+                                       "record (and of any like it in this split): the model would never see them",
+                                       "use a model whose template renders tools, or write them where it reads "
+                                       "them (Phi-4-mini: the definitions as a JSON string in the system "
+                                       "message's 'tools', the calls in the assistant's content)")
                 except Exception as exc:  # the template rejects the record: mlx-lm would fail the same way
                     report.add(
                         "error", split, line, "template",

@@ -93,6 +93,28 @@ def tokens_and_offset(record: dict, fmt: str, tokenizer, settings) -> tuple[list
     return list(tokens), (list(offset) if isinstance(offset, (list, tuple)) else int(offset))
 
 
+def dropped_tool_parts(messages: list[dict], tools, tokenizer) -> list[str]:
+    """What of a tool-calling record the model's chat template leaves out of the text it renders: "tool
+    definitions" (`tools` changes nothing), "tool calls" (an assistant's tool_calls change nothing), "tool results"
+    (the `tool` messages change nothing). Each found by rendering the record with and without that part; [] when
+    the template expresses all the record has."""
+    def text(msgs, with_tools=True):
+        return tokenizer.apply_chat_template(msgs, tools=tools if with_tools else None, tokenize=False)
+
+    whole = text(messages)
+    dropped = []
+    if tools and whole == text(messages, with_tools=False):
+        dropped.append("tool definitions")
+    if any(type(m) is dict and m.get("tool_calls") for m in messages):
+        plain = [{k: v for k, v in m.items() if k != "tool_calls"} if type(m) is dict else m for m in messages]
+        if whole == text(plain):
+            dropped.append("tool calls")
+    if any(type(m) is dict and m.get("role") == "tool" for m in messages):
+        if whole == text([m for m in messages if not (type(m) is dict and m.get("role") == "tool")]):
+            dropped.append("tool results")
+    return dropped
+
+
 def special_token_texts(tokenizer) -> list[str]:
     """The added/special token strings (e.g. <|user|>, <|end|>), longest first."""
     hf = getattr(tokenizer, "_tokenizer", tokenizer)
