@@ -127,6 +127,14 @@ def test_the_data_screens_view_and_statistics_follow_the_setting(tokenizer, tmp_
     assert counted == {"last": last.trained_count, "all": every.trained_count}
 
 
+def test_all_on_text_records_is_named(demo_template):
+    from phi3tui.core.data.checks import check_folder
+
+    report = check_folder(demo_template / "data", DataSettings(assistant_turns="all"))
+    assert {p.location for p in report.problems if p.rule == "turns-text"} == {"train", "valid", "test"}
+    assert not [p for p in check_folder(demo_template / "data", DataSettings()).problems if p.rule == "turns-text"]
+
+
 def test_the_key_is_phi3tuis_with_its_choices():
     spec = next(s for s in config_fields() if s.key == "assistant_turns")
     assert (spec.kind, spec.choices, spec.default) == ("choice", ("last", "all"), "last")

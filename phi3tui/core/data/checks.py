@@ -534,6 +534,12 @@ def _check_split_sizes(report: Report) -> None:
                 f"(\"Dataset must have at least batch_size examples\")",
                 f"add records or lower batch_size to {n}",
             )
+        if s.assistant_turns == "all" and report.formats.get(split) == "text":
+            report.add(
+                "warning", split, 0, "turns-text",
+                "assistant_turns is all but the records are text: there are no turns to find, every token trains",
+                "use the chat or completions format to learn only the assistant's turns, or set assistant_turns: last",
+            )
         if s.mask_prompt and report.formats.get(split) == "text":
             report.add(
                 "error", split, 0, "mask-text",
