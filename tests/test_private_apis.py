@@ -150,6 +150,26 @@ def test_train_loop_contract(demo_model, tmp_path):
     assert events == [("pull", 1), ("pull", 2), ("pull", 3), ("report", 3), ("pull", 4), ("returned", 4)]
 
 
+def test_masked_batches_hold_the_records_mlx_lms_batches_hold(demo_model):
+    """mlx_lm_private.sort_key_of: the runner's masked batches (assistant_turns: all) sort, cut, shuffle and pad
+    as mlx-lm's iterate_batches does, so the same seed gives the same records in each batch."""
+    import numpy as np
+    from mlx_lm.tuner.datasets import CacheDataset, ChatDataset
+    from mlx_lm.tuner.trainer import iterate_batches
+
+    from phi3tui.core.data import DataSettings, load_tokenizer
+    from phi3tui.core.runs.tasks import TurnsDataset, iterate_masked_batches
+
+    tokenizer = load_tokenizer(demo_model)
+    records = [{"messages": [{"role": "user", "content": "q " * n}, {"role": "assistant", "content": "a " * (9 - n)}],
+                **({"tools": []} if n % 3 == 0 else {})} for n in range(1, 9)]  # records of 1 and 2 keys
+    ours = CacheDataset(TurnsDataset(ChatDataset(records, tokenizer), tokenizer, DataSettings(assistant_turns="all")))
+    theirs = CacheDataset(ChatDataset(records, tokenizer))
+    mine = [np.array(t) for t, _ in iterate_masked_batches(ours, 2, 64, seed=3)]
+    mlx = [np.array(t) for t, _ in iterate_batches(theirs, 2, 64, seed=3)]
+    assert len(mine) == len(mlx) == 4 and all(a.shape == b.shape and (a == b).all() for a, b in zip(mine, mlx))
+
+
 # -- Textual --------------------------------------------------------------------------------------
 class Coloured(Screen):
     CSS = "Static { background: $primary; }"

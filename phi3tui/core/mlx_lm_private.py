@@ -105,6 +105,17 @@ TRAIN_LOOP_CONTRACT = (
 )
 
 
+def sort_key_of(dataset):
+    """The key mlx-lm's iterate_batches sorts a dataset's indices by before cutting batches: for a CacheDataset
+    its `itemlen` (in 0.32 the length of the raw record, not of its tokens), else the token count. The runner's
+    masked batches (assistant_turns: all) sort the same way so they hold the records mlx-lm's would."""
+    from mlx_lm.tuner.datasets import CacheDataset
+
+    if isinstance(dataset, CacheDataset):
+        return dataset.itemlen
+    return lambda idx: len(dataset[idx][0])
+
+
 @contextmanager
 def run_numbered_train_log(first: int, total: int):
     """While open, train() prints its log (mlx_lm.cli_ui.TrainUI: a table of train reports and a progress bar)

@@ -100,6 +100,14 @@ DATASET_KEYS = {"hf_dataset": None, "text_feature": "text", "prompt_feature": "p
 # (train_mode, beta), except dpo_loss_type, which mlx-lm-lora calls dpo_cpo_loss_type (read as well).
 # ORPO's weight of the odds-ratio term is beta too, as in mlx-lm-lora's orpo_loss.
 PREFERENCE_KEYS = {"train_mode": "sft", "beta": 0.1, "dpo_loss_type": "sigmoid"}
+# phi3tui's SFT data path (core/data/turns.py, core/runs/tasks.py), never read by mlx-lm: which assistant
+# messages the loss learns from. Choices and help are spelled here, so the config package needs no data import.
+TURNS_KEYS = {"assistant_turns": "last"}
+TURNS_CHOICES = ("last", "all")
+TURNS_HELP = (
+    "Which assistant messages the loss learns from. last: mlx-lm's own behaviour (with mask_prompt, only the "
+    "last message; without, every token). all: every assistant message of chat and completions records (its "
+    "content, tool calls and the end marker after it), never the system, user or tool-result tokens.")
 PREFERENCE_ALIASES = {"dpo_cpo_loss_type": "dpo_loss_type"}
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo")
 # train_mode's choices are the one table of modes (core/train_modes.py), read when the fields are built.
@@ -182,7 +190,7 @@ def _parser_actions() -> dict:
 def known_top_level_keys() -> set[str]:
 
     return (set(mlx_lm_defaults()) | set(_parser_actions()) | set(DATASET_KEYS) | set(PREFERENCE_KEYS)
-            | set(PREFERENCE_ALIASES) | set(PROBE_KEYS)) - CLI_ONLY
+            | set(PREFERENCE_ALIASES) | set(PROBE_KEYS) | set(TURNS_KEYS)) - CLI_ONLY
 
 
 def _kind_of(action, default) -> tuple[str, tuple[str, ...]]:
@@ -253,6 +261,8 @@ def config_fields() -> list[FieldSpec]:
         specs.append(FieldSpec((key,), GROUP_OF.get(key, "other"), kind, default, help_text, choices))
         if key == "iters":
             specs.append(FieldSpec(("epochs",), "length & schedule", "float", None, CONFIG_ONLY_HELP["epochs"]))
+    specs.append(FieldSpec(("assistant_turns",), "model & data", "choice", TURNS_KEYS["assistant_turns"],
+                           TURNS_HELP, TURNS_CHOICES))
     for key, kind, choices, help_text in PREFERENCE_FIELDS:
         specs.append(FieldSpec((key,), "preference", kind, PREFERENCE_KEYS[key], help_text, tuple(choices)))
 

@@ -1,5 +1,5 @@
 """A data folder as mlx-lm reads it: folder (open, line index, page, search), checks (every line),
-render (records through the model's tokenizer), importers (CSV/JSONL to splits).
+render (records through the model's tokenizer), turns (the loss mask of assistant_turns: all), importers (CSV/JSONL to splits).
 This is the package's public face: other packages import from here, not from its modules."""
 
 from phi3tui.core.lazy import lazy_attributes
@@ -22,6 +22,7 @@ _LAZY = {
     "import_any": "importers", "options_from_values": "importers", "read_rows": "importers",
     "split_answers": "importers", "tutorial_text": "importers",
     "TokenizerError": "render", "load_tokenizer": "render", "preference_tokens": "render", "render_record": "render",
+    "processor": "render", "assistant_turn_mask": "turns", "loss_flags": "turns",
 }
 
 
@@ -35,6 +36,7 @@ __all__ = [
     "DataSettings",
     "ImportOptions",
     "Report",
+    "assistant_turn_mask",
     "SPLITS",
     "TokenizerError",
     "check_folder",
@@ -42,8 +44,10 @@ __all__ = [
     "human_size",
     "import_any",
     "load_tokenizer",
+    "loss_flags",
     "options_from_values",
     "preference_tokens",
+    "processor",
     "read_rows",
     "render_record",
     "split_answers",

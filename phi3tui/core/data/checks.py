@@ -302,7 +302,7 @@ class _SplitChecker:
                     self.problem("error", line, "missing-field", f"{name}[{i}] has no 'content'",
                                  'add "content": "…" to the message')
             elif isinstance(content, str):
-                if not content.strip():
+                if not content.strip() and not m.get("tool_calls"):  # a tool call's content is often empty
                     self.problem("warning", line, "empty-field", f"{name}[{i}] ({role}) has empty content")
             elif not isinstance(content, list):
                 self.problem("error", line, "field-type", f"{name}[{i}] content must be a string, not {type(content).__name__}")
@@ -314,11 +314,70 @@ class _SplitChecker:
                 "with mask_prompt only the last message is trained, and it is not the assistant's",
             )
         self.check_tools(value, line)
+        self.check_tool_calls(value, messages, line)
 
     def check_tools(self, value: dict, line: int) -> None:
         tools = value.get("tools")
         if tools is not None and type(tools) is not list:
             self.problem("error", line, "field-type", f"'tools' must be a list, not {type(tools).__name__}")
+
+    def check_tool_calls(self, value: dict, messages: list, line: int) -> None:
+        """Tool-calling records ({"messages", "tools"}, OpenAI's shape): each call names a function of `tools`
+        with JSON arguments, and each `tool` message answers a call made before it."""
+        name = self.s.chat_feature
+        tools = value.get("tools")
+        defined = tool_names(tools) if type(tools) is list else None
+        call_ids: set | None = None  # the ids of the calls waiting for results; None: no call yet this turn
+        for i, m in enumerate(messages, 1):
+            if type(m) is not dict:
+                continue
+            role = m.get("role")
+            if role == "user":
+                call_ids = None
+            calls = m.get("tool_calls")
+            if role == "assistant" and calls:
+                if type(calls) is not list:
+                    self.problem("error", line, "field-type", f"{name}[{i}] tool_calls must be a list of calls")
+                    continue
+                call_ids = set()
+                for call in calls:
+                    self.check_call(call, i, defined, line)
+                    if type(call) is dict and call.get("id") is not None:
+                        call_ids.add(call["id"])
+            elif role == "tool":
+                if call_ids is None:
+                    self.problem("error", line, "tool-without-call", f"{name}[{i}] is a tool result with no "
+                                 "assistant tool call before it", "put the assistant message whose tool_calls "
+                                 "asked for it before it, or delete the tool message")
+                elif call_ids and m.get("tool_call_id") is not None and m["tool_call_id"] not in call_ids:
+                    self.problem("error", line, "tool-without-call", f"{name}[{i}] answers tool_call_id "
+                                 f"{m['tool_call_id']!r}, which no call before it has", "use the id of the call it answers")
+
+    def check_call(self, call, i: int, defined: set | None, line: int) -> None:
+        where = f"{self.s.chat_feature}[{i}]"
+        function = call.get("function", call) if type(call) is dict else None
+        if type(function) is not dict or not isinstance(function.get("name"), str):
+            return self.problem("error", line, "field-type", f"{where} has a tool call without a function name",
+                                'write {"type": "function", "function": {"name": "…", "arguments": "{…}"}}')
+        fname = function["name"]
+        if defined is None:
+            self.problem("warning", line, "tool-undefined", f"{where} calls {fname!r} but the record has no 'tools': "
+                         "the model learns the call without its definition", 'add "tools": [{"type": "function", '
+                         f'"function": {{"name": "{fname}", "parameters": {{…}}}}}}] to the record')
+        elif fname not in defined:
+            known = ", ".join(sorted(defined)) or "none"
+            self.problem("error", line, "tool-undefined", f"{where} calls {fname!r}, which 'tools' does not define "
+                         f"(defined: {known})", f"fix the name, or add {fname!r}'s definition to 'tools'")
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            try:
+                json.loads(arguments)
+            except ValueError as exc:
+                self.problem("error", line, "tool-arguments", f"{where}: the arguments of {fname!r} are not JSON "
+                             f"({exc})", 'write them as a JSON object in a string, e.g. "{\"city\": \"Paris\"}"')
+        elif arguments is not None and not isinstance(arguments, dict):
+            self.problem("error", line, "tool-arguments", f"{where}: the arguments of {fname!r} are a "
+                         f"{type(arguments).__name__}", "write them as a JSON object (or a string holding one)")
 
     def missing_fields(self, value: dict, line: int) -> None:
         s = self.s
@@ -343,6 +402,25 @@ class _SplitChecker:
             f"a {own} record in a {self.fmt} split (mlx-lm takes the format from the first record)",
             f"write every record of {self.split}.jsonl in one format",
         )
+
+
+def uses_tools(record: dict, settings: DataSettings) -> bool:
+    """Whether a chat record has tool definitions, tool calls or tool results."""
+    messages = record.get(settings.chat_feature)
+    return bool(record.get("tools")) or (type(messages) is list and any(
+        type(m) is dict and (m.get("tool_calls") or m.get("role") == "tool") for m in messages))
+
+
+def tool_names(tools: list) -> set[str]:
+    """The function names a record's `tools` defines (OpenAI's {"type": "function", "function": {...}} or a
+    bare {"name": ...})."""
+    names = set()
+    for tool in tools:
+        if type(tool) is dict:
+            function = tool.get("function", tool)
+            if type(function) is dict and isinstance(function.get("name"), str):
+                names.add(function["name"])
+    return names
 
 
 def _check_split(report: Report, split: str, path: Path, phi3: bool, seen: dict, progress, cancel, done0: int, total: int) -> int:
@@ -456,6 +534,12 @@ def _check_split_sizes(report: Report) -> None:
                 f"(\"Dataset must have at least batch_size examples\")",
                 f"add records or lower batch_size to {n}",
             )
+        if s.assistant_turns == "all" and report.formats.get(split) == "text":
+            report.add(
+                "warning", split, 0, "turns-text",
+                "assistant_turns is all but the records are text: there are no turns to find, every token trains",
+                "use the chat or completions format to learn only the assistant's turns, or set assistant_turns: last",
+            )
         if s.mask_prompt and report.formats.get(split) == "text":
             report.add(
                 "error", split, 0, "mask-text",
@@ -468,7 +552,9 @@ def _check_split_sizes(report: Report) -> None:
 
 
 def _trained(length: int, offset: int, max_len: int) -> int:
-    return max(0, min(length, max_len) - max(offset, 1))
+    from phi3tui.core.data.turns import loss_flags
+
+    return sum(loss_flags(length, offset, max_len))
 
 
 def token_statistics(
@@ -479,7 +565,7 @@ def token_statistics(
     cancel: threading.Event | None = None,
 ) -> dict[str, SplitStats]:
     """Tokens per record for every split, through mlx-lm's dataset classes and the model's tokenizer."""
-    from phi3tui.core.data.render import preference_tokens, processor
+    from phi3tui.core.data.render import dropped_tool_parts, preference_tokens, processor
 
     s = folder.settings
     report = report or Report(folder.path, s)
@@ -491,6 +577,7 @@ def token_statistics(
         fmt = info.format
         fields = s.fields_of(fmt) if fmt else ()
         process = processor(fmt, tokenizer, s) if fmt and fmt != "preference" else None
+        tools_told = False  # a template that drops tools is named once per split
         line = 0
         with open(info.path, "rb") as handle:
             for raw in handle:
@@ -520,6 +607,16 @@ def token_statistics(
                                   max_len)
                         continue
                     ids, offset = process(value)
+                    if fmt == "chat" and not tools_told and uses_tools(value, s):
+                        dropped = dropped_tool_parts(value[s.chat_feature], value.get("tools"), tokenizer)
+                        if dropped:
+                            tools_told = True
+                            report.add("error", split, line, "template-tools",
+                                       f"the model's chat template leaves out the {', '.join(dropped)} of this "
+                                       "record (and of any like it in this split): the model would never see them",
+                                       "use a model whose template renders tools, or write them where it reads "
+                                       "them (Phi-4-mini: the definitions as a JSON string in the system "
+                                       "message's 'tools', the calls in the assistant's content)")
                 except Exception as exc:  # the template rejects the record: mlx-lm would fail the same way
                     report.add(
                         "error", split, line, "template",

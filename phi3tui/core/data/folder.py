@@ -47,6 +47,8 @@ class DataSettings:
     # mlx-lm-lora's preference records: {"prompt", "chosen", "rejected"} (keys fixed, as it reads them)
     chosen_feature: str = "chosen"
     rejected_feature: str = "rejected"
+    # phi3tui's assistant_turns (core/data/turns.py): "last" = mlx-lm's mask, "all" = every assistant turn
+    assistant_turns: str = "last"
 
     @classmethod
     def from_config(cls, values: dict) -> "DataSettings":
@@ -68,6 +70,7 @@ class DataSettings:
             chat_feature=pick("chat_feature", "messages", str),
             prompt_feature=pick("prompt_feature", "prompt", str),
             completion_feature=pick("completion_feature", "completion", str),
+            assistant_turns="all" if values.get("assistant_turns") == "all" else "last",
         )
 
     def detect_format(self, record: dict) -> str | None:

@@ -74,16 +74,45 @@ def preference_tokens(record: dict, tokenizer, settings) -> tuple[list[int], lis
 
 
 def processor(fmt: str, tokenizer, settings):
-    """mlx-lm's `process` for one format: record -> (token ids, mask offset), exactly as training does."""
+    """The `process` training uses for one format: record -> (token ids, mask offset) through mlx-lm's dataset
+    classes, or, with `assistant_turns: all` on chat and completions records, (token ids, per-token loss mask)
+    from core/data/turns.py (the mask the runner trains with). `loss_flags` reads either."""
+    if settings.assistant_turns == "all" and fmt in ("chat", "completions"):
+        from phi3tui.core.data.turns import turns_processor
+
+        return turns_processor(fmt, tokenizer, settings)
     if fmt == "text" and settings.mask_prompt:
         # mlx-lm refuses this combination for the whole split (validation reports it); count as without.
         settings = replace(settings, mask_prompt=False)
     return dataset_for({}, fmt, tokenizer, settings).process
 
 
-def tokens_and_offset(record: dict, fmt: str, tokenizer, settings) -> tuple[list[int], int]:
+def tokens_and_offset(record: dict, fmt: str, tokenizer, settings) -> tuple[list[int], int | list[bool]]:
+    """(token ids, mlx-lm's mask offset or, with assistant_turns: all, the per-token loss mask)."""
     tokens, offset = processor(fmt, tokenizer, settings)(record)
-    return list(tokens), int(offset)
+    return list(tokens), (list(offset) if isinstance(offset, (list, tuple)) else int(offset))
+
+
+def dropped_tool_parts(messages: list[dict], tools, tokenizer) -> list[str]:
+    """What of a tool-calling record the model's chat template leaves out of the text it renders: "tool
+    definitions" (`tools` changes nothing), "tool calls" (an assistant's tool_calls change nothing), "tool results"
+    (the `tool` messages change nothing). Each found by rendering the record with and without that part; [] when
+    the template expresses all the record has."""
+    def text(msgs, with_tools=True):
+        return tokenizer.apply_chat_template(msgs, tools=tools if with_tools else None, tokenize=False)
+
+    whole = text(messages)
+    dropped = []
+    if tools and whole == text(messages, with_tools=False):
+        dropped.append("tool definitions")
+    if any(type(m) is dict and m.get("tool_calls") for m in messages):
+        plain = [{k: v for k, v in m.items() if k != "tool_calls"} if type(m) is dict else m for m in messages]
+        if whole == text(plain):
+            dropped.append("tool calls")
+    if any(type(m) is dict and m.get("role") == "tool" for m in messages):
+        if whole == text([m for m in messages if not (type(m) is dict and m.get("role") == "tool")]):
+            dropped.append("tool results")
+    return dropped
 
 
 def special_token_texts(tokenizer) -> list[str]:
@@ -110,7 +139,7 @@ class RenderedRecord:
     text: str  # the string mlx-lm tokenizes (template applied, EOS appended for text as mlx-lm does)
     segments: list[tuple[str, bool]]  # text split into (piece, is_special_token)
     tokens: list[Token]
-    offset: int  # tokens before this index are masked (mask_prompt)
+    offset: int  # tokens before this index are masked (mask_prompt); with assistant_turns: all, the first trained
     truncated_at: int | None  # max_seq_length, when the record is longer
     rejected: "RenderedRecord | None" = None  # a preference pair: this record is the chosen answer
 
@@ -163,19 +192,23 @@ def render_record(record: dict, fmt: str, tokenizer, settings) -> RenderedRecord
     return _rendered(ids, offset, text, tokenizer, settings)
 
 
-def _rendered(ids: list[int], offset: int, text: str, tokenizer, settings) -> RenderedRecord:
+def _rendered(ids: list[int], offset, text: str, tokenizer, settings) -> RenderedRecord:
+    from phi3tui.core.data.turns import loss_flags
+
     special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
     specials = special_token_texts(tokenizer)
     special_set = set(specials)
     pieces = tokenizer.convert_ids_to_tokens(ids)
     limit = settings.max_seq_length
-    # The first token is never a target (the loss predicts token i from tokens before it);
-    # mlx-lm's mask keeps positions from the offset on, up to the truncated length.
-    first_trained = max(offset, 1)
+    # The first token is never a target (the loss predicts token i from tokens before it); mlx-lm's mask keeps
+    # positions from the offset on, up to the truncated length; assistant_turns: all gives a mask per token.
+    trained = loss_flags(len(ids), offset, limit)
     tokens = [
-        Token(i, str(p), first_trained <= n < limit, i in special_ids or str(p) in special_set)
+        Token(i, str(p), trained[n], i in special_ids or str(p) in special_set)
         for n, (i, p) in enumerate(zip(ids, pieces))
     ]
+    if not isinstance(offset, int):
+        offset = next((n for n, t in enumerate(trained) if t), len(ids))
     return RenderedRecord(
         text=text,
         segments=_segments(text, specials),

@@ -51,7 +51,9 @@ class TrainTask(Protocol):
 
 
 class SftTask:
-    """Supervised fine-tuning, exactly as `mlx_lm lora` trains: its datasets, batches, loss and evaluate."""
+    """Supervised fine-tuning, exactly as `mlx_lm lora` trains: its datasets, batches, loss and evaluate.
+    With `assistant_turns: all` (core/data/turns.py) the same records train on every assistant turn: each item
+    carries a per-token loss mask, batched by `iterate_masked_batches` and scored by `masked_loss`."""
 
     plotted: ClassVar[dict[str, str]] = {}
     plotted_title: ClassVar[str] = ""
@@ -62,11 +64,20 @@ class SftTask:
             from mlx_lm.tuner.datasets import load_dataset
 
         self.datasets = load_dataset(args, tokenizer)
+        self.all_turns = getattr(args, "assistant_turns", None) == "all"
+        if self.all_turns:
+            from phi3tui.core.data import DataSettings
+
+            settings = DataSettings.from_config(vars(args))
+            self.datasets = tuple(TurnsDataset(d, tokenizer, settings) for d in self.datasets)
 
     def prepare(self, model, fine_tune_type: str, max_seq_length: int, adapter_file=None) -> None:
         return None
 
     def iterate_batches(self, dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
+        if self.all_turns:
+            return iterate_masked_batches(dataset, batch_size, max_seq_length, loop=loop, seed=seed,
+                                          comm_group=comm_group)
         from mlx_lm.tuner.trainer import iterate_batches
 
         return iterate_batches(dataset, batch_size, max_seq_length, loop=loop, seed=seed, comm_group=comm_group)
@@ -75,6 +86,8 @@ class SftTask:
         return batch
 
     def loss(self, model, *batch):
+        if self.all_turns:
+            return masked_loss(model, *batch)
         from mlx_lm.tuner.trainer import default_loss
 
         return default_loss(model, *batch)
@@ -85,9 +98,85 @@ class SftTask:
     def evaluate(self, model, dataset, batch_size, num_batches, max_seq_length) -> tuple[float, dict]:
         from mlx_lm.tuner.trainer import evaluate
 
-        loss = evaluate(model=model, dataset=dataset, batch_size=batch_size, num_batches=num_batches,
-                        max_seq_length=max_seq_length)
+        if self.all_turns:
+            loss = evaluate(model=model, dataset=dataset, batch_size=batch_size, num_batches=num_batches,
+                            max_seq_length=max_seq_length, loss=masked_loss, iterate_batches=iterate_masked_batches)
+        else:
+            loss = evaluate(model=model, dataset=dataset, batch_size=batch_size, num_batches=num_batches,
+                            max_seq_length=max_seq_length)
         return loss, {}
+
+
+class TurnsDataset:
+    """One split of mlx-lm's datasets (its records, in its order) processed with `assistant_turns: all`: each
+    item becomes (token ids, per-token loss mask), the mask core/data/render.py shows. Text records keep
+    mlx-lm's tokens and train on every token (they have no turns). mlx-lm's CacheDataset calls `process`."""
+
+    def __init__(self, records, tokenizer, settings):
+        self.records = records  # mlx-lm's dataset: records[i] is the raw record, as its CacheDataset reads it
+        self.tokenizer = tokenizer
+        self.settings = settings
+
+    def __getitem__(self, idx: int):
+        return self.records[idx]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def process(self, record):
+        from phi3tui.core.data import loss_flags, processor
+
+        fmt = self.settings.detect_format(record)
+        tokens, offset_or_mask = processor(fmt, self.tokenizer, self.settings)(record)
+        return list(tokens), loss_flags(len(tokens), offset_or_mask, len(tokens))
+
+
+def iterate_masked_batches(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
+    """mlx-lm's iterate_batches for (tokens, per-token mask) items: the same order (sorted as mlx-lm sorts a
+    CacheDataset, cut into batches, shuffled with NumPy's global generator so a resume replays it), the same
+    padding, each rank taking its share. Yields (tokens [B, L] int32, loss mask [B, L] bool)."""
+    import mlx.core as mx
+    import numpy as np
+
+    from phi3tui.core.mlx_lm_private import sort_key_of
+
+    if len(dataset) < batch_size:
+        raise ValueError(f"Dataset must have at least batch_size={batch_size} examples but only has {len(dataset)}.")
+    offset, step = (comm_group.rank(), comm_group.size()) if comm_group is not None else (0, 1)
+    if batch_size % step != 0:
+        raise ValueError("The batch size must be divisible by the number of workers")
+    idx = sorted(range(len(dataset)), key=sort_key_of(dataset))
+    batch_idx = [idx[i + offset : i + offset + batch_size : step] for i in range(0, len(idx) - batch_size + 1, batch_size)]
+    if seed is not None:
+        np.random.seed(seed)
+    while True:
+        for i in np.random.permutation(len(batch_idx)):
+            batch = [dataset[j] for j in batch_idx[i]]
+            longest = max(len(tokens) for tokens, _ in batch)
+            pad_to = 32  # mlx-lm's padding: one plus the next multiple of 32, at most max_seq_length
+            width = min(1 + pad_to * ((longest + pad_to - 1) // pad_to), max_seq_length)
+            tokens = np.zeros((len(batch), width), np.int32)
+            mask = np.zeros((len(batch), width), bool)
+            for r, (ids, flags) in enumerate(batch):
+                n = min(len(ids), width)
+                tokens[r, :n] = ids[:n]
+                mask[r, :n] = flags[:n]
+            yield mx.array(tokens), mx.array(mask)
+        if not loop:
+            break
+
+
+def masked_loss(model, tokens, mask):
+    """mlx-lm's default_loss with a per-token mask: the mean cross-entropy over the targets the mask keeps
+    (token i is predicted from the tokens before it), and their count."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    logits = model(tokens[:, :-1])
+    kept = mask[:, 1:]
+    ntoks = kept.sum()
+    ce = nn.losses.cross_entropy(logits, tokens[:, 1:]) * kept
+    return ce.astype(mx.float32).sum() / mx.maximum(ntoks, 1), ntoks
 
 
 def task_class(train_mode: str | None) -> type:
