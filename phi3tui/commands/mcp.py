@@ -1,0 +1,116 @@
+"""`phi3tui mcp [WORKSPACE]`: the workspace's jobs as Model Context Protocol tools, served over stdio.
+
+Thin: each tool is one call into core.agent_tools (the same core calls the CLI commands make). A refused job is an MCP
+tool error carrying the CLI's message; the server goes on answering. The `mcp` SDK is imported here, late, so no
+other command pays for it (install it with `pip install 'phi3tui[mcp]'`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+MCP_MISSING = "the `mcp` package is not installed: `pip install 'phi3tui[mcp]'` (or `pip install mcp`)"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "mcp",
+        help="serve the workspace's jobs (data check, train, runs, metrics) to an AI agent as MCP tools over stdio",
+        description=(
+            "An MCP server over stdio for an agent (Claude Desktop, an IDE, ...): tools to check the data and the "
+            "config, start or queue a training run, list runs, read their status and metrics, stop and resume them. "
+            "Paths are confined to the workspace."
+        ),
+    )
+    p.add_argument("workspace_arg", nargs="?", metavar="WORKSPACE", help="the workspace folder (default: -w, else the current folder)")
+    p.add_argument("-w", "--workspace", default=None, metavar="DIR", help="the workspace folder")
+    p.set_defaults(func=run)
+
+
+def build_server(workspace):
+    """The FastMCP server with one tool per core.agent_tools job, bound to `workspace`."""
+    from mcp.server.fastmcp import FastMCP
+    from mcp.server.fastmcp.exceptions import ToolError
+
+    from phi3tui.core import agent_tools as tools
+    from phi3tui.core.workspace import NotAWorkspace
+
+    server = FastMCP("phi3tui", instructions=(
+        f"phi3tui fine-tunes Phi models with mlx-lm in the workspace {workspace.root}. Check the data and config "
+        "before train_start; runs go on detached: poll run_status, read run_metrics."
+    ))
+
+    def call(job, *args, **kwargs):
+        # The CLI's message as a tool error: an agent reads what to do, and the server keeps answering.
+        try:
+            return job(workspace, *args, **kwargs)
+        except (tools.ToolRefused, NotAWorkspace) as exc:
+            raise ToolError(str(exc)) from None
+        except OSError as exc:
+            raise ToolError(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+
+    @server.tool()
+    def workspace_status() -> dict:
+        """The workspace folder, its config file, the one-line status (live run or the newest run's end), the runs."""
+        return call(tools.workspace_status)
+
+    @server.tool()
+    def data_check(data: str | None = None) -> dict:
+        """Check every line of train/valid/test.jsonl (as `phi3tui data check`). data: a folder inside the
+        workspace (default: the config's data folder). Problems name split:line."""
+        return call(tools.data_check, data)
+
+    @server.tool()
+    def config_check() -> dict:
+        """Check lora_config.yaml as `phi3tui config check`: migrations needed and the pre-run gate's findings."""
+        return call(tools.config_check)
+
+    @server.tool()
+    def runs_list() -> list[dict]:
+        """Every run, newest first: id, state, iteration/iters, best validation loss, reason."""
+        return call(tools.runs_list)
+
+    @server.tool()
+    def run_status(run: str) -> dict:
+        """One run's run.json as it truly stands and its details. run: a run id, unique id prefix, or `latest`."""
+        return call(tools.run_status, run)
+
+    @server.tool()
+    def run_metrics(run: str, points: int = 200) -> dict:
+        """One run's train and validation loss curves (at most about `points` points each), last report, test loss."""
+        return call(tools.run_metrics, run, points)
+
+    @server.tool()
+    def run_stop(run: str) -> dict:
+        """Ask a live run to save its adapter at its next step and stop."""
+        return call(tools.run_stop, run)
+
+    @server.tool()
+    def run_resume(run: str, smaller: bool = False) -> dict:
+        """Start a stopped/failed/out-of-memory run again from its last checkpoint (smaller: half the batch)."""
+        return call(tools.run_resume, run, smaller)
+
+    @server.tool()
+    def train_start(iters: int | None = None, queue: bool = False) -> dict:
+        """Start a detached training run of lora_config.yaml now (refused while one is live), or add it to the
+        queue (queue=true). iters: override the config's iters."""
+        return call(tools.train_start, iters, queue)
+
+    return server
+
+
+def run(args: argparse.Namespace) -> int:
+    from phi3tui.core.workspace import NotAWorkspace, Workspace
+
+    try:
+        workspace = Workspace.open(args.workspace_arg or args.workspace or ".")
+    except NotAWorkspace as exc:
+        print(f"phi3tui mcp: {exc}\nhint: {exc.hint}", file=sys.stderr)
+        return 2
+    try:
+        server = build_server(workspace)
+    except ImportError:
+        print(f"phi3tui mcp: {MCP_MISSING}", file=sys.stderr)
+        return 2
+    server.run("stdio")  # stdout is the protocol's: nothing else may print there
+    return 0

@@ -1,0 +1,75 @@
+"""`phi3tui mcp -w WS` is a real MCP server over stdio: the SDK's own stdio client starts it as a subprocess, lists
+its tools, and calls them on the demo workspace. Each tool answers what the CLI's core call answers; a refused job is
+a tool error with the CLI's message, and the server goes on answering."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+pytest.importorskip("mcp", reason="the mcp extra is not installed (pip install 'phi3tui[mcp]')")
+
+from conftest import run_cli  # noqa: E402
+
+TOOLS = {"workspace_status", "data_check", "config_check", "runs_list", "run_status", "run_metrics", "run_stop",
+         "run_resume", "train_start"}
+
+
+def content(result):
+    """A tool's answer as data: its structured content (a list comes wrapped as {"result": [...]})."""
+    data = result.structuredContent
+    if data is None:
+        data = json.loads(result.content[0].text)
+    return data.get("result", data) if isinstance(data, dict) and set(data) == {"result"} else data
+
+
+async def test_an_agent_lists_the_tools_checks_the_data_and_is_kept_inside_the_workspace(demo_workspace, tmp_path):
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    from phi3tui.core import agent_tools
+    from phi3tui.core.workspace import Workspace
+
+    train = demo_workspace / "data" / "train.jsonl"
+    lines = train.read_text(encoding="utf-8").splitlines(keepends=True)
+    bad_line = len(lines) + 1
+    train.write_text("".join(lines) + "{not json\n", encoding="utf-8")
+
+    server = StdioServerParameters(command=sys.executable, args=["-m", "phi3tui", "mcp", "-w", str(demo_workspace)],
+                                   env=dict(os.environ))
+    async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        listed = {tool.name: tool for tool in (await session.list_tools()).tools}
+        assert TOOLS <= set(listed)
+        assert listed["run_status"].inputSchema["required"] == ["run"]  # JSON-schema'd arguments
+        assert "data" in listed["data_check"].inputSchema["properties"]
+
+        status = await session.call_tool("workspace_status", {})
+        assert not status.isError, status.content
+        status = content(status)
+        assert status["workspace"] == str(demo_workspace.resolve()) and status["runs"] == 0
+        oneline = run_cli("runs", "status", "--oneline", "-w", str(demo_workspace))
+        assert status["status"] == oneline.stdout.strip()  # what the CLI says
+
+        checked = await session.call_tool("data_check", {})
+        assert not checked.isError, checked.content
+        checked = content(checked)
+        assert checked["errors"] >= 1
+        assert any(p["location"] == f"train:{bad_line}" and p["level"] == "error" for p in checked["problems"]), checked
+        cli = run_cli("data", "check", str(demo_workspace))
+        assert cli.returncode == 1 and cli.stdout.splitlines() == checked["lines"]  # the same report the CLI prints
+
+        outside = await session.call_tool("data_check", {"data": str(tmp_path)})
+        assert outside.isError
+        assert "outside the workspace" in outside.content[0].text
+        escaping = await session.call_tool("data_check", {"data": "../.."})
+        assert escaping.isError and "outside the workspace" in escaping.content[0].text
+
+        no_run = await session.call_tool("run_status", {"run": "nope"})
+        assert no_run.isError and "nope" in no_run.content[0].text
+
+        runs = await session.call_tool("runs_list", {})  # the server still answers after the refusals
+        assert not runs.isError and content(runs) == agent_tools.runs_list(Workspace.open(demo_workspace)) == []
