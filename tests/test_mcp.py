@@ -73,3 +73,45 @@ async def test_an_agent_lists_the_tools_checks_the_data_and_is_kept_inside_the_w
 
         runs = await session.call_tool("runs_list", {})  # the server still answers after the refusals
         assert not runs.isError and content(runs) == agent_tools.runs_list(Workspace.open(demo_workspace)) == []
+
+
+async def test_an_agent_trains_polls_to_finished_and_reads_the_metrics(demo_workspace):
+    import anyio
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    from phi3tui.core.runs import END_STATES, downsample, find_run, read_metrics
+    from phi3tui.core.workspace import Workspace
+
+    server = StdioServerParameters(command=sys.executable, args=["-m", "phi3tui", "mcp", str(demo_workspace)],
+                                   env=dict(os.environ))
+    async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        refused = await session.call_tool("train_start", {"iters": 0})
+        assert refused.isError and "--iters must be at least 1" in refused.content[0].text
+
+        started = await session.call_tool("train_start", {"iters": 3})
+        assert not started.isError, started.content
+        (run,) = content(started)["runs"]
+        assert not run["queued"]
+
+        with anyio.fail_after(240):  # the runner is a detached process: poll its state as an agent would
+            while True:
+                status = content(await session.call_tool("run_status", {"run": run["id"]}))
+                if status["info"]["state"] in END_STATES:
+                    break
+                await anyio.sleep(0.5)
+        assert status["info"]["state"] == "finished", status
+
+        listed = content(await session.call_tool("runs_list", {}))
+        assert [(r["id"], r["state"], r["iteration"]) for r in listed] == [(run["id"], "finished", 3)]
+
+        metrics = content(await session.call_tool("run_metrics", {"run": run["id"], "points": 2}))
+        expected = read_metrics(find_run(Workspace.open(demo_workspace), run["id"]))
+        assert metrics["train"]["iteration"] == downsample(expected.train_x, expected.train_y, 2)[0]
+        assert metrics["val"]["loss"] == pytest.approx(downsample(expected.val_x, expected.val_y, 2)[1])
+
+        # A finished run cannot be stopped or resumed: the runner's own refusal, as a tool error.
+        stop = await session.call_tool("run_stop", {"run": run["id"]})
+        assert stop.isError and "not running; nothing to stop" in stop.content[0].text
+        assert not (await session.call_tool("workspace_status", {})).isError  # still answering
