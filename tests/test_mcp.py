@@ -75,7 +75,7 @@ async def test_an_agent_lists_the_tools_checks_the_data_and_is_kept_inside_the_w
         assert not runs.isError and content(runs) == agent_tools.runs_list(Workspace.open(demo_workspace)) == []
 
 
-async def test_an_agent_trains_polls_to_finished_and_reads_the_metrics(demo_workspace):
+async def test_an_agent_trains_polls_to_finished_reads_the_metrics_and_exports(demo_workspace, tmp_path):
     import anyio
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
@@ -83,8 +83,9 @@ async def test_an_agent_trains_polls_to_finished_and_reads_the_metrics(demo_work
     from phi3tui.core.runs import END_STATES, downsample, find_run, read_metrics
     from phi3tui.core.workspace import Workspace
 
+    lm_studio = tmp_path / "lm-studio-models"
     server = StdioServerParameters(command=sys.executable, args=["-m", "phi3tui", "mcp", str(demo_workspace)],
-                                   env=dict(os.environ))
+                                   env={**os.environ, "LMSTUDIO_MODELS_DIR": str(lm_studio)})
     async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         refused = await session.call_tool("train_start", {"iters": 0})
@@ -115,3 +116,17 @@ async def test_an_agent_trains_polls_to_finished_and_reads_the_metrics(demo_work
         stop = await session.call_tool("run_stop", {"run": run["id"]})
         assert stop.isError and "not running; nothing to stop" in stop.content[0].text
         assert not (await session.call_tool("workspace_status", {})).isError  # still answering
+
+        # Export the run's adapter: fuse, then the GGUF, then into LM Studio's (here temporary) models folder.
+        for step in ("fuse", "gguf", "lmstudio"):
+            done = await session.call_tool("export", {"step": step, "name": "agent"})
+            assert not done.isError, (step, done.content)
+        gguf = demo_workspace / "exports" / "agent" / "agent-f16.gguf"
+        assert (lm_studio / "phi3tui" / "agent" / "agent-f16.gguf").read_bytes() == gguf.read_bytes()
+        before = gguf.stat().st_mtime_ns
+        again = await session.call_tool("export", {"step": "gguf", "name": "agent"})
+        assert again.isError and "pass --force to replace it" in again.content[0].text  # the CLI's refusal
+        assert gguf.stat().st_mtime_ns == before
+        forced = await session.call_tool("export", {"step": "gguf", "name": "agent", "force": True})
+        assert not forced.isError, forced.content
+        assert any(line.startswith("read back: ") for line in content(forced)["steps"][0]["lines"])

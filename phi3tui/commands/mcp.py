@@ -96,6 +96,13 @@ def build_server(workspace):
         queue (queue=true). iters: override the config's iters."""
         return call(tools.train_start, iters, queue)
 
+    @server.tool()
+    def export(step: str, run: str | None = None, checkpoint: int | None = None, name: str | None = None,
+               outtype: str = "f16", force: bool = False) -> dict:
+        """Export a run's adapter as `phi3tui export STEP`: step is fuse, gguf, lora-gguf, verify, ollama, lmstudio or
+        all (run: default the newest run; name: exports/NAME). An existing output is replaced only with force=true."""
+        return call(tools.export, step, run, checkpoint, name, outtype, force)
+
     return server
 
 

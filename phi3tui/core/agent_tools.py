@@ -190,3 +190,32 @@ def train_start(workspace: Workspace, iters: int | None = None, queue: bool = Fa
         state = read_run_json(run_dir).get("state")
         runs.append({"id": run_dir.name, "state": state, "queued": state == WAITING, "log": str(run_dir / "log.txt")})
     return {"runs": runs}
+
+
+def export(workspace: Workspace, step: str, run: str | None = None, checkpoint: int | None = None,
+           name: str | None = None, outtype: str = "f16", force: bool = False) -> dict:
+    """`phi3tui export STEP` (or `all`) for a run's adapter (default: the newest run's), its outcome lines as the
+    CLI prints them. Outputs go to exports/NAME/ (LM Studio's: its models folder); nothing is replaced without force."""
+    from phi3tui.core.export import OUT_TYPES, ExportError
+    from phi3tui.core.export.job import ExportJob
+    from phi3tui.core.export.steps import EXPORT_STEPS, outcome_lines, run_all_steps, run_step
+
+    known = [s.id for s in EXPORT_STEPS]
+    if step not in known and step != "all":
+        raise ToolRefused(f"no export step {step!r}: the steps are {', '.join(known)}, all")
+    if outtype not in OUT_TYPES:
+        raise ToolRefused(f"outtype {outtype!r}: choose one of {', '.join(OUT_TYPES)}")
+    try:
+        # `export fuse` alone gives the fused MLX folder, as on the command line; the others fuse for a GGUF.
+        job = ExportJob.create(workspace.root, None, run, checkpoint, None, name, None,
+                               need_adapter=step in ("fuse", "lora-gguf", "all"), outtype=outtype, force=force,
+                               fuse_for_gguf=step != "fuse")
+    except ExportError as exc:
+        raise ToolRefused(str(exc)) from None
+    done = []
+    for step_id in [s.id for s in run_all_steps(job)] if step == "all" else [step]:
+        outcome = run_step(job, step_id)
+        if not outcome.ok:
+            raise ToolRefused("; ".join(outcome.lines))
+        done.append({"step": step_id, "lines": outcome_lines(outcome), "shortfall": outcome.shortfall})
+    return plain({"name": job.name, "out_dir": job.out_dir, "steps": done})
