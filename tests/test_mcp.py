@@ -15,7 +15,7 @@ pytest.importorskip("mcp", reason="the mcp extra is not installed (pip install '
 from conftest import run_cli  # noqa: E402
 
 TOOLS = {"workspace_status", "data_check", "config_check", "runs_list", "run_status", "run_metrics", "run_stop",
-         "run_resume", "train_start"}
+         "run_resume", "train_start", "eval", "export"}
 
 
 def content(result):
@@ -116,6 +116,17 @@ async def test_an_agent_trains_polls_to_finished_reads_the_metrics_and_exports(d
         stop = await session.call_tool("run_stop", {"run": run["id"]})
         assert stop.isError and "not running; nothing to stop" in stop.content[0].text
         assert not (await session.call_tool("workspace_status", {})).isError  # still answering
+
+        # Evaluate base vs the run's adapter: the numbers `phi3tui eval --json` prints.
+        scored = await session.call_tool("eval", {"run": run["id"], "limit": 2, "max_tokens": 4})
+        assert not scored.isError, scored.content
+        scored = content(scored)
+        cli = run_cli("eval", str(demo_workspace), "--run", run["id"], "--limit", "2", "--max-tokens", "4", "--json")
+        assert cli.returncode == 0, cli.stderr
+        assert {k: scored[k] for k in ("left", "right")} == json.loads(cli.stdout)
+        assert scored["right"]["mc2"] is not None and scored["saved"].startswith(str(demo_workspace))
+        outside = await session.call_tool("eval", {"mc": "/etc/passwd"})
+        assert outside.isError and "outside the workspace" in outside.content[0].text
 
         # Export the run's adapter: fuse, then the GGUF, then into LM Studio's (here temporary) models folder.
         for step in ("fuse", "gguf", "lmstudio"):

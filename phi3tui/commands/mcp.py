@@ -96,6 +96,14 @@ def build_server(workspace):
         queue (queue=true). iters: override the config's iters."""
         return call(tools.train_start, iters, queue)
 
+    @server.tool(name="eval")
+    def evaluate(run: str | None = None, checkpoint: str | None = None, mc: str | None = None, limit: int | None = None,
+             max_tokens: int = 128) -> dict:
+        """Score the base model against a run's adapter (default: the newest run's; checkpoint: an iteration or
+        latest) as `phi3tui eval --json`: test loss, perplexity, MC1/MC2, exact match, ROUGE-L. mc: a multiple-choice
+        file inside the workspace (default: the test records with "incorrect" answers); limit: the first N items."""
+        return call(tools.evaluate, run, checkpoint, mc, limit, max_tokens)
+
     @server.tool()
     def export(step: str, run: str | None = None, checkpoint: int | None = None, name: str | None = None,
                outtype: str = "f16", force: bool = False) -> dict:

@@ -219,3 +219,19 @@ def export(workspace: Workspace, step: str, run: str | None = None, checkpoint: 
             raise ToolRefused("; ".join(outcome.lines))
         done.append({"step": step_id, "lines": outcome_lines(outcome), "shortfall": outcome.shortfall})
     return plain({"name": job.name, "out_dir": job.out_dir, "steps": done})
+
+
+def evaluate(workspace: Workspace, run: str | None = None, checkpoint: str | None = None, mc: str | None = None,
+             limit: int | None = None, max_tokens: int = 128) -> dict:
+    """`phi3tui eval --json`: base vs a run's adapter (default: the newest run's), test loss, MC1/MC2, answers;
+    mc: a multiple-choice file inside the workspace. The full result is saved beside the adapter, as the CLI does."""
+    from phi3tui.core.chat import ChatError
+    from phi3tui.core.eval import EvalError, summary
+    from phi3tui.core.eval.scoring import evaluate_workspace
+
+    mc_file = inside_workspace(workspace, mc) if mc else None
+    try:
+        result, out = evaluate_workspace(workspace, run, None, checkpoint, mc=mc_file, limit=limit, max_tokens=max_tokens)
+    except (ChatError, EvalError) as exc:
+        raise ToolRefused(str(exc)) from None
+    return plain({**summary(result), "saved": out})
