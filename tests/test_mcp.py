@@ -15,7 +15,7 @@ pytest.importorskip("mcp", reason="the mcp extra is not installed (pip install '
 from conftest import run_cli  # noqa: E402
 
 TOOLS = {"workspace_status", "data_check", "config_check", "runs_list", "run_status", "run_metrics", "run_stop",
-         "run_resume", "train_start", "eval", "export"}
+         "run_resume", "train_start", "config_set", "eval", "export"}
 
 
 def content(result):
@@ -70,6 +70,25 @@ async def test_an_agent_lists_the_tools_checks_the_data_and_is_kept_inside_the_w
 
         no_run = await session.call_tool("run_status", {"run": "nope"})
         assert no_run.isError and "nope" in no_run.content[0].text
+
+        # One key set in place: the rest of the file (comments included) as it was.
+        config = demo_workspace / "lora_config.yaml"
+        before = config.read_text(encoding="utf-8")
+        changed = await session.call_tool("config_set", {"key": "lora_parameters.rank", "value": 4})
+        assert not changed.isError, changed.content
+        assert content(changed)["value"] == 4
+        from phi3tui.core.workspace import load_config_values
+
+        assert load_config_values(config)["lora_parameters"]["rank"] == 4
+        assert [line for line in before.splitlines() if line.lstrip().startswith("#")] == [
+            line for line in config.read_text(encoding="utf-8").splitlines() if line.lstrip().startswith("#")]
+        nothing = await session.call_tool("config_set", {"key": "", "value": 1})
+        assert nothing.isError and "give the key to set" in nothing.content[0].text
+
+        checked = content(await session.call_tool("config_check", {}))
+        cli = run_cli("config", "check", str(config), "-w", str(demo_workspace))
+        assert checked["lines"] and all(line in cli.stdout.splitlines() for line in checked["lines"]), cli.stdout
+        assert f"{config}: {checked['errors']} error(s), {checked['warnings']} warning(s)" in cli.stdout
 
         runs = await session.call_tool("runs_list", {})  # the server still answers after the refusals
         assert not runs.isError and content(runs) == agent_tools.runs_list(Workspace.open(demo_workspace)) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any  # the config_set tool's value: any JSON value (FastMCP reads the annotation by name)
 
 MCP_MISSING = "the `mcp` package is not installed: `pip install 'phi3tui[mcp]'` (or `pip install mcp`)"
 
@@ -64,6 +65,12 @@ def build_server(workspace):
     def config_check() -> dict:
         """Check lora_config.yaml as `phi3tui config check`: migrations needed and the pre-run gate's findings."""
         return call(tools.config_check)
+
+    @server.tool()
+    def config_set(key: str, value: Any) -> dict:
+        """Set one key of lora_config.yaml in place (comments and layout kept), e.g. key "iters" value 200 or key
+        "lora_parameters.rank" value 16; an edit that does not read back as asked changes nothing."""
+        return call(tools.config_set, key, value)
 
     @server.tool()
     def runs_list() -> list[dict]:

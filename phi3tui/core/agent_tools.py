@@ -235,3 +235,24 @@ def evaluate(workspace: Workspace, run: str | None = None, checkpoint: str | Non
     except (ChatError, EvalError) as exc:
         raise ToolRefused(str(exc)) from None
     return plain({**summary(result), "saved": out})
+
+
+def config_set(workspace: Workspace, key: str, value) -> dict:
+    """Set one key of lora_config.yaml (dotted for nested keys: lora_parameters.rank) in place, keeping its comments
+    and layout, as the Config screen does: an edit that does not read back as asked changes nothing."""
+    from phi3tui.core.config import ConfigDocument, ConfigError, DocumentEditError
+    from phi3tui.core.files import WriteRefused
+
+    path = tuple(part for part in key.split(".") if part)
+    if not path:
+        raise ToolRefused("give the key to set, e.g. iters or lora_parameters.rank")
+    try:
+        doc = ConfigDocument.load(workspace.config_path)
+        doc.set(path, value)
+        doc.save()
+    except (ConfigError, DocumentEditError, WriteRefused) as exc:
+        raise ToolRefused(f"{workspace.config_path}: {exc}") from None
+    now = doc.values
+    for part in path:
+        now = now.get(part) if isinstance(now, dict) else None
+    return plain({"config": workspace.config_path, "key": ".".join(path), "value": now})
