@@ -15,7 +15,7 @@ pytest.importorskip("mcp", reason="the mcp extra is not installed (pip install '
 from conftest import run_cli  # noqa: E402
 
 TOOLS = {"workspace_status", "data_check", "config_check", "runs_list", "run_status", "run_metrics", "run_stop",
-         "run_resume", "train_start", "config_set", "eval", "export"}
+         "run_resume", "train_start", "config_set", "eval", "chat_compare", "export"}
 
 
 def content(result):
@@ -146,6 +146,14 @@ async def test_an_agent_trains_polls_to_finished_reads_the_metrics_and_exports(d
         assert scored["right"]["mc2"] is not None and scored["saved"].startswith(str(demo_workspace))
         outside = await session.call_tool("eval", {"mc": "/etc/passwd"})
         assert outside.isError and "outside the workspace" in outside.content[0].text
+
+        compared = await session.call_tool("chat_compare", {"run": run["id"], "prompts": ["Why is the sky blue?"],
+                                                             "max_tokens": 4})
+        assert not compared.isError, compared.content
+        compared = content(compared)
+        saved = [json.loads(line) for line in open(compared["saved"], encoding="utf-8")]
+        assert [(r["left"], r["right"]) for r in compared["records"]] == [
+            (r["left"]["answer"], r["right"]["answer"]) for r in saved if "left" in r]
 
         # Export the run's adapter: fuse, then the GGUF, then into LM Studio's (here temporary) models folder.
         for step in ("fuse", "gguf", "lmstudio"):

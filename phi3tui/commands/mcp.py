@@ -112,6 +112,13 @@ def build_server(workspace):
         return call(tools.evaluate, run, checkpoint, mc, limit, max_tokens)
 
     @server.tool()
+    def chat_compare(run: str | None = None, checkpoint: str | None = None, prompts: list[str] | None = None,
+                     limit: int | None = None, max_tokens: int = 256) -> dict:
+        """The base model and a run's adapter (default: the newest run's) answer the same prompts greedily, as
+        `phi3tui chat compare` (prompts: default data/test.jsonl's; limit: the first N); saved in the run folder."""
+        return call(tools.chat_compare, run, checkpoint, prompts, limit, max_tokens)
+
+    @server.tool()
     def export(step: str, run: str | None = None, checkpoint: int | None = None, name: str | None = None,
                outtype: str = "f16", force: bool = False) -> dict:
         """Export a run's adapter as `phi3tui export STEP`: step is fuse, gguf, lora-gguf, verify, ollama, lmstudio or

@@ -256,3 +256,31 @@ def config_set(workspace: Workspace, key: str, value) -> dict:
     for part in path:
         now = now.get(part) if isinstance(now, dict) else None
     return plain({"config": workspace.config_path, "key": ".".join(path), "value": now})
+
+
+def chat_compare(workspace: Workspace, run: str | None = None, checkpoint: str | None = None,
+                 prompts: list[str] | None = None, limit: int | None = None, max_tokens: int = 256) -> dict:
+    """`phi3tui chat compare`: the base model and a run's adapter (default: the newest run's) answer the same prompts
+    (default: data/test.jsonl's), greedily; the records are saved as compare-<time>.jsonl in the run folder."""
+    from phi3tui.core.chat import BASE, ChatError, ComparePrompt, GenerationSettings, batch_compare, model_path
+    from phi3tui.core.chat import newest_adapter, side_for_path
+
+    try:
+        settings = GenerationSettings(max_tokens=max_tokens)
+        settings.check()
+        if limit is not None and limit < 1:
+            raise ChatError("--limit must be at least 1")
+        right = side_for_path(_run_dir(workspace, run), checkpoint) if run else newest_adapter(workspace.root)
+        items = [ComparePrompt(text, None, f"--prompt {i + 1}") for i, text in enumerate(prompts or [])]
+        from phi3tui.core.chat.model import ChatModel
+
+        model = ChatModel(model_path(workspace))
+        out, records = batch_compare(model, workspace, [BASE, right], settings, None, limit, items=items)
+    except ChatError as exc:
+        raise ToolRefused(str(exc)) from None
+    changed = sum(r["left"]["answer"] != r["right"]["answer"] for r in records)
+    return plain({
+        "left": BASE.label, "right": right.label, "saved": out, "differ": changed,
+        "records": [{"prompt": r.get("prompt"), "reference": r.get("reference"), "left": r["left"]["answer"],
+                     "right": r["right"]["answer"]} for r in records],
+    })
