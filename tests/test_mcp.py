@@ -70,6 +70,11 @@ async def test_an_agent_lists_the_tools_checks_the_data_and_is_kept_inside_the_w
 
         no_run = await session.call_tool("run_status", {"run": "nope"})
         assert no_run.isError and "nope" in no_run.content[0].text
+        from mcp.shared.exceptions import McpError
+        from pydantic import AnyUrl
+
+        with pytest.raises(McpError, match="nope"):
+            await session.read_resource(AnyUrl("phi3tui://runs/nope/log"))
 
         # One key set in place: the rest of the file (comments included) as it was.
         config = demo_workspace / "lora_config.yaml"
@@ -130,6 +135,14 @@ async def test_an_agent_trains_polls_to_finished_reads_the_metrics_and_exports(d
         expected = read_metrics(find_run(Workspace.open(demo_workspace), run["id"]))
         assert metrics["train"]["iteration"] == downsample(expected.train_x, expected.train_y, 2)[0]
         assert metrics["val"]["loss"] == pytest.approx(downsample(expected.val_x, expected.val_y, 2)[1])
+
+        # The same curves, and the log, as resources.
+        from pydantic import AnyUrl
+
+        resource = await session.read_resource(AnyUrl(f"phi3tui://runs/{run['id']}/metrics"))
+        assert json.loads(resource.contents[0].text) == metrics
+        log = await session.read_resource(AnyUrl(f"phi3tui://runs/{run['id']}/log"))
+        assert "phi3tui runner" in log.contents[0].text
 
         # A finished run cannot be stopped or resumed: the runner's own refusal, as a tool error.
         stop = await session.call_tool("run_stop", {"run": run["id"]})

@@ -125,6 +125,19 @@ def build_server(workspace):
         all (run: default the newest run; name: exports/NAME). An existing output is replaced only with force=true."""
         return call(tools.export, step, run, checkpoint, name, outtype, force)
 
+    # The same data as resources, for clients that attach a run's curves or log to the conversation.
+    @server.resource("phi3tui://runs/{run}/metrics", mime_type="application/json")
+    def run_metrics_resource(run: str) -> str:
+        """A run's downsampled loss curves, last report and test loss (as the run_metrics tool)."""
+        import json
+
+        return json.dumps(call(tools.run_metrics, run))
+
+    @server.resource("phi3tui://runs/{run}/log", mime_type="text/plain")
+    def run_log_resource(run: str) -> str:
+        """The last 200 lines of a run's log.txt."""
+        return call(tools.run_log, run)
+
     return server
 
 

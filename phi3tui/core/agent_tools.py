@@ -284,3 +284,10 @@ def chat_compare(workspace: Workspace, run: str | None = None, checkpoint: str |
         "records": [{"prompt": r.get("prompt"), "reference": r.get("reference"), "left": r["left"]["answer"],
                      "right": r["right"]["answer"]} for r in records],
     })
+
+
+def run_log(workspace: Workspace, run: str, lines: int = 200) -> str:
+    """The last lines of a run's log.txt (the runner's and mlx-lm's output)."""
+    from phi3tui.core.runs import log_tail
+
+    return "\n".join(log_tail(_run_dir(workspace, run), lines))
