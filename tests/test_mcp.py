@@ -46,6 +46,7 @@ async def test_an_agent_lists_the_tools_checks_the_data_and_is_kept_inside_the_w
         assert TOOLS <= set(listed)
         assert listed["run_status"].inputSchema["required"] == ["run"]  # JSON-schema'd arguments
         assert "data" in listed["data_check"].inputSchema["properties"]
+        assert "ctx" not in listed["export"].inputSchema["properties"]  # the context is the server's, not an argument
 
         status = await session.call_tool("workspace_status", {})
         assert not status.isError, status.content
@@ -178,6 +179,13 @@ async def test_an_agent_trains_polls_to_finished_reads_the_metrics_and_exports(d
         again = await session.call_tool("export", {"step": "gguf", "name": "agent"})
         assert again.isError and "pass --force to replace it" in again.content[0].text  # the CLI's refusal
         assert gguf.stat().st_mtime_ns == before
-        forced = await session.call_tool("export", {"step": "gguf", "name": "agent", "force": True})
+        heard = []
+
+        async def on_progress(progress, total, message):
+            heard.append((progress, total, message))
+
+        forced = await session.call_tool("export", {"step": "gguf", "name": "agent", "force": True},
+                                         progress_callback=on_progress)
         assert not forced.isError, forced.content
         assert any(line.startswith("read back: ") for line in content(forced)["steps"][0]["lines"])
+        assert heard and heard[-1][0] == heard[-1][1], heard  # progress notifications, up to done

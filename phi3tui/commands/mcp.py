@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 def build_server(workspace):
     """The FastMCP server with one tool per core.agent_tools job, bound to `workspace`."""
-    from mcp.server.fastmcp import FastMCP
+    from mcp.server.fastmcp import Context, FastMCP
     from mcp.server.fastmcp.exceptions import ToolError
 
     from phi3tui.core import agent_tools as tools
@@ -49,6 +49,25 @@ def build_server(workspace):
             raise ToolError(str(exc)) from None
         except OSError as exc:
             raise ToolError(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+
+    async def call_reporting(ctx, job, *args):
+        """A long job on a worker thread, its progress sent as MCP progress notifications (to a client that asked
+        for them with a progress token), at most five a second besides the last."""
+        import time
+
+        import anyio
+        from anyio import from_thread
+
+        last = [0.0]
+
+        def progress(done: int, total: int, message: str) -> None:
+            now = time.monotonic()
+            if done < total and now - last[0] < 0.2:
+                return
+            last[0] = now
+            from_thread.run(ctx.report_progress, done, total, message)
+
+        return await anyio.to_thread.run_sync(lambda: call(job, *args, progress=progress))
 
     @server.tool()
     def workspace_status() -> dict:
@@ -103,13 +122,15 @@ def build_server(workspace):
         queue (queue=true). iters: override the config's iters."""
         return call(tools.train_start, iters, queue)
 
-    @server.tool(name="eval")
-    def evaluate(run: str | None = None, checkpoint: str | None = None, mc: str | None = None, limit: int | None = None,
-             max_tokens: int = 128) -> dict:
+    async def evaluate(run: str | None = None, checkpoint: str | None = None, mc: str | None = None,
+                       limit: int | None = None, max_tokens: int = 128, ctx=None) -> dict:
         """Score the base model against a run's adapter (default: the newest run's; checkpoint: an iteration or
         latest) as `phi3tui eval --json`: test loss, perplexity, MC1/MC2, exact match, ROUGE-L. mc: a multiple-choice
         file inside the workspace (default: the test records with "incorrect" answers); limit: the first N items."""
-        return call(tools.evaluate, run, checkpoint, mc, limit, max_tokens)
+        return await call_reporting(ctx, tools.evaluate, run, checkpoint, mc, limit, max_tokens)
+
+    evaluate.__annotations__["ctx"] = Context  # the class itself: FastMCP finds the context parameter by its type
+    server.tool(name="eval")(evaluate)
 
     @server.tool()
     def chat_compare(run: str | None = None, checkpoint: str | None = None, prompts: list[str] | None = None,
@@ -118,12 +139,14 @@ def build_server(workspace):
         `phi3tui chat compare` (prompts: default data/test.jsonl's; limit: the first N); saved in the run folder."""
         return call(tools.chat_compare, run, checkpoint, prompts, limit, max_tokens)
 
-    @server.tool()
-    def export(step: str, run: str | None = None, checkpoint: int | None = None, name: str | None = None,
-               outtype: str = "f16", force: bool = False) -> dict:
+    async def export(step: str, run: str | None = None, checkpoint: int | None = None, name: str | None = None,
+                     outtype: str = "f16", force: bool = False, ctx=None) -> dict:
         """Export a run's adapter as `phi3tui export STEP`: step is fuse, gguf, lora-gguf, verify, ollama, lmstudio or
         all (run: default the newest run; name: exports/NAME). An existing output is replaced only with force=true."""
-        return call(tools.export, step, run, checkpoint, name, outtype, force)
+        return await call_reporting(ctx, tools.export, step, run, checkpoint, name, outtype, force)
+
+    export.__annotations__["ctx"] = Context
+    server.tool()(export)
 
     # The same data as resources, for clients that attach a run's curves or log to the conversation.
     @server.resource("phi3tui://runs/{run}/metrics", mime_type="application/json")

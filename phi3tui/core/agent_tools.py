@@ -193,10 +193,10 @@ def train_start(workspace: Workspace, iters: int | None = None, queue: bool = Fa
 
 
 def export(workspace: Workspace, step: str, run: str | None = None, checkpoint: int | None = None,
-           name: str | None = None, outtype: str = "f16", force: bool = False) -> dict:
+           name: str | None = None, outtype: str = "f16", force: bool = False, progress=None) -> dict:
     """`phi3tui export STEP` (or `all`) for a run's adapter (default: the newest run's), its outcome lines as the
     CLI prints them. Outputs go to exports/NAME/ (LM Studio's: its models folder); nothing is replaced without force."""
-    from phi3tui.core.export import OUT_TYPES, ExportError
+    from phi3tui.core.export import OUT_TYPES, ExportError, no_progress
     from phi3tui.core.export.job import ExportJob
     from phi3tui.core.export.steps import EXPORT_STEPS, outcome_lines, run_all_steps, run_step
 
@@ -214,7 +214,7 @@ def export(workspace: Workspace, step: str, run: str | None = None, checkpoint: 
         raise ToolRefused(str(exc)) from None
     done = []
     for step_id in [s.id for s in run_all_steps(job)] if step == "all" else [step]:
-        outcome = run_step(job, step_id)
+        outcome = run_step(job, step_id, progress or no_progress)
         if not outcome.ok:
             raise ToolRefused("; ".join(outcome.lines))
         done.append({"step": step_id, "lines": outcome_lines(outcome), "shortfall": outcome.shortfall})
@@ -222,7 +222,7 @@ def export(workspace: Workspace, step: str, run: str | None = None, checkpoint: 
 
 
 def evaluate(workspace: Workspace, run: str | None = None, checkpoint: str | None = None, mc: str | None = None,
-             limit: int | None = None, max_tokens: int = 128) -> dict:
+             limit: int | None = None, max_tokens: int = 128, progress=None) -> dict:
     """`phi3tui eval --json`: base vs a run's adapter (default: the newest run's), test loss, MC1/MC2, answers;
     mc: a multiple-choice file inside the workspace. The full result is saved beside the adapter, as the CLI does."""
     from phi3tui.core.chat import ChatError
@@ -231,7 +231,10 @@ def evaluate(workspace: Workspace, run: str | None = None, checkpoint: str | Non
 
     mc_file = inside_workspace(workspace, mc) if mc else None
     try:
-        result, out = evaluate_workspace(workspace, run, None, checkpoint, mc=mc_file, limit=limit, max_tokens=max_tokens)
+        # evaluate_workspace reports (what, done, total); tools report (done, total, what) as export steps do.
+        report = (lambda what, done, total: progress(done, total, what)) if progress else None
+        result, out = evaluate_workspace(workspace, run, None, checkpoint, mc=mc_file, limit=limit,
+                                         max_tokens=max_tokens, progress=report)
     except (ChatError, EvalError) as exc:
         raise ToolRefused(str(exc)) from None
     return plain({**summary(result), "saved": out})
