@@ -115,6 +115,8 @@ async def test_an_agent_trains_polls_to_finished_reads_the_metrics_and_exports(d
         await session.initialize()
         refused = await session.call_tool("train_start", {"iters": 0})
         assert refused.isError and "--iters must be at least 1" in refused.content[0].text
+        bad_sweep = await session.call_tool("train_start", {"sweep": "rank"})
+        assert bad_sweep.isError and "'rank' has no '='" in bad_sweep.content[0].text
 
         started = await session.call_tool("train_start", {"iters": 3})
         assert not started.isError, started.content

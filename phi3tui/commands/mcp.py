@@ -117,10 +117,11 @@ def build_server(workspace):
         return call(tools.run_resume, run, smaller)
 
     @server.tool()
-    def train_start(iters: int | None = None, queue: bool = False) -> dict:
+    def train_start(iters: int | None = None, queue: bool = False, sweep: str | None = None) -> dict:
         """Start a detached training run of lora_config.yaml now (refused while one is live), or add it to the
-        queue (queue=true). iters: override the config's iters."""
-        return call(tools.train_start, iters, queue)
+        queue (queue=true), or queue a sweep's grid (sweep: as `phi3tui train --sweep`, e.g.
+        "learning_rate=1e-5,1e-4"). iters: override the config's iters. Poll the returned run ids with run_status."""
+        return call(tools.train_start, iters, queue, sweep)
 
     async def evaluate(run: str | None = None, checkpoint: str | None = None, mc: str | None = None,
                        limit: int | None = None, max_tokens: int = 128, ctx=None) -> dict:

@@ -173,16 +173,23 @@ def run_resume(workspace: Workspace, run: str, smaller: bool = False) -> dict:
     return {"id": run_dir.name, "iteration": iteration, "message": f"resumed run {run_dir.name} from iteration {iteration}"}
 
 
-def train_start(workspace: Workspace, iters: int | None = None, queue: bool = False) -> dict:
-    """`phi3tui train [--queue] [--iters N]`: start a detached run now (refused while one is live), or queue it."""
-    from phi3tui.core.config import ConfigError, SweepError
+def train_start(workspace: Workspace, iters: int | None = None, queue: bool = False, sweep: str | None = None) -> dict:
+    """`phi3tui train [--queue | --sweep SPEC] [--iters N]`: start a detached run now (refused while one is live), or
+    queue it, or queue a sweep's grid. Returns the runs made: their ids are the handles to poll."""
+    from phi3tui.core.config import ConfigError, SweepError, load_config_values, parse_sweep_spec, sweep_block
     from phi3tui.core.runs import WAITING, RunError, queue_runs, read_run_json, start_alone
 
     if iters is not None and iters < 1:
         raise ToolRefused("--iters must be at least 1")
     overrides = {"iters": iters} if iters else None
     try:
-        made = queue_runs(workspace, None, overrides) if queue else [start_alone(workspace, None, overrides)]
+        grid = parse_sweep_spec(sweep) if sweep else None
+        # As `phi3tui train`: a `sweep:` block in the config queues its grid.
+        has_block = grid is None and sweep_block(load_config_values(workspace.config_path), str(workspace.config_path))
+        if queue or grid or has_block:
+            made = queue_runs(workspace, None, overrides, grid)
+        else:
+            made = [start_alone(workspace, None, overrides)]
     except (ConfigError, RunError, SweepError) as exc:
         raise ToolRefused(str(exc)) from None
     runs = []
