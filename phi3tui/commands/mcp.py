@@ -16,11 +16,12 @@ MCP_MISSING = "the `mcp` package is not installed: `pip install 'phi3tui[mcp]'` 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "mcp",
-        help="serve the workspace's jobs (data check, train, runs, metrics) to an AI agent as MCP tools over stdio",
+        help="serve the workspace's jobs (data check, train, runs, eval, export) to an AI agent as MCP tools over stdio",
         description=(
             "An MCP server over stdio for an agent (Claude Desktop, an IDE, ...): tools to check the data and the "
-            "config, start or queue a training run, list runs, read their status and metrics, stop and resume them. "
-            "Paths are confined to the workspace."
+            "config, set a config key, start or queue a training run (or a sweep), list runs, read their status and "
+            "metrics, stop and resume them, evaluate and compare base vs adapter, and export. Paths are confined to "
+            "the workspace; nothing is replaced without force."
         ),
     )
     p.add_argument("workspace_arg", nargs="?", metavar="WORKSPACE", help="the workspace folder (default: -w, else the current folder)")
