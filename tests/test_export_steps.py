@@ -95,7 +95,7 @@ async def test_a_registered_step_is_listed_described_and_run_by_the_wizard(with_
         await pilot.pause(0.3)
         screen = app.screen
         steps = screen.query_one("#export-steps")
-        assert list(steps.labels) == ["choose", "fuse", "gguf", "checksum", "lora-gguf", "verify", "ollama"]
+        assert list(steps.labels) == ["choose", "fuse", "gguf", "checksum", "lora-gguf", "verify", "ollama", "lmstudio"]
         assert "4 Checksum" in str(steps.get_option("checksum").prompt)
         await pilot.press("down", "down", "down")  # highlight Checksum: its plan is the step's describe()
         await pilot.pause(0.2)

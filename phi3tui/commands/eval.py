@@ -45,37 +45,19 @@ def _progress(what: str, done: int, total: int) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from phi3tui.core.chat import BASE, ChatError, GenerationSettings, model_path, newest_adapter, side_for_path
-    from phi3tui.core.eval import EvalError, output_path, read_mc, save, split_items, summary, table
+    from phi3tui.core.chat import ChatError
+    from phi3tui.core.eval import EvalError, summary, table
     from phi3tui.core.workspace import NotAWorkspace, Workspace
 
     try:
         workspace = Workspace.open(args.workspace)
-        if args.limit is not None and args.limit < 1:
-            raise EvalError("--limit must be at least 1")
-        settings = GenerationSettings(max_tokens=args.max_tokens)
-        settings.check()
-        if args.run:
-            run_dir = workspace.runs_dir / args.run
-            if not run_dir.is_dir():
-                raise EvalError(f"no run {args.run!r} in {workspace.runs_dir}: `phi3tui runs list` shows the runs")
-            right = side_for_path(run_dir, args.checkpoint)
-        elif args.adapter_path:
-            right = side_for_path(args.adapter_path, args.checkpoint)
-        elif args.checkpoint in (None, "latest"):
-            right = newest_adapter(workspace.root)
-        else:
-            right = side_for_path(newest_adapter(workspace.root).adapter_dir, args.checkpoint)
-        left = side_for_path(args.left_adapter_path, args.left_checkpoint) if args.left_adapter_path else BASE
-        items = read_mc(args.mc.expanduser().resolve()) if args.mc else split_items(workspace.data_dir / "test.jsonl")
-        from phi3tui.core.chat.model import ChatModel
-        from phi3tui.core.eval.scoring import evaluate_sides
+        from phi3tui.core.eval.scoring import evaluate_workspace
 
-        model = ChatModel(model_path(workspace))
-        print(f"left: {left.label} · right: {right.label}", file=sys.stderr)
-        result = evaluate_sides(model, workspace, [left, right], items, args.limit, settings=settings, progress=_progress if sys.stderr.isatty() else None)
-        out = output_path(right)
-        save(result, out)
+        result, out = evaluate_workspace(
+            workspace, args.run, args.adapter_path, args.checkpoint, args.left_adapter_path, args.left_checkpoint,
+            args.mc, args.limit, args.max_tokens, progress=_progress if sys.stderr.isatty() else None,
+            announce=lambda text: print(text, file=sys.stderr),
+        )
     except NotAWorkspace as exc:
         print(f"phi3tui eval: {exc}\nhint: {exc.hint}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""`phi3tui export fuse | gguf | lora-gguf | verify | ollama | all`: the Export wizard's steps, headless.
+"""`phi3tui export fuse | gguf | lora-gguf | verify | ollama | lmstudio | all`: the Export wizard's steps, headless.
 
 The subcommands are core.export.steps.EXPORT_STEPS (plus `all`); each runs through the same job and prints the same
 outcome lines as the wizard."""
@@ -84,6 +84,13 @@ def _ollama_step_options(p: argparse.ArgumentParser) -> None:
     _ollama_options(p)
 
 
+def _lmstudio_step_options(p: argparse.ArgumentParser) -> None:
+    _gguf_options(p)
+    p.add_argument("--models-dir", metavar="DIR",
+                   help="LM Studio's models folder (default: $LMSTUDIO_MODELS_DIR, else ~/.lmstudio/models)")
+    p.add_argument("--publisher", default="phi3tui", help="the publisher folder LM Studio lists it under (default: phi3tui)")
+
+
 # The built-in steps' own options; a step without an entry takes the common ones and the GGUF type (to find the
 # export's files).
 STEP_OPTIONS = {
@@ -92,6 +99,7 @@ STEP_OPTIONS = {
     "lora-gguf": _lora_step_options,
     "verify": _verify_step_options,
     "ollama": _ollama_step_options,
+    "lmstudio": _lmstudio_step_options,
 }
 
 
@@ -154,6 +162,7 @@ def _job(args, need_adapter: bool = False, **options):
     from pathlib import Path
 
     from phi3tui.core.export.job import ExportJob
+    from phi3tui.core.export.paths import safe_name
 
     opts = dict(force=args.force)
     for key in ("outtype", "lora_outtype", "dequantize", "no_dequantize", "num_ctx", "quantize", "system", "max_tokens"):
@@ -174,6 +183,10 @@ def _job(args, need_adapter: bool = False, **options):
     if hasattr(args, "yes"):
         opts["replace_model"], opts["ollama_create"] = args.yes, not args.no_create
         opts["use_adapter_in_ollama"] = args.adapter
+    if getattr(args, "models_dir", None):
+        opts["lmstudio_dir"] = Path(args.models_dir).expanduser().resolve()
+    if getattr(args, "publisher", None):
+        opts["lmstudio_publisher"] = safe_name(args.publisher)
     opts.update(options)
     return ExportJob.create(
         args.workspace, getattr(args, "adapter_path", None), getattr(args, "run", None), getattr(args, "checkpoint", None),

@@ -196,6 +196,48 @@ def evaluate_sides(
     return result
 
 
+# -- one evaluation as `phi3tui eval` (and the mcp tool) asks for it ----------------------------------------
+def evaluate_workspace(
+    workspace: Workspace, run: str | None = None, adapter_path=None, checkpoint: str | None = None,
+    left_adapter_path=None, left_checkpoint: str | None = None, mc=None, limit: int | None = None,
+    max_tokens: int = 128, progress=None, announce=None,
+):
+    """Score the left side (default: the base model) against the right (a run's, an adapter folder's, else the newest
+    run's adapter) and save the result beside the right side. Returns (result, where it was saved).
+    announce(text) hears which sides once the model is loaded. Raises ChatError/EvalError with what to do."""
+    from pathlib import Path
+
+    from phi3tui.core.chat import BASE, model_path, newest_adapter, side_for_path
+    from phi3tui.core.chat.model import ChatModel
+    from phi3tui.core.eval.items import read_mc, split_items
+    from phi3tui.core.eval.results import output_path, save
+
+    if limit is not None and limit < 1:
+        raise EvalError("--limit must be at least 1")
+    settings = GenerationSettings(max_tokens=max_tokens)
+    settings.check()
+    if run:
+        run_dir = workspace.runs_dir / run
+        if not run_dir.is_dir():
+            raise EvalError(f"no run {run!r} in {workspace.runs_dir}: `phi3tui runs list` shows the runs")
+        right = side_for_path(run_dir, checkpoint)
+    elif adapter_path:
+        right = side_for_path(adapter_path, checkpoint)
+    elif checkpoint in (None, "latest"):
+        right = newest_adapter(workspace.root)
+    else:
+        right = side_for_path(newest_adapter(workspace.root).adapter_dir, checkpoint)
+    left = side_for_path(left_adapter_path, left_checkpoint) if left_adapter_path else BASE
+    items = read_mc(Path(mc).expanduser().resolve()) if mc else split_items(workspace.data_dir / "test.jsonl")
+    model = ChatModel(model_path(workspace))
+    if announce is not None:
+        announce(f"left: {left.label} · right: {right.label}")
+    result = evaluate_sides(model, workspace, [left, right], items, limit, settings=settings, progress=progress)
+    out = output_path(right)
+    save(result, out)
+    return result, out
+
+
 # -- headless demo step ----------------------------------------------------------------------
 def demo_step(workspace: Workspace, state: dict) -> str:
     """The test split's multiple choice and test loss, base vs the run just trained, saved beside it."""

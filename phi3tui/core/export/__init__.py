@@ -8,6 +8,7 @@ Long steps take an optional ``progress(done, total, message)`` callback.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 Progress = Callable[[int, int, str], None]
 
@@ -35,3 +36,15 @@ class ExportError(Exception):
 
 def no_progress(done: int, total: int, message: str) -> None:
     """The default progress callback: report nothing."""
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one step did: the lines to show, whether it passed, and what a pass did not do."""
+
+    step: str
+    lines: tuple[str, ...]
+    ok: bool = True
+    shortfall: str | None = None  # passed, but short of what its ✓ promises (verify without llama.cpp, no Ollama)
+    ask_replace: bool = False  # failed only because an Ollama model of that name exists: ask, then run with replace
+    result: object = None  # the step's own result (also in job.results[step])

@@ -49,6 +49,8 @@ class ExportJob:
     lora_with_base: bool = True  # the LoRA GGUF step also writes the base model's GGUF (`--no-base`: False)
     replace_model: bool = False  # replace an Ollama model of the same name (the wizard's confirm, `--yes`)
     ollama_create: bool = True  # run `ollama create` when Ollama answers (`--no-create`: False)
+    lmstudio_dir: Path | None = None  # LM Studio's models folder (`--models-dir`; default: lmstudio.models_dir())
+    lmstudio_publisher: str = "phi3tui"  # the <publisher> folder LM Studio lists the model under (`--publisher`)
     results: dict = field(default_factory=dict)  # step id -> that step's own result
     outcomes: dict = field(default_factory=dict)  # step id -> its last StepOutcome
     base_problem: str = ""  # why no base model was found (said when a step needs it)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from phi3tui.core.export import ExportError, Progress, no_progress
+from phi3tui.core.export import ExportError, Progress, StepOutcome, no_progress
+from phi3tui.core.export.lmstudio import LmStudioStep
 from phi3tui.core.export.paths import adapter_kind
 
 # What the verify step established. Only AGREED earns the ✓: a read-back proves the file is well formed,
@@ -27,18 +28,6 @@ VERIFY_NOTHING_TO_RUN = "read back; nothing llama.cpp could compare with MLX"
 VERIFY_DISAGREES = "llama.cpp disagrees with MLX"
 # The Ollama step's ✓ means the model is in Ollama; a Modelfile alone (Ollama absent or not answering) is short of it.
 OLLAMA_NOT_CREATED = "Modelfile written; model not created"
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    """What one step did: the lines to show, whether it passed, and what a pass did not do."""
-
-    step: str
-    lines: tuple[str, ...]
-    ok: bool = True
-    shortfall: str | None = None  # passed, but short of what its ✓ promises (verify without llama.cpp, no Ollama)
-    ask_replace: bool = False  # failed only because an Ollama model of that name exists: ask, then run with replace
-    result: object = None  # the step's own result (also in job.results[step])
 
 
 class ExportStep(Protocol):
@@ -374,6 +363,7 @@ EXPORT_STEPS: tuple[ExportStep, ...] = (
     LoraGgufStep(),
     VerifyStep(),
     OllamaStep(),
+    LmStudioStep(),
 )
 
 
