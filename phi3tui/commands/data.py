@@ -1,4 +1,5 @@
-"""`phi3tui data check DIR` and `phi3tui data import SOURCE OUT_DIR`: the Data screen, headless."""
+"""`phi3tui data check DIR`, `phi3tui data import SOURCE OUT_DIR` and `phi3tui data tokens DIR --line N`:
+the Data screen, headless."""
 
 from __future__ import annotations
 
@@ -35,6 +36,26 @@ def register(subparsers) -> None:
     c.add_argument("--mask-prompt", action=argparse.BooleanOptionalAction, default=None, help="count only the last message/completion toward the loss (default: config, or off)")
     c.add_argument("--no-tokens", action="store_true", help="skip the token statistics (no tokenizer is loaded)")
     c.set_defaults(func=run_check)
+
+    t = sub.add_parser(
+        "tokens",
+        help="show one record's tokens and which ones the loss counts (--json: one object per token)",
+        description=(
+            "Print each token of one record as the runner trains it: its id, its text and whether the loss "
+            "counts it — mlx-lm's mask_prompt offset, or with assistant_turns: all every assistant turn "
+            "(the Data screen's token view). DIR may be a workspace or a data folder; the model and the "
+            "settings come from --config, else the workspace's lora_config.yaml. "
+            "Exit status: 0 shown, 1 the line is not a record that can be rendered, 2 bad arguments."
+        ),
+    )
+    t.add_argument("dir", metavar="DIR", help="a data folder with train.jsonl (valid/test optional), or a workspace")
+    t.add_argument("--split", default="train", help="train, valid or test (default: train)")
+    t.add_argument("--line", type=int, required=True, help="the record's line number in the split, from 1")
+    t.add_argument("--config", help="lora_config.yaml whose model, mask_prompt, assistant_turns, max_seq_length "
+                                    "and feature names apply (default: DIR's, when DIR is a workspace)")
+    t.add_argument("--model", help="model folder or Hugging Face repo whose tokenizer renders (default: the config's model)")
+    t.add_argument("--json", action="store_true", help="one JSON list of {\"id\", \"text\", \"loss\"} objects")
+    t.set_defaults(func=run_tokens, max_seq_length=None, batch_size=None, mask_prompt=None)
 
     i = sub.add_parser(
         "import",
@@ -110,6 +131,63 @@ def run_check(args) -> int:
         report.tokenizer_note = "--no-tokens"
     print("\n".join(report.lines()))
     return 1 if report.errors else 0
+
+
+def run_tokens(args) -> int:
+    import json
+
+    from phi3tui.core.data import DataFolder, TokenizerError, load_tokenizer, render_record, token_rows
+
+    if args.config:
+        from phi3tui.core.data import workspace_data
+        from phi3tui.core.workspace import Workspace
+
+        config = Path(args.config)
+        if not config.is_file():
+            print(f"phi3tui data tokens: --config {config} is not a file", file=sys.stderr)
+            return 2
+        wd = workspace_data(Workspace(config.resolve().parent), config.resolve())
+        settings, model, note = wd.settings, args.model or wd.model, wd.config_error
+        data_dir = Path(args.dir)
+    else:
+        data_dir, settings, model, note = _settings_and_dir(args)
+    if note:
+        print(f"warning: config not read, defaults used: {note}", file=sys.stderr)
+    try:
+        folder = DataFolder.open(data_dir, settings)
+        record = folder.line_record(args.split, args.line)
+    except (FileNotFoundError, LookupError) as exc:
+        print(f"phi3tui data tokens: {exc}", file=sys.stderr)
+        return 2
+    where = f"{args.split}:{args.line}"
+    if record.error or record.fmt is None:
+        why = record.error or "no field of a known format (text, messages, prompt/completion, prompt/chosen/rejected)"
+        print(f"phi3tui data tokens: {where}: {why}; `phi3tui data check` lists every such line", file=sys.stderr)
+        return 1
+    try:
+        tokenizer = load_tokenizer(model)
+    except TokenizerError as exc:
+        print(f"phi3tui data tokens: {exc}", file=sys.stderr)
+        return 2
+    try:
+        rendered = render_record(record.value, record.fmt, tokenizer, settings)
+    except Exception as exc:  # the template or the tokenizer refuses this record: name it, as the Data screen does
+        print(f"phi3tui data tokens: {where}: cannot render this record: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    rows = token_rows(rendered, tokenizer)
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    counted = sum(1 for row in rows if row["loss"])
+    print(f"{where} · {record.fmt} · {len(rows)} tokens, {counted} in the loss (+)"
+          + (f" · truncated at {rendered.truncated_at}" if rendered.truncated_at else ""))
+    answer = None
+    for n, row in enumerate(rows):
+        if row.get("answer") != answer:
+            answer = row["answer"]
+            print(f"{answer}:")
+        print(f"{n:>6} {row['id']:>8} {'+' if row['loss'] else ' '} {json.dumps(row['text'], ensure_ascii=False)}")
+    return 0
 
 
 def run_import(args) -> int:

@@ -338,6 +338,44 @@ PHI4_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
 )
+# Phi-4-mini's markers around the model's own tool calls (there 200025 and 200026), added for tool calling.
+PHI4_TOOL_CALL_TOKENS = ("<|tool_call|>", "<|/tool_call|>")
+# A Phi-4-mini-style template that expresses tool calling end to end, written for this project. Phi-4-mini's own
+# reads tool definitions only from a system message's `tools` string and never prints an assistant's tool calls;
+# this one keeps its markers and layout but also takes `tools` the way mlx-lm passes them (apply_chat_template's
+# tools=, the records' "tools"), putting them as JSON into the system message (one is opened when the conversation
+# has none), and prints tool calls as <|tool_call|>[{"name", "arguments"}, ...]<|/tool_call|> before the turn's
+# <|end|>. Tool results render as Phi-4-mini's do: <|tool|>result<|end|>.
+PHI4_TOOLS_CHAT_TEMPLATE = (
+    "{%- set tool_text = (tools | tojson) if tools else none -%}"
+    "{%- if tool_text and (not messages or messages[0]['role'] != 'system') -%}"
+    "{{ '<|system|><|tool|>' + tool_text + '<|/tool|><|end|>' }}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}"
+    "{%- set own = message['tools'] if message.get('tools') is not none else tool_text -%}"
+    "{{ '<|system|>' + message['content'] }}"
+    "{%- if own %}{{ '<|tool|>' + (own if own is string else (own | tojson)) + '<|/tool|>' }}{% endif -%}"
+    "{{ '<|end|>' }}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{ '<|assistant|>' + (message['content'] or '') }}"
+    "{%- if message.get('tool_calls') -%}"
+    "{{ '<|tool_call|>[' }}"
+    "{%- for call in message['tool_calls'] -%}"
+    "{%- set function = call['function'] if call.get('function') else call -%}"
+    "{%- set arguments = function.get('arguments', {}) -%}"
+    "{{ (', ' if not loop.first else '') + '{\"name\": ' + (function['name'] | tojson) + ', \"arguments\": '"
+    " + (arguments if arguments is string else (arguments | tojson)) + '}' }}"
+    "{%- endfor -%}"
+    "{{ ']<|/tool_call|>' }}"
+    "{%- endif -%}"
+    "{{ '<|end|>' }}"
+    "{%- else -%}"
+    "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif -%}"
+)
 PHI4_BPE_VOCAB_SIZE = 1200  # merges learned at most (the 256 byte symbols included)
 
 PHI4_MINI_CONFIG = {
@@ -360,8 +398,9 @@ PHI4_MINI_CONFIG = {
 }
 
 
-def write_phi4_mini_tokenizer(model_dir: Path) -> dict[str, int]:
-    """Train a byte-level BPE (o200k split) on the demo corpus; save it as Phi-4-mini's is saved. Returns the special ids."""
+def write_phi4_mini_tokenizer(model_dir: Path, tool_calling: bool = False) -> dict[str, int]:
+    """Train a byte-level BPE (o200k split) on the demo corpus; save it as Phi-4-mini's is saved. Returns the special ids.
+    tool_calling: add <|tool_call|> and <|/tool_call|> and use PHI4_TOOLS_CHAT_TEMPLATE instead of Phi-4-mini's own."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     from phi3tui.core.export import O200K_SPLIT_REGEX
@@ -383,30 +422,32 @@ def write_phi4_mini_tokenizer(model_dir: Path) -> dict[str, int]:
         vocab_size=PHI4_BPE_VOCAB_SIZE, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer)
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in PHI4_SPECIAL_TOKENS])
+    specials = PHI4_SPECIAL_TOKENS + (PHI4_TOOL_CALL_TOKENS if tool_calling else ())
+    template = PHI4_TOOLS_CHAT_TEMPLATE if tool_calling else PHI4_CHAT_TEMPLATE
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>",
         pad_token="<|endoftext|>",
     )
-    fast.chat_template = PHI4_CHAT_TEMPLATE
+    fast.chat_template = template
     fast.model_max_length = 4096
     model_dir.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(model_dir))
     path = model_dir / "tokenizer_config.json"
     cfg = json.loads(path.read_text())
-    cfg.update(add_bos_token=False, add_eos_token=False, tokenizer_class="GPT2Tokenizer", chat_template=PHI4_CHAT_TEMPLATE)
+    cfg.update(add_bos_token=False, add_eos_token=False, tokenizer_class="GPT2Tokenizer", chat_template=template)
     atomic_write_text(path, json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
-    return {t: tok.token_to_id(t) for t in PHI4_SPECIAL_TOKENS}
+    return {t: tok.token_to_id(t) for t in specials}
 
 
-def write_phi4_mini_model(model_dir: Path, seed: int = 0, longrope: bool = True) -> dict:
+def write_phi4_mini_model(model_dir: Path, seed: int = 0, longrope: bool = True, tool_calling: bool = False) -> dict:
     """A tiny random Phi-4-mini-style model (phi3 architecture, partial rotary, tied embeddings, grouped KV heads,
-    LongRoPE, byte-level BPE). Returns its config."""
+    LongRoPE, byte-level BPE; tool_calling: the tool-calling template, see write_phi4_mini_tokenizer). Returns its config."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.models import phi3
 
-    ids = write_phi4_mini_tokenizer(Path(model_dir))
+    ids = write_phi4_mini_tokenizer(Path(model_dir), tool_calling=tool_calling)
     config = dict(PHI4_MINI_CONFIG)
     n_tokens = max(ids.values()) + 1
     config["vocab_size"] = -(-n_tokens // VOCAB_PAD_MULTIPLE) * VOCAB_PAD_MULTIPLE + VOCAB_PAD_MULTIPLE  # padding rows

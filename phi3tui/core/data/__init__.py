@@ -22,7 +22,7 @@ _LAZY = {
     "import_any": "importers", "options_from_values": "importers", "read_rows": "importers",
     "split_answers": "importers", "tutorial_text": "importers",
     "TokenizerError": "render", "load_tokenizer": "render", "preference_tokens": "render", "render_record": "render",
-    "processor": "render", "assistant_turn_mask": "turns", "loss_flags": "turns",
+    "processor": "render", "token_rows": "render", "assistant_turn_mask": "turns", "loss_flags": "turns",
 }
 
 
@@ -52,6 +52,7 @@ __all__ = [
     "render_record",
     "split_answers",
     "split_sizes",
+    "token_rows",
     "run_checks",
     "token_statistics",
     "tutorial_text",

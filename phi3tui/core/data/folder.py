@@ -105,13 +105,15 @@ class WorkspaceData:
     config_error: str = ""
 
 
-def workspace_data(workspace) -> WorkspaceData:
-    """The data folder, model and settings of a workspace, from lora_config.yaml (defaults if unreadable)."""
+def workspace_data(workspace, config_path: Path | None = None) -> WorkspaceData:
+    """The data folder, model and settings of a workspace, from lora_config.yaml (or another config file of it;
+    defaults if unreadable)."""
     error = ""
     values: dict = {}
-    if workspace.config_path.exists():
+    config_path = config_path or workspace.config_path
+    if config_path.exists():
         try:
-            values = load_config_values(workspace.config_path)
+            values = load_config_values(config_path)
         except ConfigError as exc:
             error = str(exc)
     data = values.get("data") or "data"
@@ -351,6 +353,18 @@ class DataFolder:
     def record(self, split: str, line: int) -> Record | None:
         got = self.page(split, line - 1, 1)
         return got[0] if got else None
+
+    def line_record(self, split: str, line: int) -> Record:
+        """Line `line` (1-based) of a split, parsed; LookupError naming the split or line when there is none."""
+        if split not in self.splits:
+            have = ", ".join(self.splits) or "none"
+            raise LookupError(f"{self.path} has no {split}.jsonl (splits here: {have}); choose one of them with --split")
+        record = self.record(split, line) if line >= 1 else None
+        if record is None:
+            lines = count_lines(self.splits[split].path)
+            raise LookupError(f"{split}:{line}: no such line; {split}.jsonl has {lines} line{'' if lines == 1 else 's'}"
+                              + (f" (1 to {lines})" if lines > 1 else ""))
+        return record
 
     def search(self, split: str, needle: str, after_line: int = 0, cancel: threading.Event | None = None) -> int | None:
         """The first line after `after_line` (1-based) whose raw JSON contains needle (any case); wraps once."""

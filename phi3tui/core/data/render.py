@@ -216,3 +216,36 @@ def _rendered(ids: list[int], offset, text: str, tokenizer, settings) -> Rendere
         offset=offset,
         truncated_at=limit if len(ids) > limit else None,
     )
+
+
+def token_texts(ids: list[int], tokenizer) -> list[str]:
+    """Each token's share of the decoded text, so that the pieces joined are the record as the tokenizer decodes
+    it (a byte-level piece holding half a character gets "" and the next one the character); a token whose
+    prefix does not decode to a prefix of the next (a tokenizer that tidies spaces) gets its own decoding."""
+    texts, before = [], ""
+    for n in range(len(ids)):
+        upto = tokenizer.decode(ids[: n + 1])
+        if upto.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the rest
+            texts.append("")
+            continue
+        if upto.startswith(before):
+            texts.append(upto[len(before):])
+        else:
+            texts.append(tokenizer.decode([ids[n]]))
+        before = upto
+    return texts
+
+
+def token_rows(rendered: RenderedRecord, tokenizer) -> list[dict]:
+    """The token view as data: {"id", "text", "loss"} per token (`phi3tui data tokens`); a preference pair's
+    rows carry "answer": "chosen" or "rejected"."""
+    parts = [("chosen", rendered), ("rejected", rendered.rejected)] if rendered.rejected else [(None, rendered)]
+    rows = []
+    for answer, part in parts:
+        ids = [t.id for t in part.tokens]
+        for token, text in zip(part.tokens, token_texts(ids, tokenizer)):
+            row = {"id": token.id, "text": text, "loss": token.trained}
+            if answer:
+                row["answer"] = answer
+            rows.append(row)
+    return rows
