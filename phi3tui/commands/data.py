@@ -59,10 +59,12 @@ def register(subparsers) -> None:
 
     i = sub.add_parser(
         "import",
-        help="turn a TruthfulQA-style CSV, or any CSV/JSONL with a column mapping, into train/valid/test.jsonl",
+        help="turn a TruthfulQA-style CSV, conversations (OpenAI chat, ShareGPT), or any CSV/JSONL with a column mapping, into train/valid/test.jsonl",
         description=(
             "Import SOURCE into OUT_DIR/train.jsonl, valid.jsonl and test.jsonl. A CSV with 'Question' and "
-            "'Best Answer' columns (TruthfulQA) needs no mapping; otherwise name the columns. The text format "
+            "'Best Answer' columns (TruthfulQA) needs no mapping, nor, with --format chat, a file of whole "
+            "conversations (OpenAI chat JSONL with 'messages', ShareGPT with 'conversations', or a CSV column "
+            "of them named by --conversation-column); otherwise name the columns. The text format "
             "is the Phi-3 tutorial's: <|user|>\\n{prompt} <|end|>\\n<|assistant|> \\n{answer} <|end|>. "
             "Existing split files are never overwritten without --force."
         ),
@@ -75,6 +77,9 @@ def register(subparsers) -> None:
     i.add_argument("--completion-column", help="column with the answer/completion (TruthfulQA: Best Answer)")
     i.add_argument("--text-column", help="column with ready-made text, copied as is (text format only)")
     i.add_argument("--system-column", help="column with a system message (chat format only)")
+    i.add_argument("--conversation-column", help="chat format: the JSONL key or CSV column (JSON text) holding a "
+                   "whole conversation, as OpenAI chat messages (role/content/tool_calls) or ShareGPT turns "
+                   "(from/value: human, gpt, system, tool); default: 'messages' or 'conversations' when the file has it")
     i.add_argument("--train", help="train records: a count (700), fraction (0.8) or percentage (80%%); default: the rest")
     i.add_argument("--valid", default="10%", help="valid records: count, fraction or percentage (default: 10%%)")
     i.add_argument("--test", default="10%", help="test records: count, fraction or percentage (default: 10%%)")
@@ -199,6 +204,7 @@ def run_import(args) -> int:
         completion_column=args.completion_column,
         text_column=args.text_column,
         system_column=args.system_column,
+        conversation_column=args.conversation_column,
         train=args.train,
         valid=args.valid,
         test=args.test,

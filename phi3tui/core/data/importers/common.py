@@ -44,6 +44,9 @@ class ImportOptions:
     # "incorrect" lists so the split can be scored as multiple choice (mlx-lm ignores the extra keys).
     choice_columns: tuple[str, str] | None = None
     pairs_per_question: int = 1  # preference format: (best, incorrect) pairs made per question
+    # chat format: the JSONL key or CSV column holding a whole conversation (OpenAI messages or ShareGPT turns,
+    # JSON text in a CSV); found by itself ("messages", "conversations") when no column is named (conversations.py)
+    conversation_column: str | None = None
 
 
 @dataclass
@@ -105,20 +108,22 @@ def resolve_sizes(n: int, train, valid, test) -> tuple[int, int, int]:
     return tr, v, t
 
 
-def read_rows(path: Path | str) -> tuple[list[str], Iterator[tuple[int, dict]]]:
-    """(column names, iterator of (row number, row)) of a CSV (RFC 4180, optional BOM) or JSONL file."""
+def read_rows(path: Path | str, file_lines: bool = False) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+    """(column names, iterator of (row number, row)) of a CSV (RFC 4180, optional BOM) or JSONL file.
+    A JSONL row's number is its line; a CSV row's is its count after the header, or with file_lines the line
+    of the file it starts on (a quoted cell may span lines), for messages that say `file:line`."""
     path = Path(path)
     if not path.is_file():
         raise DataImportError(f"{path} does not exist or is not a file")
     try:
         if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             return _read_jsonl(path)
-        return _read_csv(path)
+        return _read_csv(path, file_lines)
     except UnicodeDecodeError as exc:
         raise DataImportError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
-def _read_csv(path: Path):
+def _read_csv(path: Path, file_lines: bool = False):
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open(path, encoding="utf-8-sig", newline="") as handle:
         try:
@@ -133,6 +138,7 @@ def _read_csv(path: Path):
             reader = csv.DictReader(handle, strict=True)
             number = 0
             while True:
+                starts_on = reader.line_num + 1
                 try:
                     row = next(reader)
                 except StopIteration:
@@ -142,7 +148,7 @@ def _read_csv(path: Path):
                 except UnicodeDecodeError as exc:
                     raise DataImportError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
                 number += 1
-                yield number, row
+                yield (starts_on if file_lines else number), row
 
     return columns, rows()
 
@@ -244,7 +250,8 @@ def check_columns(source: Path, columns: list[str], options: ImportOptions) -> N
         if not options.prompt_column or not options.completion_column:
             raise DataImportError(
                 "say which columns hold the prompt and the answer (--prompt-column, --completion-column), "
-                "or which holds ready-made text (--text-column)"
+                + ("or which holds whole conversations (--conversation-column)" if options.fmt == "chat" else
+                   "or which holds ready-made text (--text-column)")
             )
         needed = [options.prompt_column, options.completion_column] + ([options.system_column] if options.system_column else [])
     missing = [c for c in needed if c not in columns]
@@ -346,6 +353,7 @@ def options_from_values(values: dict, force: bool = False) -> ImportOptions:
         completion_column=values.get("completion_column") or None,
         text_column=values.get("text_column") or None,
         system_column=values.get("system_column") or None,
+        conversation_column=values.get("conversation_column") or None,
         train=values.get("train") or None,
         valid=values.get("valid") or None,
         test=values.get("test") or None,
