@@ -218,21 +218,25 @@ def _rendered(ids: list[int], offset, text: str, tokenizer, settings) -> Rendere
     )
 
 
+TOKEN_TEXT_WINDOW = 16  # tokens decoded before each one: enough context for spaces and split characters
+
+
 def token_texts(ids: list[int], tokenizer) -> list[str]:
     """Each token's share of the decoded text, so that the pieces joined are the record as the tokenizer decodes
-    it (a byte-level piece holding half a character gets "" and the next one the character); a token whose
-    prefix does not decode to a prefix of the next (a tokenizer that tidies spaces) gets its own decoding."""
-    texts, before = [], ""
+    it: what decoding the token after a few before it adds. Tokens holding part of a character get "" and the
+    one that completes it the character; a token whose context does not decode as a prefix (a tokenizer that
+    tidies spaces) gets its own decoding."""
+    texts: list[str] = []
+    settled = 0  # tokens before this one have their text
     for n in range(len(ids)):
-        upto = tokenizer.decode(ids[: n + 1])
-        if upto.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the rest
+        start = max(0, settled - TOKEN_TEXT_WINDOW)
+        upto = tokenizer.decode(ids[start : n + 1])
+        if upto.endswith("\ufffd") and n + 1 < len(ids):  # an incomplete UTF-8 sequence so far
             texts.append("")
             continue
-        if upto.startswith(before):
-            texts.append(upto[len(before):])
-        else:
-            texts.append(tokenizer.decode([ids[n]]))
-        before = upto
+        before = tokenizer.decode(ids[start:settled])
+        texts.append(upto[len(before):] if upto.startswith(before) else tokenizer.decode(ids[settled : n + 1]))
+        settled = n + 1
     return texts
 
 
