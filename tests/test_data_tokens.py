@@ -11,18 +11,12 @@ from phi3tui.cli import main
 from phi3tui.core.data.folder import DataSettings
 from phi3tui.core.data.render import load_tokenizer, tokens_and_offset
 from phi3tui.core.data.turns import loss_flags
+from tests.test_assistant_turns import THREE_TURNS  # system + three user/assistant turns
 
-THREE_TURNS = [
-    {"role": "system", "content": "Answer briefly."},
-    {"role": "user", "content": "Is Earth round?"},
-    {"role": "assistant", "content": "Nearly: it bulges at the equator."},
-    {"role": "user", "content": "Do goldfish come from Japan?"},
-    {"role": "assistant", "content": "No, from China."},
-]
 
 
 def chat_workspace(root, turns: str):
-    """The demo workspace with a second train line that is a two-turn chat, and the config's mask settings."""
+    """The demo workspace with a second train line that is a three-turn chat, and the config's mask settings."""
     data = root / "data"
     first = (data / "train.jsonl").read_text().splitlines()[0]
     (data / "train.jsonl").write_text(first + "\n" + json.dumps({"messages": THREE_TURNS}) + "\n")
