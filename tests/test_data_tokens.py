@@ -14,7 +14,6 @@ from phi3tui.core.data.turns import loss_flags
 from tests.test_assistant_turns import THREE_TURNS  # system + three user/assistant turns
 
 
-
 def chat_workspace(root, turns: str):
     """The demo workspace with a second train line that is a three-turn chat, and the config's mask settings."""
     data = root / "data"
