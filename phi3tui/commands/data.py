@@ -186,12 +186,13 @@ def run_tokens(args) -> int:
     counted = sum(1 for row in rows if row["loss"])
     print(f"{where} · {record.fmt} · {len(rows)} tokens, {counted} in the loss (+)"
           + (f" · truncated at {rendered.truncated_at}" if rendered.truncated_at else ""))
-    answer = None
-    for n, row in enumerate(rows):
-        if row.get("answer") != answer:
-            answer = row["answer"]
+    answer, position = None, 0
+    for row in rows:
+        if row.get("answer") != answer:  # a preference pair: the chosen answer's tokens, then the rejected one's
+            answer, position = row["answer"], 0
             print(f"{answer}:")
-        print(f"{n:>6} {row['id']:>8} {'+' if row['loss'] else ' '} {json.dumps(row['text'], ensure_ascii=False)}")
+        print(f"{position:>6} {row['id']:>8} {'+' if row['loss'] else ' '} {json.dumps(row['text'], ensure_ascii=False)}")
+        position += 1
     return 0
 
 
