@@ -61,6 +61,11 @@ def test_sharegpt_maps_speakers_system_function_calls_and_tools(tmp_path):
             {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
         {"role": "tool", "content": "snow"},
         {"role": "assistant", "content": "Snow."}], "tools": [WEATHER]}
+    # The data check's line rules take the mapped call and result as they are (no tool-* findings).
+    from phi3tui.core.data.checks import check_folder
+    from phi3tui.core.data.folder import DataSettings
+
+    assert not [p for p in check_folder(out, DataSettings(batch_size=1)).problems if p.rule.startswith("tool")]
 
 
 def test_a_csv_column_of_conversations(tmp_path, capsys):
