@@ -15,48 +15,9 @@ import yaml
 
 from phi3tui.cli import main
 from phi3tui.core import models, runs
-from phi3tui.core.demo import DEMO_CONFIG_YAML
 from phi3tui.core.runs.launcher import create_run
 from phi3tui.core.workspace import Workspace
-from tests.conftest import REPO
-
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Today's weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-CITIES = [("Paris", "sunny and mild"), ("Oslo", "snow"), ("Lima", "cloudy"), ("Rome", "hot"),
-          ("Kyiv", "rain"), ("Quito", "windy"), ("Perth", "dry"), ("Cairo", "very hot")]
-
-
-def tool_record(city: str, weather: str) -> dict:
-    return {"messages": [
-        {"role": "system", "content": "Use the tools when they help."},
-        {"role": "user", "content": f"What is the weather in {city}?"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": weather},
-        {"role": "assistant", "content": f"In {city} it is {weather} today."},
-    ], "tools": [WEATHER]}
-
-
-@pytest.fixture(scope="module")
-def tools_template(tmp_path_factory):
-    """A workspace: the tiny Phi-4-mini-style model with the tool-calling template and tool-calling records."""
-    from phi3tui.core.demo import write_phi4_mini_model
-
-    root = tmp_path_factory.mktemp("tools") / "ws"
-    write_phi4_mini_model(root / "model", tool_calling=True)
-    data = root / "data"
-    data.mkdir()
-    records = [tool_record(c, w) for c, w in CITIES]
-    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:6]))
-    (data / "valid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[6:]))
-    config = yaml.safe_load(DEMO_CONFIG_YAML)
-    config.update(batch_size=2, max_seq_length=1024, mask_prompt=True, assistant_turns="all", iters=2,
-                  steps_per_report=1, steps_per_eval=2, save_every=2, val_batches=1)
-    (root / "lora_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (root / "runs").mkdir()
-    return root
+from tests.conftest import CITIES, REPO, WEATHER, tool_record
 
 
 @pytest.fixture(scope="module")

@@ -41,12 +41,33 @@ class RecordView(VerticalScroll, inherit_bindings=False):
         self.scroll_home(animate=False)
 
     # -- the three bodies (pure functions of core objects and the theme) --------------------
-    def raw_body(self, record) -> Text:
+    def raw_body(self, record, preview=()) -> Text:
+        """`preview`: a tool-calling record's PreviewLines (core/data/tool_records.py), shown above the JSON."""
         if record.error:
             text = Text(f"{record.error}\n\n", style=f"bold {self.app.colour('bad')}")
             text.append(record.text or "(empty line)")
             return text
-        return Text(record.pretty())
+        if not preview:
+            return Text(record.pretty())
+        text = self.preview_body(preview)
+        text.append("\n\nraw JSON\n", style="dim")
+        text.append(record.pretty())
+        return text
+
+    def preview_body(self, preview) -> Text:
+        colour = self.app.colour
+        label_styles = {"tools": f"bold {colour('accent')}", "message": "bold", "call": f"bold {colour('good')}",
+                        "result": f"bold {colour('base-model')}"}
+        problem_styles = {"error": colour("bad"), "warning": colour("warn")}
+        text = Text()
+        for n, line in enumerate(preview):
+            if n:
+                text.append("\n")
+            if line.label:
+                text.append(line.label, style=label_styles.get(line.kind, "bold"))
+                text.append(" ")
+            text.append(line.text, style=problem_styles.get(line.kind, ""))
+        return text
 
     def rendered_body(self, rendered) -> Text:
         special = f"bold {self.app.colour('accent')}"

@@ -1,5 +1,6 @@
 """A data folder as mlx-lm reads it: folder (open, line index, page, search), checks (every line),
-render (records through the model's tokenizer), turns (the loss mask of assistant_turns: all), importers (CSV/JSONL to splits).
+render (records through the model's tokenizer), turns (the loss mask of assistant_turns: all), importers (CSV/JSONL
+to splits), tool_records (tool-calling records: their parts, and the preview that marks calls and results).
 This is the package's public face: other packages import from here, not from its modules."""
 
 from phi3tui.core.lazy import lazy_attributes
@@ -17,12 +18,13 @@ from phi3tui.core.data.folder import (
 # importers and render follow with the first check or import, after the paint.
 _LAZY = {
     "Report": "checks", "check_folder": "checks", "run_checks": "checks", "token_statistics": "checks",
-    "validate_folder": "checks",
+    "validate_folder": "checks", "record_problems": "checks",
     "DataImportError": "importers", "ImportOptions": "importers", "existing_splits": "importers",
     "import_any": "importers", "options_from_values": "importers", "read_rows": "importers",
     "split_answers": "importers", "tutorial_text": "importers",
     "TokenizerError": "render", "load_tokenizer": "render", "preference_tokens": "render", "render_record": "render",
     "processor": "render", "token_rows": "render", "assistant_turn_mask": "turns", "loss_flags": "turns",
+    "PreviewLine": "tool_records", "tool_preview": "tool_records",
 }
 
 
@@ -35,6 +37,7 @@ __all__ = [
     "DataImportError",
     "DataSettings",
     "ImportOptions",
+    "PreviewLine",
     "Report",
     "assistant_turn_mask",
     "SPLITS",
@@ -49,12 +52,14 @@ __all__ = [
     "preference_tokens",
     "processor",
     "read_rows",
+    "record_problems",
     "render_record",
     "split_answers",
     "split_sizes",
     "token_rows",
     "run_checks",
     "token_statistics",
+    "tool_preview",
     "tutorial_text",
     "validate_folder",
     "workspace_data",

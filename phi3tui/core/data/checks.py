@@ -25,6 +25,7 @@ from phi3tui.core.data.folder import (
     human_size,
     workspace_data,
 )
+from phi3tui.core.data.tool_records import named_function, tool_names, uses_tools
 
 MAX_LISTED_PER_RULE = 100  # problems listed per (split, rule); all are counted
 WORST_LISTED = 5  # longest records listed per split
@@ -355,8 +356,8 @@ class _SplitChecker:
 
     def check_call(self, call, i: int, defined: set | None, line: int) -> None:
         where = f"{self.s.chat_feature}[{i}]"
-        function = call.get("function", call) if type(call) is dict else None
-        if type(function) is not dict or not isinstance(function.get("name"), str):
+        function = named_function(call)
+        if function is None:
             return self.problem("error", line, "field-type", f"{where} has a tool call without a function name",
                                 'write {"type": "function", "function": {"name": "…", "arguments": "{…}"}}')
         fname = function["name"]
@@ -404,23 +405,12 @@ class _SplitChecker:
         )
 
 
-def uses_tools(record: dict, settings: DataSettings) -> bool:
-    """Whether a chat record has tool definitions, tool calls or tool results."""
-    messages = record.get(settings.chat_feature)
-    return bool(record.get("tools")) or (type(messages) is list and any(
-        type(m) is dict and (m.get("tool_calls") or m.get("role") == "tool") for m in messages))
-
-
-def tool_names(tools: list) -> set[str]:
-    """The function names a record's `tools` defines (OpenAI's {"type": "function", "function": {...}} or a
-    bare {"name": ...})."""
-    names = set()
-    for tool in tools:
-        if type(tool) is dict:
-            function = tool.get("function", tool)
-            if type(function) is dict and isinstance(function.get("name"), str):
-                names.add(function["name"])
-    return names
+def record_problems(value: dict, split: str, line: int, settings: DataSettings) -> list[Problem]:
+    """What the check says about one record (a parsed line) on its own, its format taken from itself: the
+    messages check_folder gives that line, bar those that need the other lines (mixed formats, duplicates)."""
+    report = Report(Path(), settings)
+    _SplitChecker(report, split, phi3=False).check(value, line)
+    return report.sorted_problems()
 
 
 def _check_split(report: Report, split: str, path: Path, phi3: bool, seen: dict, progress, cancel, done0: int, total: int) -> int:

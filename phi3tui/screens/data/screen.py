@@ -161,7 +161,9 @@ class DataScreen(ModeScreen):
             view.show(title, "(empty file)")
             return
         if self.view == "raw" or record.error or record.fmt is None:
-            view.show(title, view.raw_body(record))
+            from phi3tui.core.data import tool_preview
+
+            view.show(title, view.raw_body(record, tool_preview(record, self.folder.settings)))
             return
         if self.tokenizer is None:
             view.show(title, self.tokenizer_error or "loading the model's tokenizer…")
