@@ -51,6 +51,7 @@ async def test_tool_calls_and_results_are_marked_and_the_token_view_counts_the_c
         assert "assistant: In Paris it is sunny and mild today." in shown
         assert "error:" not in shown and '"tool_call_id": "call_1"' in shown  # the raw JSON follows
         # At 80×24 the marked conversation is on screen without scrolling.
+        await pilot.pause()
         screen = "\n".join(screen_rows(app))
         for line in ("tools: get_weather(city)", 'assistant → call get_weather {"city": "Paris"}',
                      "tool ← result of get_weather: sunny and mild"):

@@ -1,6 +1,7 @@
 """A data folder as mlx-lm reads it: folder (open, line index, page, search), checks (every line),
 render (records through the model's tokenizer), turns (the loss mask of assistant_turns: all), importers (CSV/JSONL
-to splits), tool_records (tool-calling records: their parts, and the preview that marks calls and results).
+to splits), tool_records (the functions of tool-calling records), preview (a tool-calling record, calls and results
+marked).
 This is the package's public face: other packages import from here, not from its modules."""
 
 from phi3tui.core.lazy import lazy_attributes
@@ -24,7 +25,7 @@ _LAZY = {
     "split_answers": "importers", "tutorial_text": "importers",
     "TokenizerError": "render", "load_tokenizer": "render", "preference_tokens": "render", "render_record": "render",
     "processor": "render", "token_rows": "render", "assistant_turn_mask": "turns", "loss_flags": "turns",
-    "PreviewLine": "tool_records", "tool_preview": "tool_records",
+    "PreviewLine": "preview", "tool_preview": "preview",
 }
 
 
