@@ -76,3 +76,51 @@ async def test_tool_calls_and_results_are_marked_and_the_token_view_counts_the_c
         assert not any(counted for _, counted in tokens[result_start:result_end + 1]), tokens[result_start:result_end + 1]
         # The tool definitions (in the system message) are out of the loss too.
         assert not any(counted for _, counted in tokens[:pieces.index("<|/tool|>") + 1])
+
+
+def preview_of(value: dict, line: int = 3):
+    from phi3tui.core.data import DataSettings, tool_preview
+    from phi3tui.core.data.folder import parse_record
+
+    return tool_preview(parse_record("train", line, json.dumps(value).encode(), DataSettings()), DataSettings())
+
+
+def test_the_preview_marks_calls_and_results_and_leaves_other_records_alone():
+    assert preview_of({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}) == []
+    assert preview_of({"text": "<|user|>hi<|end|>"}) == []
+
+    record = tool_record("Paris", "sunny and mild")
+    record["tools"].append({"name": "get_time", "parameters": {"properties": {"zone": {}, "format": {}}}})
+    record["messages"][2]["content"] = "Let me look."
+    record["messages"][2]["tool_calls"].append({"id": "call_2", "function": {"name": "get_time",
+                                                                             "arguments": {"zone": "CET"}}})
+    # Results answered by id in another order, and one by order (no id).
+    record["messages"][3:4] = [{"role": "tool", "tool_call_id": "call_2", "content": "noon"},
+                               {"role": "tool", "content": [{"type": "text", "text": "sunny"}]}]
+    lines = [(p.kind, p.label, p.text) for p in preview_of(record)]
+    assert lines == [
+        ("tools", "tools:", "get_weather(city), get_time(zone, format)"),
+        ("message", "system:", "Use the tools when they help."),
+        ("message", "user:", "What is the weather in Paris?"),
+        ("message", "assistant:", "Let me look."),
+        ("call", "assistant → call", 'get_weather {"city": "Paris"}'),
+        ("call", "assistant → call", 'get_time {"zone": "CET"}'),
+        ("result", "tool ← result of get_time:", "noon"),
+        ("result", "tool ← result of get_weather:", "sunny"),
+        ("message", "assistant:", "In Paris it is sunny and mild today."),
+    ]
+
+
+def test_the_preview_shows_the_checks_own_messages_for_the_line():
+    from phi3tui.core.data import DataSettings, record_problems
+
+    record = tool_record("Paris", "sunny and mild")
+    record["messages"][2]["tool_calls"][0]["function"]["arguments"] = "{city: Paris"
+    del record["tools"]
+    record["messages"].insert(1, {"role": "tool", "content": "early"})
+    problems = record_problems(record, "train", 3, DataSettings())
+    assert {p.rule for p in problems} == {"tool-arguments", "tool-undefined", "tool-without-call"}
+    lines = preview_of(record)
+    assert lines[0].text == "none defined"
+    assert ("call", "assistant → call", "get_weather {city: Paris") in [(p.kind, p.label, p.text) for p in lines]
+    assert [(p.kind, p.text) for p in lines if not p.label] == [(p.level, str(p)) for p in problems]
