@@ -44,14 +44,17 @@ from phi3tui.core.runs.store import (
     summarize,
 )
 from phi3tui.core.runs.queue import (
+    HeldMemory,
     RunBusy,
     drop_queued,
     live_here,
+    memory_held_here,
     move_queued,
     queue_runs,
     queued_runs,
     resume_queue_quietly,
     start_alone,
+    start_beside,
     start_next,
     start_or_queue,
 )
@@ -77,6 +80,9 @@ __all__ = [
     "refusal_line",
     "require_ready",
     "start_alone",
+    "start_beside",
+    "HeldMemory",
+    "memory_held_here",
     "WAITING",
     "SweepRow",
     "drop_queued",

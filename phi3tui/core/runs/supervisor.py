@@ -114,8 +114,10 @@ def supervise(run_dir: Path, child: int) -> int:
         return os.WEXITSTATUS(status)
     number = os.WTERMSIG(status)
     info = read_run_json(run_dir)
-    if writer and as_state(info.get("state")) is RunState.STALLED:
-        hand_on_queue(run_dir)  # killed as stalled (stalled_run: kill): the stall is its recorded end
+    if writer and as_state(info.get("state")) in (RunState.STALLED, RunState.STOPPED):
+        # Killed as stalled (stalled_run: kill), or stopped by the user while stalled (launcher.stop_run): that
+        # end is recorded already; the queue goes on.
+        hand_on_queue(run_dir)
         return 128 + number
     if not writer or as_state(info.get("state")) not in LIVE_STATES:
         return 128 + number

@@ -348,7 +348,7 @@ class TrainScreen(ModeScreen):
         self.refresh_now()
 
     def action_stop_run(self) -> None:
-        self._control(runs.stop_run, "asked the run to stop; it saves its adapter at the next step")
+        self._control(runs.stop_run, "{result}")
 
     def action_resume_run(self) -> None:
         self._control(runs.resume_run, "resumed from iteration {result}")
@@ -359,8 +359,8 @@ class TrainScreen(ModeScreen):
         state = self.info.get("state")
         if action == "resume_smaller":
             return state == RunState.OUT_OF_MEMORY
-        if action == "stop_run":
-            return state in runs.LIVE_STATES
+        if action == "stop_run":  # a stalled run too: its process may live on (runs.stop_run says what it did)
+            return state in runs.LIVE_STATES or state == RunState.STALLED
         if action == "resume_run":
             return state in runs.RESUMABLE_STATES
         return True
