@@ -221,9 +221,9 @@ class TrainScreen(ModeScreen):
             ppl = f" ppl {runs.parse_float(m.test['ppl']):.2f}" if "ppl" in m.test else ""  # none for DPO/ORPO
             parts.append(f"test {runs.parse_float(m.test.get('loss')):.3f}{ppl}")
         # Last and one word, so lr … elapsed fit 80 columns: `i` (Run details) says how or why not.
-        awake = str(info.get("awake") or "")
-        if state in (RunState.RUNNING, RunState.STOPPING) and awake and "keep_awake is off" not in awake:
-            parts.append("not kept awake (i)" if awake.startswith("nothing") else "kept awake")
+        awake = runs.awake_word(info)
+        if awake:
+            parts.append(awake)
         self.query_one("#run-stats", Static).update(" · ".join(parts))
 
         lines = []
