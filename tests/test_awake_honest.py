@@ -12,7 +12,7 @@ import pytest
 
 from phi3tui.core import runs
 from phi3tui.core.run_folder import read_run_json
-from phi3tui.core.runs.awake import awake_limits, kept_awake, read_mac_power, watch_power
+from phi3tui.core.awake import awake_limits, kept_awake, read_mac_power, watch_power
 from phi3tui.core.workspace import Workspace
 from tests.test_runner import wait_until
 

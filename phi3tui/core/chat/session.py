@@ -235,7 +235,7 @@ class ModelWorker:
 
     def submit(self, job: Callable[["ModelWorker"], None], keep_awake: str | None = None) -> threading.Event:
         """Queue a job; returns the event that stops it. keep_awake: for a long job (export, verify, eval, batch
-        compare), why the machine is kept awake while it runs (core/runs/awake.kept_awake, as a run is)."""
+        compare), why the machine is kept awake while it runs (core/awake.kept_awake, as a run is)."""
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=MODEL_THREAD_NAME, daemon=True)
@@ -300,7 +300,7 @@ class ModelWorker:
                     self.busy = True
                     try:
                         if awake_why:
-                            from phi3tui.core.runs.awake import kept_awake
+                            from phi3tui.core.awake import kept_awake
 
                             with kept_awake(awake_why):
                                 job(self)

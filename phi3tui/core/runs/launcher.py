@@ -264,7 +264,7 @@ def launch(run_dir: Path) -> int:
 
 
 def keep_awake_mode(asked: str | None) -> str:
-    from phi3tui.core.runs.awake import KEEP_AWAKE_MODES
+    from phi3tui.core.awake import KEEP_AWAKE_MODES
     from phi3tui.core.settings import load_settings
 
     mode = asked or load_settings().settings.keep_awake

@@ -237,7 +237,7 @@ def run_details(info: dict) -> list[tuple[str, str]]:
     if awake is None:
         awake = "not yet known (the runner has not started)" if info.get("state") == RunState.QUEUED else "not recorded"
     rows.append(("kept awake", str(awake)))
-    for limit in info.get("awake_limits") or []:  # what caffeinate cannot hold on this MacBook (core/runs/awake.py)
+    for limit in info.get("awake_limits") or []:  # what caffeinate cannot hold on this MacBook (core/awake.py)
         rows.append(("awake limit", str(limit)))
     if info.get("memory_budget_gb"):
         memory = f"MLX can use {info['memory_budget_gb']:.2f} GB ({info.get('memory_budget_source')})"

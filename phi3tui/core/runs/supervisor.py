@@ -89,7 +89,7 @@ def died_of_memory(signal_number: int, peak_bytes: int, budget_bytes: float, kil
 def supervise(run_dir: Path, child: int) -> int:
     """The runner's parent: keeps the machine awake while the trainer lives, passes a polite stop on,
     and records how a trainer ended that could not say so itself (killed by the OS, crashed)."""
-    from phi3tui.core.runs.awake import keep_awake_plan, start_keep_awake, watch_power
+    from phi3tui.core.awake import keep_awake_plan, start_keep_awake, watch_power
 
     signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGTERM))
     kills_before = _oom_kills()
