@@ -84,3 +84,14 @@ def test_verify_of_the_demo_gguf_passes_with_mlx_released(demo_model, tmp_path):
     assert agreement.ok, agreement.summary()
     assert agreement.mlx_dtype == "float32"  # the demo model's own dtype
     assert agreement.mlx_active_at_llama_start - baseline < 1_000_000
+
+
+def test_a_16_bit_reference_is_held_to_what_16_bits_can_hold():
+    row = verify.PromptAgreement("p", [1, 2], [1, 2], 0.9995, 0.0, 1.0, mlx_gaps=[1.0, 1.0])
+    f16 = verify.Agreement("f16", [row])  # a float32 reference (the demo model): the f16 rule, cos >= 0.9999
+    assert f16.rule() == (0.9999, True) and not f16.ok
+    bf16_reference = dataclasses.replace(f16, mlx_dtype="bfloat16")
+    assert bf16_reference.rule() == (0.999, True) and bf16_reference.ok  # bf16's own cosine, same tokens still
+    assert "needs cos >= 0.999, same tokens" in bf16_reference.summary()
+    q4 = verify.Agreement("q4_0", [row], mlx_dtype="bfloat16")
+    assert q4.rule() == (0.8, False)  # never tighter than the GGUF type's own rule

@@ -414,14 +414,23 @@ class Agreement:
     def cosine(self) -> float:
         return min(r.cosine for r in self.rows)
 
+    def rule(self) -> tuple[float, bool]:
+        """(the least logit cosine, whether greedy tokens must match but for near ties): the GGUF type's rule, no
+        tighter than a reference in 16 bits can hold (MLX in bfloat16 rounds its own logits as a bf16 GGUF would)."""
+        min_cos, same = TOLERANCES.get(self.outtype, (0.8, False))
+        own = {"bfloat16": "bf16", "float16": "f16"}.get(self.mlx_dtype)
+        if own:
+            min_cos = min(min_cos, TOLERANCES[own][0])
+        return min_cos, same
+
     @property
     def ok(self) -> bool:
-        min_cos, same = TOLERANCES.get(self.outtype, (0.8, False))
+        min_cos, same = self.rule()
         return self.cosine >= min_cos and (not same or all(r.tokens_ok for r in self.rows))
 
     def summary(self) -> str:
         same = sum(r.same_tokens for r in self.rows)
-        min_cos, need_same = TOLERANCES.get(self.outtype, (0.8, False))
+        min_cos, need_same = self.rule()
         rule = f"cos >= {min_cos}" + (f", same tokens but for near ties (<= {NEAR_TIE_EPS})" if need_same else "")
         state = "agrees" if self.ok else "DISAGREES"
         where = "".join(f"; {r.divergence_text()}" for r in self.rows if not r.same_tokens)
