@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from phi3tui.core import runs
-from phi3tui.core.runs.awake import keep_awake_plan, start_keep_awake
+from phi3tui.core.awake import keep_awake_plan, start_keep_awake
 from phi3tui.core.run_folder import read_run_json
 from phi3tui.core.settings import load_settings
 from phi3tui.core.workspace import Workspace

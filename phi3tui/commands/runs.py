@@ -277,7 +277,7 @@ def _control(args, action, done: str) -> int:
 def cmd_stop(args) -> int:
     from phi3tui.core.runs import stop_run, wait_for_run
 
-    code = _control(args, stop_run, "asked run {id} to stop at its next step (it saves its adapter first)")
+    code = _control(args, stop_run, "{result}")
     if code == 0 and args.wait:
         info = wait_for_run(_run_dir(args))
         print(f"run {info.get('id')} {info.get('state')}: {info.get('reason')}")

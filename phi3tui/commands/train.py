@@ -56,7 +56,9 @@ def register(subparsers) -> None:
     how.add_argument("--sweep", metavar="SPEC",
                      help='queue a grid of runs, e.g. "lora_parameters.rank=8,16 learning_rate=1e-5,1e-4" '
                           "(dotted config keys, comma-separated values); overrides the config's sweep: block")
-    how.add_argument("--now", action="store_true", help="start now even while another run is running here")
+    how.add_argument("--now", action="store_true",
+                     help="start now even while another run is running here, if both fit in memory (the running "
+                          "run's recorded MLX peak counts as in use)")
     p.set_defaults(func=run)
 
 
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from phi3tui.commands.runs import _workspace, cmd_attach
     from phi3tui.core.config import ConfigError, load_config_values
     from phi3tui.core.config import SweepError, parse_sweep_spec, sweep_block
-    from phi3tui.core.runs import RunError, start_alone, start_run
+    from phi3tui.core.runs import RunError, start_alone, start_beside
 
     ws = _workspace(args, backstop=False)
     if args.iters is not None and args.iters < 1:
@@ -87,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             return _queue(ws, args.config, overrides, sweep, hosts, hostfile, args.backend)
         # Without --now the check "is a run live here" and the start are one step under the queue's lock:
-        # of two `phi3tui train` typed at once, one starts and the other is refused (RunBusy).
-        start = start_run if args.now else start_alone
+        # of two `phi3tui train` typed at once, one starts and the other is refused (RunBusy). With --now the
+        # memory check counts what the runs live here hold: both must fit.
+        start = start_beside if args.now else start_alone
         run_dir = start(ws, args.config, overrides, hosts=hosts, hostfile=hostfile, backend=args.backend,
                         keep_awake=args.keep_awake)
     except (ConfigError, RunError, SweepError) as exc:

@@ -155,10 +155,10 @@ def run_stop(workspace: Workspace, run: str) -> dict:
 
     run_dir = _run_dir(workspace, run)
     try:
-        stop_run(run_dir)
+        done = stop_run(run_dir)
     except RunError as exc:
         raise ToolRefused(str(exc)) from None
-    return {"id": run_dir.name, "message": f"asked run {run_dir.name} to stop at its next step (it saves its adapter first)"}
+    return {"id": run_dir.name, "message": done}
 
 
 def run_resume(workspace: Workspace, run: str, smaller: bool = False) -> dict:

@@ -221,18 +221,22 @@ def write_demo_tokenizer(model_dir: Path) -> dict[str, int]:
 
     Returns the ids of the Phi-3 special tokens.
     """
+    pairs = demo_pairs()
+    corpus = [q for q, _ in pairs] + [a for _, a in pairs]
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "tokenizer.model").write_bytes(_train_sentencepiece(corpus))
+    return write_tokenizer_files(model_dir)
+
+
+def write_tokenizer_files(model_dir: Path) -> dict[str, int]:
+    """tokenizer.json and tokenizer_config.json from the folder's SentencePiece tokenizer.model, with Phi-3's added
+    tokens after its pieces and Phi-3's chat template. Returns the ids of the Phi-3 special tokens."""
     from tokenizers.models import BPE
     from transformers import LlamaTokenizer
     from transformers.convert_slow_tokenizer import SentencePieceExtractor
 
-    pairs = demo_pairs()
-    corpus = [q for q, _ in pairs] + [a for _, a in pairs]
-    model_dir.mkdir(parents=True, exist_ok=True)
-    spm_path = model_dir / "tokenizer.model"
-    spm_path.write_bytes(_train_sentencepiece(corpus))
-
     # transformers 5 cannot read tokenizer.model directly (it yields an empty vocabulary): convert.
-    extracted = SentencePieceExtractor(str(spm_path)).extract(BPE)
+    extracted = SentencePieceExtractor(str(model_dir / "tokenizer.model")).extract(BPE)
     tokenizer = LlamaTokenizer(
         vocab=extracted["vocab"],
         merges=extracted["merges"],

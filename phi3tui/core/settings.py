@@ -32,7 +32,7 @@ THEMES_DIR_NAME = "themes"
 DEFAULT_THEME = "phi3-dark"
 NOTIFICATION_KINDS = ("auto", "osc9", "osc777", "off")
 PLOT_REFRESH_RANGE = (0.1, 60.0)
-KEEP_AWAKE_MODES = ("auto", "off")  # what core/runs/awake.py does with them
+KEEP_AWAKE_MODES = ("auto", "off")  # what core/awake.py does with them
 STALLED_RUN_MODES = ("wait", "kill")  # what core/runs/stall.py does with a run that stopped stepping
 
 

@@ -233,14 +233,15 @@ class ModelWorker:
         self._model = None
         self.busy = False
 
-    def submit(self, job: Callable[["ModelWorker"], None]) -> threading.Event:
-        """Queue a job; returns the event that stops it."""
+    def submit(self, job: Callable[["ModelWorker"], None], keep_awake: str | None = None) -> threading.Event:
+        """Queue a job; returns the event that stops it. keep_awake: for a long job (export, verify, eval, batch
+        compare), why the machine is kept awake while it runs (core/awake.kept_awake, as a run is)."""
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=MODEL_THREAD_NAME, daemon=True)
                 self._thread.start()
         event = threading.Event()
-        self._jobs.put((job, event))
+        self._jobs.put((job, event, keep_awake))
         return event
 
     def stop(self) -> None:
@@ -295,10 +296,16 @@ class ModelWorker:
                     item = self._jobs.get()
                     if item is None:
                         return
-                    job, self.cancel = item
+                    job, self.cancel, awake_why = item
                     self.busy = True
                     try:
-                        job(self)
+                        if awake_why:
+                            from phi3tui.core.awake import kept_awake
+
+                            with kept_awake(awake_why):
+                                job(self)
+                        else:
+                            job(self)
                     except Exception:  # a job reports its own errors; never let one kill the worker
                         import traceback
 

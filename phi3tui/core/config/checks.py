@@ -480,7 +480,8 @@ def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan, data: Da
     budget = memory_budget()
     estimate = models.estimate_memory(ctx.info.config, plan, merged, machine_bytes=budget.bytes,
                                       longest_tokens=longest or None, in_use=in_use)
-    used = f", with {models.human_bytes(in_use)} already in use" if in_use else ""
+    used = (f", with {models.human_bytes(in_use)} already in use; this run alone "
+            f"~{models.human_bytes(estimate.total - in_use)}") if in_use else ""
     if estimate.total > estimate.machine:
         hint = ("turn on grad_checkpoint" if not estimate.grad_checkpoint and estimate.total_other <= estimate.machine
                 else "lower batch_size or max_seq_length, train fewer blocks, or use a quantized (4-bit) model")

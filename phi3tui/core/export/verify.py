@@ -335,6 +335,19 @@ def _run_worker(request: dict, tmp: Path, gguf_path: Path, timeout: float) -> No
 # within this many logit units (f16 rounding of real-size models moves logits by ~1e-2). After the first
 # difference the two continue from different text, so only that first one is judged.
 NEAR_TIE_EPS = 0.02
+# MLX runs the model in its own dtype (a float32 copy of Phi-3-mini would take ~15 GB): in 16 bits its own top two
+# logits are rounded too, by up to half a unit in the last place each, so a gap that small says nothing. That
+# rounding (eps x |top logit|, at least one unit in the last place) is added to NEAR_TIE_EPS for bfloat16/float16
+# references; a float32 reference rounds below 1e-5 and adds nothing.
+HALF_PRECISION = ("bfloat16", "float16")
+
+
+def tie_slack(dtype, top_logit: float) -> float:
+    """What the reference's own rounding adds to NEAR_TIE_EPS at a step whose best logit is `top_logit`."""
+    import mlx.core as mx
+
+    name = str(dtype).rsplit(".", 1)[-1]
+    return float(mx.finfo(dtype).eps) * abs(top_logit) if name in HALF_PRECISION else 0.0
 
 
 @dataclass
@@ -346,6 +359,7 @@ class PromptAgreement:
     max_rel_diff: float
     argmax_agree: float
     mlx_gaps: list[float] = field(default_factory=list)  # per greedy step: MLX's top-1 minus top-2 logit
+    mlx_slack: list[float] = field(default_factory=list)  # per greedy step: tie_slack, MLX's own rounding there
 
     @property
     def same_tokens(self) -> bool:
@@ -362,11 +376,15 @@ class PromptAgreement:
                 return step, a, b, gap
         return None
 
+    def tie_limit(self, step: int) -> float:
+        """The largest top-two gap that counts as a near tie at `step`."""
+        return NEAR_TIE_EPS + (self.mlx_slack[step] if step < len(self.mlx_slack) else 0.0)
+
     @property
     def near_tie(self) -> bool:
         """The tokens differ only from a step where MLX itself nearly chose llama.cpp's token."""
         d = self.divergence
-        return d is not None and d[1] is not None and d[2] is not None and d[3] <= NEAR_TIE_EPS
+        return d is not None and d[1] is not None and d[2] is not None and d[3] <= self.tie_limit(d[0])
 
     @property
     def tokens_ok(self) -> bool:
@@ -378,8 +396,10 @@ class PromptAgreement:
             return ""
         step, a, b, gap = d
         verdict = "allowed" if self.near_tie else "not a near tie"
+        slack = self.tie_limit(step) - NEAR_TIE_EPS
+        rule = f"<= {NEAR_TIE_EPS}" + (f" + {slack:.4f} for MLX's own rounding" if slack else "")
         return (f"{self.prompt!r}: step {step}: MLX {a} vs llama.cpp {b}, MLX's top two logits {gap:.4f} apart "
-                f"(near-tie rule: <= {NEAR_TIE_EPS}): {verdict}")
+                f"(near-tie rule: {rule}): {verdict}")
 
 
 @dataclass
@@ -387,19 +407,30 @@ class Agreement:
     outtype: str
     rows: list[PromptAgreement]
     text: list[str] = field(default_factory=list)  # decoded greedy answers (MLX), for display
+    mlx_dtype: str = ""  # the dtype MLX ran the model in (its own)
+    mlx_active_at_llama_start: int | None = None  # MLX's active memory when llama.cpp started (model released)
 
     @property
     def cosine(self) -> float:
         return min(r.cosine for r in self.rows)
 
+    def rule(self) -> tuple[float, bool]:
+        """(the least logit cosine, whether greedy tokens must match but for near ties): the GGUF type's rule, no
+        tighter than a reference in 16 bits can hold (MLX in bfloat16 rounds its own logits as a bf16 GGUF would)."""
+        min_cos, same = TOLERANCES.get(self.outtype, (0.8, False))
+        own = {"bfloat16": "bf16", "float16": "f16"}.get(self.mlx_dtype)
+        if own:
+            min_cos = min(min_cos, TOLERANCES[own][0])
+        return min_cos, same
+
     @property
     def ok(self) -> bool:
-        min_cos, same = TOLERANCES.get(self.outtype, (0.8, False))
+        min_cos, same = self.rule()
         return self.cosine >= min_cos and (not same or all(r.tokens_ok for r in self.rows))
 
     def summary(self) -> str:
         same = sum(r.same_tokens for r in self.rows)
-        min_cos, need_same = TOLERANCES.get(self.outtype, (0.8, False))
+        min_cos, need_same = self.rule()
         rule = f"cos >= {min_cos}" + (f", same tokens but for near ties (<= {NEAR_TIE_EPS})" if need_same else "")
         state = "agrees" if self.ok else "DISAGREES"
         where = "".join(f"; {r.divergence_text()}" for r in self.rows if not r.same_tokens)
@@ -409,30 +440,83 @@ class Agreement:
         )
 
 
-def mlx_reference(model, tokenizer, prompts: list[str], max_tokens: int, gaps: list | None = None):
-    """[(prompt ids, greedy tokens, prompt logits)] from the MLX model in float32, greedy, no early stop.
+def mlx_reference(model, tokenizer, prompts: list[str], max_tokens: int, gaps: list | None = None,
+                  slack: list | None = None):
+    """[(prompt ids, greedy tokens, prompt logits)] from the MLX model in its own dtype, greedy, no early stop
+    (logits handed back as float32).
 
-    gaps, when given, receives per prompt the list of MLX's top-1 minus top-2 logit at each greedy step."""
+    gaps, when given, receives per prompt the list of MLX's top-1 minus top-2 logit at each greedy step; slack, when
+    given, per prompt the list of tie_slack at each step (what the model's own rounding adds to NEAR_TIE_EPS)."""
     import mlx.core as mx
     import numpy as np
-    from mlx_lm.generate import generate_step
+    from mlx_lm.models.cache import make_prompt_cache
 
     from phi3tui.core.export.fuse import prompt_ids
 
-    model.set_dtype(mx.float32)
     out = []
     for prompt in prompts:
         ids = prompt_ids(tokenizer, prompt)
-        logits = np.array(model(mx.array([ids]))[0].astype(mx.float32))
-        tokens, step_gaps = [], []
-        for t, logprobs in generate_step(mx.array(ids), model, max_tokens=max_tokens, sampler=lambda x: mx.argmax(x, axis=-1)):
-            tokens.append(int(t))
-            top = np.sort(np.array(logprobs.astype(mx.float32)).ravel())[-2:]  # log-softmax keeps logit differences
+        cache = make_prompt_cache(model)
+        rows = model(mx.array([ids]), cache=cache)[0]
+        dtype = rows.dtype
+        logits = np.array(rows.astype(mx.float32))
+        last = logits[-1]
+        tokens, step_gaps, step_slack = [], [], []
+        for step in range(max_tokens):
+            token = int(last.argmax())
+            top = np.sort(last)[-2:]
+            tokens.append(token)
             step_gaps.append(float(top[1] - top[0]))
+            step_slack.append(tie_slack(dtype, float(top[1])))
+            if step + 1 < max_tokens:
+                last = np.array(model(mx.array([[token]]), cache=cache)[0, -1].astype(mx.float32))
         if gaps is not None:
             gaps.append(step_gaps)
+        if slack is not None:
+            slack.append(step_slack)
         out.append((ids, tokens, logits))
     return out
+
+
+@dataclass
+class MlxSide:
+    """What verify keeps of the MLX model once it is released: its answers, tokenizer and config."""
+    reference: list  # mlx_reference's rows
+    gaps: list[list[float]]
+    slack: list[list[float]]
+    tokenizer: object
+    config: dict
+    dtype: str
+    active_after_release: int  # mx.get_active_memory() once the model is dropped and MLX's cache cleared
+
+
+def run_mlx_side(load_model, prompts: list[str], max_tokens: int) -> MlxSide:
+    """Load the model (load_model() -> (model, tokenizer, config)), take its greedy answers and logits, then drop
+    it and clear MLX's cache, so that llama.cpp never loads the GGUF beside a second copy of the model in
+    unified memory."""
+    import gc
+
+    import mlx.core as mx
+
+    model, tokenizer, config = load_model()
+    gaps: list[list[float]] = []
+    slack: list[list[float]] = []
+    reference = mlx_reference(model, tokenizer, prompts, max_tokens, gaps, slack)
+    dtype = model_dtype(model)
+    del model
+    gc.collect()  # mlx-lm modules hold reference cycles (cache <-> layers): the weights go only when collected
+    mx.clear_cache()
+    return MlxSide(reference, gaps, slack, tokenizer, config, dtype, int(mx.get_active_memory()))
+
+
+def model_dtype(model) -> str:
+    """The dtype of the model's first floating-point weight (its own dtype): "bfloat16", "float32", ..."""
+    from mlx.utils import tree_flatten
+
+    for _, array in tree_flatten(model.parameters()):
+        if "float" in str(array.dtype):
+            return str(array.dtype).rsplit(".", 1)[-1]
+    return ""
 
 
 def compare_logits(ref, got) -> tuple[float, float, float]:
@@ -456,34 +540,35 @@ def context_for(config: dict, longest: int) -> int:
 
 
 def compare_with_llama(
-    model, tokenizer, config: dict, gguf_path: Path, outtype: str, prompts: list[str],
-    max_tokens: int = 8, lora: Path | None = None,
+    load_model, gguf_path: Path, outtype: str, prompts: list[str], max_tokens: int = 8, lora: Path | None = None,
 ) -> Agreement:
-    """Run the same prompts through the MLX model and the GGUF in llama.cpp; measure their agreement."""
+    """Run the same prompts through the MLX model (load_model() -> (model, tokenizer, config)) and, once MLX has
+    released it, through the GGUF in llama.cpp; measure their agreement."""
     if not llama_cpp_available():
         raise ExportError(LLAMA_CPP_MISSING)
-    gaps: list[list[float]] = []
-    ref = mlx_reference(model, tokenizer, prompts, max_tokens, gaps)
-    n_ctx = context_for(config, max(len(ids) for ids, _, _ in ref) + max_tokens + 1)
+    mlx = run_mlx_side(load_model, prompts, max_tokens)
+    ref = mlx.reference
+    n_ctx = context_for(mlx.config, max(len(ids) for ids, _, _ in ref) + max_tokens + 1)
     got = run_llama(gguf_path, [ids for ids, _, _ in ref], max_tokens, n_ctx, lora=lora)
     rows = []
-    for prompt, (ids, tokens, logits), (l_tokens, l_logits), step_gaps in zip(prompts, ref, got, gaps):
+    for prompt, (ids, tokens, logits), (l_tokens, l_logits), step_gaps, step_slack in zip(
+            prompts, ref, got, mlx.gaps, mlx.slack):
         cos, rel, agree = compare_logits(logits, l_logits)
-        rows.append(PromptAgreement(prompt, tokens, l_tokens, cos, rel, agree, step_gaps))
-    return Agreement(outtype, rows, [tokenizer.decode(t) for _, t, _ in ref])
+        rows.append(PromptAgreement(prompt, tokens, l_tokens, cos, rel, agree, step_gaps, step_slack))
+    return Agreement(outtype, rows, [mlx.tokenizer.decode(t) for _, t, _ in ref], mlx.dtype, mlx.active_after_release)
 
 
 def verify_gguf(model_dir: Path, gguf_path: Path, outtype: str, prompts: list[str], max_tokens: int = 8) -> Agreement:
     """A model GGUF against the MLX folder it was written from."""
     from mlx_lm.utils import load
 
-    model, tokenizer, config = load(str(model_dir), return_config=True)
-    return compare_with_llama(model, tokenizer, config, gguf_path, outtype, prompts, max_tokens)
+    return compare_with_llama(lambda: load(str(model_dir), return_config=True), gguf_path, outtype, prompts,
+                              max_tokens)
 
 
 def verify_lora(base_model: str, adapter, base_gguf: Path, lora_gguf: Path, outtype: str, prompts: list[str], max_tokens: int = 8) -> Agreement:
     """Base GGUF + LoRA GGUF in llama.cpp against MLX base + adapter."""
     from phi3tui.core.export.fuse import load_adapted
 
-    model, tokenizer, config = load_adapted(base_model, adapter)
-    return compare_with_llama(model, tokenizer, config, base_gguf, outtype, prompts, max_tokens, lora=lora_gguf)
+    return compare_with_llama(lambda: load_adapted(base_model, adapter), base_gguf, outtype, prompts, max_tokens,
+                              lora=lora_gguf)

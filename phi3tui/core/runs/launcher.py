@@ -56,6 +56,7 @@ from phi3tui.core.runs.state import (
     IllegalTransition,
     RunState,
     _create_time,
+    as_state,
     on_this_host,
     process_alive,
     settle_dead_run,
@@ -79,14 +80,14 @@ def new_run_id() -> str:
 
 # -- starting ------------------------------------------------------------------------------
 def freeze_config(
-    workspace: Workspace, config_path: Path | None, run_id: str, overrides: dict | None
+    workspace: Workspace, config_path: Path | None, run_id: str, overrides: dict | None, in_use: int = 0
 ) -> tuple[dict, list]:
     """The migrated config with the run's own adapter folder, and the config review's findings (the gate,
-    prepare_run, refuses on their errors)."""
+    prepare_run, refuses on their errors). in_use: bytes of MLX memory other runs here hold already."""
     from phi3tui.core.config import prepare_run_config
 
     config_path = Path(config_path) if config_path else workspace.config_path
-    values, findings = prepare_run_config(config_path, workspace.root)
+    values, findings = prepare_run_config(config_path, workspace.root, in_use=in_use)
     values = dict(values)
     values.pop("sweep", None)  # phi3tui's sweep block (core/runs/queue.py) is never passed on to mlx-lm
     values.update(overrides or {})
@@ -117,9 +118,11 @@ def prepare_run(
     hostfile: str | None = None,
     backend: str | None = None,
     keep_awake: str | None = None,
+    in_use: int = 0,
 ) -> PreparedRun:
     """Every check a new run passes before anything is written (the gate: core/runs/gate.py). Raises
-    ConfigRefused (the gate's findings, each with its place and what to do) or RunError."""
+    ConfigRefused (the gate's findings, each with its place and what to do) or RunError. in_use: bytes of MLX
+    memory already held here (runs beside which this one starts), counted by the memory check."""
     if not workspace.writable:
         raise RunError(
             f"{workspace.root} is read-only; runs are written into runs/ inside it: copy the workspace to a writable folder"
@@ -127,7 +130,7 @@ def prepare_run(
     awake = keep_awake_mode(keep_awake)
     run_id = new_run_id()
     source = Path(config_path) if config_path else workspace.config_path
-    values, findings = freeze_config(workspace, config_path, run_id, overrides)
+    values, findings = freeze_config(workspace, config_path, run_id, overrides, in_use)
     try:
         findings = require_ready(workspace.root, values, findings, hostfile=hostfile)
     except RunRefused as exc:
@@ -261,7 +264,7 @@ def launch(run_dir: Path) -> int:
 
 
 def keep_awake_mode(asked: str | None) -> str:
-    from phi3tui.core.runs.awake import KEEP_AWAKE_MODES
+    from phi3tui.core.awake import KEEP_AWAKE_MODES
     from phi3tui.core.settings import load_settings
 
     mode = asked or load_settings().settings.keep_awake
@@ -278,13 +281,40 @@ def start_run(workspace: Workspace, config_path=None, overrides=None, hosts=None
 
 
 # -- control ------------------------------------------------------------------------------------
-def stop_run(run_dir: Path) -> None:
-    """Ask the runner to save at the next step and end as stopped."""
+def stop_run(run_dir: Path) -> str:
+    """Ask the runner to save at the next step and end as stopped. A stalled run whose process still lives makes
+    no next step, so it takes no polite stop: it is recorded stopped and its trainer killed (its supervisor then
+    hands on the queue); it resumes from its last checkpoint. Returns what was done, for the user."""
+    from phi3tui.core.runs.stall import holds_the_machine
+
     info = run_info(run_dir)
+    if as_state(info.get("state")) is RunState.STALLED and holds_the_machine(info):
+        return _stop_stalled(run_dir, info)
     if info.get("state") not in LIVE_STATES:
         raise RunError(f"run {run_dir.name} is {info.get('state')}, not running; nothing to stop")
     (run_dir / STOP_FILE).touch()
     update_run_json(run_dir, stop_requested=time.time())
+    return f"asked run {run_dir.name} to stop at its next step (it saves its adapter first)"
+
+
+def _stop_stalled(run_dir: Path, info: dict) -> str:
+    trainer = info.get("runner_pid")
+    at = info.get("iteration", 0)
+    reason = (f"stopped by the user while stalled at iteration {at}: a stalled process takes no polite stop, so its "
+              f"trainer (pid {trainer or info.get('pid')}) was killed; resume it from its last checkpoint")
+    try:
+        transition(run_dir, RunState.STOPPED, expect=(RunState.STALLED,), reason=reason, stop_requested=time.time())
+    except IllegalTransition:  # it stepped again meanwhile (running): the polite stop reaches it now
+        return stop_run(run_dir)
+    try:
+        if trainer:
+            os.kill(int(trainer), signal.SIGKILL)  # a hung or stopped process takes no polite signal
+        else:  # no trainer recorded: the runner's whole group (it leads its own session)
+            os.killpg(int(info["pid"]), signal.SIGKILL)
+    except (OSError, KeyError, ValueError):
+        pass
+    return (f"stopped run {run_dir.name}: it was stalled, so its trainer was killed; "
+            f"`phi3tui runs resume {run_dir.name}` continues it from its last checkpoint")
 
 
 def kill_run(run_dir: Path) -> None:

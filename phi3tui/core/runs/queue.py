@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -188,6 +189,68 @@ def start_alone(workspace: Workspace, config_path=None, overrides: dict | None =
             raise RunBusy(live[0])
         run_dir = create_run(workspace, prepared=prepared)
         launch(run_dir)
+    return run_dir
+
+
+@dataclass(frozen=True)
+class HeldMemory:
+    """What a run live on this machine holds of the memory MLX can use."""
+    run_id: str
+    bytes: int
+    source: str  # which figure: "its recorded MLX peak" or "its estimate"
+
+    def __str__(self) -> str:
+        from phi3tui.core.models import human_bytes
+
+        return f"run {self.run_id} {human_bytes(self.bytes)} ({self.source})"
+
+
+def memory_held_here(workspace: Workspace) -> list[HeldMemory]:
+    """Each run of this workspace live on this machine, with the memory it holds: the highest MLX peak it has
+    recorded (metrics.jsonl's peak_mem), else, before its first report, the memory estimate of its frozen config."""
+    from phi3tui.core.config import review_config
+    from phi3tui.core.run_folder import CONFIG_FILE
+    from phi3tui.core.runs.supervisor import recorded_peak_bytes
+
+    held = []
+    for run_dir in live_here(workspace):
+        peak = recorded_peak_bytes(run_dir)
+        if peak:
+            held.append(HeldMemory(run_dir.name, peak, "its recorded MLX peak"))
+            continue
+        try:
+            estimate = review_config((run_dir / CONFIG_FILE).read_text(encoding="utf-8"), workspace.root).memory
+        except OSError:
+            estimate = None
+        if estimate is not None:
+            held.append(HeldMemory(run_dir.name, estimate.total, "its estimate"))
+    return held
+
+
+def start_beside(workspace: Workspace, config_path=None, overrides: dict | None = None, hosts=None, hostfile=None,
+                 backend=None, keep_awake: str | None = None) -> Path:
+    """`train --now`: start a run even while others run here, but only if all fit: the memory the live runs hold
+    (memory_held_here) is counted as in use by the memory check, which refuses (ConfigRefused) naming both the new
+    run's estimate and each running run's figure."""
+    from phi3tui.core.runs.launcher import ConfigRefused, create_run, launch, prepare_run
+
+    held = memory_held_here(workspace)
+    in_use = sum(h.bytes for h in held)
+    try:
+        prepared = prepare_run(workspace, config_path, overrides, hosts, hostfile, backend, keep_awake, in_use=in_use)
+    except ConfigRefused as exc:
+        if not held:
+            raise
+        import dataclasses
+
+        if not any(f.field == "memory" for f in exc.findings):
+            raise
+        beside = "; running here: " + ", ".join(str(h) for h in held)
+        findings = [dataclasses.replace(f, message=f.message + beside) if f.field == "memory" else f
+                    for f in exc.findings]
+        raise ConfigRefused(Path(config_path) if config_path else workspace.config_path, findings) from None
+    run_dir = create_run(workspace, prepared=prepared)
+    launch(run_dir)
     return run_dir
 
 

@@ -212,6 +212,18 @@ def hosts_text(info: dict) -> str:
     return f" on {','.join(hosts)}" if len(hosts) > 1 else ""
 
 
+def awake_word(info: dict) -> str | None:
+    """The Train screen's last word on keeping a live run's machine awake (None: nothing to say): `i` (Run
+    details) says how, why not, or what the MacBook's power puts at risk."""
+    awake = str(info.get("awake") or "")
+    if info.get("state") not in (RunState.RUNNING, RunState.STOPPING) or not awake or "keep_awake is off" in awake:
+        return None
+    if awake.startswith("nothing"):
+        return "not kept awake (i)"
+    risk = info.get("awake_risk")
+    return f"kept awake, but {risk} (i)" if risk else "kept awake"
+
+
 def run_details(info: dict) -> list[tuple[str, str]]:
     """(label, text) rows about one run for `runs status ID` and the Train screen: where it runs, what keeps
     the machine awake, the memory MLX can use, and any resume with a smaller batch."""
@@ -225,6 +237,8 @@ def run_details(info: dict) -> list[tuple[str, str]]:
     if awake is None:
         awake = "not yet known (the runner has not started)" if info.get("state") == RunState.QUEUED else "not recorded"
     rows.append(("kept awake", str(awake)))
+    for limit in info.get("awake_limits") or []:  # what caffeinate cannot hold on this MacBook (core/awake.py)
+        rows.append(("awake limit", str(limit)))
     if info.get("memory_budget_gb"):
         memory = f"MLX can use {info['memory_budget_gb']:.2f} GB ({info.get('memory_budget_source')})"
         if info.get("peak_memory_gb") is not None:

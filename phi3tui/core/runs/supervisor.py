@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from phi3tui.core.run_folder import LOG_FILE, METRICS_FILE, QUEUE_FILE, log_tail, read_run_json, update_run_json
@@ -88,7 +89,7 @@ def died_of_memory(signal_number: int, peak_bytes: int, budget_bytes: float, kil
 def supervise(run_dir: Path, child: int) -> int:
     """The runner's parent: keeps the machine awake while the trainer lives, passes a polite stop on,
     and records how a trainer ended that could not say so itself (killed by the OS, crashed)."""
-    from phi3tui.core.runs.awake import keep_awake_plan, start_keep_awake
+    from phi3tui.core.awake import keep_awake_plan, start_keep_awake, watch_power
 
     signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGTERM))
     kills_before = _oom_kills()
@@ -99,6 +100,10 @@ def supervise(run_dir: Path, child: int) -> int:
     if writer:
         update_run_json(run_dir, awake=how, supervisor_pid=os.getpid())
     print(f"phi3tui runner: keeping awake: {how}", flush=True)
+    power_stop = threading.Event()
+    if writer and holder is not None and sys.platform == "darwin":
+        # What caffeinate cannot hold (a lid closed on battery, a low battery), looked at while the run lives.
+        threading.Thread(target=watch_power, args=(run_dir, power_stop), name="phi3tui-power", daemon=True).start()
     try:
         while True:
             try:
@@ -107,6 +112,7 @@ def supervise(run_dir: Path, child: int) -> int:
             except ChildProcessError:
                 return 1
     finally:
+        power_stop.set()
         if holder is not None:
             holder.terminate()
             holder.wait()
@@ -114,8 +120,10 @@ def supervise(run_dir: Path, child: int) -> int:
         return os.WEXITSTATUS(status)
     number = os.WTERMSIG(status)
     info = read_run_json(run_dir)
-    if writer and as_state(info.get("state")) is RunState.STALLED:
-        hand_on_queue(run_dir)  # killed as stalled (stalled_run: kill): the stall is its recorded end
+    if writer and as_state(info.get("state")) in (RunState.STALLED, RunState.STOPPED):
+        # Killed as stalled (stalled_run: kill), or stopped by the user while stalled (launcher.stop_run): that
+        # end is recorded already; the queue goes on.
+        hand_on_queue(run_dir)
         return 128 + number
     if not writer or as_state(info.get("state")) not in LIVE_STATES:
         return 128 + number

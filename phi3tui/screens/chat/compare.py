@@ -96,7 +96,7 @@ class CompareScreen(JobDialog):
                 return
             post(self.Done(out, count))
 
-        self.cancel = self.app.model_worker.submit(job)
+        self.cancel = self.app.model_worker.submit(job, keep_awake="a phi3tui batch compare")
 
     def on_compare_screen_started(self, message: Started) -> None:
         self.total = message.total

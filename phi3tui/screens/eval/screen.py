@@ -117,7 +117,7 @@ class EvaluateScreen(JobDialog):
                 return
             post(self.Done(result, path))
 
-        self.cancel = self.app.model_worker.submit(job)
+        self.cancel = self.app.model_worker.submit(job, keep_awake="a phi3tui evaluation")
 
     def on_evaluate_screen_progress(self, message: Progress) -> None:
         self.query_one(ProgressBar).update(total=max(message.total, 1), progress=message.done)

@@ -228,7 +228,7 @@ class ExportScreen(ModeScreen):
             self.app.push_screen(ConfirmDialog(f"These exist and would be replaced:\n{names}\nReplace them?", "Replace", "Keep"), answered)
             return
         self.busy = True
-        self.app.model_worker.submit(self._steps_job(self.job, steps, replace_model))
+        self.app.model_worker.submit(self._steps_job(self.job, steps, replace_model), keep_awake="a phi3tui export")
 
     def _steps_job(self, job, steps: list[str], replace_model: bool):
         """The work, on the model worker thread: it talks back only through messages."""

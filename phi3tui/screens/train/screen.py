@@ -221,9 +221,9 @@ class TrainScreen(ModeScreen):
             ppl = f" ppl {runs.parse_float(m.test['ppl']):.2f}" if "ppl" in m.test else ""  # none for DPO/ORPO
             parts.append(f"test {runs.parse_float(m.test.get('loss')):.3f}{ppl}")
         # Last and one word, so lr … elapsed fit 80 columns: `i` (Run details) says how or why not.
-        awake = str(info.get("awake") or "")
-        if state in (RunState.RUNNING, RunState.STOPPING) and awake and "keep_awake is off" not in awake:
-            parts.append("not kept awake (i)" if awake.startswith("nothing") else "kept awake")
+        awake = runs.awake_word(info)
+        if awake:
+            parts.append(awake)
         self.query_one("#run-stats", Static).update(" · ".join(parts))
 
         lines = []
@@ -348,7 +348,7 @@ class TrainScreen(ModeScreen):
         self.refresh_now()
 
     def action_stop_run(self) -> None:
-        self._control(runs.stop_run, "asked the run to stop; it saves its adapter at the next step")
+        self._control(runs.stop_run, "{result}")
 
     def action_resume_run(self) -> None:
         self._control(runs.resume_run, "resumed from iteration {result}")
@@ -359,8 +359,8 @@ class TrainScreen(ModeScreen):
         state = self.info.get("state")
         if action == "resume_smaller":
             return state == RunState.OUT_OF_MEMORY
-        if action == "stop_run":
-            return state in runs.LIVE_STATES
+        if action == "stop_run":  # a stalled run too: its process may live on (runs.stop_run says what it did)
+            return state in runs.LIVE_STATES or state == RunState.STALLED
         if action == "resume_run":
             return state in runs.RESUMABLE_STATES
         return True
