@@ -22,7 +22,8 @@ _LAZY = {
     "import_any": "importers", "options_from_values": "importers", "read_rows": "importers",
     "split_answers": "importers", "tutorial_text": "importers",
     "TokenizerError": "render", "load_tokenizer": "render", "preference_tokens": "render", "render_record": "render",
-    "processor": "render", "assistant_turn_mask": "turns", "loss_flags": "turns",
+    "processor": "render", "dropped_tool_parts": "render", "TEMPLATE_TOOLS_HINT": "render", "tool_names": "checks",
+    "assistant_turn_mask": "turns", "loss_flags": "turns",
 }
 
 
@@ -38,8 +39,10 @@ __all__ = [
     "Report",
     "assistant_turn_mask",
     "SPLITS",
+    "TEMPLATE_TOOLS_HINT",
     "TokenizerError",
     "check_folder",
+    "dropped_tool_parts",
     "existing_splits",
     "human_size",
     "import_any",
@@ -54,6 +57,7 @@ __all__ = [
     "split_sizes",
     "run_checks",
     "token_statistics",
+    "tool_names",
     "tutorial_text",
     "validate_folder",
     "workspace_data",
