@@ -13,7 +13,7 @@ from phi3tui.core.chat.session import (
     prompt_from_record,
     read_prompts,
 )
-from phi3tui.core.chat.tools import ChatTools, load_tools, tools_note
+from phi3tui.core.chat.tools import ChatTools, load_tools, tool_files, tools_note
 from phi3tui.core.chat.sides import (
     BASE,
     END_TOKEN,
@@ -42,5 +42,6 @@ __all__ = [
     "read_prompts",
     "side_choices",
     "side_for_path",
+    "tool_files",
     "tools_note",
 ]

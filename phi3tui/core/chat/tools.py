@@ -84,3 +84,10 @@ def tools_note(tokenizer, chat_tools: ChatTools | None, model_name: str = "the m
         return ""
     return (f"{model_name}'s chat template leaves out the tool definitions of {chat_tools.path.name}: the model "
             f"never sees them; {TEMPLATE_TOOLS_HINT}")
+
+
+def tool_files(workspace_root: Path) -> list[Path]:
+    """The JSON files a tools file may be, for the picker: the workspace's own and its tools/ folder's."""
+    root = Path(workspace_root)
+    return sorted(p for folder in (root, root / "tools") if folder.is_dir() for p in folder.glob("*.json")
+                  if p.is_file())
