@@ -163,3 +163,22 @@ def test_chat_compare_takes_a_tools_file_and_refuses_a_bad_one(trained_with_tool
     assert done.stdout.splitlines()[0].endswith("· tools: get_weather (tools.json)")
     assert "leaves out" not in done.stderr  # this template renders them
     assert len(list((ws / "runs").glob("*/compare-*.jsonl"))) == 1
+
+
+def test_a_phi4_mini_template_gets_the_tools_in_its_system_message(tmp_path):
+    """Phi-4-mini's template ignores `tools=` and reads the definitions from the system message's 'tools' (a JSON
+    string), as the data checks advise for records: Chat puts them there, so the model sees them."""
+    from phi3tui.core.chat import tools_note
+    from phi3tui.core.chat.model import ChatModel
+    from phi3tui.core.chat.tools import tool_form
+    from phi3tui.core.demo import write_phi4_mini_model
+
+    write_phi4_mini_model(tmp_path / "model")
+    (tmp_path / "tools.json").write_text(json.dumps(TOOLS), encoding="utf-8")
+    tools = load_tools(tmp_path / "tools.json")
+    model = ChatModel(tmp_path / "model")
+    assert tool_form(model.tokenizer, tools) == "system" and tools_note(model.tokenizer, tools) == ""
+    asked = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Rain in Paris?"}]
+    text = model.tokenizer.decode(model.prompt_tokens(asked, tools))
+    assert text == f"<|system|>Be brief.<|tool|>{json.dumps(TOOLS)}<|/tool|><|end|><|user|>Rain in Paris?<|end|><|assistant|>"
+    assert "<|tool|>" not in model.tokenizer.decode(model.prompt_tokens(asked))

@@ -235,10 +235,12 @@ class ChatModel:
     # -- prompts ---------------------------------------------------------------
     def prompt_tokens(self, messages: list[dict], tools=None) -> list[int]:
         """The conversation through the model's chat template, as mlx_lm generate does; `tools` (a ChatTools) given
-        to the template as its `tools=` (a template that ignores them: see tools_note)."""
+        to the template in the form it reads (`tools=`, or Phi-4-mini's system message: core.chat.tools.with_tools)."""
         tokenizer = self.tokenizer
         if getattr(tokenizer, "has_chat_template", False):
-            definitions = list(tools.definitions) if tools is not None else None
+            from phi3tui.core.chat.tools import with_tools
+
+            messages, definitions = with_tools(tokenizer, messages, tools)
             text = tokenizer.apply_chat_template(messages, tools=definitions, tokenize=False,
                                                  add_generation_prompt=True)
             return list(tokenizer.encode(text, add_special_tokens=False))

@@ -71,16 +71,52 @@ def load_tools(path: Path | str) -> ChatTools:
     return ChatTools(path, tuple(value), tuple(names))
 
 
-def tools_note(tokenizer, chat_tools: ChatTools | None, model_name: str = "the model") -> str:
-    """"" when the model's chat template renders the tool definitions; else what the data checks say of a record
-    whose tools the template leaves out (core.data owns that finding), for the panes to show."""
-    from phi3tui.core.data import TEMPLATE_TOOLS_HINT, dropped_tool_parts
+def _in_system_message(messages: list[dict], definitions: list) -> list[dict]:
+    # Phi-4-mini's way: its template reads the definitions, as a JSON string, from the system message's 'tools'.
+    listed = json.dumps(definitions, ensure_ascii=False)
+    if messages and messages[0].get("role") == "system":
+        return [{**messages[0], "tools": listed}, *messages[1:]]
+    return [{"role": "system", "content": "", "tools": listed}, *messages]
+
+
+def tool_form(tokenizer, chat_tools: ChatTools | None) -> str | None:
+    """How the model's chat template takes tool definitions: "tools=" (the argument, as most templates), "system"
+    (a JSON string in the system message's 'tools', as Phi-4-mini's), or None when it renders neither (the data
+    checks' finding, core.data's dropped_tool_parts)."""
+    from phi3tui.core.data import dropped_tool_parts
 
     if chat_tools is None or not getattr(tokenizer, "has_chat_template", False):
-        return "" if chat_tools is None else (f"{model_name} has no chat template: the tool definitions of "
-                                              f"{chat_tools.path.name} reach it nowhere; {TEMPLATE_TOOLS_HINT}")
+        return None
     probe = [{"role": "user", "content": "Hi"}]
-    if "tool definitions" not in dropped_tool_parts(probe, list(chat_tools.definitions), tokenizer):
+    definitions = list(chat_tools.definitions)
+    if "tool definitions" not in dropped_tool_parts(probe, definitions, tokenizer):
+        return "tools="
+    with_listed = _in_system_message(probe, definitions)
+    without = [{k: v for k, v in m.items() if k != "tools"} for m in with_listed]  # the same system message, bare
+    try:
+        rendered = [tokenizer.apply_chat_template(m, tokenize=False) for m in (with_listed, without)]
+    except Exception:  # noqa: BLE001 - a template that rejects an empty system message takes no tools this way
+        return None
+    return "system" if rendered[0] != rendered[1] else None
+
+
+def with_tools(tokenizer, messages: list[dict], chat_tools: ChatTools | None) -> tuple[list[dict], list | None]:
+    """(messages, the template's `tools=`) carrying `chat_tools` in the form the template reads (tool_form); a
+    template that reads neither gets `tools=` anyway, and tools_note says it leaves them out."""
+    if chat_tools is None:
+        return messages, None
+    definitions = list(chat_tools.definitions)
+    if tool_form(tokenizer, chat_tools) == "system":
+        return _in_system_message(messages, definitions), None
+    return messages, definitions
+
+
+def tools_note(tokenizer, chat_tools: ChatTools | None, model_name: str = "the model") -> str:
+    """"" when the model's chat template renders the tool definitions (either form); else what the data checks say
+    of a record whose tools the template leaves out, for the panes and the CLI to show."""
+    from phi3tui.core.data import TEMPLATE_TOOLS_HINT
+
+    if chat_tools is None or tool_form(tokenizer, chat_tools) is not None:
         return ""
     return (f"{model_name}'s chat template leaves out the tool definitions of {chat_tools.path.name}: the model "
             f"never sees them; {TEMPLATE_TOOLS_HINT}")
