@@ -21,7 +21,8 @@ def register(subparsers) -> None:
         description=(
             "An MCP server over stdio for an agent (Claude Desktop, an IDE, ...): tools to check the data and the "
             "config, set a config key, start or queue a training run (or a sweep), list runs, read their status and "
-            "metrics, stop and resume them, evaluate and compare base vs adapter, and export. Paths are confined to "
+            "metrics, stop and resume them, evaluate and compare base vs adapter, and export (these three wait for "
+            "their result, or with wait=false return a job handle to poll with job_status). Paths are confined to "
             "the workspace; nothing is replaced without force."
         ),
     )
