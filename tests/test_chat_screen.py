@@ -113,8 +113,8 @@ async def test_pickers_and_errors_show_in_the_pane(trained, tmp_path):
     app = Phi3App(Workspace.open(ws), start_mode="chat")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_chat(app, pilot)
-        # ctrl+l: the left pane becomes checkpoint 10 of the run (two checkpoints side by side).
-        await pilot.press("ctrl+l")
+        # ctrl+f: the left pane becomes checkpoint 10 of the run (two checkpoints side by side).
+        await pilot.press("ctrl+f")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "Picker")
         labels = [label for label, _ in app.screen.choices]
         target = labels.index("run 20260101-0000-r1 · iteration 10")

@@ -47,6 +47,9 @@ def register(subparsers) -> None:
     c.add_argument("--prompts", type=Path, help="a .jsonl data file or a text file with one prompt a line (default: data/test.jsonl)")
     c.add_argument("--prompt", action="append", help="a prompt to compare (repeat for several); replaces --prompts")
     c.add_argument("--limit", type=int, help="compare only the first N prompts")
+    c.add_argument("--tools", type=Path, metavar="FILE",
+                   help="a JSON file with a list of tool definitions (OpenAI-style function specs), given to the chat "
+                        "template for both sides: compare a tool-calling adapter against the base")
     defaults = GenerationSettings()
     for name, option in OPTION_NAMES.items():
         kind = type(getattr(defaults, name))
@@ -69,9 +72,11 @@ def run_compare(args: argparse.Namespace) -> int:
         ChatError,
         ComparePrompt,
         batch_compare,
+        load_tools,
         model_path,
         newest_adapter,
         side_for_path,
+        tools_note,
     )
     from phi3tui.core.workspace import NotAWorkspace, Workspace
 
@@ -86,12 +91,18 @@ def run_compare(args: argparse.Namespace) -> int:
         )
         left = side_for_path(args.left_adapter_path, args.left_checkpoint) if args.left_adapter_path else BASE
         items = [ComparePrompt(text, None, f"--prompt {i + 1}") for i, text in enumerate(args.prompt or [])]
+        tools = load_tools(args.tools.expanduser().resolve()) if args.tools else None
         from phi3tui.core.chat.model import ChatModel
 
         model = ChatModel(model_path(workspace))
-        print(f"left: {left.label} · right: {right.label} · {settings.summary()}")
+        print(f"left: {left.label} · right: {right.label} · {settings.summary()}"
+              + (f" · {tools.summary()}" if tools else ""))
+        note = tools_note(model.tokenizer, tools, Path(model.model_path).name)
+        if note:
+            print(f"phi3tui chat: {note}", file=sys.stderr)
         out, records = batch_compare(
-            model, workspace, [left, right], settings, args.prompts.expanduser().resolve() if args.prompts else None, args.limit, items=items, on_record=_print_record
+            model, workspace, [left, right], settings, args.prompts.expanduser().resolve() if args.prompts else None, args.limit, items=items, on_record=_print_record,
+            tools=tools,
         )
     except NotAWorkspace as exc:
         print(f"phi3tui chat: {exc}\nhint: {exc.hint}", file=sys.stderr)

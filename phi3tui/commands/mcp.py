@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import asynccontextmanager
 from typing import Any  # the config_set tool's value: any JSON value (FastMCP reads the annotation by name)
 
 MCP_MISSING = "the `mcp` package is not installed: `pip install 'phi3tui[mcp]'` (or `pip install mcp`)"
@@ -20,7 +21,8 @@ def register(subparsers) -> None:
         description=(
             "An MCP server over stdio for an agent (Claude Desktop, an IDE, ...): tools to check the data and the "
             "config, set a config key, start or queue a training run (or a sweep), list runs, read their status and "
-            "metrics, stop and resume them, evaluate and compare base vs adapter, and export. Paths are confined to "
+            "metrics, stop and resume them, evaluate and compare base vs adapter, and export (these three wait for "
+            "their result, or with wait=false return a job handle to poll with job_status). Paths are confined to "
             "the workspace; nothing is replaced without force."
         ),
     )
@@ -37,38 +39,56 @@ def build_server(workspace):
     from phi3tui.core import agent_tools as tools
     from phi3tui.core.workspace import NotAWorkspace
 
-    server = FastMCP("phi3tui", instructions=(
+    jobs = tools.Jobs(workspace)
+
+    @asynccontextmanager
+    async def lifespan(_server):
+        try:
+            yield {}
+        finally:
+            jobs.close()  # the worker thread lets its MLX stream go before the process ends
+
+    server = FastMCP("phi3tui", lifespan=lifespan, instructions=(
         f"phi3tui fine-tunes Phi models with mlx-lm in the workspace {workspace.root}. Check the data and config "
-        "before train_start; runs go on detached: poll run_status, read run_metrics."
+        "before train_start; runs go on detached: poll run_status, read run_metrics. eval, export and chat_compare "
+        "with wait=false return a job handle at once: poll job_status."
     ))
 
-    def call(job, *args, **kwargs):
+    def refusing(job, *args, **kwargs):
         # The CLI's message as a tool error: an agent reads what to do, and the server keeps answering.
         try:
-            return job(workspace, *args, **kwargs)
+            return job(*args, **kwargs)
         except (tools.ToolRefused, NotAWorkspace) as exc:
             raise ToolError(str(exc)) from None
         except OSError as exc:
             raise ToolError(f"{exc.filename or ''}: {exc.strerror or exc}") from None
 
-    async def call_reporting(ctx, job, *args):
-        """A long job on a worker thread, its progress sent as MCP progress notifications (to a client that asked
-        for them with a progress token), at most five a second besides the last."""
-        import time
+    def call(job, *args, **kwargs):
+        return refusing(job, workspace, *args, **kwargs)
 
+    async def long_job(ctx, tool: str, wait: bool, **arguments) -> dict:
+        """Start a long job (refused at once as a tool error when its arguments are wrong). wait=false: its handle
+        and state now. wait=true: its progress as MCP progress notifications (to a client that asked for them with
+        a progress token; at most five a second besides the last), then its result, or its error as a tool error."""
         import anyio
-        from anyio import from_thread
 
-        last = [0.0]
-
-        def progress(done: int, total: int, message: str) -> None:
-            now = time.monotonic()
-            if done < total and now - last[0] < 0.2:
-                return
-            last[0] = now
-            from_thread.run(ctx.report_progress, done, total, message)
-
-        return await anyio.to_thread.run_sync(lambda: call(job, *args, progress=progress))
+        job = refusing(jobs.start, tool, **arguments)
+        if not wait:
+            return job.status()
+        seen, sent = -1, None
+        while True:
+            seen = await anyio.to_thread.run_sync(job.wait_change, seen, 1.0)
+            now = job.status()  # one snapshot: the last progress is in it once the state is finished
+            progress = now["progress"]
+            if progress and progress != sent:
+                sent = progress
+                await ctx.report_progress(progress["done"], progress["total"], progress["message"])
+            if now["state"] in (tools.DONE, tools.FAILED):
+                break
+            await anyio.sleep(0.2)
+        if now["error"]:
+            raise ToolError(now["error"])
+        return now["result"]
 
     @server.tool()
     def workspace_status() -> dict:
@@ -125,30 +145,45 @@ def build_server(workspace):
         return call(tools.train_start, iters, queue, sweep)
 
     async def evaluate(run: str | None = None, checkpoint: str | None = None, mc: str | None = None,
-                       limit: int | None = None, max_tokens: int = 128, ctx=None) -> dict:
+                       limit: int | None = None, max_tokens: int = 128, wait: bool = True, ctx=None) -> dict:
         """Score the base model against a run's adapter (default: the newest run's; checkpoint: an iteration or
         latest) as `phi3tui eval --json`: test loss, perplexity, MC1/MC2, exact match, ROUGE-L. mc: a multiple-choice
-        file inside the workspace (default: the test records with "incorrect" answers); limit: the first N items."""
-        return await call_reporting(ctx, tools.evaluate, run, checkpoint, mc, limit, max_tokens)
+        file inside the workspace (default: the test records with "incorrect" answers); limit: the first N items.
+        wait=false: return {"job": id, ...} at once and poll job_status for the result."""
+        return await long_job(ctx, "eval", wait, run=run, checkpoint=checkpoint, mc=mc, limit=limit,
+                              max_tokens=max_tokens)
 
     evaluate.__annotations__["ctx"] = Context  # the class itself: FastMCP finds the context parameter by its type
     server.tool(name="eval")(evaluate)
 
-    @server.tool()
-    def chat_compare(run: str | None = None, checkpoint: str | None = None, prompts: list[str] | None = None,
-                     limit: int | None = None, max_tokens: int = 256) -> dict:
+    async def chat_compare(run: str | None = None, checkpoint: str | None = None, prompts: list[str] | None = None,
+                           limit: int | None = None, max_tokens: int = 256, tools: str | None = None,
+                           wait: bool = True, ctx=None) -> dict:
         """The base model and a run's adapter (default: the newest run's) answer the same prompts greedily, as
-        `phi3tui chat compare` (prompts: default data/test.jsonl's; limit: the first N); saved in the run folder."""
-        return call(tools.chat_compare, run, checkpoint, prompts, limit, max_tokens)
+        `phi3tui chat compare` (prompts: default data/test.jsonl's; limit: the first N; tools: a JSON file of tool
+        definitions inside the workspace); saved in the run folder. wait=false: a job handle at once."""
+        return await long_job(ctx, "chat_compare", wait, run=run, checkpoint=checkpoint, prompts=prompts,
+                              limit=limit, max_tokens=max_tokens, tools=tools)
+
+    chat_compare.__annotations__["ctx"] = Context
+    server.tool()(chat_compare)
 
     async def export(step: str, run: str | None = None, checkpoint: int | None = None, name: str | None = None,
-                     outtype: str = "f16", force: bool = False, ctx=None) -> dict:
+                     outtype: str = "f16", force: bool = False, wait: bool = True, ctx=None) -> dict:
         """Export a run's adapter as `phi3tui export STEP`: step is fuse, gguf, lora-gguf, verify, ollama, lmstudio or
-        all (run: default the newest run; name: exports/NAME). An existing output is replaced only with force=true."""
-        return await call_reporting(ctx, tools.export, step, run, checkpoint, name, outtype, force)
+        all (run: default the newest run; name: exports/NAME). An existing output is replaced only with force=true.
+        wait=false: return {"job": id, ...} at once and poll job_status for the result."""
+        return await long_job(ctx, "export", wait, step=step, run=run, checkpoint=checkpoint, name=name,
+                              outtype=outtype, force=force)
 
     export.__annotations__["ctx"] = Context
     server.tool()(export)
+
+    @server.tool()
+    def job_status(job: str) -> dict:
+        """A job started by eval, export or chat_compare (wait=false): state (queued, running, done, failed),
+        progress {done, total, message}, then result (what the call returns when it waits) or error."""
+        return refusing(lambda: jobs.get(job).status())
 
     # The same data as resources, for clients that attach a run's curves or log to the conversation.
     @server.resource("phi3tui://runs/{run}/metrics", mime_type="application/json")
@@ -157,6 +192,13 @@ def build_server(workspace):
         import json
 
         return json.dumps(call(tools.run_metrics, run))
+
+    @server.resource("phi3tui://jobs/{job}", mime_type="application/json")
+    def job_resource(job: str) -> str:
+        """A long job's state, progress and result (as the job_status tool)."""
+        import json
+
+        return json.dumps(refusing(lambda: jobs.get(job).status()))
 
     @server.resource("phi3tui://runs/{run}/log", mime_type="text/plain")
     def run_log_resource(run: str) -> str:

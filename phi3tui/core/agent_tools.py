@@ -199,10 +199,11 @@ def train_start(workspace: Workspace, iters: int | None = None, queue: bool = Fa
     return {"runs": runs}
 
 
-def export(workspace: Workspace, step: str, run: str | None = None, checkpoint: int | None = None,
-           name: str | None = None, outtype: str = "f16", force: bool = False, progress=None) -> dict:
-    """`phi3tui export STEP` (or `all`) for a run's adapter (default: the newest run's), its outcome lines as the
-    CLI prints them. Outputs go to exports/NAME/ (LM Studio's: its models folder); nothing is replaced without force."""
+def plan_export(workspace: Workspace, step: str, run: str | None = None, checkpoint: int | None = None,
+                name: str | None = None, outtype: str = "f16", force: bool = False):
+    """`phi3tui export STEP` (or `all`) for a run's adapter (default: the newest run's), checked now (ToolRefused);
+    returns the work, `work(progress) -> dict`: the outcome lines as the CLI prints them. Outputs go to
+    exports/NAME/ (LM Studio's: its models folder); nothing is replaced without force."""
     from phi3tui.core.export import OUT_TYPES, ExportError, no_progress
     from phi3tui.core.export.job import ExportJob
     from phi3tui.core.export.steps import EXPORT_STEPS, outcome_lines, run_all_steps, run_step
@@ -219,32 +220,53 @@ def export(workspace: Workspace, step: str, run: str | None = None, checkpoint: 
                                fuse_for_gguf=step != "fuse")
     except ExportError as exc:
         raise ToolRefused(str(exc)) from None
-    done = []
-    for step_id in [s.id for s in run_all_steps(job)] if step == "all" else [step]:
-        outcome = run_step(job, step_id, progress or no_progress)
-        if not outcome.ok:
-            raise ToolRefused("; ".join(outcome.lines))
-        done.append({"step": step_id, "lines": outcome_lines(outcome), "shortfall": outcome.shortfall})
-    return plain({"name": job.name, "out_dir": job.out_dir, "steps": done})
+
+    def work(progress=None) -> dict:
+        done = []
+        for step_id in [s.id for s in run_all_steps(job)] if step == "all" else [step]:
+            outcome = run_step(job, step_id, progress or no_progress)
+            if not outcome.ok:
+                raise ToolRefused("; ".join(outcome.lines))
+            done.append({"step": step_id, "lines": outcome_lines(outcome), "shortfall": outcome.shortfall})
+        return plain({"name": job.name, "out_dir": job.out_dir, "steps": done})
+
+    return work
+
+
+def export(workspace: Workspace, step: str, run: str | None = None, checkpoint: int | None = None,
+           name: str | None = None, outtype: str = "f16", force: bool = False, progress=None) -> dict:
+    """`phi3tui export STEP`, to the end (plan_export, then its work)."""
+    return plan_export(workspace, step, run, checkpoint, name, outtype, force)(progress)
+
+
+def plan_eval(workspace: Workspace, run: str | None = None, checkpoint: str | None = None, mc: str | None = None,
+              limit: int | None = None, max_tokens: int = 128):
+    """`phi3tui eval --json`: base vs a run's adapter (default: the newest run's), test loss, MC1/MC2, answers;
+    mc: a multiple-choice file inside the workspace (checked now). Returns the work, `work(progress) -> dict`; the
+    full result is saved beside the adapter, as the CLI does."""
+    mc_file = inside_workspace(workspace, mc) if mc else None
+
+    def work(progress=None) -> dict:
+        from phi3tui.core.chat import ChatError
+        from phi3tui.core.eval import EvalError, summary
+        from phi3tui.core.eval.scoring import evaluate_workspace
+
+        try:
+            # evaluate_workspace reports (what, done, total); tools report (done, total, what) as export steps do.
+            report = (lambda what, done, total: progress(done, total, what)) if progress else None
+            result, out = evaluate_workspace(workspace, run, None, checkpoint, mc=mc_file, limit=limit,
+                                             max_tokens=max_tokens, progress=report)
+        except (ChatError, EvalError) as exc:
+            raise ToolRefused(str(exc)) from None
+        return plain({**summary(result), "saved": out})
+
+    return work
 
 
 def evaluate(workspace: Workspace, run: str | None = None, checkpoint: str | None = None, mc: str | None = None,
              limit: int | None = None, max_tokens: int = 128, progress=None) -> dict:
-    """`phi3tui eval --json`: base vs a run's adapter (default: the newest run's), test loss, MC1/MC2, answers;
-    mc: a multiple-choice file inside the workspace. The full result is saved beside the adapter, as the CLI does."""
-    from phi3tui.core.chat import ChatError
-    from phi3tui.core.eval import EvalError, summary
-    from phi3tui.core.eval.scoring import evaluate_workspace
-
-    mc_file = inside_workspace(workspace, mc) if mc else None
-    try:
-        # evaluate_workspace reports (what, done, total); tools report (done, total, what) as export steps do.
-        report = (lambda what, done, total: progress(done, total, what)) if progress else None
-        result, out = evaluate_workspace(workspace, run, None, checkpoint, mc=mc_file, limit=limit,
-                                         max_tokens=max_tokens, progress=report)
-    except (ChatError, EvalError) as exc:
-        raise ToolRefused(str(exc)) from None
-    return plain({**summary(result), "saved": out})
+    """`phi3tui eval --json`, to the end (plan_eval, then its work)."""
+    return plan_eval(workspace, run, checkpoint, mc, limit, max_tokens)(progress)
 
 
 def config_set(workspace: Workspace, key: str, value) -> dict:
@@ -268,12 +290,15 @@ def config_set(workspace: Workspace, key: str, value) -> dict:
     return plain({"config": workspace.config_path, "key": ".".join(path), "value": now})
 
 
-def chat_compare(workspace: Workspace, run: str | None = None, checkpoint: str | None = None,
-                 prompts: list[str] | None = None, limit: int | None = None, max_tokens: int = 256) -> dict:
+def plan_chat_compare(workspace: Workspace, run: str | None = None, checkpoint: str | None = None,
+                      prompts: list[str] | None = None, limit: int | None = None, max_tokens: int = 256,
+                      tools: str | None = None):
     """`phi3tui chat compare`: the base model and a run's adapter (default: the newest run's) answer the same prompts
-    (default: data/test.jsonl's), greedily; the records are saved as compare-<time>.jsonl in the run folder."""
-    from phi3tui.core.chat import BASE, ChatError, ComparePrompt, GenerationSettings, batch_compare, model_path
-    from phi3tui.core.chat import newest_adapter, side_for_path
+    (default: data/test.jsonl's), greedily; tools: a tool definitions file inside the workspace. The sides and
+    settings are checked now; returns the work, `work(progress) -> dict`; the records are saved as
+    compare-<time>.jsonl in the run folder."""
+    from phi3tui.core.chat import BASE, ChatError, ComparePrompt, GenerationSettings, load_tools, newest_adapter
+    from phi3tui.core.chat import side_for_path
 
     try:
         settings = GenerationSettings(max_tokens=max_tokens)
@@ -281,19 +306,49 @@ def chat_compare(workspace: Workspace, run: str | None = None, checkpoint: str |
         if limit is not None and limit < 1:
             raise ChatError("--limit must be at least 1")
         right = side_for_path(_run_dir(workspace, run), checkpoint) if run else newest_adapter(workspace.root)
-        items = [ComparePrompt(text, None, f"--prompt {i + 1}") for i, text in enumerate(prompts or [])]
-        from phi3tui.core.chat.model import ChatModel
-
-        model = ChatModel(model_path(workspace))
-        out, records = batch_compare(model, workspace, [BASE, right], settings, None, limit, items=items)
+        chat_tools = load_tools(inside_workspace(workspace, tools)) if tools else None
     except ChatError as exc:
         raise ToolRefused(str(exc)) from None
-    changed = sum(r["left"]["answer"] != r["right"]["answer"] for r in records)
-    return plain({
-        "left": BASE.label, "right": right.label, "saved": out, "differ": changed,
-        "records": [{"prompt": r.get("prompt"), "reference": r.get("reference"), "left": r["left"]["answer"],
-                     "right": r["right"]["answer"]} for r in records],
-    })
+    items = [ComparePrompt(text, None, f"--prompt {i + 1}") for i, text in enumerate(prompts or [])]
+
+    def work(progress=None) -> dict:
+        from phi3tui.core.chat import batch_compare, model_path, tools_note
+        from phi3tui.core.chat.model import ChatModel
+
+        count = [0]
+
+        def started(_out, total: int) -> None:
+            count[0] = total
+            if progress:
+                progress(0, total, "compare")
+
+        def answered(record: dict) -> None:
+            if progress:
+                progress(record["index"] + 1, count[0], "compare")
+
+        try:
+            model = ChatModel(model_path(workspace))
+            out, records = batch_compare(model, workspace, [BASE, right], settings, None, limit, items=items,
+                                         on_start=started, on_record=answered, tools=chat_tools)
+        except ChatError as exc:
+            raise ToolRefused(str(exc)) from None
+        changed = sum(r["left"]["answer"] != r["right"]["answer"] for r in records)
+        told = {"tools": list(chat_tools.names), "tools_note": tools_note(model.tokenizer, chat_tools)} \
+            if chat_tools else {}
+        return plain({
+            "left": BASE.label, "right": right.label, "saved": out, "differ": changed, **told,
+            "records": [{"prompt": r.get("prompt"), "reference": r.get("reference"), "left": r["left"]["answer"],
+                         "right": r["right"]["answer"]} for r in records],
+        })
+
+    return work
+
+
+def chat_compare(workspace: Workspace, run: str | None = None, checkpoint: str | None = None,
+                 prompts: list[str] | None = None, limit: int | None = None, max_tokens: int = 256,
+                 tools: str | None = None, progress=None) -> dict:
+    """`phi3tui chat compare`, to the end (plan_chat_compare, then its work)."""
+    return plan_chat_compare(workspace, run, checkpoint, prompts, limit, max_tokens, tools)(progress)
 
 
 def run_log(workspace: Workspace, run: str, lines: int = 200) -> str:
@@ -301,3 +356,130 @@ def run_log(workspace: Workspace, run: str, lines: int = 200) -> str:
     from phi3tui.core.runs import log_tail
 
     return "\n".join(log_tail(_run_dir(workspace, run), lines))
+
+
+# -- long jobs: a handle at once, the result when it is done --------------------------------------------------------
+
+# tool name -> its plan: plan(workspace, **arguments) checks what it can at once (ToolRefused) and returns the work.
+LONG_JOBS = {"eval": plan_eval, "export": plan_export, "chat_compare": plan_chat_compare}
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+
+class Job:
+    """One long tool call (eval, export, chat_compare) as job_status reports it: state, progress, then the result
+    (the data the blocking call returns) or the error (the CLI's message). Written on the jobs' worker thread,
+    read from the server's: every change goes through one condition, and readers get a snapshot."""
+
+    def __init__(self, job_id: str, tool: str, arguments: dict):
+        import threading
+
+        self.id, self.tool, self.arguments = job_id, tool, arguments
+        self.state = QUEUED
+        self.progress: tuple[int, int, str] | None = None  # (done, total, what)
+        self.result = None
+        self.error: str | None = None
+        self.times = {"created": _now(), "started": None, "ended": None}
+        self.version = 0  # bumped at every change: a waiter knows whether it has seen the latest
+        self._changed = threading.Condition()
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (DONE, FAILED)
+
+    def _update(self, **changes) -> None:
+        with self._changed:
+            for name, value in changes.items():
+                setattr(self, name, value)
+            self.version += 1
+            self._changed.notify_all()
+
+    def report(self, done: int, total: int, what: str) -> None:
+        """The progress callback the work gets (export steps' and tools' order: done, total, what)."""
+        self._update(progress=(done, total, what))
+
+    def wait_change(self, seen: int, timeout: float | None = None) -> int:
+        """Block until the job has changed since version `seen`, or has finished, or `timeout` has passed; returns
+        the version now."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.version != seen or self.finished, timeout)
+            return self.version
+
+    def run(self, work) -> None:
+        """Run the planned work here (the worker thread); whatever happens, the job ends done or failed."""
+        from phi3tui.core.files import disk_error_message
+
+        self._update(state=RUNNING, times={**self.times, "started": _now()})
+        try:
+            result, error = work(self.report), None
+        except ToolRefused as exc:
+            result, error = None, str(exc)
+        except OSError as exc:
+            result, error = None, disk_error_message(exc, exc.filename or "")
+        except Exception as exc:  # noqa: BLE001 - a job's failure is its status; the worker goes on with the next
+            result, error = None, f"{type(exc).__name__}: {exc}"
+        self._update(state=FAILED if error else DONE, result=result, error=error,
+                     times={**self.times, "ended": _now()})
+
+    def status(self) -> dict:
+        """What job_status gives: the handle, the tool and its arguments, state, progress, result or error, times."""
+        with self._changed:
+            done_total = self.progress
+            return plain({
+                "job": self.id, "tool": self.tool, "arguments": self.arguments, "state": self.state,
+                "progress": {"done": done_total[0], "total": done_total[1], "message": done_total[2]}
+                if done_total else None,
+                "result": self.result, "error": self.error, **self.times,
+            })
+
+
+def _now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class Jobs:
+    """The long jobs of one `phi3tui mcp` server, by handle. They run one after another on one ModelWorker thread
+    (core.chat's owner of a process's MLX work, with its own stream), so two evals never hold two models in memory
+    at once; a call that waits and a call that takes a handle go through the same queue. Handles live as long as
+    the server; what a job saves (eval-*.json, compare-*.jsonl, exports/) stays on disk."""
+
+    def __init__(self, workspace: Workspace):
+        import threading
+
+        self.workspace = workspace
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._worker = None
+
+    def start(self, tool: str, **arguments) -> Job:
+        """Check the call now (ToolRefused, as the blocking tool would refuse it) and queue its work; the job."""
+        import uuid
+
+        from phi3tui.core.chat import ModelWorker
+
+        work = LONG_JOBS[tool](self.workspace, **arguments)
+        job = Job(f"{tool}-{uuid.uuid4().hex[:8]}", tool, {k: v for k, v in arguments.items() if v is not None})
+        with self._lock:
+            self._jobs[job.id] = job
+            if self._worker is None:
+                self._worker = ModelWorker()
+            worker = self._worker
+        worker.submit(lambda _worker: job.run(work))
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            known = list(self._jobs)
+        if job is None:
+            hint = f"the jobs of this server: {', '.join(known)}" if known else "this server has started no job"
+            raise ToolRefused(f"no job {job_id!r} ({hint}); a handle lasts as long as the server that gave it")
+        return job
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let the worker thread go (it finishes the running job's current step first, up to `timeout`)."""
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close(timeout)

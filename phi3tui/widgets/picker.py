@@ -184,3 +184,21 @@ def side_picker(title: str, workspace_root, current=None) -> Picker:
         path_errors=(ChatError,),
         path_prompt="or an adapter folder anywhere: type its path, enter",
     )
+
+
+def tools_picker(workspace, current=None) -> Picker:
+    """The picker of Chat's tool definitions file: none, a JSON file of the workspace, or any file by path (checked
+    by core before the dialog closes). Dismisses with its path, "" for no tools, None when cancelled."""
+    from phi3tui.core.chat import ChatError, load_tools, tool_files
+
+    files = tool_files(workspace.root)
+    return Picker(
+        "Tool definitions for both panes",
+        [("no tools", "")] + [(str(path.relative_to(workspace.root)), path) for path in files],
+        current=current,
+        note="A JSON list of tool definitions (OpenAI-style function specs), given to the chat template."
+        + ("" if files else " No .json file in the workspace yet: type a file's path below."),
+        from_path=lambda text: load_tools(workspace.resolve(text)).path,
+        path_errors=(ChatError,),
+        path_prompt="or a tools file anywhere: type its path, enter",
+    )

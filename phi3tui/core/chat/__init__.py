@@ -13,6 +13,7 @@ from phi3tui.core.chat.session import (
     prompt_from_record,
     read_prompts,
 )
+from phi3tui.core.chat.tools import ChatTools, load_tools, tool_files, tools_note
 from phi3tui.core.chat.sides import (
     BASE,
     END_TOKEN,
@@ -28,15 +29,19 @@ __all__ = [
     "END_TOKEN",
     "ChatError",
     "ChatSession",
+    "ChatTools",
     "ComparePrompt",
     "GenerationSettings",
     "ModelWorker",
     "batch_compare",
     "describe_error",
+    "load_tools",
     "model_path",
     "newest_adapter",
     "prompt_from_record",
     "read_prompts",
     "side_choices",
     "side_for_path",
+    "tool_files",
+    "tools_note",
 ]

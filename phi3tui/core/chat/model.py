@@ -233,11 +233,16 @@ class ChatModel:
             wrapper.row_scales.update(scales)
 
     # -- prompts ---------------------------------------------------------------
-    def prompt_tokens(self, messages: list[dict]) -> list[int]:
-        """The conversation through the model's chat template, as mlx_lm generate does."""
+    def prompt_tokens(self, messages: list[dict], tools=None) -> list[int]:
+        """The conversation through the model's chat template, as mlx_lm generate does; `tools` (a ChatTools) given
+        to the template in the form it reads (`tools=`, or Phi-4-mini's system message: core.chat.tools.with_tools)."""
         tokenizer = self.tokenizer
         if getattr(tokenizer, "has_chat_template", False):
-            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            from phi3tui.core.chat.tools import with_tools
+
+            messages, definitions = with_tools(tokenizer, messages, tools)
+            text = tokenizer.apply_chat_template(messages, tools=definitions, tokenize=False,
+                                                 add_generation_prompt=True)
             return list(tokenizer.encode(text, add_special_tokens=False))
         text = "\n".join(m["content"] for m in messages)
         return list(tokenizer.encode(text))

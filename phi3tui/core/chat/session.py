@@ -21,6 +21,7 @@ from phi3tui.core.mlx_thread import MODEL_THREAD_NAME
 from phi3tui.core.workspace import Workspace
 
 from phi3tui.core.chat.generation import GenerationSettings, StepEvent
+from phi3tui.core.chat.tools import ChatTools, load_tools, tools_note
 from phi3tui.core.chat.sides import BASE, END_TOKEN, USER_TAG, ASSISTANT_TAG, ChatError, Side, newest_adapter, side_for_path
 
 
@@ -162,6 +163,7 @@ def run_compare(
     out_path: Path | None,
     cancel: threading.Event | None = None,
     on_record: Callable[[dict], None] | None = None,
+    tools: ChatTools | None = None,
 ) -> list[dict]:
     """Every prompt through both sides (two rows of one batch each); the records, also written as JSONL.
 
@@ -172,7 +174,7 @@ def run_compare(
     for index, item in enumerate(prompts):
         if cancel is not None and cancel.is_set():
             break
-        tokens = chat_model.prompt_tokens(Conversation().messages(item.prompt, settings.system_prompt))
+        tokens = chat_model.prompt_tokens(Conversation().messages(item.prompt, settings.system_prompt), tools)
         answers, stats = chat_model.answer_all([tokens, tokens], [0, 1], settings, cancel)
         record = compare_record(index, item, sides, answers, stats)
         records.append(record)
@@ -197,13 +199,15 @@ def batch_compare(
     on_start: Callable[[Path, int], None] | None = None,
     on_record: Callable[[dict], None] | None = None,
     items: Sequence[ComparePrompt] | None = None,
+    tools: ChatTools | None = None,
 ) -> tuple[Path, list[dict]]:
-    """The prompts of a file (default: the test split), or `items`, through both sides, saved beside the run.
+    """The prompts of a file (default: the test split), or `items`, through both sides (with `tools` given to the
+    chat template), saved beside the run.
 
     Returns the JSONL path and the records (one per prompt answered before any stop).
     """
     if any(side is None for side in sides):
-        raise ChatError("pick a model for both panes first (ctrl+l / ctrl+r on the Chat screen)")
+        raise ChatError("pick a model for both panes first (ctrl+f / ctrl+r on the Chat screen)")
     if items:
         prompts = list(items)[:limit] if limit else list(items)
     else:
@@ -212,7 +216,7 @@ def batch_compare(
     out = compare_output_path(sides, workspace.root)
     if on_start is not None:
         on_start(out, len(prompts))
-    records = run_compare(model, prompts, sides, settings, out, cancel, on_record)
+    records = run_compare(model, prompts, sides, settings, out, cancel, on_record, tools)
     return out, records
 
 
@@ -329,6 +333,17 @@ class ChatSession:
     sides: list[Side | None] = field(default_factory=lambda: [BASE, None])  # None: nothing chosen yet
     conversations: list[Conversation] = field(default_factory=lambda: [Conversation(), Conversation()])
     settings: GenerationSettings = field(default_factory=GenerationSettings)
+    tools: ChatTools | None = None  # tool definitions both panes' chat template gets (None: no tools)
+
+    def load_tools(self, path: Path | str | None) -> ChatTools | None:
+        """Give both panes the tool definitions of `path` (a workspace-relative or absolute JSON file), or none
+        (path None). ChatError names the file and what is wrong; then nothing changes."""
+        self.tools = load_tools(self.workspace.resolve(path)) if path else None
+        return self.tools
+
+    def tools_note(self, model) -> str:
+        """"" when the model's chat template renders the loaded tool definitions; else why they are not seen."""
+        return tools_note(model.tokenizer, self.tools, Path(str(model.model_path)).name)
 
     def default_sides(self) -> None:
         """Base on the left, the newest run's latest adapter on the right (ChatError when none)."""
@@ -354,7 +369,8 @@ class ChatSession:
             raise ChatError("no side chosen: pick the model for a pane first")
         model.set_sides([self.sides[p] for p in panes])
         prompts = [
-            model.prompt_tokens(self.conversations[p].messages(user_text, self.settings.system_prompt)) for p in panes
+            model.prompt_tokens(self.conversations[p].messages(user_text, self.settings.system_prompt), self.tools)
+            for p in panes
         ]
         answers = {p: "" for p in panes}
         for events, stats in model.generate(prompts, list(range(len(panes))), self.settings, cancel):

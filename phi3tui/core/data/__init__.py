@@ -24,7 +24,8 @@ _LAZY = {
     "import_any": "importers", "options_from_values": "importers", "read_rows": "importers",
     "split_answers": "importers", "tutorial_text": "importers",
     "TokenizerError": "render", "load_tokenizer": "render", "preference_tokens": "render", "render_record": "render",
-    "processor": "render", "token_rows": "render", "assistant_turn_mask": "turns", "loss_flags": "turns",
+    "processor": "render", "token_rows": "render", "dropped_tool_parts": "render", "TEMPLATE_TOOLS_HINT": "render",
+    "tool_names": "tool_records", "assistant_turn_mask": "turns", "loss_flags": "turns",
     "PreviewLine": "preview", "tool_preview": "preview",
 }
 
@@ -42,8 +43,10 @@ __all__ = [
     "Report",
     "assistant_turn_mask",
     "SPLITS",
+    "TEMPLATE_TOOLS_HINT",
     "TokenizerError",
     "check_folder",
+    "dropped_tool_parts",
     "existing_splits",
     "human_size",
     "import_any",
@@ -60,6 +63,7 @@ __all__ = [
     "token_rows",
     "run_checks",
     "token_statistics",
+    "tool_names",
     "tool_preview",
     "tutorial_text",
     "validate_folder",

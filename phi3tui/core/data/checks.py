@@ -555,7 +555,7 @@ def token_statistics(
     cancel: threading.Event | None = None,
 ) -> dict[str, SplitStats]:
     """Tokens per record for every split, through mlx-lm's dataset classes and the model's tokenizer."""
-    from phi3tui.core.data.render import dropped_tool_parts, preference_tokens, processor
+    from phi3tui.core.data.render import TEMPLATE_TOOLS_HINT, dropped_tool_parts, preference_tokens, processor
 
     s = folder.settings
     report = report or Report(folder.path, s)
@@ -604,9 +604,7 @@ def token_statistics(
                             report.add("error", split, line, "template-tools",
                                        f"the model's chat template leaves out the {', '.join(dropped)} of this "
                                        "record (and of any like it in this split): the model would never see them",
-                                       "use a model whose template renders tools, or write them where it reads "
-                                       "them (Phi-4-mini: the definitions as a JSON string in the system "
-                                       "message's 'tools', the calls in the assistant's content)")
+                                       TEMPLATE_TOOLS_HINT)
                 except Exception as exc:  # the template rejects the record: mlx-lm would fail the same way
                     report.add(
                         "error", split, line, "template",

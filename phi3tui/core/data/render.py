@@ -93,6 +93,12 @@ def tokens_and_offset(record: dict, fmt: str, tokenizer, settings) -> tuple[list
     return list(tokens), (list(offset) if isinstance(offset, (list, tuple)) else int(offset))
 
 
+# What to do about a chat template that leaves tools out: said by the data checks and by Chat's tool definitions.
+TEMPLATE_TOOLS_HINT = ("use a model whose template renders tools, or write them where it reads them (Phi-4-mini: "
+                       "the definitions as a JSON string in the system message's 'tools', the calls in the "
+                       "assistant's content)")
+
+
 def dropped_tool_parts(messages: list[dict], tools, tokenizer) -> list[str]:
     """What of a tool-calling record the model's chat template leaves out of the text it renders: "tool
     definitions" (`tools` changes nothing), "tool calls" (an assistant's tool_calls change nothing), "tool results"

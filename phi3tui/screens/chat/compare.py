@@ -56,7 +56,8 @@ class CompareScreen(JobDialog):
     def compose(self) -> ComposeResult:
         left, right = (s.label if s else "—" for s in self.session.sides)
         with Vertical():
-            yield Static(f"Batch compare: left {left} · right {right} · {self.session.settings.summary()}")
+            tools = f" · {self.session.tools.summary()}" if self.session.tools else ""
+            yield Static(f"Batch compare: left {left} · right {right} · {self.session.settings.summary()}{tools}")
             with Horizontal():
                 yield Label("prompts file")
                 yield Input("data/test.jsonl", id="compare-file")
@@ -78,6 +79,7 @@ class CompareScreen(JobDialog):
         self._status("loading the model…")
         self.running = True
         workspace, sides, settings = self.session.workspace, list(self.session.sides), self.session.settings
+        tools = self.session.tools
         post = self.post_message
 
         def job(worker) -> None:
@@ -88,7 +90,7 @@ class CompareScreen(JobDialog):
                     model, workspace, sides, settings, Path(prompts_file) if prompts_file else None,
                     cancel=worker.cancel,
                     on_start=lambda path, total: post(self.Started(path, total)),
-                    on_record=lambda record: post(self.Record(record)),
+                    on_record=lambda record: post(self.Record(record)), tools=tools,
                 )
                 count = len(records)
             except Exception as exc:  # ChatError says what to do; anything else must not leave the dialog stuck

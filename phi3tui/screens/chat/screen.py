@@ -21,7 +21,7 @@ PANES = ("pane-left", "pane-right")
 
 
 
-# The footer shows ^l and ^r as one group: "^l^r Models".
+# The footer shows ^f and ^r as one group: "^f^r Models". (^l clears, as in a shell; ^e, ^k are the text box's.)
 MODEL_GROUP = Binding.Group("Models", compact=True)
 
 
@@ -37,13 +37,14 @@ class ChatScreen(ModeScreen):
     BINDINGS = [
         Binding("enter", "send", "Send", id="chat.send"),
         Binding("escape", "stop", "Stop", show=False, id="chat.stop"),
-        Binding("ctrl+l", "pick(0)", "Left model", key_display="^l", group=MODEL_GROUP, id="chat.pick_left"),
+        Binding("ctrl+f", "pick(0)", "Left model", key_display="^f", group=MODEL_GROUP, id="chat.pick_left"),
         Binding("ctrl+r", "pick(1)", "Right model", key_display="^r", group=MODEL_GROUP, id="chat.pick_right"),
         Binding("ctrl+t", "settings", "Settings", key_display="^t", show=False, id="chat.settings"),
         Binding("ctrl+g,b", "compare", "Batch compare", key_display="^g", id="chat.compare"),
         Binding("ctrl+o,e", "evaluate", "Evaluate", key_display="^o", show=False, id="chat.evaluate"),
         Binding("ctrl+y", "copy", "Copy answer", key_display="^y", id="chat.copy"),
-        Binding("ctrl+n", "clear", "Clear", key_display="^n", show=False, id="chat.clear"),
+        Binding("ctrl+l,ctrl+n", "clear", "Clear", key_display="^l", show=False, id="chat.clear"),
+        Binding("ctrl+j", "tools", "Tools", key_display="^j", show=False, id="chat.tools"),
     ]
 
     class Streamed(Message):
@@ -94,7 +95,9 @@ class ChatScreen(ModeScreen):
                 self.pane(index).set_side("no model chosen", is_base=False)
             else:
                 self.pane(index).set_side(side.label, side.is_base)
-        self.query_one("#chat-bar", Static).update(self.session.settings.summary())
+        tools = self.session.tools
+        self.query_one("#chat-bar", Static).update(
+            self.session.settings.summary() + (f" · {tools.summary()}" if tools else ""))
 
     def submit(self, job):
         """Queue a job on the app's model thread; returns the event that stops it (even before it starts)."""
@@ -133,6 +136,19 @@ class ChatScreen(ModeScreen):
                 self.post_message(self.Finished(describe_error(exc)))
                 return
             self.post_message(self.Finished())
+
+        return job
+
+    def _tools_job(self, path):
+        def job(worker) -> None:
+            try:
+                tools = self.session.load_tools(path)  # core reads and checks the file
+                note = self.session.tools_note(worker.chat_model(model_path(self.workspace))) if tools else ""
+            except Exception as exc:  # ChatError names the file and what is wrong; nothing changed
+                self.post_message(self.Status(describe_error(exc), error=True))
+                return
+            said = note or (f"{tools.summary()}: both panes' prompts carry them" if tools else "no tools")
+            self.post_message(self.Status(said, error=bool(note), sides_changed=True))
 
         return job
 
@@ -177,6 +193,16 @@ class ChatScreen(ModeScreen):
                 self.submit(self._choose_job(pane, side))
 
         self.app.push_screen(side_picker(title, self.workspace.root, self.session.sides[pane]), chosen)
+
+    def action_tools(self) -> None:
+        from phi3tui.widgets.picker import tools_picker
+
+        def chosen(path) -> None:
+            if path is not None:  # "" is "no tools"
+                self.submit(self._tools_job(path or None))
+
+        current = self.session.tools.path if self.session.tools else ""
+        self.app.push_screen(tools_picker(self.workspace, current), chosen)
 
     def action_settings(self) -> None:
         from phi3tui.screens.chat.settings import ChatSettingsScreen
