@@ -179,6 +179,10 @@ async def test_footer_fits_80_columns(demo_workspace, mode):
                 assert before.region.right < after.region.x
         described = [w.description for w in shown if getattr(w, "description", "")]
         assert "Help" in described  # the last binding shown is whole
+        # With nothing focused (a click elsewhere, a dialog just closed) the screen's own keys show too: still 80.
+        app.set_focus(None)
+        await pilot.pause(0.3)
+        assert app.screen.query_one(Footer).virtual_size.width <= 80, mode
 
 
 # -- Mac realities -----------------------------------------------------------------------------

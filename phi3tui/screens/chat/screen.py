@@ -42,7 +42,7 @@ class ChatScreen(ModeScreen):
         Binding("ctrl+t", "settings", "Settings", key_display="^t", show=False, id="chat.settings"),
         Binding("ctrl+g,b", "compare", "Batch compare", key_display="^g", id="chat.compare"),
         Binding("ctrl+o,e", "evaluate", "Evaluate", key_display="^o", show=False, id="chat.evaluate"),
-        Binding("ctrl+y", "copy", "Copy answer", key_display="^y", id="chat.copy"),
+        Binding("ctrl+y", "copy", "Copy", key_display="^y", id="chat.copy"),  # short: the footer fits 80 columns with "Send" shown too
         Binding("ctrl+l,ctrl+n", "clear", "Clear", key_display="^l", show=False, id="chat.clear"),
         Binding("ctrl+j", "tools", "Tools", key_display="^j", show=False, id="chat.tools"),
     ]
