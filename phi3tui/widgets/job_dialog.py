@@ -10,12 +10,9 @@ from textual.widgets import Input, Static
 class JobDialog(ModalScreen):
     DEFAULT_CSS = """
     JobDialog { align: center middle; }
-    JobDialog > Vertical {
-        width: 100%; height: 100%; border: round $accent; background: $panel; padding: 0 1;
-    }
+    JobDialog > Vertical { width: 100%; height: 100%; padding: 0 1; }
     JobDialog Horizontal { height: 1; }
-    JobDialog Input { width: 1fr; height: 1; border: none; padding: 0 1; }
-    JobDialog Input:focus { background: $boost; border: none; }
+    JobDialog Input { width: 1fr; }
     JobDialog DataTable { height: 1fr; }
     JobDialog .job-status { height: auto; }
     JobDialog .job-status.error { color: $error; }

@@ -55,7 +55,7 @@ class CompareScreen(JobDialog):
 
     def compose(self) -> ComposeResult:
         left, right = (s.label if s else "—" for s in self.session.sides)
-        with Vertical():
+        with Vertical(classes="dialog"):
             yield Static(f"Batch compare: left {left} · right {right} · {self.session.settings.summary()}")
             with Horizontal():
                 yield Label("prompts file")
