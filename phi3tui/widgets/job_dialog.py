@@ -16,11 +16,21 @@ class JobDialog(ModalScreen):
     JobDialog DataTable { height: 1fr; }
     JobDialog .job-status { height: auto; }
     JobDialog .job-status.error { color: $error; }
+    JobDialog ProgressBar { display: none; }
+    JobDialog.-running ProgressBar { display: block; }
     """
     STOPPING = "stopping…"  # what the status says once esc asked the job to stop
 
-    running = False
     result = None  # what closing the dialog returns
+
+    @property
+    def running(self) -> bool:
+        """The job is running: a progress bar shows only then."""
+        return self.has_class("-running")
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        self.set_class(value, "-running")
 
     def action_start(self) -> None:  # each dialog starts its own job
         raise NotImplementedError
