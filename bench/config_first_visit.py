@@ -41,7 +41,8 @@ async def main(root):
             await pilot.pause(0.05)
         await pilot.pause(0.3)
         t0, c0 = time.perf_counter(), cpu()
-        await pilot.press("2")
+        # Pilot's press returns only once the app is idle again (after the first check): poll beside it instead.
+        press = asyncio.create_task(pilot.press("2"))
         form = checked = None
         while checked is None and time.perf_counter() - t0 < 30:
             screen = app.screen
@@ -52,6 +53,7 @@ async def main(root):
             if form is not None and getattr(screen, "review", None) is not None:
                 checked = (time.perf_counter() - t0, cpu() - c0)
             await asyncio.sleep(0.005)
+        await press
         print(json.dumps({"form": form, "checked": checked}))
 
 asyncio.run(main(sys.argv[1]))

@@ -109,11 +109,15 @@ class ConfigScreen(ModeScreen):
     # -- loading and checking -------------------------------------------------------------
     @work(thread=True, group="config-load")
     def _load(self) -> None:
-        from phi3tui.core.config import config_fields
-        from phi3tui.core.mlx_thread import mlx_thread
+        from phi3tui.core.config import config_fields, save_config_fields, saved_config_fields
 
-        with mlx_thread(worker=True):
-            fields = config_fields()
+        fields = saved_config_fields()  # no mlx-lm import on a visit after the first (core/config/schema.py)
+        if fields is None:
+            from phi3tui.core.mlx_thread import mlx_thread
+
+            with mlx_thread(worker=True):
+                fields = config_fields()
+            save_config_fields(fields)
         self.app.call_from_thread(self._loaded, fields, *self._read_document())
 
     def _read_document(self) -> tuple[ConfigDocument | None, str]:
