@@ -277,7 +277,7 @@ def config_fields() -> list[FieldSpec]:
 # What it returns depends only on the installed mlx-lm and mlx and on this package's own tables, so it is kept on
 # disk, keyed by those, and the form is built from the copy while the first check imports mlx-lm behind it.
 FIELDS_CACHE_FILE = "config-fields.pickle"
-_FIELDS_SOURCES = ("schema.py", "probes.py", "../train_modes.py")
+_FIELDS_SOURCES = ("schema.py", "probes.py", "../train_modes.py", "../mlx_lm_private.py")
 
 
 def _fields_cache_key() -> str:
