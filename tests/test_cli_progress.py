@@ -65,3 +65,6 @@ def test_a_terminal_line_is_redrawn_and_closed_before_a_line_of_its_own():
     text = out.getvalue()
     assert text.startswith("\ranswers: 0/3") and "\nleft: base · right: run x\n" in text
     assert text.endswith("answers: 3/3".ljust(100) + "\n")
+    line("multiple choice", 1, 4)
+    line.close()  # a job stopped half way: what follows starts on its own line
+    assert out.getvalue().endswith("multiple choice: 1/4".ljust(100) + "\n")

@@ -8,6 +8,16 @@ from phi3tui.core.workspace import Workspace
 from tests.test_data_screen import body, checked, title
 
 
+async def problem_rows(app, pilot) -> list[list[str]]:
+    """The Problems tab's rows as text, once the folder is checked."""
+    await pilot.pause()
+    await checked(app, pilot)
+    await pilot.press("e")
+    await pilot.pause()
+    table = app.screen.query_one("#problem-list")
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
 async def test_clean_splits_say_no_problems_and_a_bad_line_reads_the_same_everywhere(demo_workspace):
     train = demo_workspace / "data" / "train.jsonl"
     lines = train.read_text().splitlines()
@@ -15,12 +25,7 @@ async def test_clean_splits_say_no_problems_and_a_bad_line_reads_the_same_everyw
     train.write_text("\n".join(lines) + "\n")
     app = Phi3App(Workspace.open(demo_workspace))
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        await checked(app, pilot)
-        await pilot.press("e")
-        await pilot.pause()
-        table = app.screen.query_one("#problem-list")
-        rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+        rows = await problem_rows(app, pilot)
         assert rows[0][:3] == ["error", "train:5", "invalid JSON: Invalid control character at column 12"]
         assert ["ok", "valid", "no problems", ""] in rows and ["ok", "test", "no problems", ""] in rows
         assert not any(row[1] == "train" and row[2] == "no problems" for row in rows)
@@ -34,12 +39,7 @@ async def test_clean_splits_say_no_problems_and_a_bad_line_reads_the_same_everyw
 async def test_a_clean_folder_lists_no_problems_for_each_split(demo_workspace):
     app = Phi3App(Workspace.open(demo_workspace))
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        await checked(app, pilot)
-        await pilot.press("e")
-        await pilot.pause()
-        table = app.screen.query_one("#problem-list")
-        rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+        rows = await problem_rows(app, pilot)
         assert rows == [["ok", split, "no problems", ""] for split in ("train", "valid", "test")]
 
 

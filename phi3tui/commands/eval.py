@@ -51,10 +51,13 @@ def run_eval(args: argparse.Namespace) -> int:
         workspace = Workspace.open(args.workspace)
         from phi3tui.core.eval.scoring import evaluate_workspace
 
-        result, out = evaluate_workspace(
-            workspace, args.run, args.adapter_path, args.checkpoint, args.left_adapter_path, args.left_checkpoint,
-            args.mc, args.limit, args.max_tokens, progress=progress, announce=progress.say,
-        )
+        try:
+            result, out = evaluate_workspace(
+                workspace, args.run, args.adapter_path, args.checkpoint, args.left_adapter_path, args.left_checkpoint,
+                args.mc, args.limit, args.max_tokens, progress=progress, announce=progress.say,
+            )
+        finally:
+            progress.close()  # a reason printed below starts on a line of its own
     except NotAWorkspace as exc:
         print(f"phi3tui eval: {exc}\nhint: {exc.hint}", file=sys.stderr)
         return 2

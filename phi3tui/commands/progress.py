@@ -43,6 +43,13 @@ class ProgressLine:
             self.what = None
         self.stream.flush()
 
+    def close(self) -> None:
+        """End a line being redrawn (a job that stopped half way), so what follows starts on a line of its own."""
+        if self.open_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.open_line = False
+
     def say(self, text: str) -> None:
         """A line of its own (a step starting or ending), after any line being redrawn."""
         if self.open_line:
