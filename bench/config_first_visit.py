@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -74,9 +75,16 @@ def main() -> None:
     parser.add_argument("--also-tree", type=Path, help="another checkout, sampled alternately with this one")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
+    tmp = Path(tempfile.mkdtemp(prefix="config-visit-"))
+    try:
+        run(tmp, args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp: Path, args) -> None:
     from phi3tui.core.demo import build_demo
 
-    tmp = Path(tempfile.mkdtemp(prefix="config-visit-"))
     root = tmp / "ws"
     build_demo(root)
     env = dict(os.environ, PHI3TUI_CONFIG_DIR=str(tmp / "config"), PHI3TUI_CACHE_DIR=str(tmp / "cache"),
