@@ -15,6 +15,7 @@ from phi3tui import modes
 from phi3tui.core.workspace import Workspace
 from phi3tui.appearance import AppearanceMixin, rich_colour
 from phi3tui.textual_private import paint_now
+from phi3tui.widgets.dialog_style import DIALOG_CSS
 
 # The app's own theme variables (used as $train-loss etc. in CSS, app.colour(...) in code),
 # each defaulting to one of Textual's base colours when a theme does not set it.
@@ -74,7 +75,7 @@ class Phi3App(AppearanceMixin, App):
     #placeholder { padding: 1 2; }
     /* A group's label ("12345 Screens") keeps a space before the next key in the compact footer. */
     Footer.-compact FooterLabel { margin: 0 1 0 0; }
-    """
+    """ + DIALOG_CSS
     # The modes table (phi3tui/modes.py) gives the modes and their keys. Help is a priority binding too:
     # a text box lets ? through while it is empty.
     MODES = {row.id: _mode_factory(row.id) for row in modes.app_modes()}

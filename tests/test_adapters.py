@@ -116,8 +116,8 @@ def test_listing_newest_run_first_then_folders_each_latest_first(tmp_path):
     assert [r.source_label for r in found] == ["run 20260102-0000-new", "run 20260101-0000-old", "downloaded"]
     assert all(r.is_latest for r in found)
     labels = [label for label, _ in checkpoint_choices(tmp_path)]
-    assert labels[:3] == ["run 20260102-0000-new: latest", "run 20260102-0000-new: iteration 20",
-                          "run 20260102-0000-new: iteration 10"]
+    assert labels[:3] == ["run 20260102-0000-new · latest", "run 20260102-0000-new · iteration 20",
+                          "run 20260102-0000-new · iteration 10"]
     assert [r.label for r in every_checkpoint(tmp_path)][-1] == "downloaded · iteration 3"
     assert resolve_adapter(tmp_path) == found[0]
     assert BASE.adapter is None and BASE.label == "base"

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from phi3tui.commands.progress import ProgressLine
 from phi3tui.commands.runs import add_workspace_option
 
 
@@ -40,24 +41,23 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_eval)
 
 
-def _progress(what: str, done: int, total: int) -> None:
-    print(f"\r{what}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
-
-
 def run_eval(args: argparse.Namespace) -> int:
     from phi3tui.core.chat import ChatError
     from phi3tui.core.eval import EvalError, summary, table
     from phi3tui.core.workspace import NotAWorkspace, Workspace
 
+    progress = ProgressLine()  # on stderr, tty or not: stdout keeps the table or the JSON
     try:
         workspace = Workspace.open(args.workspace)
         from phi3tui.core.eval.scoring import evaluate_workspace
 
-        result, out = evaluate_workspace(
-            workspace, args.run, args.adapter_path, args.checkpoint, args.left_adapter_path, args.left_checkpoint,
-            args.mc, args.limit, args.max_tokens, progress=_progress if sys.stderr.isatty() else None,
-            announce=lambda text: print(text, file=sys.stderr),
-        )
+        try:
+            result, out = evaluate_workspace(
+                workspace, args.run, args.adapter_path, args.checkpoint, args.left_adapter_path, args.left_checkpoint,
+                args.mc, args.limit, args.max_tokens, progress=progress, announce=progress.say,
+            )
+        finally:
+            progress.close()  # a reason printed below starts on a line of its own
     except NotAWorkspace as exc:
         print(f"phi3tui eval: {exc}\nhint: {exc.hint}", file=sys.stderr)
         return 2

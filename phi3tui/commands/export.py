@@ -9,6 +9,7 @@ import argparse
 import sys
 import time
 
+from phi3tui.commands.progress import ProgressLine
 from phi3tui.core.export import OLLAMA_QUANTIZE, OUT_TYPES  # the package face is light: no gguf or numpy
 
 
@@ -139,25 +140,6 @@ def register(subparsers) -> None:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-class _Bar:
-    """A one-line progress display on stderr, redrawn at most ten times a second."""
-
-    def __init__(self, label: str):
-        self.label, self.last, self.tty = label, 0.0, sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int, message: str) -> None:
-        now = time.monotonic()
-        if done < total and now - self.last < 0.1:
-            return
-        self.last = now
-        pct = 100 * done / total if total else 100
-        line = f"{self.label}: {pct:5.1f}% {message}"
-        if self.tty:
-            print("\r" + line[:100].ljust(100), end="" if done < total else "\n", file=sys.stderr, flush=True)
-        elif done >= total:
-            print(line, file=sys.stderr)
-
-
 def _job(args, need_adapter: bool = False, **options):
     from pathlib import Path
 
@@ -204,16 +186,21 @@ def _run(command: str, fn) -> int:
         return 2
 
 
-def _print_step(job, step_id: str) -> None:
-    """Run one step and print its outcome's lines; a failure ends the command with the reason."""
+def _print_step(job, step_id: str, place: str = "") -> None:
+    """Run one step and print its outcome's lines; a failure ends the command with the reason. Its start, progress and
+    end go to stderr (`place`: "[2/4] " within `export all`)."""
     from phi3tui.core.export import ExportError
     from phi3tui.core.export.steps import outcome_lines, run_step
 
-    outcome = run_step(job, step_id, _Bar(step_id))
+    line = ProgressLine(percent=True)
+    line.say(f"{place}{step_id}: started")
+    started = time.monotonic()
+    outcome = run_step(job, step_id, lambda done, total, message: line(step_id, done, total, message))
+    line.say(f"{place}{step_id}: {'done' if outcome.ok else 'failed'} in {time.monotonic() - started:.1f} s")
     if not outcome.ok:
         raise ExportError("; ".join(outcome.lines))
-    for line in outcome_lines(outcome):
-        print(line)
+    for text in outcome_lines(outcome):
+        print(text, flush=True)
 
 
 # -- the commands ---------------------------------------------------------------------------------
@@ -261,10 +248,9 @@ def cmd_all(args) -> int:
         from phi3tui.core.export.steps import run_all_steps
 
         job = _job(args, need_adapter=True)
-        for step in run_all_steps(job):
-            if step.id == "verify" and args.no_verify:
-                continue
-            _print_step(job, step.id)
+        chosen = [step for step in run_all_steps(job) if not (step.id == "verify" and args.no_verify)]
+        for number, step in enumerate(chosen, 1):
+            _print_step(job, step.id, f"[{number}/{len(chosen)}] ")
         return 0
 
     return _run("all", go)

@@ -135,6 +135,14 @@ class AdapterRef:
         raise AdapterNotFound(f"{self.adapter_dir} has no checkpoint for iteration {iteration} (checkpoints: {have})")
 
 
+KIND_NAMES = {"lora": "LoRA", "dora": "DoRA", "full": "full"}  # how a sentence names each fine-tune kind
+
+
+def kind_name(kind: str) -> str:
+    """lora -> LoRA, dora -> DoRA: a fine-tune kind as prose writes it."""
+    return KIND_NAMES.get(kind, kind)
+
+
 def kind_of(config: dict) -> str:
     """An adapter_config.json's fine-tune kind: lora, dora or full."""
     return config.get("fine_tune_type", "dora" if config.get("use_dora") else "lora")
@@ -229,8 +237,9 @@ def every_checkpoint(workspace_root: Path) -> list[AdapterRef]:
 
 
 def checkpoint_choices(workspace_root: Path) -> list[tuple[str, AdapterRef]]:
-    """("run X: iteration 10", adapter) for every checkpoint: what the Export screen's picker offers."""
-    return [(f"{ref.source_label}: {ref.checkpoint_label}", ref) for ref in every_checkpoint(workspace_root)]
+    """("run X · iteration 10", adapter) for every checkpoint: what the Export screen's picker offers, named as
+    Chat and Eval name a side (AdapterRef.label)."""
+    return [(ref.label, ref) for ref in every_checkpoint(workspace_root)]
 
 
 def iteration_of(weights: Path) -> int | None:

@@ -44,8 +44,7 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll {
-        width: 76; max-width: 100%; height: 90%;
-        border: round $accent; background: $panel; padding: 0 1;
+        width: 76; max-width: 100%; height: 90%; padding: 0 1;
     }
     """
     BINDINGS = [
@@ -63,7 +62,7 @@ class HelpScreen(ModalScreen[None]):
             for key, desc in rows:
                 lines.append(f"  [b]{escape(key):<14}[/b] {escape(desc)}")
             lines.append("")
-        with VerticalScroll():
+        with VerticalScroll(classes="dialog"):
             yield Static("\n".join(lines), id="help-text")
 
     def action_dismiss(self) -> None:

@@ -66,6 +66,13 @@ def parse_value(kind: str, text: str) -> Any:
     return text
 
 
+def preset_value(value: Any) -> str:
+    """A value in a sentence (the presets' list): switches read on/off, the rest as the form shows it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return _show(value)
+
+
 class FieldRow(Horizontal):
     """One key on one line: its name, its input, mlx-lm's default. Its help is shown for the focused key
     only (ConfigForm.Focused), so 80×24 shows a screenful of keys."""
@@ -112,7 +119,7 @@ class ConfigForm(VerticalScroll):
     ConfigForm FieldRow { height: 1; }
     ConfigForm FieldRow > .key { width: 24; }
     ConfigForm FieldRow > Input, ConfigForm FieldRow > Select { width: 1fr; }
-    ConfigForm FieldRow > .default { width: 16; padding-left: 1; color: $text-muted; }
+    ConfigForm FieldRow > .default { width: 16; padding-left: 1; color: $text-muted; text-overflow: ellipsis; }
     ConfigForm .help { color: $text-muted; padding-left: 24; }
     ConfigForm .bad { color: $error; padding-left: 24; height: auto; display: none; }
     ConfigForm .bad.-shown { display: block; }

@@ -12,7 +12,7 @@ from textual.widgets import Button, Static
 class ConfirmDialog(ModalScreen[bool]):
     DEFAULT_CSS = """
     ConfirmDialog { align: center middle; }
-    ConfirmDialog > Vertical { width: 70; height: auto; border: thick $warning; background: $panel; padding: 1 2; }
+    ConfirmDialog > Vertical { width: 70; height: auto; padding: 1 2; }
     ConfirmDialog Horizontal { height: auto; margin-top: 1; }
     ConfirmDialog Button { margin-right: 2; }
     """
@@ -27,7 +27,7 @@ class ConfirmDialog(ModalScreen[bool]):
         self.yes, self.no = yes, no
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="dialog -warning"):
             yield Static(self.question, id="confirm-question")
             with Horizontal():
                 yield Button(f"{self.yes} (y)", variant="warning", id="confirm-yes")

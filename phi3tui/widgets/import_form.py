@@ -29,7 +29,7 @@ FIELDS = (
 class ImportForm(ModalScreen[dict | None]):
     DEFAULT_CSS = """
     ImportForm { align: center middle; }
-    ImportForm > Vertical { width: 76; max-height: 24; height: auto; border: thick $accent; background: $panel; padding: 0 1; }
+    ImportForm > Vertical { width: 76; max-height: 24; height: auto; padding: 0 1; }
     ImportForm Grid { grid-size: 2; grid-columns: 16 1fr; grid-rows: 1; grid-gutter: 0 1; height: auto; }
     ImportForm #import-help { color: $text-muted; margin-top: 1; }
     """
@@ -43,7 +43,7 @@ class ImportForm(ModalScreen[dict | None]):
         self.defaults = {"out_dir": out_dir, "source": source, "valid": "10%", "test": "10%", "seed": "0"}
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="dialog"):
             yield Static("Import a CSV or JSONL file into train/valid/test.jsonl", id="import-title")
             with Grid():
                 for field_id, label, placeholder in FIELDS:

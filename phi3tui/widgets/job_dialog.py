@@ -10,20 +10,27 @@ from textual.widgets import Input, Static
 class JobDialog(ModalScreen):
     DEFAULT_CSS = """
     JobDialog { align: center middle; }
-    JobDialog > Vertical {
-        width: 100%; height: 100%; border: round $accent; background: $panel; padding: 0 1;
-    }
+    JobDialog > Vertical { width: 100%; height: 100%; padding: 0 1; }
     JobDialog Horizontal { height: 1; }
-    JobDialog Input { width: 1fr; height: 1; border: none; padding: 0 1; }
-    JobDialog Input:focus { background: $boost; border: none; }
+    JobDialog Input { width: 1fr; }
     JobDialog DataTable { height: 1fr; }
     JobDialog .job-status { height: auto; }
     JobDialog .job-status.error { color: $error; }
+    JobDialog ProgressBar { display: none; }
+    JobDialog.-running ProgressBar { display: block; }
     """
     STOPPING = "stopping…"  # what the status says once esc asked the job to stop
 
-    running = False
     result = None  # what closing the dialog returns
+
+    @property
+    def running(self) -> bool:
+        """The job is running: a progress bar shows only then."""
+        return self.has_class("-running")
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        self.set_class(value, "-running")
 
     def action_start(self) -> None:  # each dialog starts its own job
         raise NotImplementedError

@@ -16,6 +16,17 @@ from textual_plotext import PlotextPlot
 from phi3tui.core.runs import downsample
 
 
+def nice_ticks(high: float, count: int = 5) -> list[int]:
+    """Iteration ticks from 0 to at least `high`, a step of 1, 2 or 5 × 10^k, about `count` of them (plotext's own
+    split the range evenly: 0.0 49.8 99.5)."""
+    if high <= 0:
+        return [0]
+    rough = high / max(count - 1, 1)
+    magnitude = 10 ** max(math.floor(math.log10(rough)), 0)
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= rough)
+    return list(range(0, int(math.ceil(high / step)) * step + 1, step))
+
+
 @dataclass
 class Curve:
     label: str
@@ -73,7 +84,7 @@ class LossPlot(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         width = max(self.size.width, 40)
-        drawn = 0
+        drawn, x_high = 0, 0
         for curve in self.curves:
             # Downsample first (list slicing: the cost stays that of ~2×width points however long the run),
             # then drop what cannot be drawn: NaN/inf (a diverged run), non-positive values on a log axis.
@@ -83,12 +94,15 @@ class LossPlot(PlotextPlot):
                 continue
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             drawn += len(xs)
+            x_high = max(x_high, xs[-1])
             plt.plot(xs, ys, label=curve.label, color=self.curve_colour(curve.role), marker=curve.marker)
         plt.title(self.title + (" (log scale)" if self.log_scale else ""))
         plt.xlabel("iteration")
         plt.yscale("log" if self.log_scale else "linear")
-        if self.x_end and drawn:
-            plt.xlim(0, self.x_end)
+        if drawn:
+            ticks = nice_ticks(self.x_end or x_high, 5 if width >= 60 else 3)
+            plt.xticks(ticks, [str(t) for t in ticks])
+            plt.xlim(0, self.x_end or ticks[-1])
         self.drawn_points = drawn
         self.draws += 1
         self.refresh()

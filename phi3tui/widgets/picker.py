@@ -30,14 +30,11 @@ class Picker(ModalScreen[Any]):
     DEFAULT_CSS = """
     Picker { align: center middle; }
     Picker > Vertical {
-        width: 90%; max-width: 100; height: auto; max-height: 90%;
-        border: round $accent; background: $panel; padding: 0 1;
+        width: 90%; max-width: 100; height: auto; max-height: 90%; padding: 0 1;
     }
     Picker #pick-title { text-style: bold; }
     Picker #pick-list { height: auto; max-height: 16; }
     Picker .hint { color: $text-muted; }
-    Picker Input { height: 1; border: none; padding: 0 1; }
-    Picker Input:focus { background: $boost; border: none; }
     Picker #pick-error { color: $error; height: auto; }
     """
     BINDINGS = [
@@ -79,7 +76,7 @@ class Picker(ModalScreen[Any]):
         self.shown = list(range(len(self.choices)))  # the list's rows, as indices into choices
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="dialog"):
             yield Static(self.title_text, id="pick-title", markup=False)
             if self.find is not None:
                 yield Input(placeholder=self.find, id="pick-find")

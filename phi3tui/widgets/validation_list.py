@@ -27,7 +27,8 @@ class ValidationList(DataTable):
     def on_mount(self) -> None:
         self.add_columns("level", "where", "problem", "hint")
 
-    def set_problems(self, problems, unlisted: int = 0) -> None:
+    def set_problems(self, problems, unlisted: int = 0, clean_splits=()) -> None:
+        """The problems, then one "no problems" row for each split in clean_splits (never an empty table)."""
         colours = {"error": self.app.colour("bad"), "warning": self.app.colour("warn"), "info": self.app.colour("good")}
         self.clear()
         self._problems = list(problems)
@@ -35,6 +36,8 @@ class ValidationList(DataTable):
             self.add_row(Text(p.level, style=f"bold {colours.get(p.level, '')}"), p.location, p.message, p.hint)
         if unlisted:
             self.add_row("", "", f"… and {unlisted:,} more of the same kinds", "")
+        for split in clean_splits:
+            self.add_row(Text("ok", style=f"bold {colours['info']}"), split, "no problems", "")
 
     def problem_at(self, row: int):
         """The core Problem shown on a row (None for the "and more" row)."""

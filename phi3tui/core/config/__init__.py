@@ -25,6 +25,8 @@ from phi3tui.core.config.schema import (
     build_args,
     mlx_lm_defaults,
     preference_settings,
+    save_config_fields,
+    saved_config_fields,
 )
 
 __all__ = [
@@ -64,4 +66,6 @@ __all__ = [
     "prepare_run_config",
     "reporter_names",
     "review_config",
+    "save_config_fields",
+    "saved_config_fields",
 ]

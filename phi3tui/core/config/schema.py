@@ -273,6 +273,60 @@ def config_fields() -> list[FieldSpec]:
     return sorted(specs, key=lambda s: order[s.group])  # stable: mlx-lm's order inside a group
 
 
+# config_fields() costs importing mlx-lm (and transformers with it): seconds, on the Config screen's first visit.
+# What it returns depends only on the installed mlx-lm and mlx and on this package's own tables, so it is kept on
+# disk, keyed by those, and the form is built from the copy while the first check imports mlx-lm behind it.
+FIELDS_CACHE_FILE = "config-fields.pickle"
+_FIELDS_SOURCES = ("schema.py", "probes.py", "../train_modes.py", "../mlx_lm_private.py")
+
+
+def _fields_cache_key() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    parts = []
+    for dist in ("mlx-lm", "mlx"):
+        try:
+            parts.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            parts.append(f"{dist} none")
+    for name in _FIELDS_SOURCES:
+        stat = (here / name).stat()
+        parts.append(f"{name} {stat.st_mtime_ns} {stat.st_size}")
+    return "; ".join(parts)
+
+
+def saved_config_fields() -> list[FieldSpec] | None:
+    """config_fields() as saved by save_config_fields for the installed mlx-lm and this phi3tui; None when there is
+    none or it is stale or unreadable (then call config_fields() and save it)."""
+    import pickle
+
+    from phi3tui.core.settings import cache_dir
+
+    try:
+        with open(cache_dir() / FIELDS_CACHE_FILE, "rb") as handle:
+            key, fields = pickle.load(handle)
+        return fields if key == _fields_cache_key() and isinstance(fields, list) else None
+    except Exception:  # missing, cut short, from another version: computed again
+        return None
+
+
+def save_config_fields(fields: list[FieldSpec]) -> None:
+    """Keep config_fields() for the next first visit; a cache that cannot be written is skipped."""
+    import pickle
+
+    from phi3tui.core.files import atomic_write_bytes
+    from phi3tui.core.settings import cache_dir
+
+    try:
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / FIELDS_CACHE_FILE, pickle.dumps((_fields_cache_key(), fields)))
+    except OSError:
+        pass
+
+
 def iters_for_epochs(epochs: float, train_size: int, batch_size: int) -> int:
     """Iterations that make `epochs` passes over a train split of `train_size` records."""
     if train_size <= 0 or batch_size <= 0 or epochs <= 0:

@@ -23,6 +23,8 @@ from phi3tui.core.data.folder import (
     DataFolder,
     DataSettings,
     human_size,
+    not_an_object,
+    unreadable_line,
     workspace_data,
 )
 from phi3tui.core.data.tool_records import named_function, tool_names, uses_tools
@@ -140,6 +142,11 @@ class Report:
     @property
     def unlisted(self) -> int:
         return sum(max(0, n - MAX_LISTED_PER_RULE) for n in self.counts.values())
+
+    def clean_splits(self) -> list[str]:
+        """The splits checked so far that have no problem at all, in SPLITS order."""
+        with_problems = {split for (_level, split, _rule) in self.counts}
+        return [s for s in SPLITS if s in self.records and s not in with_problems]
 
     def sorted_problems(self) -> list[Problem]:
         order = {s: i for i, s in enumerate(SPLITS)}
@@ -433,21 +440,11 @@ def _check_split(report: Report, split: str, path: Path, phi3: bool, seen: dict,
                     progress(done, total, "validate")
             try:
                 value = loads(raw.decode())
-            except UnicodeDecodeError as exc:
-                add("error", split, line, "not-utf8", f"bytes that are not UTF-8 at byte {exc.start} of the line", "save the file as UTF-8")
-                continue
-            except ValueError as exc:
-                text = raw.decode()
-                if not text.strip():
-                    add("error", split, line, "blank-line", "blank line (mlx-lm's json.loads fails on it)", "delete the line")
-                elif line == 1 and text.startswith("\ufeff"):
-                    add("error", split, line, "bom", "the file starts with a byte-order mark (BOM)", "save the file as UTF-8 without BOM")
-                else:
-                    detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-                    add("error", split, line, "invalid-json", f"invalid JSON: {detail}", "fix the line so it is one JSON object")
+            except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
+                add("error", split, line, *unreadable_line(line, raw))
                 continue
             if type(value) is not dict:
-                add("error", split, line, "not-object", f"not a JSON object but {type(value).__name__}", "each line must be one {...} object")
+                add("error", split, line, *not_an_object(value))
                 continue
             check(value, line)
             key = hash(raw.rstrip())

@@ -269,24 +269,46 @@ class Record:
         return json.dumps(self.value, indent=2, ensure_ascii=False)
 
 
-def parse_record(split: str, line: int, raw: bytes, settings: DataSettings) -> Record:
-    rec = Record(split, line, raw)
-    if not raw.strip():
-        rec.error = "blank line"
-        return rec
+def unreadable_line(line: int, raw: bytes) -> tuple[str, str, str]:
+    """(rule, message, hint) for a line that json.loads refused: THE wording of the checker's Problems and of the record
+    view, so one line reads the same in both, with or without its newline. Here, not in checks.py, because the record
+    view reads records without loading the checker (first paint), and checks.py imports this module."""
+    raw = raw.rstrip(b"\r\n")  # the checker reads lines with their newline, the record view without
     try:
         text = raw.decode("utf-8")
-        rec.value = json.loads(text)
     except UnicodeDecodeError as exc:
-        rec.error = f"bytes that are not UTF-8 at byte {exc.start}"
-        return rec
+        return "not-utf8", f"bytes that are not UTF-8 at byte {exc.start} of the line", "save the file as UTF-8"
+    if not text.strip():
+        return "blank-line", "blank line (mlx-lm's json.loads fails on it)", "delete the line"
+    if line == 1 and text.startswith("\ufeff"):
+        return "bom", "the file starts with a byte-order mark (BOM)", "save the file as UTF-8 without BOM"
+    try:
+        json.loads(text)
+        detail = "not readable"  # only called for lines json.loads refused
     except json.JSONDecodeError as exc:
-        rec.error = f"invalid JSON: {exc.msg} (column {exc.colno})"
+        # Some of json's messages end in "at" ("Invalid control character at"): add the column, not a second "at".
+        detail = f"{exc.msg} column {exc.colno}" if exc.msg.endswith(" at") else f"{exc.msg} at column {exc.colno}"
+    except ValueError as exc:
+        detail = str(exc)
+    return "invalid-json", f"invalid JSON: {detail}", "fix the line so it is one JSON object"
+
+
+def not_an_object(value: object) -> tuple[str, str, str]:
+    """(rule, message, hint) for a line that is JSON but not one object (shared like unreadable_line)."""
+    return "not-object", f"not a JSON object but {type(value).__name__}", "each line must be one {...} object"
+
+
+def parse_record(split: str, line: int, raw: bytes, settings: DataSettings) -> Record:
+    rec = Record(split, line, raw)
+    try:
+        rec.value = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
+        rec.value, rec.error = None, unreadable_line(line, raw)[1]
         return rec
     if isinstance(rec.value, dict):
         rec.fmt = settings.detect_format(rec.value)
     else:
-        rec.error = f"not a JSON object but {type(rec.value).__name__}"
+        rec.error = not_an_object(rec.value)[1]
     return rec
 
 

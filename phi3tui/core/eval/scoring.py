@@ -229,7 +229,11 @@ def evaluate_workspace(
         right = side_for_path(newest_adapter(workspace.root).adapter_dir, checkpoint)
     left = side_for_path(left_adapter_path, left_checkpoint) if left_adapter_path else BASE
     items = read_mc(Path(mc).expanduser().resolve()) if mc else split_items(workspace.data_dir / "test.jsonl")
+    if progress is not None:
+        progress("loading the model", 0, 1)
     model = ChatModel(model_path(workspace))
+    if progress is not None:
+        progress("loading the model", 1, 1)
     if announce is not None:
         announce(f"left: {left.label} · right: {right.label}")
     result = evaluate_sides(model, workspace, [left, right], items, limit, settings=settings, progress=progress)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from phi3tui.core.export import ExportError, Progress, StepOutcome, no_progress
+from phi3tui.core.adapters import kind_name
 from phi3tui.core.export.lmstudio import LmStudioStep
 from phi3tui.core.export.paths import adapter_kind
 
@@ -81,7 +82,7 @@ class FuseStep:
         if job.adapter is None:
             return [NO_ADAPTER]
         lines = [
-            f"load {job.rel(job.base_model or '?')} with the {adapter_kind(job.adapter).upper()} adapter",
+            f"load {job.rel(job.base_model or '?')} with the {kind_name(adapter_kind(job.adapter))} adapter",
             "fuse each adapted layer into its base weights (mlx-lm)",
         ]
         if job.no_dequantize:

@@ -23,7 +23,10 @@ def _cell(text: str | None, width: int = 60) -> str:
 class CompareScreen(JobDialog):
     DEFAULT_CSS = """
     CompareScreen Label { width: 14; }
-    CompareScreen #compare-detail { height: 5; overflow-y: auto; color: $text-muted; }
+    CompareScreen #compare-detail { height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    /* The highlighted row's two answers side by side, so both show at 80 columns however long they are. */
+    CompareScreen #compare-answers { height: 4; }
+    CompareScreen #compare-answers > Static { width: 1fr; height: 4; overflow: hidden; padding-right: 1; }
     """
     STOPPING = "stopping after this prompt…"
     BINDINGS = [
@@ -55,7 +58,7 @@ class CompareScreen(JobDialog):
 
     def compose(self) -> ComposeResult:
         left, right = (s.label if s else "—" for s in self.session.sides)
-        with Vertical():
+        with Vertical(classes="dialog"):
             tools = f" · {self.session.tools.summary()}" if self.session.tools else ""
             yield Static(f"Batch compare: left {left} · right {right} · {self.session.settings.summary()}{tools}")
             with Horizontal():
@@ -65,6 +68,9 @@ class CompareScreen(JobDialog):
             table.add_columns("#", "prompt", "reference", "left", "right")
             yield table
             yield Static("", id="compare-detail", markup=False)
+            with Horizontal(id="compare-answers"):
+                yield Static("", id="compare-left", markup=False)
+                yield Static("", id="compare-right", markup=False)
             yield Static("enter: start · esc: stop or close", id="compare-status", classes="job-status", markup=False)
 
     def on_mount(self) -> None:
@@ -109,9 +115,10 @@ class CompareScreen(JobDialog):
         r = message.record
         self.records.append(r)
         self.query_one(DataTable).add_row(
-            # Sized so the whole row fits 80 columns; the highlighted row is shown in full below.
-            str(r["index"] + 1), _cell(r["prompt"], 20), _cell(r["reference"], 14),
-            _cell(r["left"]["answer"], 15), _cell(r["right"]["answer"], 15),
+            # Sized so the whole row, both answers included, fits 80 columns (76 inside the dialog, with each
+            # cell's padding); the highlighted row's answers are shown below, side by side.
+            str(r["index"] + 1), _cell(r["prompt"], 18), _cell(r["reference"], 10),
+            _cell(r["left"]["answer"], 16), _cell(r["right"]["answer"], 16),
         )
         self._status(f"{len(self.records)}/{self.total} prompts · esc stops")
 
@@ -125,7 +132,6 @@ class CompareScreen(JobDialog):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if 0 <= event.cursor_row < len(self.records):
             r = self.records[event.cursor_row]
-            self.query_one("#compare-detail", Static).update(
-                f"prompt: {r['prompt']}\nreference: {r['reference'] or '—'}\n"
-                f"left ({r['left']['side']}): {r['left']['answer']}\nright ({r['right']['side']}): {r['right']['answer']}"
-            )
+            self.query_one("#compare-detail", Static).update(f"prompt: {r['prompt']} · reference: {r['reference'] or '—'}")
+            self.query_one("#compare-left", Static).update(f"left ({r['left']['side']}): {r['left']['answer']}")
+            self.query_one("#compare-right", Static).update(f"right ({r['right']['side']}): {r['right']['answer']}")

@@ -20,13 +20,11 @@ class ChatSettingsScreen(ModalScreen):
     DEFAULT_CSS = """
     ChatSettingsScreen { align: center middle; }
     ChatSettingsScreen > VerticalScroll {
-        width: 76; max-width: 100%; height: auto; max-height: 95%;
-        border: round $accent; background: $panel; padding: 0 1;
+        width: 76; max-width: 100%; height: auto; max-height: 95%; padding: 0 1;
     }
     ChatSettingsScreen Horizontal { height: 1; }
     ChatSettingsScreen Label { width: 24; }
-    ChatSettingsScreen Input { width: 1fr; height: 1; border: none; padding: 0 1; }
-    ChatSettingsScreen Input:focus { background: $boost; border: none; }
+    ChatSettingsScreen Input { width: 1fr; }
     ChatSettingsScreen #settings-help { color: $text-muted; height: 2; }
     ChatSettingsScreen #settings-error { color: $error; height: auto; }
     """
@@ -43,7 +41,7 @@ class ChatSettingsScreen(ModalScreen):
         self.settings = settings
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
+        with VerticalScroll(classes="dialog"):
             yield Static("Sampling settings (both panes)")
             for f in fields(GenerationSettings):
                 with Horizontal():

@@ -16,7 +16,7 @@ class MigrationScreen(ModalScreen[set | None]):
 
     DEFAULT_CSS = """
     MigrationScreen { align: center middle; }
-    MigrationScreen > Vertical { width: 96%; height: 90%; border: thick $accent; background: $panel; padding: 0 1; }
+    MigrationScreen > Vertical { width: 96%; height: 90%; padding: 0 1; }
     MigrationScreen SelectionList { height: 1fr; }
     MigrationScreen #migration-why { height: auto; max-height: 8; padding: 0 1; border-top: solid $primary; }
     MigrationScreen #migration-title { text-style: bold; }
@@ -33,7 +33,7 @@ class MigrationScreen(ModalScreen[set | None]):
         self.rejected = rejected
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="dialog"):
             yield Static(
                 f"{len(self.changes)} change(s) make this file work with today's mlx-lm. "
                 "space: keep/drop one · enter: apply the kept ones to the form (save with ctrl+s) · escape: cancel",

@@ -22,7 +22,7 @@ from phi3tui.core.config import ConfigError
 from phi3tui.core.config import ConfigDocument, DocumentEditError, read_config_text
 from phi3tui.core.files import disk_error_message
 from phi3tui.screens.base import ModeScreen
-from phi3tui.widgets.config_form import ConfigForm
+from phi3tui.widgets.config_form import ConfigForm, preset_value
 
 
 # Under the form until a key has the focus; then that key's help.
@@ -44,7 +44,10 @@ class ConfigScreen(ModeScreen):
     ConfigScreen #findings { height: 7; border-top: solid $primary; padding: 0 1; }
     ConfigScreen #download { height: auto; padding: 0 1; display: none; }
     ConfigScreen #download.active { display: block; }
+    ConfigScreen.-wide ConfigForm FieldRow > .default { width: 36; }
     """
+    # From 120 columns the form's default column is wide enough for the defaults (ConfigForm's CSS).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     # F6–F9 need Fn on a Mac keyboard: each also has a ctrl key, which the form's text boxes let through.
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="config.save"),
@@ -106,11 +109,15 @@ class ConfigScreen(ModeScreen):
     # -- loading and checking -------------------------------------------------------------
     @work(thread=True, group="config-load")
     def _load(self) -> None:
-        from phi3tui.core.config import config_fields
-        from phi3tui.core.mlx_thread import mlx_thread
+        from phi3tui.core.config import config_fields, save_config_fields, saved_config_fields
 
-        with mlx_thread(worker=True):
-            fields = config_fields()
+        fields = saved_config_fields()  # no mlx-lm import on a visit after the first (core/config/schema.py)
+        if fields is None:
+            from phi3tui.core.mlx_thread import mlx_thread
+
+            with mlx_thread(worker=True):
+                fields = config_fields()
+            save_config_fields(fields)
         self.app.call_from_thread(self._loaded, fields, *self._read_document())
 
     def _read_document(self) -> tuple[ConfigDocument | None, str]:
@@ -390,7 +397,7 @@ class ConfigScreen(ModeScreen):
 
         if self.doc is None:
             return
-        options = [(f"{name}: " + ", ".join(f"{k} {v}" for k, v in values.items() if k != "lora_parameters"), name)
+        options = [(f"{name}: " + ", ".join(f"{k} {preset_value(v)}" for k, v in values.items() if k != "lora_parameters"), name)
                    for name, values in PRESETS.items()]
         self.app.push_screen(Picker("Start from a preset (other keys stay as they are)", options),
                              lambda name: self.apply_values(PRESETS[name]) if name else None)

@@ -327,7 +327,7 @@ class DataScreen(ModeScreen):
     def show_problems(self) -> None:
         table = self.shown_widget("#problem-list")
         if table is not None and self.report is not None:
-            table.set_problems(self.report.sorted_problems(), self.report.unlisted)
+            table.set_problems(self.report.sorted_problems(), self.report.unlisted, self.report.clean_splits())
 
     def show_report(self, report: Report) -> None:
         self.report = report

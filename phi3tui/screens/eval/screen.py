@@ -47,7 +47,7 @@ class EvaluateScreen(JobDialog):
         self.sides = list(session.sides)  # this view's own: picking here leaves the Chat panes as they are
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="dialog"):
             yield Static(self.sides_text(), id="eval-sides", markup=False)
             with Horizontal():
                 yield Label("questions")

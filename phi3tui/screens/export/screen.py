@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import OptionList, ProgressBar, RichLog, Static
+from textual.widgets import OptionList, ProgressBar, Static
 
 from phi3tui.core.export import OUT_TYPES
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.export_steps import CHOOSE, ExportSteps
+from phi3tui.widgets.reflow_log import ReflowLog
 
 QUANTIZE = (None, "q4_K_M", "q8_0")
 
@@ -26,7 +27,8 @@ class ExportScreen(ModeScreen):
     ExportScreen #export-right { padding: 0 1; }
     ExportScreen #export-choices { height: auto; color: $text; }
     ExportScreen #export-plan { height: auto; margin-top: 1; color: $text-muted; }
-    ExportScreen #export-progress { margin-top: 1; }
+    ExportScreen #export-progress { margin-top: 1; display: none; }
+    ExportScreen.-busy #export-progress { display: block; }
     ExportScreen #export-status { height: 1; color: $text-muted; }
     ExportScreen #export-log { height: 1fr; border: round $panel; }
     """
@@ -65,7 +67,15 @@ class ExportScreen(ModeScreen):
         self.job_error = ""
         self.busy = False
         self.overrides: dict = {}
-        self.log_lines: list[str] = []  # what the log shows, unwrapped
+
+    @property
+    def busy(self) -> bool:
+        """A step is running: the progress bar shows only then."""
+        return self.has_class("-busy")
+
+    @busy.setter
+    def busy(self, value: bool) -> None:
+        self.set_class(value, "-busy")
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="export-body"):
@@ -75,7 +85,7 @@ class ExportScreen(ModeScreen):
                 yield Static("", id="export-plan", markup=False)
                 yield ProgressBar(total=100, show_eta=False, id="export-progress")
                 yield Static("", id="export-status", markup=False)
-                yield RichLog(id="export-log", wrap=True, markup=False, min_width=20)
+                yield ReflowLog(id="export-log", min_width=20)
 
     def on_mount(self) -> None:
         self.rebuild_job()
@@ -300,6 +310,10 @@ class ExportScreen(ModeScreen):
     def on_export_screen_finished(self, message: Finished) -> None:
         self.busy = False
 
+    @property
+    def log_lines(self) -> list[str]:
+        """What the log shows, unwrapped."""
+        return self.query_one("#export-log", ReflowLog).texts
+
     def log_line(self, text: str) -> None:
-        self.log_lines.append(text)
-        self.query_one("#export-log", RichLog).write(text)
+        self.query_one("#export-log", ReflowLog).add(text)

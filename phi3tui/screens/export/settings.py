@@ -23,8 +23,7 @@ class ExportSettingsScreen(ModalScreen):
     DEFAULT_CSS = """
     ExportSettingsScreen { align: center middle; }
     ExportSettingsScreen > Vertical {
-        width: 76; max-width: 100%; height: auto; max-height: 100%;
-        border: round $accent; background: $panel; padding: 0 1;
+        width: 76; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
     }
     ExportSettingsScreen Input { margin-bottom: 0; }
     ExportSettingsScreen .hint { color: $text-muted; }
@@ -39,7 +38,7 @@ class ExportSettingsScreen(ModalScreen):
         self.values = values
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="dialog"):
             for key, label in FIELDS:
                 yield Label(label)
                 yield Input(self.values.get(key, ""), id=f"set-{key}")

@@ -19,7 +19,6 @@ class QueueScreen(ModalScreen[None]):
     QueueScreen { align: center middle; }
     QueueScreen > Vertical {
         width: 80; max-width: 100%; height: 90%;
-        border: round $accent; background: $panel;
     }
     QueueScreen DataTable { height: 1fr; }
     QueueScreen #queue-hint, QueueScreen #queue-running { height: auto; color: $text-muted; padding: 0 1; }
@@ -37,7 +36,7 @@ class QueueScreen(ModalScreen[None]):
         self.queued: list = []
 
     def compose(self) -> ComposeResult:
-        with Vertical() as box:
+        with Vertical(classes="dialog") as box:
             box.border_title = "Queue (next first)"
             yield Static("", id="queue-running")
             yield DataTable(cursor_type="row", zebra_stripes=True, id="queue-table")

@@ -13,8 +13,7 @@ class RunTextScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     RunTextScreen { align: center middle; }
     RunTextScreen > ScrollableContainer {
-        width: 78; max-width: 100%; height: 90%;
-        border: round $accent; background: $panel; padding: 0 1;
+        width: 78; max-width: 100%; height: 90%; padding: 0 1;
     }
     RunTextScreen #run-text.table { width: auto; text-wrap: nowrap; }
     """
@@ -27,7 +26,7 @@ class RunTextScreen(ModalScreen[None]):
         self.table = table  # columns: never wrapped, scrolled sideways instead
 
     def compose(self) -> ComposeResult:
-        with ScrollableContainer() as scroll:
+        with ScrollableContainer(classes="dialog") as scroll:
             scroll.border_title = f"{self.title_text} (esc closes)"
             yield Static(self.text, id="run-text", markup=False, classes="table" if self.table else "")
 

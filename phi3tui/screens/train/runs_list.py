@@ -24,7 +24,6 @@ class RunsListScreen(ModalScreen[tuple | None]):
     RunsListScreen { align: center middle; }
     RunsListScreen > Vertical {
         width: 100; max-width: 100%; height: 90%;
-        border: round $accent; background: $panel;
     }
     RunsListScreen DataTable { height: 1fr; }
     RunsListScreen #runs-hint { height: auto; color: $text-muted; padding: 0 1; }
@@ -48,7 +47,7 @@ class RunsListScreen(ModalScreen[tuple | None]):
         self.summaries: list[runs.RunSummary] = []
 
     def compose(self) -> ComposeResult:
-        with Vertical() as box:
+        with Vertical(classes="dialog") as box:
             box.border_title = "Runs"
             yield DataTable(cursor_type="row", zebra_stripes=True, id="runs-table")
             yield Static(
