@@ -24,6 +24,7 @@ from phi3tui.core.config.schema import (
     epochs_for_iters,
     build_args,
     mlx_lm_defaults,
+    grpo_settings,
     preference_settings,
 )
 
@@ -60,6 +61,7 @@ __all__ = [
     "load_values",
     "read_config_text",
     "mlx_lm_defaults",
+    "grpo_settings",
     "preference_settings",
     "prepare_run_config",
     "reporter_names",
