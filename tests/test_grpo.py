@@ -310,3 +310,41 @@ def test_user_reward_that_raises_fails_the_run_with_its_file_and_line(grpo_works
     assert where in info["reason"] and "RuntimeError: no score for" in info["reason"], info["reason"]
     assert "reward function rewards.py:broken" in info["reason"]
     assert where in (run_dir / "log.txt").read_text()
+
+
+# -- the headless demo ----------------------------------------------------------------------------------
+
+
+def test_headless_demo_runs_grpo_after_sft_from_its_adapter(grpo_workspace):
+    import io
+
+    from phi3tui.core.pipeline import GRPO_STEP, run_pipeline, steps_with_grpo, steps_with_preference
+    from phi3tui.core.workspace import Workspace
+
+    steps = steps_with_grpo()
+    titles = [s[0] for s in steps]
+    assert titles.index(GRPO_STEP[0]) == titles.index("train") + 1
+    assert all(needs != "train" for title, _m, needs in steps if title != GRPO_STEP[0] and needs)
+    both = [s[0] for s in steps_with_grpo(steps_with_preference())]
+    assert both.index(GRPO_STEP[0]) == both.index("preference-tune (DPO)") + 1
+    out = io.StringIO()
+    upto = steps[: titles.index(GRPO_STEP[0]) + 1]
+    assert run_pipeline(Workspace.open(grpo_workspace), out, steps=upto) == 0, out.getvalue()
+    text = out.getvalue()
+    assert f"{GRPO_STEP[0]}: ok" in text and "reward" in text and "KL" in text, text
+    sft, grpo_run = sorted(p for p in (grpo_workspace / "runs").iterdir() if (p / "run.json").is_file())
+    config = (grpo_run / "config.yaml").read_text()
+    assert "train_mode: grpo" in config and f"{sft.name}/adapters/adapters.safetensors" in config
+    assert "the GRPO reference is the starting adapter" in (grpo_run / "log.txt").read_text()
+
+
+def test_demo_headless_grpo_through_the_cli(tmp_path):
+    from phi3tui.core.data import DataSettings
+    from tests.conftest import run_cli
+
+    assert "--grpo" in run_cli("demo", "--help").stdout
+    if DataSettings().detect_format({"prompt": "Q?", "answer": "A."}) is None:
+        pytest.skip("the data checker does not know the prompt-answer format yet (the data side of issue 27): "
+                    "the gate refuses the GRPO data in the CLI's own process")
+    done = run_cli("demo", str(tmp_path / "demo"), "--headless", "--grpo", timeout=1500)
+    assert "reinforce (GRPO): ok" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
