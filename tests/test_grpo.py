@@ -230,6 +230,18 @@ def test_group_sampling_is_reproducible_from_its_key_and_leaves_the_global_key(d
     assert draws[0] == draws[1] and len(draws[0]) == 3
     assert len({tuple(c) for c in draws[0]}) > 1, "a group at temperature 1 should differ"
     assert mx.random.state[0].tolist() == before
+    # Greedy, each row of the group is what mlx-lm's own generate_step makes of the prompt (the shared prompt
+    # cache repeated for the rows decodes as a fresh cache would).
+    from mlx_lm.generate import generate_step
+
+    eos = set(tokenizer.eos_token_ids)
+    greedy = grpo.sample_group(model, ids, 2, 12, make_sampler(0.0), eos)
+    expected = []
+    for token, _ in generate_step(mx.array(ids), model, max_tokens=12, sampler=make_sampler(0.0)):
+        expected.append(int(token))
+        if int(token) in eos:
+            break
+    assert greedy == [expected, expected]
 
 
 # -- real runs --------------------------------------------------------------------------------------------

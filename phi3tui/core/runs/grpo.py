@@ -134,10 +134,18 @@ def sample_group(model, prompt: list[int], group_size: int, max_tokens: int, sam
     first end token, or max_tokens long."""
     import mlx.core as mx
     import numpy as np
-    from mlx_lm.models.cache import make_prompt_cache
+    from mlx_lm.models.cache import KVCache, make_prompt_cache
 
     cache = make_prompt_cache(model)
-    logits = model(mx.array([prompt] * group_size), cache=cache)[:, -1, :]
+    if len(prompt) > 1 and all(type(c) is KVCache for c in cache):
+        # The prompt once, its cache then repeated for the group's rows: the shared prefix is computed once.
+        model(mx.array([prompt[:-1]]), cache=cache)
+        for c in cache:
+            keys, values, offset = c.state
+            c.state = (mx.repeat(keys, group_size, axis=0), mx.repeat(values, group_size, axis=0), offset)
+        logits = model(mx.array([prompt[-1:]] * group_size), cache=cache)[:, -1, :]
+    else:
+        logits = model(mx.array([prompt] * group_size), cache=cache)[:, -1, :]
     sampled, done = [], np.zeros(group_size, bool)
     eos = np.asarray(sorted(eos_ids))
     for step in range(max_tokens):
