@@ -83,6 +83,13 @@ def test_reward_function_names_are_checked_before_a_run(grpo_workspace):
                  "reward_functions: [exact, contains]\nreward_weights: [1.0]\n")
     assert {"group_size", "temperature", "epsilon", "max_completion_length", "reward_weights"} <= bad.keys(), bad
     assert "fine_tune_type" in errors("fine_tune_type: full\n")
+    # grpo reads prompt-answer records: the demo's text records are refused, naming train_mode.
+    on_text = review_config(text + "\ntrain_mode: grpo\ndata: data\n", grpo_workspace)
+    assert any(f.field == "train_mode" and "is grpo" in f.message for f in on_text.errors), on_text.errors
+    # The memory estimate counts group_size rows per prompt.
+    sft = review_config(text + "\ndata: data\n", grpo_workspace).memory
+    grouped = review_config(text + "\ntrain_mode: grpo\ndata: data\ngroup_size: 8\n", grpo_workspace).memory
+    assert grouped.activations > 7.9 * sft.activations
     # The keys are the form's, with their defaults; another mode does not look at them.
     from phi3tui.core.config import config_fields
 

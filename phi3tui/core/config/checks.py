@@ -507,8 +507,10 @@ def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan, data: Da
     histogram = data.lengths.get("train") if data is not None else None
     longest = models.longest_batched(histogram, merged["batch_size"] or 1) if histogram else None
     if preference and merged["batch_size"]:
-        # DPO/ORPO run the chosen and the rejected sequence of each pair in one batch: twice the rows.
-        merged["batch_size"] *= 2
+        # DPO/ORPO run the chosen and the rejected sequence of each pair in one batch: twice the rows; GRPO runs
+        # group_size completions of each prompt.
+        group = values.get("group_size") if values.get("train_mode") == "grpo" else 2
+        merged["batch_size"] *= group if isinstance(group, int) and not isinstance(group, bool) and group > 0 else 4
     from phi3tui.core.machine import memory_budget
 
     # On a Mac, what MLX can use is Metal's recommended working set, well under the total RAM.
