@@ -218,27 +218,14 @@ def load_prompts(data_dir: Path, tokenizer, settings: DataSettings) -> tuple[Pro
 
 
 def iterate_prompts(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
-    """mlx-lm's iterate_batches for prompts: sorted by length, cut into batches, shuffled with NumPy's global
-    generator (so the runner's resume replays it), each rank taking its share. Yields (items, n): the batch's
+    """mlx-lm's iterate_batches for prompts (tasks.shuffled_batches: sorted by length, cut into batches,
+    shuffled with NumPy's global generator, so the runner's resume replays it). Yields (items, n): the batch's
     (prompt ids, record) items and its number from 1 (with loop, the training iteration it is for)."""
-    import numpy as np
+    from phi3tui.core.runs.tasks import shuffled_batches
 
-    if len(dataset) < batch_size:
-        raise ValueError(f"Dataset must have at least batch_size={batch_size} examples but only has {len(dataset)}.")
-    offset, step = (comm_group.rank(), comm_group.size()) if comm_group is not None else (0, 1)
-    if batch_size % step != 0:
-        raise ValueError("The batch size must be divisible by the number of workers")
-    idx = sorted(range(len(dataset)), key=lambda i: len(dataset[i][0]))
-    batch_idx = [idx[i + offset : i + offset + batch_size : step] for i in range(0, len(idx) - batch_size + 1, batch_size)]
-    if seed is not None:
-        np.random.seed(seed)
-    number = 0
-    while True:
-        for i in np.random.permutation(len(batch_idx)):
-            number += 1
-            yield [dataset[j] for j in batch_idx[i]], number
-        if not loop:
-            break
+    batches = shuffled_batches(dataset, batch_size, lambda i: len(dataset[i][0]), loop, seed, comm_group)
+    for number, batch in enumerate(batches, 1):
+        yield batch, number
 
 
 # -- the task the runner drives --------------------------------------------------------------------------
