@@ -86,8 +86,8 @@ def group_advantages(totals: list[float], group_size: int) -> list[float]:
 
 def completion_logps(model, tokens, mask):
     """Per-token log-probabilities [R, T] of the completion tokens, float32, 0 outside the mask. tokens [R, L] are
-    prompt + completion rows (right-padded); mask [R, T] covers the last T targets (T = L − 1 − start, start
-    being where the shortest prompt's last token is), so the logits of the prompts' heads are never kept."""
+    prompt + completion rows (right-padded); mask [R, T] covers the last T targets (T = L − 1 − start, start at
+    most where the shortest prompt's last token is), so the logits of the prompts' heads are never kept."""
     import mlx.core as mx
     import mlx.nn as nn
 
@@ -99,13 +99,16 @@ def completion_logps(model, tokens, mask):
 
 def completion_batch(prompts: list[list[int]], completions: list[list[int]]) -> tuple:
     """(tokens [R, L] int32, mask [R, T] bool) of prompt + completion rows, right-padded (a causal model's
-    scores of a row do not depend on the padding after it), L a multiple of 32 plus one as mlx-lm pads."""
+    scores of a row do not depend on the padding after it), L a multiple of 32 plus one as mlx-lm pads, T a
+    multiple of 32."""
     import mlx.core as mx
     import numpy as np
 
     longest = max(len(p) + len(c) for p, c in zip(prompts, completions))
     width = max(2, 1 + 32 * ((longest + 31) // 32))
-    start = min(len(p) for p in prompts) - 1
+    # Scored from the shortest prompt's end, rounded down to a multiple of 32: few distinct shapes, so the
+    # trainer's compiled step is traced again only for a new one.
+    start = 32 * ((min(len(p) for p in prompts) - 1) // 32)
     tokens = np.zeros((len(prompts), width), np.int32)
     mask = np.zeros((len(prompts), width - 1), bool)
     for r, (p, c) in enumerate(zip(prompts, completions)):
