@@ -56,6 +56,12 @@ def test_built_in_rewards_and_their_spelling(tmp_path):
     (plain,) = load_rewards(["any_correct"], tmp_path)
     assert plain(["Q"], ["no, bats can see."], [RECORD["answer"]], [{}]) == [1.0]
     assert parse_reward_spec("length:-200").argument == "-200"
+    # A user file that fails as it is imported is named with its line.
+    from phi3tui.core.rewards import RewardError
+
+    (tmp_path / "bad.py").write_text("import math\n\nVALUE = 1 / 0\n\ndef score(**kwargs):\n    return []\n")
+    with pytest.raises(RewardError, match=r"bad\.py:3: ZeroDivisionError"):
+        load_rewards(["bad.py:score"], tmp_path)
     for bad in ("lenght", "length:20", "length:9-3", "format:", "format:(", "exact:3", "rewards.txt:fn", ""):
         with pytest.raises(ValueError):
             parse_reward_spec(bad)

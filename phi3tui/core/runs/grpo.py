@@ -33,7 +33,7 @@ from pathlib import Path
 
 from phi3tui.core.config import grpo_settings
 from phi3tui.core.data import DataSettings, prompt_messages
-from phi3tui.core.rewards import RewardError, load_rewards
+from phi3tui.core.rewards import load_rewards
 from phi3tui.core.run_folder import GRPO_SAMPLES
 from phi3tui.core.runs.preference import adapter_off, adapter_weights, starting_adapter
 
@@ -260,11 +260,8 @@ class GrpoTask:
         self.seed = int(getattr(args, "seed", 0) or 0)
         if getattr(args, "hf_dataset", None):
             raise ValueError("train_mode grpo reads a local data folder; hf_dataset is not supported for it")
-        # The runner's working folder is the workspace: user reward files are relative to it.
-        try:
-            self.rewards = load_rewards(settings["reward_functions"], Path.cwd())
-        except RewardError as exc:
-            raise ValueError(str(exc)) from None
+        self.reward_functions = settings["reward_functions"]
+        self.rewards = []  # loaded in prepare: a user file that fails to import is not a data error
         self.tokenizer = tokenizer
         self.prompt_feature = DataSettings.from_config(vars(args)).prompt_feature
         self.eos_ids = set(tokenizer.eos_token_ids)
@@ -279,7 +276,9 @@ class GrpoTask:
         self.window: list[Rollout] = []  # the rollouts since the last train report
 
     def prepare(self, model, fine_tune_type: str, max_seq_length: int, adapter_file=None) -> None:
-        """The reference: the model with its adapter off, or the starting adapter's weights kept aside."""
+        """The reward functions (a user's file imported now, relative to the runner's working folder: the
+        workspace) and the reference: the model with its adapter off, or the starting adapter's weights kept aside."""
+        self.rewards = load_rewards(self.reward_functions, Path.cwd())
         if fine_tune_type == "full":
             raise ValueError("fine_tune_type full: GRPO's reference is the model with its adapter switched off, "
                              "and a full fine-tune has none (it would need a second copy of the weights); use lora "
