@@ -100,15 +100,16 @@ def completion_logps(model, tokens, mask):
 def completion_batch(prompts: list[list[int]], completions: list[list[int]]) -> tuple:
     """(tokens [R, L] int32, mask [R, T] bool) of prompt + completion rows, right-padded (a causal model's
     scores of a row do not depend on the padding after it), L a multiple of 32 plus one as mlx-lm pads, T a
-    multiple of 32."""
+    multiple of 16 (or L − 1)."""
     import mlx.core as mx
     import numpy as np
 
     longest = max(len(p) + len(c) for p, c in zip(prompts, completions))
     width = max(2, 1 + 32 * ((longest + 31) // 32))
-    # Scored from the shortest prompt's end, rounded down to a multiple of 32: few distinct shapes, so the
-    # trainer's compiled step is traced again only for a new one.
-    start = 32 * ((min(len(p) for p in prompts) - 1) // 32)
+    # Scored from the shortest prompt's end, the span rounded up to a multiple of 16 targets: few distinct
+    # shapes, so the trainer's compiled step is traced again only for a new one, and few prompt logits kept.
+    needed = width - min(len(p) for p in prompts)
+    start = max(0, width - 1 - 16 * ((needed + 15) // 16))
     tokens = np.zeros((len(prompts), width), np.int32)
     mask = np.zeros((len(prompts), width - 1), bool)
     for r, (p, c) in enumerate(zip(prompts, completions)):
