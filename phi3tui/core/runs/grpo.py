@@ -264,9 +264,10 @@ class GrpoTask:
         self.reward_functions = settings["reward_functions"]
         self.rewards = []  # loaded in prepare: a user file that fails to import is not a data error
         self.tokenizer = tokenizer
-        self.prompt_feature = DataSettings.from_config(vars(args)).prompt_feature
+        data = DataSettings.from_config(vars(args))
+        self.prompt_feature = data.prompt_feature
         self.eos_ids = set(tokenizer.eos_token_ids)
-        self.datasets = load_prompts(Path(args.data), tokenizer, DataSettings.from_config(vars(args)))
+        self.datasets = load_prompts(Path(args.data), tokenizer, data)
         # Where samples.jsonl goes: the run folder, adapter_path's parent (runs/<id>/adapters, relative to the
         # workspace the runner works in).
         self.run_dir = Path(args.adapter_path).parent
