@@ -35,6 +35,7 @@ from phi3tui.core.config import grpo_settings
 from phi3tui.core.data import DataSettings, prompt_messages
 from phi3tui.core.rewards import load_rewards
 from phi3tui.core.run_folder import GRPO_SAMPLES
+from phi3tui.core.runs.preference import PairDataset as PromptDataset  # a dataset of ready items, as the pairs'
 from phi3tui.core.runs.preference import adapter_off, adapter_weights, starting_adapter
 
 MAX_KL_LOG_RATIO = 20.0  # exp() of a larger reference − policy gap overflows float32; bounded as mlx-lm-lora does
@@ -174,25 +175,10 @@ def sample_group(model, prompt: list[int], group_size: int, max_tokens: int, sam
 # -- data -------------------------------------------------------------------------------------------------
 
 
-class PromptDataset:
-    """Prompt-answer records with their prompt's token ids: (prompt ids, record) per record."""
-
-    def __init__(self, items: list):
-        self.items = items
-
-    def __getitem__(self, idx: int):
-        return self.items[idx]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def process(self, item):  # mlx-lm's CacheDataset calls it; the items are ready
-        return item
-
-
 def load_prompts(data_dir: Path, tokenizer, settings: DataSettings) -> tuple[PromptDataset, PromptDataset, PromptDataset]:
     """train/valid/test.jsonl of prompt-answer records, the prompt through the chat template (with its
-    generation prompt); an absent split is empty. A bad line raises ValueError naming the file and line."""
+    generation prompt), as (prompt ids, record) items; an absent split is empty. A bad line raises ValueError
+    naming the file and line."""
     out = []
     for split in ("train", "valid", "test"):
         path = Path(data_dir) / f"{split}.jsonl"
