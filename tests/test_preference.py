@@ -144,7 +144,7 @@ def test_preference_keys_are_in_the_form_with_help_and_defaults():
     from phi3tui.core.config import config_fields
 
     specs = {s.key: s for s in config_fields()}
-    assert specs["train_mode"].choices == ("sft", "dpo", "orpo") and specs["train_mode"].default == "sft"
+    assert specs["train_mode"].choices == ("sft", "dpo", "orpo", "grpo") and specs["train_mode"].default == "sft"
     assert specs["dpo_loss_type"].choices == ("sigmoid", "hinge", "ipo") and specs["dpo_loss_type"].default == "sigmoid"
     assert specs["beta"].default == 0.1 and "ORPO" in specs["beta"].help
 

@@ -17,6 +17,7 @@ from phi3tui.core import runs
 from phi3tui.core.config import TRAIN_MODES, config_fields, preference_settings
 from phi3tui.core.runs import tasks
 from phi3tui.core.runs.launcher import create_run
+from phi3tui.core.runs.grpo import GrpoTask
 from phi3tui.core.runs.preference import PreferenceTask
 from phi3tui.core.workspace import Workspace
 from phi3tui.widgets.loss_plot import LossPlot
@@ -56,7 +57,8 @@ class Toy(tasks.SftTask):
 def test_the_table_picks_each_mode_and_names_an_unknown_one(monkeypatch):
     assert tasks.task_class("sft") is tasks.SftTask and tasks.task_class(None) is tasks.SftTask
     assert tasks.task_class("dpo") is PreferenceTask and tasks.task_class("orpo") is PreferenceTask
-    with pytest.raises(ValueError, match="'toy'.*sft, dpo, orpo"):
+    assert tasks.task_class("grpo") is GrpoTask and tasks.plotted_series("grpo") == ({"reward_mean": "reward", "kl": "KL"}, "rewards")
+    with pytest.raises(ValueError, match="'toy'.*sft, dpo, orpo, grpo"):
         tasks.task_class("toy")
     assert tasks.plotted_metrics("dpo") == ("reward_margin", "chosen_reward", "rejected_reward", "accuracy")
     assert tasks.plotted_metrics("sft") == () and tasks.plotted_metrics("toy") == ()
@@ -68,12 +70,12 @@ def test_the_table_picks_each_mode_and_names_an_unknown_one(monkeypatch):
 def test_config_reads_the_same_table_of_modes(monkeypatch):
     """The one line that registers a mode is all the Config form's choices and the config check need."""
     spec = next(s for s in config_fields() if s.key == "train_mode")
-    assert spec.choices == ("sft", "dpo", "orpo")
+    assert spec.choices == ("sft", "dpo", "orpo", "grpo")
     with pytest.raises(ValueError, match="'toy'"):
         preference_settings({"train_mode": "toy"})
     monkeypatch.setitem(TRAIN_MODES, "toy", f"{__name__}:Toy")
     assert preference_settings({"train_mode": "toy"})["train_mode"] == "toy"
-    assert next(s for s in config_fields() if s.key == "train_mode").choices == ("sft", "dpo", "orpo", "toy")
+    assert next(s for s in config_fields() if s.key == "train_mode").choices == ("sft", "dpo", "orpo", "grpo", "toy")
 
 
 async def test_a_registered_toy_mode_trains_through_the_runner_and_the_train_screen_plots_its_metric(

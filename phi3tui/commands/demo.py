@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--headless", action="store_true", help="run every step with no UI and print each result")
     p.add_argument("--yes", action="store_true", help="with --headless: replace an Ollama model of the same name without asking")
     p.add_argument("--preference", action="store_true", help="with --headless: a short DPO pass on preference pairs after the SFT run (compare, fuse and export then use its adapter)")
+    p.add_argument("--grpo", action="store_true", help="with --headless: a short GRPO pass on prompt-answer records after the last training pass (compare, fuse and export then use its adapter)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the model, data and config even if present")
     p.set_defaults(func=run)
 
@@ -44,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
     verb = "built" if result.created else "reusing"
     print(f"{verb} demo workspace {result.workspace.root}")
     if args.headless:
-        from phi3tui.core.pipeline import STEPS, run_pipeline, steps_with_preference
+        from phi3tui.core.pipeline import STEPS, run_pipeline, steps_with_grpo, steps_with_preference
 
         steps = steps_with_preference() if args.preference else STEPS
+        steps = steps_with_grpo(steps) if args.grpo else steps
         return run_pipeline(result.workspace, out=sys.stdout, replace_ollama=args.yes, steps=steps)
     from phi3tui.app import Phi3App
 

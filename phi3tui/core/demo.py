@@ -172,6 +172,18 @@ def write_demo_preference_data(data_dir: Path, seed: int = 0) -> dict[str, int]:
     return counts
 
 
+def write_demo_grpo_data(data_dir: Path, seed: int = 0) -> dict[str, int]:
+    """The demo pairs as prompt-answer records for GRPO: the question, its answer, and as correct_answers the
+    answer and its first word ("No", "Yes", …: what a tiny model can learn to say in a short pass)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, rows in zip(("train", "valid", "test"), split_pairs(demo_pairs(), seed=seed)):
+        records = [{"prompt": q, "answer": a, "correct_answers": [a.split()[0].strip(".,!;:"), a]} for q, a in rows]
+        atomic_write_text(data_dir / f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        counts[name] = len(records)
+    return counts
+
+
 def write_demo_data(data_dir: Path, seed: int = 0) -> dict[str, int]:
     from phi3tui.core.data import tutorial_text  # the record format's one owner (late: the data package is larger)
 

@@ -41,10 +41,25 @@ STEPS = (
 PREFERENCE_STEP = ("preference-tune (DPO)", "phi3tui.core.runs.preference_demo", "train")
 
 
+# `phi3tui demo --headless --grpo`: a GRPO pass after the last training step (SFT's, or DPO's with --preference).
+GRPO_STEP = ("reinforce (GRPO)", "phi3tui.core.runs.grpo_demo", "train")
+
+
+def steps_with_pass(step: tuple, steps=STEPS, after: str = "train") -> tuple:
+    """`steps` with a training pass right after the step `after`: the steps that needed `after` need it instead."""
+    at = [title for title, _m, _n in steps].index(after) + 1
+    later = tuple((title, module, step[0] if needs == after else needs) for title, module, needs in steps[at:])
+    return steps[:at] + ((step[0], step[1], after),) + later
+
+
 def steps_with_preference(steps=STEPS) -> tuple:
-    at = [title for title, _m, _n in steps].index("train") + 1
-    later = tuple((title, module, PREFERENCE_STEP[0] if needs == "train" else needs) for title, module, needs in steps[at:])
-    return steps[:at] + (PREFERENCE_STEP,) + later
+    return steps_with_pass(PREFERENCE_STEP, steps)
+
+
+def steps_with_grpo(steps=STEPS) -> tuple:
+    """After DPO's pass when `steps` has one, else after SFT's."""
+    titles = [title for title, _m, _n in steps]
+    return steps_with_pass(GRPO_STEP, steps, PREFERENCE_STEP[0] if PREFERENCE_STEP[0] in titles else "train")
 
 
 def run_pipeline(ws: Workspace, out: TextIO, replace_ollama: bool = False, steps=STEPS, state: dict | None = None) -> int:

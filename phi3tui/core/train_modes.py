@@ -17,4 +17,5 @@ TRAIN_MODES: dict[str, str] = {
     "sft": "phi3tui.core.runs.tasks:SftTask",
     "dpo": "phi3tui.core.runs.preference:PreferenceTask",
     "orpo": "phi3tui.core.runs.preference:PreferenceTask",
+    "grpo": "phi3tui.core.runs.grpo:GrpoTask",
 }

@@ -77,6 +77,7 @@ def review_config(text: str, workspace_root: Path | str, rejected: frozenset[str
         findings.append(Finding("info", "max_seq_length", f"not compared with the data: {data_ctx.note}"))
     findings += checks.check_adapters(values, defaults, root)
     findings += checks.check_probes(values, root)
+    findings += checks.check_grpo(values, root)
     memory_findings, memory = checks.check_memory(values, defaults, model_ctx, plan, data_ctx, in_use)
     findings += memory_findings
     findings += checks.check_known_models(values, defaults, model_ctx)  # last: the file's own model comes first

@@ -114,10 +114,12 @@ DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo")
 PREFERENCE_FIELDS = (
     ("train_mode", "choice", TRAIN_MODES,
      "sft: supervised (mlx-lm's own loss, any data format); dpo or orpo: preference tuning on "
-     "{prompt, chosen, rejected} records, the reference model being the same weights with the adapter off."),
+     "{prompt, chosen, rejected} records, the reference model being the same weights with the adapter off; "
+     "grpo: sampled completions of {prompt, answer} records scored by reward_functions."),
     ("beta", "float", (),
      "DPO: how far the tuned model may move from the reference (higher keeps it closer); "
-     "ORPO: the weight of the odds-ratio term beside the chosen answer's loss. 0.1 is usual."),
+     "ORPO: the weight of the odds-ratio term beside the chosen answer's loss; "
+     "GRPO: the weight of the KL to the reference (the adapter off). 0.1 is usual."),
     ("dpo_loss_type", "choice", DPO_LOSS_TYPES,
      "DPO's loss: sigmoid (the DPO paper), hinge (SLiC) or ipo (IPO: scores averaged per token)."),
 )
@@ -138,6 +140,83 @@ def preference_settings(values: dict) -> dict:
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0 or not math.isfinite(beta):
         raise ValueError(f"beta is {beta!r}; it must be a positive number such as 0.1")
     out["beta"] = float(beta)
+    return out
+
+
+# GRPO (core/runs/grpo.py), with mlx-lm-lora's names; read only with train_mode: grpo (beta, the KL weight, is
+# the preference key above). Reward function names are checked by core/rewards.py (a leaf) before a run.
+GRPO_KEYS = {"group_size": 4, "max_completion_length": 64, "temperature": 0.8, "epsilon": 0.2,
+             "reward_functions": ["any_correct"], "reward_weights": None}
+GRPO_FIELDS = (
+    ("group_size", "int", "GRPO: completions sampled per prompt; their rewards are compared within the group (2 or more)."),
+    ("max_completion_length", "int", "GRPO: the most tokens sampled for one completion."),
+    ("temperature", "float", "GRPO: sampling temperature of the completions (above 0; 0.8 is usual)."),
+    ("epsilon", "float", "GRPO: clipping of the policy ratio to 1 ± epsilon (0.2 is usual)."),
+    ("reward_functions", "yaml",
+     "GRPO: the rewards, summed with reward_weights: exact, contains, any_correct (a record's correct_answers), "
+     "length:MIN-MAX (characters), format:REGEX, or path/to/rewards.py:function (relative to the workspace)."),
+    ("reward_weights", "yaml", "GRPO: one weight per reward function (empty: 1 each)."),
+)
+
+
+def grpo_problems(values: dict) -> list[tuple[str, str]]:
+    """(key, what is wrong and what to write) for each bad GRPO setting of a config; [] when all are right.
+    Reward function names are parsed here; whether a user file defines its function is core/rewards.py's."""
+    from phi3tui.core.rewards import parse_reward_spec
+
+    out = dict(GRPO_KEYS, **{k: values[k] for k in GRPO_KEYS if values.get(k) is not None})
+    found = []
+
+    def number(value, whole=False):
+        kinds = (int,) if whole else (int, float)
+        return not isinstance(value, bool) and isinstance(value, kinds) and math.isfinite(value)
+
+    if not number(out["group_size"], whole=True) or out["group_size"] < 2:
+        found.append(("group_size", f"is {out['group_size']!r}; it must be a whole number of 2 or more (GRPO "
+                      "compares the completions of a group), e.g. 4"))
+    if not number(out["max_completion_length"], whole=True) or out["max_completion_length"] < 1:
+        found.append(("max_completion_length", f"is {out['max_completion_length']!r}; it must be a whole number "
+                      "of tokens, at least 1, e.g. 64"))
+    if not number(out["temperature"]) or not out["temperature"] > 0:
+        found.append(("temperature", f"is {out['temperature']!r}; it must be a number above 0, e.g. 0.8"))
+    if not number(out["epsilon"]) or not 0 < out["epsilon"] < 1:
+        found.append(("epsilon", f"is {out['epsilon']!r}; it must be a number between 0 and 1, e.g. 0.2"))
+    functions = out["reward_functions"]
+    if isinstance(functions, str):
+        functions = [functions]
+    if not isinstance(functions, list) or not functions:
+        found.append(("reward_functions", f"is {functions!r}; it must be a list of reward names, e.g. [any_correct]"))
+        functions = []
+    for spec in functions:
+        try:
+            parse_reward_spec(spec)
+        except ValueError as exc:
+            found.append(("reward_functions", str(exc)))
+    weights = out["reward_weights"]
+    if weights is not None:
+        if not (isinstance(weights, list) and all(number(w) for w in weights)):
+            found.append(("reward_weights", f"is {weights!r}; it must be a list of numbers, one per reward function"))
+        elif functions and len(weights) != len(functions):
+            found.append(("reward_weights", f"has {len(weights)} weight(s) for {len(functions)} reward function(s); "
+                          "give one per function, or remove reward_weights for 1 each"))
+    return found
+
+
+def grpo_settings(values: dict) -> dict:
+    """The GRPO settings of a config, defaults filled (reward_functions a list, reward_weights a list of floats).
+    Raises ValueError naming the key and what to write when a value is wrong."""
+    problems = grpo_problems(values)
+    if problems:
+        key, message = problems[0]
+        raise ValueError(f"{key} {message}" if not message.startswith("'") else f"{key}: {message}")
+    out = dict(GRPO_KEYS, **{k: values[k] for k in GRPO_KEYS if values.get(k) is not None})
+    if isinstance(out["reward_functions"], str):
+        out["reward_functions"] = [out["reward_functions"]]
+    out["reward_functions"] = [str(s).strip() for s in out["reward_functions"]]
+    n = len(out["reward_functions"])
+    out["reward_weights"] = [float(w) for w in out["reward_weights"]] if out["reward_weights"] else [1.0] * n
+    out["temperature"], out["epsilon"] = float(out["temperature"]), float(out["epsilon"])
+    out["beta"] = preference_settings(values)["beta"]
     return out
 
 
@@ -190,7 +269,7 @@ def _parser_actions() -> dict:
 def known_top_level_keys() -> set[str]:
 
     return (set(mlx_lm_defaults()) | set(_parser_actions()) | set(DATASET_KEYS) | set(PREFERENCE_KEYS)
-            | set(PREFERENCE_ALIASES) | set(PROBE_KEYS) | set(TURNS_KEYS)) - CLI_ONLY
+            | set(PREFERENCE_ALIASES) | set(PROBE_KEYS) | set(TURNS_KEYS) | set(GRPO_KEYS)) - CLI_ONLY
 
 
 def _kind_of(action, default) -> tuple[str, tuple[str, ...]]:
@@ -265,6 +344,8 @@ def config_fields() -> list[FieldSpec]:
                            TURNS_HELP, TURNS_CHOICES))
     for key, kind, choices, help_text in PREFERENCE_FIELDS:
         specs.append(FieldSpec((key,), "preference", kind, PREFERENCE_KEYS[key], help_text, tuple(choices)))
+    for key, kind, help_text in GRPO_FIELDS:
+        specs.append(FieldSpec((key,), "preference", kind, GRPO_KEYS[key], help_text))
 
     # phi3tui's runner answers these after each checkpoint; a path or a number, hence "yaml".
     for key, kind in (("probe_prompts", "yaml"), ("probe_max_tokens", "int")):

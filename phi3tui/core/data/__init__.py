@@ -24,8 +24,8 @@ _LAZY = {
     "import_any": "importers", "options_from_values": "importers", "read_rows": "importers",
     "split_answers": "importers", "tutorial_text": "importers",
     "TokenizerError": "render", "load_tokenizer": "render", "preference_tokens": "render", "render_record": "render",
-    "processor": "render", "token_rows": "render", "dropped_tool_parts": "render", "TEMPLATE_TOOLS_HINT": "render",
-    "tool_names": "tool_records", "assistant_turn_mask": "turns", "loss_flags": "turns",
+    "prompt_messages": "render", "processor": "render", "token_rows": "render", "dropped_tool_parts": "render",
+    "TEMPLATE_TOOLS_HINT": "render", "tool_names": "tool_records", "assistant_turn_mask": "turns", "loss_flags": "turns",
     "PreviewLine": "preview", "tool_preview": "preview",
 }
 
@@ -54,6 +54,7 @@ __all__ = [
     "loss_flags",
     "options_from_values",
     "preference_tokens",
+    "prompt_messages",
     "processor",
     "read_rows",
     "record_problems",

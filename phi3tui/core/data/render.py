@@ -52,11 +52,18 @@ def dataset_for(record: dict, fmt: str, tokenizer, settings):
     raise ValueError(f"unknown format {fmt!r}")
 
 
+def prompt_messages(record: dict, settings) -> list[dict]:
+    """A preference or prompt-answer record's prompt as chat messages, the way mlx-lm-lora's DPO and GRPO
+    datasets build them (an optional "system" first)."""
+    prompt = [{"role": "system", "content": record["system"]}] if record.get("system") else []
+    prompt.append({"role": "user", "content": record[settings.prompt_feature]})
+    return prompt
+
+
 def preference_messages(record: dict, settings) -> tuple[list[dict], list[dict], list[dict]]:
     """(prompt, prompt + chosen, prompt + rejected) as chat messages, the way mlx-lm-lora's DPODataset
     builds them (an optional "system" first)."""
-    prompt = [{"role": "system", "content": record["system"]}] if record.get("system") else []
-    prompt.append({"role": "user", "content": record[settings.prompt_feature]})
+    prompt = prompt_messages(record, settings)
     return (
         prompt,
         prompt + [{"role": "assistant", "content": record[settings.chosen_feature]}],

@@ -223,25 +223,16 @@ def load_pairs(data_dir: Path, tokenizer, settings: DataSettings) -> tuple[PairD
 
 def iterate_pairs(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
     """mlx-lm's iterate_batches for pairs: sorted by length, cut into batches, shuffled with NumPy's
-    global generator (so the runner's resume replays it), each rank taking its share of the rows.
-    Yields (tokens [2B, L] int32: chosen rows then rejected rows, answer mask [2B, L] float32[,
-    reference scores [2B] float32 when the dataset carries them])."""
-    import numpy as np
+    global generator (so the runner's resume replays it), each rank taking its share of the rows
+    (tasks.shuffled_batches). Yields (tokens [2B, L] int32: chosen rows then rejected rows, answer mask
+    [2B, L] float32[, reference scores [2B] float32 when the dataset carries them])."""
+    from phi3tui.core.runs.tasks import shuffled_batches
 
-    if len(dataset) < batch_size:
-        raise ValueError(f"Dataset must have at least batch_size={batch_size} examples but only has {len(dataset)}.")
-    offset, step = (comm_group.rank(), comm_group.size()) if comm_group is not None else (0, 1)
-    if batch_size % step != 0:
-        raise ValueError("The batch size must be divisible by the number of workers")
-    idx = sorted(range(len(dataset)), key=lambda i: max(len(dataset[i][0]), len(dataset[i][1])))
-    batch_idx = [idx[i + offset : i + offset + batch_size : step] for i in range(0, len(idx) - batch_size + 1, batch_size)]
-    if seed is not None:
-        np.random.seed(seed)
-    while True:
-        for i in np.random.permutation(len(batch_idx)):
-            yield pair_batch([dataset[j] for j in batch_idx[i]], max_seq_length)
-        if not loop:
-            break
+    def length(i):
+        return max(len(dataset[i][0]), len(dataset[i][1]))
+
+    for batch in shuffled_batches(dataset, batch_size, length, loop, seed, comm_group):
+        yield pair_batch(batch, max_seq_length)
 
 
 def pair_batch(batch: list, max_seq_length: int) -> tuple:

@@ -131,6 +131,28 @@ class TurnsDataset:
         return list(tokens), loss_flags(len(tokens), offset_or_mask, len(tokens))
 
 
+def shuffled_batches(dataset, batch_size, length, loop=False, seed=None, comm_group=None):
+    """mlx-lm's iterate_batches order for any dataset: its indices sorted by `length` (a key function), cut into
+    batches of batch_size, each rank taking its share of every batch, the batches shuffled with NumPy's global
+    generator on every pass (so the runner's resume replays it). Yields each batch's items, as a list."""
+    import numpy as np
+
+    if len(dataset) < batch_size:
+        raise ValueError(f"Dataset must have at least batch_size={batch_size} examples but only has {len(dataset)}.")
+    offset, step = (comm_group.rank(), comm_group.size()) if comm_group is not None else (0, 1)
+    if batch_size % step != 0:
+        raise ValueError("The batch size must be divisible by the number of workers")
+    idx = sorted(range(len(dataset)), key=length)
+    batch_idx = [idx[i + offset : i + offset + batch_size : step] for i in range(0, len(idx) - batch_size + 1, batch_size)]
+    if seed is not None:
+        np.random.seed(seed)
+    while True:
+        for i in np.random.permutation(len(batch_idx)):
+            yield [dataset[j] for j in batch_idx[i]]
+        if not loop:
+            break
+
+
 def iterate_masked_batches(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
     """mlx-lm's iterate_batches for (tokens, per-token mask) items: the same order (sorted as mlx-lm sorts a
     CacheDataset, cut into batches, shuffled with NumPy's global generator so a resume replays it), the same
@@ -140,30 +162,17 @@ def iterate_masked_batches(dataset, batch_size, max_seq_length, loop=False, seed
 
     from phi3tui.core.mlx_lm_private import sort_key_of
 
-    if len(dataset) < batch_size:
-        raise ValueError(f"Dataset must have at least batch_size={batch_size} examples but only has {len(dataset)}.")
-    offset, step = (comm_group.rank(), comm_group.size()) if comm_group is not None else (0, 1)
-    if batch_size % step != 0:
-        raise ValueError("The batch size must be divisible by the number of workers")
-    idx = sorted(range(len(dataset)), key=sort_key_of(dataset))
-    batch_idx = [idx[i + offset : i + offset + batch_size : step] for i in range(0, len(idx) - batch_size + 1, batch_size)]
-    if seed is not None:
-        np.random.seed(seed)
-    while True:
-        for i in np.random.permutation(len(batch_idx)):
-            batch = [dataset[j] for j in batch_idx[i]]
-            longest = max(len(tokens) for tokens, _ in batch)
-            pad_to = 32  # mlx-lm's padding: one plus the next multiple of 32, at most max_seq_length
-            width = min(1 + pad_to * ((longest + pad_to - 1) // pad_to), max_seq_length)
-            tokens = np.zeros((len(batch), width), np.int32)
-            mask = np.zeros((len(batch), width), bool)
-            for r, (ids, flags) in enumerate(batch):
-                n = min(len(ids), width)
-                tokens[r, :n] = ids[:n]
-                mask[r, :n] = flags[:n]
-            yield mx.array(tokens), mx.array(mask)
-        if not loop:
-            break
+    for batch in shuffled_batches(dataset, batch_size, sort_key_of(dataset), loop, seed, comm_group):
+        longest = max(len(tokens) for tokens, _ in batch)
+        pad_to = 32  # mlx-lm's padding: one plus the next multiple of 32, at most max_seq_length
+        width = min(1 + pad_to * ((longest + pad_to - 1) // pad_to), max_seq_length)
+        tokens = np.zeros((len(batch), width), np.int32)
+        mask = np.zeros((len(batch), width), bool)
+        for r, (ids, flags) in enumerate(batch):
+            n = min(len(ids), width)
+            tokens[r, :n] = ids[:n]
+            mask[r, :n] = flags[:n]
+        yield mx.array(tokens), mx.array(mask)
 
 
 def masked_loss(model, tokens, mask):
