@@ -397,8 +397,16 @@ def check_data(values: dict, defaults: dict, data: DataContext | None, workspace
     return found
 
 
+# The records each train_mode trains on, what they are called in a message, and how to make them; a mode not
+# named here (sft) reads mlx-lm's own formats (text, chat, completions) and none of these.
+MODE_DATA_FORMATS = {"dpo": "preference", "orpo": "preference", "grpo": "prompt-answer"}
+DATA_FORMAT_WORDS = {"preference": "preference pairs (prompt, chosen, rejected)",
+                     "prompt-answer": "prompts with answers (prompt, answer)"}
+
+
 def _check_data_mode(values: dict, data: DataContext) -> list[Finding]:
-    """Preference records need train_mode dpo or orpo; those modes need preference records in every split."""
+    """Preference records need train_mode dpo or orpo, prompt-answer records grpo; those modes need their
+    records in every split, and sft needs mlx-lm's own formats."""
     from phi3tui.core.config.schema import preference_settings
 
     try:
@@ -406,17 +414,25 @@ def _check_data_mode(values: dict, data: DataContext) -> list[Finding]:
     except ValueError:
         return []  # the wrong value is reported by the type check
     formats = {s: f for s, f in data.formats.items() if f}
-    if mode == "sft" and "preference" in formats.values():
-        splits = ", ".join(s for s, f in formats.items() if f == "preference")
-        return [Finding("error", "train_mode", f"is sft but {splits} hold{'s' if ',' not in splits else ''} "
-                        "preference pairs (prompt, chosen, rejected), which mlx-lm's supervised training cannot read",
-                        "set train_mode: dpo or orpo, or import the data in the text, chat or completions format")]
-    other = {s: f for s, f in formats.items() if f != "preference"}
-    if mode != "sft" and other:
+    needed = MODE_DATA_FORMATS.get(mode)
+    if needed is None:
+        for fmt in DATA_FORMAT_WORDS:
+            splits = ", ".join(s for s, f in formats.items() if f == fmt)
+            if splits:
+                modes = " or ".join(m for m, f in MODE_DATA_FORMATS.items() if f == fmt)
+                return [Finding("error", "train_mode", f"is {mode} but {splits} hold{'s' if ',' not in splits else ''} "
+                                f"{DATA_FORMAT_WORDS[fmt]}, which mlx-lm's supervised training cannot read",
+                                f"set train_mode: {modes}, or import the data in the text, chat or completions format")]
+        return []
+    other = {s: f for s, f in formats.items() if f != needed}
+    if other:
         listed = ", ".join(f"{s}.jsonl is {f}" for s, f in other.items())
-        return [Finding("error", "train_mode", f"is {mode} but {listed}: {mode} trains on preference pairs",
-                        "import pairs (phi3tui data import TruthfulQA.csv DIR --format preference), "
-                        "or set train_mode: sft")]
+        # The mode the data there is for: the one reading the first split's format (sft: mlx-lm's formats).
+        first = next(iter(other.values()))
+        fits = " or ".join(m for m, f in MODE_DATA_FORMATS.items() if f == first) or "sft"
+        return [Finding("error", "train_mode", f"is {mode} but {listed}: {mode} trains on {DATA_FORMAT_WORDS[needed]}",
+                        f"import them (phi3tui data import TruthfulQA.csv DIR --format {needed}), "
+                        f"or set train_mode: {fits}")]
     return []
 
 
