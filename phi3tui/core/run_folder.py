@@ -160,3 +160,24 @@ def without_tracebacks(lines: list[str]) -> list[str]:
         inside = False
         out.append(line)
     return out
+
+
+# GRPO: the latest sampled group of each train report (one JSON object per line; the Train screen shows the last).
+GRPO_SAMPLES = "samples.jsonl"
+
+
+def read_latest_samples(run_dir) -> dict | None:
+    """The last complete line of the run's samples.jsonl as a dict, or None when there is none yet."""
+    path = Path(run_dir) / GRPO_SAMPLES
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    for line in reversed(lines):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line being written
+        if isinstance(value, dict):
+            return value
+    return None

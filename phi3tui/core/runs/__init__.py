@@ -63,6 +63,7 @@ _LAZY = {
                      "resume_run", "start_run", "stop_run", "wait_for_run"), "launcher"),
     **dict.fromkeys(("RunRefused", "check_before_run", "finding_lines", "refusal_line", "require_ready"), "gate"),
     **dict.fromkeys(("SweepRow", "sweep_runs", "sweep_rows", "sweep_table"), "compare"),
+    "sample_group_lines": "samples",
 }
 
 
@@ -132,6 +133,7 @@ __all__ = [
     "run_details",
     "run_dirs",
     "run_info",
+    "sample_group_lines",
     "start_run",
     "short_run_id",
     "status_oneline",
