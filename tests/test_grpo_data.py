@@ -221,3 +221,29 @@ def test_cli_imports_the_real_truthfulqa_csv_as_prompt_answer(shared_data, tmp_p
     assert validate_folder(DataFolder.open(out)).errors == 0
     again = run_cli("data", "import", str(shared_data / "TruthfulQA.csv"), str(out), "--format", "prompt-answer")
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+async def test_import_form_offers_prompt_answer(demo_workspace, tmp_path):
+    from phi3tui.app import Phi3App
+    from phi3tui.core.workspace import Workspace
+    from tests.test_train_screen import wait_for
+
+    source = write_csv(tmp_path / "qa.csv", [
+        ["A", "B", f"Question {i}?", f"Answer {i}.", f"Answer {i}.; Right {i}.", f"Wrong {i}.", ""] for i in range(20)
+    ])
+    out = demo_workspace / "pa"
+    app = Phi3App(Workspace.open(demo_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("i")
+        await pilot.pause()
+        form = app.screen
+        assert type(form).__name__ == "ImportForm"
+        await pilot.press(*str(source))
+        form.query_one("#import-out_dir").value = str(out)
+        form.query_one("#import-format").value = "prompt-answer"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: (out / "test.jsonl").is_file())
+    records = [r for split in ("train", "valid", "test") for r in read_split(out, split)]
+    assert len(records) == 20
+    assert records[3] == {"prompt": "Question 3?", "answer": "Answer 3.", "correct_answers": ["Answer 3.", "Right 3."]}
