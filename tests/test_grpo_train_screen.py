@@ -1,6 +1,7 @@
 """A GRPO run on the Train screen (issue 27): o shows the latest sampled group (samples.jsonl: the prompt, each
 completion with its rewards per function, total and advantage) in place of the plot, scrollable at 80×24, refreshed
-as the run writes; w plots the task's reward series beside the loss."""
+as the run writes; the plot's title names o (the footer is full at 80 columns), the palette and ? list it;
+w plots the task's reward series beside the loss."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-from textual.widgets import Footer
-
 from phi3tui.app import Phi3App
 from phi3tui.core import runs
 from phi3tui.core.run_folder import CONFIG_FILE, GRPO_SAMPLES, METRICS_FILE, read_latest_samples
@@ -67,20 +66,17 @@ async def test_o_shows_the_latest_sampled_group_and_follows_the_file(demo_worksp
         screen = app.screen
         panel, plot = screen.query_one("#run-samples"), screen.query_one(LossPlot)
         assert screen.run_dir == run_dir
-        # No samples.jsonl (an SFT run): o is not in the footer, and pressing it says why.
-        assert "toggle_samples" not in footer_actions(screen)
-        screen.action_toggle_samples()
+        # No samples.jsonl (an SFT run): the plot's title does not name o, and pressing it says why.
+        assert "o: samples" not in plot.title
+        await pilot.press("o")
         await pilot.pause()
         assert not panel.display and plot.display
         assert any("GRPO" in n.message for n in app._notifications)
 
-        # The run writes its first group: the app's run watcher's next poll reads it and offers o.
+        # The run writes its first group: the app's run watcher's next poll reads it, the plot's title names o.
         append(run_dir, json.dumps(group(1, ["Paris is the capital.", "Lyon, I think."])) + "\n")
-        await wait_for(pilot, lambda: screen.samples is not None, timeout=30)
-        await pilot.pause(0.3)
-        assert "toggle_samples" in footer_actions(screen)
-        footer = screen.query_one(Footer)
-        assert footer.virtual_size.width <= 80  # o fits beside the other keys at 80 columns
+        await wait_for(pilot, lambda: plot.title.endswith("(o: samples)"), timeout=30)
+        assert "toggle_samples" not in footer_actions(screen)  # the footer keeps its keys (full at 80 columns)
         await pilot.press("o")
         await pilot.pause()
         text = str(screen.query_one("#run-samples-text").render())
@@ -138,6 +134,9 @@ async def test_w_plots_a_grpo_runs_rewards_beside_the_loss(demo_workspace):
         await pilot.press("w")
         await pilot.pause()
         curves = {c.label: c for c in plot.curves}
-        assert set(curves) == set(task.plotted.values()) and task.plotted_title in plot.title
+        assert set(curves) == set(task.plotted.values()) and plot.title.endswith(f"{task.plotted_title} (w: loss)")
+        # With a sampled group written, the title names both keys.
+        append(run_dir, json.dumps(group(2, ["Paris."])) + "\n")
+        await wait_for(pilot, lambda: plot.title.endswith(f"{task.plotted_title} (w: loss · o: samples)"), timeout=30)
         for key, label in task.plotted.items():
             assert curves[label].xs == [1, 2] and curves[label].ys == [r[key] for r in records]

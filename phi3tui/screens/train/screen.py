@@ -74,8 +74,9 @@ class TrainScreen(ModeScreen):
         Binding("right_square_bracket", "probe_step(1)", "Probe: later checkpoint", key_display="]", show=False,
                 id="train.probe_later"),
         Binding("a", "toggle_probes", "Probe answers / log", show=False, id="train.probes"),
-        # In the footer only on a run that samples (GRPO: samples.jsonl), in place of the plot; up/down scroll it.
-        Binding("o", "toggle_samples", "Samples", id="train.samples"),
+        # A GRPO run's latest sampled group in place of the plot; up/down scroll it. Not in the footer (a live
+        # run's keys fill 80 columns): the plot's title names it once the run has written a group, as for w.
+        Binding("o", "toggle_samples", "Samples", show=False, id="train.samples"),
     ]
 
     def __init__(self, **kwargs):
@@ -195,12 +196,15 @@ class TrainScreen(ModeScreen):
         m = self.metrics
         iters = int(self.info.get("iters") or 0)
         plotted = m.plotted_curves() if self.show_rewards else []
+        samples = ["o: samples"] if self.samples is not None else []  # keys the footer has no room for
         if plotted:
             curves = [Curve(label, xs, ys, OVERLAY_ROLES[i % len(OVERLAY_ROLES)]) for i, (label, xs, ys) in enumerate(plotted)]
-            self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name} {m.plotted_title} (w: loss)", x_end=iters)
+            keys = " · ".join(["w: loss"] + samples)
+            self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name} {m.plotted_title} ({keys})", x_end=iters)
             return
         curves = [Curve("train", m.train_x, m.train_y, "train-loss"), Curve("val", m.val_x, m.val_y, "val-loss", "dot")]
-        hint = f" (w: {m.plotted_title})" if m.series else ""
+        keys = " · ".join(([f"w: {m.plotted_title}"] if m.series else []) + samples)
+        hint = f" ({keys})" if keys else ""
         self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name}{hint}", x_end=iters)
 
     def update_panels(self) -> None:
@@ -332,7 +336,7 @@ class TrainScreen(ModeScreen):
             had = self.samples is not None
             self.samples = read_latest_samples(self.run_dir) if stamp is not None else None
             if had != (self.samples is not None):
-                self.refresh_bindings()  # the footer offers o once there is a group to show
+                self.dirty = True  # the plot's title names o once there is a group to show
         shown = self.samples_shown and self.samples is not None and not self.overlay
         panel = self.query_one("#run-samples")
         self.query_one(LossPlot).set_class(shown, "samples-shown")
@@ -414,8 +418,6 @@ class TrainScreen(ModeScreen):
             return state in runs.LIVE_STATES
         if action == "resume_run":
             return state in runs.RESUMABLE_STATES
-        if action == "toggle_samples":
-            return self.samples is not None
         return True
 
     def action_resume_smaller(self) -> None:
