@@ -99,6 +99,7 @@ class TrainScreen(ModeScreen):
         self.samples: dict | None = None  # a GRPO run's latest sampled group (samples.jsonl's last line)
         self.samples_seen = None  # samples.jsonl's (mtime, size) when last read
         self.samples_shown = False  # o: the group in place of the plot
+        self.samples_text = ""  # what the panel shows
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="run-line"):
@@ -311,9 +312,6 @@ class TrainScreen(ModeScreen):
         index = max(0, min(len(its) - 1, its.index(at) + delta))
         self.probe_at = None if index == len(its) - 1 else its[index]  # at the newest: follow new ones
         self.probes_hidden = False
-        self.samples: dict | None = None  # a GRPO run's latest sampled group (samples.jsonl's last line)
-        self.samples_seen = None  # samples.jsonl's (mtime, size) when last read
-        self.samples_shown = False  # o: the group in place of the plot
         self.update_probes()
 
     def action_toggle_probes(self) -> None:
@@ -344,8 +342,10 @@ class TrainScreen(ModeScreen):
         if not shown and panel.has_focus:
             self.set_focus(None)
         if shown:
-            lines = runs.sample_group_lines(self.samples, hint="o: plot · ↑↓ scroll")
-            self.query_one("#run-samples-text", Static).update("\n".join(lines))
+            text = "\n".join(runs.sample_group_lines(self.samples, hint="o: plot · ↑↓ scroll"))
+            if text != self.samples_text:  # every poll asks; only a new group is drawn again
+                self.samples_text = text
+                self.query_one("#run-samples-text", Static).update(text)
 
     def action_toggle_samples(self) -> None:
         if self.run_dir is None or self.samples is None:
