@@ -397,8 +397,8 @@ def check_data(values: dict, defaults: dict, data: DataContext | None, workspace
     return found
 
 
-# The records each train_mode trains on, what they are called in a message, and how to make them; a mode not
-# named here (sft) reads mlx-lm's own formats (text, chat, completions) and none of these.
+# The records each train_mode trains on (the data check's format names) and what a message calls them; a mode
+# not named here (sft) reads mlx-lm's own formats (text, chat, completions) and none of these.
 MODE_DATA_FORMATS = {"dpo": "preference", "orpo": "preference", "grpo": "prompt-answer"}
 DATA_FORMAT_WORDS = {"preference": "preference pairs (prompt, chosen, rejected)",
                      "prompt-answer": "prompts with answers (prompt, answer)"}

@@ -22,7 +22,8 @@ _LAZY = {
     "import_any": "importers", "options_from_values": "importers", "read_rows": "importers",
     "split_answers": "importers", "tutorial_text": "importers",
     "TokenizerError": "render", "load_tokenizer": "render", "preference_tokens": "render", "render_record": "render",
-    "processor": "render", "prompt_messages": "render", "prompt_answer_tokens": "render", "assistant_turn_mask": "turns", "loss_flags": "turns",
+    "processor": "render", "prompt_messages": "render", "prompt_answer_tokens": "render",
+    "assistant_turn_mask": "turns", "loss_flags": "turns",
 }
 
 
