@@ -150,7 +150,7 @@ def test_gate_accepts_prompt_answer_for_grpo_only(demo_workspace, grpo_mode):
         errors = _gate(demo_workspace, data="pa", train_mode=mode)
         assert [f.field for f in errors] == ["train_mode"], (mode, errors)
         if mode == "sft":
-            assert "prompts with answers (prompt, answer)" in errors[0].message
+            assert "is sft but train, valid, test hold prompt-answer records (prompt, answer)" in errors[0].message
             assert "set train_mode: grpo" in errors[0].hint
         else:
             assert f"is {mode} but train.jsonl is prompt-answer" in errors[0].message
@@ -158,11 +158,11 @@ def test_gate_accepts_prompt_answer_for_grpo_only(demo_workspace, grpo_mode):
     # grpo refuses the other formats: the demo's text records, and preference pairs.
     text = _gate(demo_workspace, train_mode="grpo")
     assert [f.field for f in text] == ["train_mode"] and "is grpo but train.jsonl is text" in text[0].message
-    assert "--format prompt-answer" in text[0].hint and "set train_mode: sft" in text[0].hint
+    assert "--format prompt-answer" in text[0].hint
     write_demo_preference_data(demo_workspace / "pref")
     pairs = _gate(demo_workspace, data="pref", train_mode="grpo")
-    assert [f.field for f in pairs] == ["train_mode"] and "trains on prompts with answers" in pairs[0].message
-    assert "set train_mode: dpo or orpo" in pairs[0].hint
+    assert [f.field for f in pairs] == ["train_mode"] and "is grpo but train.jsonl is preference" in pairs[0].message
+    assert "prompt-answer" in pairs[0].message
     assert _gate(demo_workspace, data="pref", train_mode="dpo") == []
 
 

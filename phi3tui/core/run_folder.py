@@ -28,6 +28,26 @@ QUEUE_FILE = "queue.txt"  # in runs/: the queue's order, one waiting run id a li
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
+# GRPO: the latest sampled group of each train report (one JSON object per line; the Train screen shows the last).
+GRPO_SAMPLES = "samples.jsonl"
+
+
+def read_latest_samples(run_dir) -> dict | None:
+    """The last complete line of the run's samples.jsonl as a dict, or None when there is none yet."""
+    path = Path(run_dir) / GRPO_SAMPLES
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    for line in reversed(lines):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line being written
+        if isinstance(value, dict):
+            return value
+    return None
+
 
 @contextmanager
 def file_lock(path: Path):
@@ -160,24 +180,3 @@ def without_tracebacks(lines: list[str]) -> list[str]:
         inside = False
         out.append(line)
     return out
-
-
-# GRPO: the latest sampled group of each train report (one JSON object per line; the Train screen shows the last).
-GRPO_SAMPLES = "samples.jsonl"
-
-
-def read_latest_samples(run_dir) -> dict | None:
-    """The last complete line of the run's samples.jsonl as a dict, or None when there is none yet."""
-    path = Path(run_dir) / GRPO_SAMPLES
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return None
-    for line in reversed(lines):
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line being written
-        if isinstance(value, dict):
-            return value
-    return None

@@ -397,16 +397,8 @@ def check_data(values: dict, defaults: dict, data: DataContext | None, workspace
     return found
 
 
-# The records each train_mode trains on (the data check's format names) and what a message calls them; a mode
-# not named here (sft) reads mlx-lm's own formats (text, chat, completions) and none of these.
-MODE_DATA_FORMATS = {"dpo": "preference", "orpo": "preference", "grpo": "prompt-answer"}
-DATA_FORMAT_WORDS = {"preference": "preference pairs (prompt, chosen, rejected)",
-                     "prompt-answer": "prompts with answers (prompt, answer)"}
-
-
 def _check_data_mode(values: dict, data: DataContext) -> list[Finding]:
-    """Preference records need train_mode dpo or orpo, prompt-answer records grpo; those modes need their
-    records in every split, and sft needs mlx-lm's own formats."""
+    """Preference records need train_mode dpo or orpo; those modes need preference records in every split."""
     from phi3tui.core.config.schema import preference_settings
 
     try:
@@ -414,26 +406,58 @@ def _check_data_mode(values: dict, data: DataContext) -> list[Finding]:
     except ValueError:
         return []  # the wrong value is reported by the type check
     formats = {s: f for s, f in data.formats.items() if f}
-    needed = MODE_DATA_FORMATS.get(mode)
-    if needed is None:
-        for fmt in DATA_FORMAT_WORDS:
-            splits = ", ".join(s for s, f in formats.items() if f == fmt)
-            if splits:
-                modes = " or ".join(m for m, f in MODE_DATA_FORMATS.items() if f == fmt)
-                return [Finding("error", "train_mode", f"is {mode} but {splits} hold{'s' if ',' not in splits else ''} "
-                                f"{DATA_FORMAT_WORDS[fmt]}, which mlx-lm's supervised training cannot read",
-                                f"set train_mode: {modes}, or import the data in the text, chat or completions format")]
-        return []
+    if mode == "sft" and "prompt-answer" in formats.values():  # GRPO's records, as preference pairs are DPO's
+        splits = ", ".join(s for s, f in formats.items() if f == "prompt-answer")
+        return [Finding("error", "train_mode", f"is sft but {splits} hold{'s' if ',' not in splits else ''} "
+                        "prompt-answer records (prompt, answer), which mlx-lm's supervised training cannot read",
+                        "set train_mode: grpo, or import the data in the text, chat or completions format")]
+    if mode == "sft" and "preference" in formats.values():
+        splits = ", ".join(s for s, f in formats.items() if f == "preference")
+        return [Finding("error", "train_mode", f"is sft but {splits} hold{'s' if ',' not in splits else ''} "
+                        "preference pairs (prompt, chosen, rejected), which mlx-lm's supervised training cannot read",
+                        "set train_mode: dpo or orpo, or import the data in the text, chat or completions format")]
+    needed = MODE_FORMATS.get(mode)
     other = {s: f for s, f in formats.items() if f != needed}
-    if other:
+    if mode == "grpo" and other:
         listed = ", ".join(f"{s}.jsonl is {f}" for s, f in other.items())
-        # The mode the data there is for: the one reading the first split's format (sft: mlx-lm's formats).
-        first = next(iter(other.values()))
-        fits = " or ".join(m for m, f in MODE_DATA_FORMATS.items() if f == first) or "sft"
-        return [Finding("error", "train_mode", f"is {mode} but {listed}: {mode} trains on {DATA_FORMAT_WORDS[needed]}",
-                        f"import them (phi3tui data import TruthfulQA.csv DIR --format {needed}), "
-                        f"or set train_mode: {fits}")]
+        return [Finding("error", "train_mode", f"is grpo but {listed}: grpo samples answers to prompt-answer "
+                        "records ({prompt, answer})", "import them (phi3tui data import TruthfulQA.csv DIR "
+                        "--format prompt-answer), or set train_mode: sft")]
+    if mode != "sft" and other:
+        listed = ", ".join(f"{s}.jsonl is {f}" for s, f in other.items())
+        return [Finding("error", "train_mode", f"is {mode} but {listed}: {mode} trains on preference pairs",
+                        "import pairs (phi3tui data import TruthfulQA.csv DIR --format preference), "
+                        "or set train_mode: sft")]
     return []
+
+
+# The data format each training mode other than sft reads (core/data's format names).
+MODE_FORMATS = {"dpo": "preference", "orpo": "preference", "grpo": "prompt-answer"}
+
+
+def check_grpo(values: dict, workspace_root: Path) -> list[Finding]:
+    """With train_mode: grpo, its settings (core/config/schema.py grpo_problems) and each reward function a run
+    would load: a built-in's spelling, a user file that exists and defines the function (read, not run)."""
+    from phi3tui.core.config.schema import grpo_problems
+    from phi3tui.core.rewards import reward_problem
+
+    if values.get("train_mode") != "grpo":
+        return []
+    problems = grpo_problems(values)
+    found = [Finding("error", key, message) for key, message in problems]
+    if values.get("fine_tune_type") == "full":
+        found.append(Finding("error", "fine_tune_type", "is full, but GRPO's reference is the model with its adapter "
+                             "switched off (one copy of the weights), and a full fine-tune has no adapter",
+                             "use lora or dora for train_mode: grpo"))
+    if not any(key == "reward_functions" for key, _ in problems):
+        functions = values.get("reward_functions") or []
+        for spec in [functions] if isinstance(functions, str) else functions:
+            problem = reward_problem(spec, workspace_root)
+            if problem:
+                found.append(Finding("error", "reward_functions", problem,
+                                     "the path is relative to the workspace; the function must be defined at the "
+                                     "file's top level"))
+    return found
 
 
 def check_adapters(values: dict, defaults: dict, workspace_root: Path) -> list[Finding]:
@@ -488,8 +512,10 @@ def check_memory(values: dict, defaults: dict, ctx: ModelContext, plan, data: Da
     histogram = data.lengths.get("train") if data is not None else None
     longest = models.longest_batched(histogram, merged["batch_size"] or 1) if histogram else None
     if preference and merged["batch_size"]:
-        # DPO/ORPO run the chosen and the rejected sequence of each pair in one batch: twice the rows.
-        merged["batch_size"] *= 2
+        # DPO/ORPO run the chosen and the rejected sequence of each pair in one batch: twice the rows; GRPO runs
+        # group_size completions of each prompt.
+        group = values.get("group_size") if values.get("train_mode") == "grpo" else 2
+        merged["batch_size"] *= group if isinstance(group, int) and not isinstance(group, bool) and group > 0 else 4
     from phi3tui.core.machine import memory_budget
 
     # On a Mac, what MLX can use is Metal's recommended working set, well under the total RAM.

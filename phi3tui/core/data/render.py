@@ -53,8 +53,8 @@ def dataset_for(record: dict, fmt: str, tokenizer, settings):
 
 
 def prompt_messages(record: dict, settings) -> list[dict]:
-    """A preference or prompt-answer record's prompt as chat messages, the way mlx-lm-lora's datasets build it
-    (an optional "system" first, then the user's prompt)."""
+    """A preference or prompt-answer record's prompt as chat messages, the way mlx-lm-lora's DPO and GRPO
+    datasets build them (an optional "system" first)."""
     prompt = [{"role": "system", "content": record["system"]}] if record.get("system") else []
     prompt.append({"role": "user", "content": record[settings.prompt_feature]})
     return prompt
