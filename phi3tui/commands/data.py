@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     i.add_argument("--prompt-column", help="column (or JSONL key) with the question/prompt (TruthfulQA: Question)")
     i.add_argument("--completion-column", help="column with the answer/completion (TruthfulQA: Best Answer)")
     i.add_argument("--text-column", help="column with ready-made text, copied as is (text format only)")
-    i.add_argument("--system-column", help="column with a system message (chat and prompt-answer formats only)")
+    i.add_argument("--system-column", help="column with a system message (chat format only)")
     i.add_argument("--train", help="train records: a count (700), fraction (0.8) or percentage (80%%); default: the rest")
     i.add_argument("--valid", default="10%", help="valid records: count, fraction or percentage (default: 10%%)")
     i.add_argument("--test", default="10%", help="test records: count, fraction or percentage (default: 10%%)")
