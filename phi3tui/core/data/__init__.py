@@ -21,7 +21,7 @@ _LAZY = {
     "DataImportError": "importers", "ImportOptions": "importers", "existing_splits": "importers",
     "import_any": "importers", "options_from_values": "importers", "read_rows": "importers",
     "split_answers": "importers", "tutorial_text": "importers",
-    "TokenizerError": "render", "load_tokenizer": "render", "preference_tokens": "render", "prompt_messages": "render", "render_record": "render",
+    "TokenizerError": "render", "load_tokenizer": "render", "preference_tokens": "render", "render_record": "render",
     "processor": "render", "assistant_turn_mask": "turns", "loss_flags": "turns",
 }
 
@@ -47,7 +47,6 @@ __all__ = [
     "loss_flags",
     "options_from_values",
     "preference_tokens",
-    "prompt_messages",
     "processor",
     "read_rows",
     "render_record",
