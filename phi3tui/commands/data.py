@@ -71,7 +71,7 @@ def register(subparsers) -> None:
     )
     i.add_argument("source", metavar="SOURCE", help="a .csv file (RFC 4180, UTF-8, BOM allowed) or a .jsonl file")
     i.add_argument("out_dir", metavar="OUT_DIR", help="folder to write train/valid/test.jsonl into (created if needed)")
-    i.add_argument("--format", dest="fmt", choices=["text", "chat", "completions", "preference"], default="text", help="record format to write (default: text, the tutorial's Phi-3 markers); preference: {prompt, chosen, rejected} pairs for DPO/ORPO from TruthfulQA's Best Answer and Incorrect Answers")
+    i.add_argument("--format", dest="fmt", choices=["text", "chat", "completions", "preference", "prompt-answer"], default="text", help="record format to write (default: text, the tutorial's Phi-3 markers); preference: {prompt, chosen, rejected} pairs for DPO/ORPO from TruthfulQA's Best Answer and Incorrect Answers; prompt-answer: {prompt, answer} records for GRPO (TruthfulQA's Correct Answers kept as correct_answers)")
     i.add_argument("--pairs-per-question", type=int, default=1, help="preference format: pairs per question, one per incorrect answer (default: 1)")
     i.add_argument("--prompt-column", help="column (or JSONL key) with the question/prompt (TruthfulQA: Question)")
     i.add_argument("--completion-column", help="column with the answer/completion (TruthfulQA: Best Answer)")

@@ -52,13 +52,15 @@ class ImportForm(ModalScreen[dict | None]):
                 yield Label("Format")
                 yield Select(
                     [("text (tutorial Phi-3 markers)", "text"), ("chat (messages)", "chat"), ("completions", "completions"),
-                     ("preference (prompt, chosen, rejected: DPO/ORPO)", "preference")],
+                     ("preference (prompt, chosen, rejected: DPO/ORPO)", "preference"),
+                     ("prompt-answer (prompt, answer: GRPO)", "prompt-answer")],
                     value="text", allow_blank=False, id="import-format", compact=True,
                 )
                 yield Label("Order")
                 yield Checkbox("shuffle with the seed (else the file's order)", id="import-shuffle", compact=True)
             yield Static(
-                "Empty columns: a TruthfulQA CSV maps itself; preference pairs its Best and Incorrect Answers. "
+                "Empty columns: a TruthfulQA CSV maps itself; preference pairs its Best and Incorrect Answers, "
+                "prompt-answer keeps its Correct Answers. "
                 "Ctrl+S imports, Escape cancels; "
                 "existing split files are only replaced after you confirm.",
                 id="import-help",

@@ -406,6 +406,11 @@ def _check_data_mode(values: dict, data: DataContext) -> list[Finding]:
     except ValueError:
         return []  # the wrong value is reported by the type check
     formats = {s: f for s, f in data.formats.items() if f}
+    if mode == "sft" and "prompt-answer" in formats.values():  # GRPO's records, as preference pairs are DPO's
+        splits = ", ".join(s for s, f in formats.items() if f == "prompt-answer")
+        return [Finding("error", "train_mode", f"is sft but {splits} hold{'s' if ',' not in splits else ''} "
+                        "prompt-answer records (prompt, answer), which mlx-lm's supervised training cannot read",
+                        "set train_mode: grpo, or import the data in the text, chat or completions format")]
     if mode == "sft" and "preference" in formats.values():
         splits = ", ".join(s for s, f in formats.items() if f == "preference")
         return [Finding("error", "train_mode", f"is sft but {splits} hold{'s' if ',' not in splits else ''} "

@@ -244,6 +244,8 @@ class _SplitChecker:
                 )
         elif fmt == "preference":
             self.check_preference(value, line)
+        elif fmt == "prompt-answer":
+            self.check_prompt_answer(value, line)
         elif fmt == "chat":
             messages = value.get(s.chat_feature)
             if messages is None:
@@ -284,6 +286,39 @@ class _SplitChecker:
             # The two answers give the same log-probabilities: the pair's DPO loss is constant, nothing is learnt.
             self.problem("warning", line, "equal-answers", f"'{s.chosen_feature}' and '{s.rejected_feature}' are the "
                          "same text: the pair teaches nothing", "give a worse answer as rejected, or delete the line")
+
+    def check_prompt_answer(self, value: dict, line: int) -> None:
+        """A GRPO record: a prompt to sample completions for and the answer the rewards compare them with (both
+        non-empty strings), an optional system message, an optional list of the answers that count as correct."""
+        s = self.s
+        if s.prompt_feature not in value or s.answer_feature not in value:
+            return self.wrong_format(value, line)
+        for name in (s.prompt_feature, s.answer_feature):
+            v = value[name]
+            if type(v) is not str:
+                self.problem("error", line, "field-type", f"'{name}' must be a string, not {type(v).__name__}",
+                             f'write it as text: "{name}": "…"')
+            elif not v.strip():
+                self.problem("error", line, "empty-field", f"'{name}' is empty", "fill it in or delete the line")
+        system = value.get("system")
+        if system is not None and type(system) is not str:
+            self.problem("error", line, "field-type", f"'system' must be a string, not {type(system).__name__}",
+                         'write it as text ("system": "…"), or delete the key')
+        name = s.correct_answers_feature
+        correct = value.get(name)
+        if correct is None:
+            return  # any_correct then accepts the answer alone
+        hint = f'write "{name}": ["…", "…"], or delete the key (the answer alone then counts)'
+        if type(correct) is not list:
+            return self.problem("error", line, "field-type",
+                                f"'{name}' must be a list of strings, not {type(correct).__name__}", hint)
+        wrong = next((i for i, a in enumerate(correct, 1) if type(a) is not str), None)
+        if wrong is not None:
+            return self.problem("error", line, "field-type", f"{name}[{wrong}] is {type(correct[wrong - 1]).__name__}: "
+                                f"'{name}' must be a list of strings", hint)
+        if not correct or not all(a.strip() for a in correct):
+            self.problem("error", line, "empty-field", f"'{name}' is empty or holds an empty answer: no completion "
+                         "could match it", f"fill in the answers, or delete the key (the answer alone then counts)")
 
     def check_messages(self, value: dict, messages, line: int) -> None:
         name = self.s.chat_feature
@@ -395,6 +430,10 @@ class _SplitChecker:
             return self.problem("error", line, "missing-field", f"no '{missing}' field: a preference pair needs "
                                 f"'{s.prompt_feature}', '{s.chosen_feature}' and '{s.rejected_feature}' (keys: {keys})",
                                 f'add "{missing}": "…", or delete the line')
+        if s.answer_feature in value and s.prompt_feature not in value:  # half a prompt-answer record
+            return self.problem("error", line, "missing-field", f"no '{s.prompt_feature}' field: a prompt-answer "
+                                f"record needs '{s.prompt_feature}' and '{s.answer_feature}' (keys: {keys})",
+                                f'add "{s.prompt_feature}": "…", or delete the line')
         self.problem(
             "error", line, "missing-field",
             f"no '{s.text_feature}', '{s.chat_feature}' or '{s.prompt_feature}'+'{s.completion_feature}' field (keys: {keys})",
@@ -583,7 +622,8 @@ def token_statistics(
                     continue  # reported by validation (mixed formats, missing fields)
                 if fmt == "text" and not (isinstance(value[s.text_feature], str) and value[s.text_feature]):
                     continue  # reported by validation (mlx-lm would fail on it)
-                if fmt == "preference" and not all(isinstance(value[f], str) and value[f].strip() for f in fields):
+                if fmt in ("preference", "prompt-answer") and not all(
+                        isinstance(value[f], str) and value[f].strip() for f in fields):
                     continue  # reported by validation
                 try:
                     if fmt == "preference":

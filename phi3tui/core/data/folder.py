@@ -47,6 +47,10 @@ class DataSettings:
     # mlx-lm-lora's preference records: {"prompt", "chosen", "rejected"} (keys fixed, as it reads them)
     chosen_feature: str = "chosen"
     rejected_feature: str = "rejected"
+    # GRPO's records: {"prompt", "answer"}, optional "system" and "correct_answers" (keys fixed, as the GRPO
+    # task reads them); the answer and its list are what the reward functions compare completions with.
+    answer_feature: str = "answer"
+    correct_answers_feature: str = "correct_answers"
     # phi3tui's assistant_turns (core/data/turns.py): "last" = mlx-lm's mask, "all" = every assistant turn
     assistant_turns: str = "last"
 
@@ -75,11 +79,14 @@ class DataSettings:
 
     def detect_format(self, record: dict) -> str | None:
         """mlx-lm's create_dataset order: completions, then chat, then text; preference pairs
-        (mlx-lm-lora's DPO/ORPO records, which mlx-lm itself does not read) before them all."""
+        (mlx-lm-lora's DPO/ORPO records, which mlx-lm itself does not read) before them all, and GRPO's
+        prompt-answer records right after completions (a record with a completion is what mlx-lm reads it as)."""
         if self.chosen_feature in record and self.rejected_feature in record:
             return "preference"
         if self.prompt_feature in record and self.completion_feature in record:
             return "completions"
+        if self.prompt_feature in record and self.answer_feature in record:
+            return "prompt-answer"
         if self.chat_feature in record:
             return "chat"
         if self.text_feature in record:
@@ -92,6 +99,7 @@ class DataSettings:
             "chat": (self.chat_feature,),
             "text": (self.text_feature,),
             "preference": (self.prompt_feature, self.chosen_feature, self.rejected_feature),
+            "prompt-answer": (self.prompt_feature, self.answer_feature),
         }[fmt]
 
 

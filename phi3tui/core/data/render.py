@@ -80,10 +80,25 @@ def preference_tokens(record: dict, tokenizer, settings) -> tuple[list[int], lis
     return list(template(chosen)), list(template(rejected)), len(head)
 
 
+def prompt_answer_messages(record: dict, settings) -> list[dict]:
+    """A prompt-answer (GRPO) record as one conversation: its prompt, then its answer as the assistant's."""
+    return prompt_messages(record, settings) + [{"role": "assistant", "content": record[settings.answer_feature]}]
+
+
+def prompt_answer_tokens(record: dict, tokenizer, settings) -> tuple[list[int], int]:
+    """(ids of the prompt and the answer through the chat template, prompt length with its generation prompt).
+    GRPO samples its completions after the prompt; the answer stands in for them where lengths are measured."""
+    template = tokenizer.apply_chat_template
+    head = template(prompt_messages(record, settings), add_generation_prompt=True)
+    return list(template(prompt_answer_messages(record, settings))), len(head)
+
+
 def processor(fmt: str, tokenizer, settings):
     """The `process` training uses for one format: record -> (token ids, mask offset) through mlx-lm's dataset
     classes, or, with `assistant_turns: all` on chat and completions records, (token ids, per-token loss mask)
     from core/data/turns.py (the mask the runner trains with). `loss_flags` reads either."""
+    if fmt == "prompt-answer":
+        return lambda record: prompt_answer_tokens(record, tokenizer, settings)
     if settings.assistant_turns == "all" and fmt in ("chat", "completions"):
         from phi3tui.core.data.turns import turns_processor
 
@@ -155,6 +170,7 @@ class RenderedRecord:
     offset: int  # tokens before this index are masked (mask_prompt); with assistant_turns: all, the first trained
     truncated_at: int | None  # max_seq_length, when the record is longer
     rejected: "RenderedRecord | None" = None  # a preference pair: this record is the chosen answer
+    prompt_masked: bool = False  # the format never trains its prompt (preference, prompt-answer), mask_prompt or not
 
     @property
     def trained_count(self) -> int:
@@ -186,6 +202,13 @@ def render_record(record: dict, fmt: str, tokenizer, settings) -> RenderedRecord
         template = tokenizer.apply_chat_template
         out = _rendered(chosen_ids, offset, template(chosen, tokenize=False), tokenizer, settings)
         out.rejected = _rendered(rejected_ids, offset, template(rejected, tokenize=False), tokenizer, settings)
+        out.prompt_masked = out.rejected.prompt_masked = True
+        return out
+    if fmt == "prompt-answer":  # the prompt as the model sees it before sampling, then the answer
+        ids, offset = prompt_answer_tokens(record, tokenizer, settings)
+        text = tokenizer.apply_chat_template(prompt_answer_messages(record, settings), tokenize=False)
+        out = _rendered(ids, offset, text, tokenizer, settings)
+        out.prompt_masked = True
         return out
     ids, offset = tokens_and_offset(record, fmt, tokenizer, settings)
     if fmt == "text":

@@ -67,6 +67,7 @@ _LAZY = {
                      "resume_run", "start_run", "stop_run", "wait_for_run"), "launcher"),
     **dict.fromkeys(("RunRefused", "check_before_run", "finding_lines", "refusal_line", "require_ready"), "gate"),
     **dict.fromkeys(("SweepRow", "sweep_runs", "sweep_rows", "sweep_table"), "compare"),
+    "sample_group_lines": "samples",
 }
 
 
@@ -140,6 +141,7 @@ __all__ = [
     "run_details",
     "run_dirs",
     "run_info",
+    "sample_group_lines",
     "start_run",
     "short_run_id",
     "status_oneline",

@@ -177,7 +177,7 @@ class DataScreen(ModeScreen):
         except Exception as exc:  # the template or tokenizer rejects this record; say so, stay up
             view.show(title, f"cannot render this record: {type(exc).__name__}: {exc}")
             return
-        masked = self.folder.settings.mask_prompt or rendered.rejected is not None  # a pair never trains its prompt
+        masked = self.folder.settings.mask_prompt or rendered.prompt_masked  # pairs, prompt-answer: never the prompt
         body = view.rendered_body(rendered) if self.view == "rendered" else view.tokens_body(rendered, masked)
         if rendered.rejected is not None:  # a preference pair: both answers, one under the other
             rejected = rendered.rejected

@@ -14,12 +14,13 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import ProgressBar, Static
 
 from phi3tui.core import runs
 from phi3tui.core.adapters import LATEST_WEIGHTS, run_adapter_dir
 from phi3tui.core.eval import checkpoint_scores, read_probes, number_text
+from phi3tui.core.run_folder import GRPO_SAMPLES, read_latest_samples
 from phi3tui.core.runs import END_STATES, RunState, log_tail
 from phi3tui.screens.base import ModeScreen
 from phi3tui.widgets.loss_plot import Curve, LossPlot
@@ -47,6 +48,10 @@ class TrainScreen(ModeScreen):
     TrainScreen #run-checkpoints { width: 30; border-right: vkey $panel; }
     TrainScreen #run-log { width: 1fr; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     TrainScreen #run-stats, TrainScreen #run-title { text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainScreen #run-samples { height: 1fr; display: none; border: round $panel; padding: 0 1; }
+    TrainScreen #run-samples:focus { border: round $accent; }
+    TrainScreen #run-samples.shown { display: block; }
+    TrainScreen #loss-plot.samples-shown { display: none; }
     """
     BINDINGS = [
         Binding("n", "start_run", "New run", id="train.start"),
@@ -69,6 +74,9 @@ class TrainScreen(ModeScreen):
         Binding("right_square_bracket", "probe_step(1)", "Probe: later checkpoint", key_display="]", show=False,
                 id="train.probe_later"),
         Binding("a", "toggle_probes", "Probe answers / log", show=False, id="train.probes"),
+        # A GRPO run's latest sampled group in place of the plot; up/down scroll it. Not in the footer (a live
+        # run's keys fill 80 columns): the plot's title names it once the run has written a group, as for w.
+        Binding("o", "toggle_samples", "Samples", show=False, id="train.samples"),
     ]
 
     def __init__(self, **kwargs):
@@ -88,6 +96,10 @@ class TrainScreen(ModeScreen):
         self.probes_seen = None  # the probes folder's mtime when last read
         self.probe_at: int | None = None  # the checkpoint shown; None follows the newest
         self.probes_hidden = False
+        self.samples: dict | None = None  # a GRPO run's latest sampled group (samples.jsonl's last line)
+        self.samples_seen = None  # samples.jsonl's (mtime, size) when last read
+        self.samples_shown = False  # o: the group in place of the plot
+        self.samples_text = ""  # what the panel shows
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="run-line"):
@@ -97,6 +109,8 @@ class TrainScreen(ModeScreen):
         yield Static("", id="run-alarm")
         yield Static("", id="run-queue")
         yield LossPlot(id="loss-plot")
+        with VerticalScroll(id="run-samples"):
+            yield Static("", id="run-samples-text", markup=False)
         with Horizontal(id="run-bottom"):
             yield Static("", id="run-checkpoints")
             yield Static("", id="run-log", markup=False)
@@ -123,6 +137,7 @@ class TrainScreen(ModeScreen):
         self.info = seen.info if seen is not None else runs.run_info(run_dir)  # an old run, older than the poll
         self.seen_alarms = len(self.info.get("alarms") or [])  # old alarms show, but do not ring
         self.probes, self.probes_seen, self.probe_at = {}, None, None
+        self.samples, self.samples_seen = None, None
         self.show_poll(poll, force=True)
 
     def refresh_now(self) -> None:
@@ -182,12 +197,15 @@ class TrainScreen(ModeScreen):
         m = self.metrics
         iters = int(self.info.get("iters") or 0)
         plotted = m.plotted_curves() if self.show_rewards else []
+        samples = ["o: samples"] if self.samples is not None else []  # keys the footer has no room for
         if plotted:
             curves = [Curve(label, xs, ys, OVERLAY_ROLES[i % len(OVERLAY_ROLES)]) for i, (label, xs, ys) in enumerate(plotted)]
-            self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name} {m.plotted_title} (w: loss)", x_end=iters)
+            keys = " · ".join(["w: loss"] + samples)
+            self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name} {m.plotted_title} ({keys})", x_end=iters)
             return
         curves = [Curve("train", m.train_x, m.train_y, "train-loss"), Curve("val", m.val_x, m.val_y, "val-loss", "dot")]
-        hint = f" (w: {m.plotted_title})" if m.series else ""
+        keys = " · ".join(([f"w: {m.plotted_title}"] if m.series else []) + samples)
+        hint = f" ({keys})" if keys else ""
         self.query_one(LossPlot).show_curves(curves, f"run {self.run_dir.name}{hint}", x_end=iters)
 
     def update_panels(self) -> None:
@@ -258,6 +276,7 @@ class TrainScreen(ModeScreen):
         self.query_one("#run-checkpoints", Static).update("\n".join(rows))
         self.query_one("#run-log", Static).update("\n".join(log_tail(self.run_dir, 6)))
         self.update_probes()
+        self.update_samples()
 
     # -- probe answers ----------------------------------------------------------------------
     def update_probes(self) -> None:
@@ -301,6 +320,42 @@ class TrainScreen(ModeScreen):
             return
         self.probes_hidden = not self.probes_hidden
         self.update_probes()
+
+    # -- a GRPO run's sampled groups ----------------------------------------------------------
+    def update_samples(self) -> None:
+        """Read samples.jsonl again when it changed (each poll of the app's run watcher asks), show the last group."""
+        try:
+            stat = (self.run_dir / GRPO_SAMPLES).stat() if self.run_dir is not None else None
+            stamp = (stat.st_mtime_ns, stat.st_size) if stat is not None else None
+        except OSError:
+            stamp = None
+        if stamp != self.samples_seen:
+            self.samples_seen = stamp
+            had = self.samples is not None
+            self.samples = read_latest_samples(self.run_dir) if stamp is not None else None
+            if had != (self.samples is not None):
+                self.dirty = True  # the plot's title names o once there is a group to show
+        shown = self.samples_shown and self.samples is not None and not self.overlay
+        panel = self.query_one("#run-samples")
+        self.query_one(LossPlot).set_class(shown, "samples-shown")
+        panel.set_class(shown, "shown")
+        if not shown and panel.has_focus:
+            self.set_focus(None)
+        if shown:
+            text = "\n".join(runs.sample_group_lines(self.samples, hint="o: plot · ↑↓ scroll"))
+            if text != self.samples_text:  # every poll asks; only a new group is drawn again
+                self.samples_text = text
+                self.query_one("#run-samples-text", Static).update(text)
+
+    def action_toggle_samples(self) -> None:
+        if self.run_dir is None or self.samples is None:
+            self.notify("no sampled completions in this run: GRPO runs (train_mode: grpo) write them each report",
+                        severity="warning")
+            return
+        self.samples_shown = not self.samples_shown
+        self.update_samples()
+        if self.samples_shown:
+            self.query_one("#run-samples").focus()  # so up/down/page keys scroll it
 
     def check_alarms(self) -> None:
         alarms = self.info.get("alarms") or []
@@ -459,6 +514,7 @@ class TrainScreen(ModeScreen):
     def show_overlay(self, run_dirs: list[Path]) -> None:
         """Several runs' curves on one plot: validation where a run has it, else training."""
         self.overlay = run_dirs
+        self.update_samples()  # the overlay's plot takes the place of a group shown
         curves = []
         for i, run_dir in enumerate(run_dirs):
             m = runs.read_metrics(run_dir)

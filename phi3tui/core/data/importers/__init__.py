@@ -9,6 +9,7 @@ Nothing is written when anything is wrong, and existing split files are kept unl
 from phi3tui.core.data.importers.common import (
     FORMATS,
     PREFERENCE,
+    PROMPT_ANSWER,
     DataImportError,
     ImportOptions,
     ImportResult,
@@ -24,6 +25,7 @@ from phi3tui.core.data.importers.common import (
 __all__ = [
     "FORMATS",
     "PREFERENCE",
+    "PROMPT_ANSWER",
     "DataImportError",
     "ImportOptions",
     "ImportResult",

@@ -14,7 +14,8 @@ from typing import Iterator
 from phi3tui.core.files import atomic_write_text
 
 SPLIT_NAMES = ("train", "valid", "test")
-FORMATS = ("text", "chat", "completions")
+PROMPT_ANSWER = "prompt-answer"  # {"prompt", "answer"} for GRPO (+ "system", "correct_answers" from TruthfulQA)
+FORMATS = ("text", "chat", "completions", PROMPT_ANSWER)
 PREFERENCE = "preference"  # {"prompt", "chosen", "rejected"}: made from TruthfulQA's answers (truthfulqa.py)
 
 
@@ -29,11 +30,11 @@ def tutorial_text(question: str, answer: str) -> str:
 
 @dataclass
 class ImportOptions:
-    fmt: str = "text"  # text (tutorial Phi-3 markers) | chat | completions
+    fmt: str = "text"  # text (tutorial Phi-3 markers) | chat | completions | prompt-answer | preference
     prompt_column: str | None = None
     completion_column: str | None = None
     text_column: str | None = None  # copy a ready-made text column as is (text format only)
-    system_column: str | None = None  # chat format: an optional system message
+    system_column: str | None = None  # chat and prompt-answer formats: an optional system message
     train: str | int | float | None = None  # None: the rows left after valid and test
     valid: str | int | float | None = "10%"
     test: str | int | float | None = "10%"
@@ -41,7 +42,8 @@ class ImportOptions:
     seed: int = 0
     force: bool = False
     # (correct column, incorrect column): answers separated by ';', kept in each record as "correct" and
-    # "incorrect" lists so the split can be scored as multiple choice (mlx-lm ignores the extra keys).
+    # "incorrect" lists so the split can be scored as multiple choice (mlx-lm ignores the extra keys); the
+    # prompt-answer format keeps the correct ones as "correct_answers" (GRPO's any_correct reward reads them).
     choice_columns: tuple[str, str] | None = None
     pairs_per_question: int = 1  # preference format: (best, incorrect) pairs made per question
     # chat format: the JSONL key or CSV column holding a whole conversation (OpenAI messages or ShareGPT turns,
@@ -200,8 +202,11 @@ def make_record(row: dict, options: ImportOptions) -> tuple[dict | None, str]:
     """(record, "") or (None, why the row is skipped)."""
     record, why = _make_record(row, options)
     if record is not None and options.choice_columns:
-        correct, incorrect = (split_answers(row.get(c)) for c in options.choice_columns)
-        if incorrect:  # a row without incorrect answers is still a training record, just not a question
+        correct, incorrect = (split_answers(row.get(c)) if c else [] for c in options.choice_columns)
+        if options.fmt == PROMPT_ANSWER:
+            if correct:  # none: the any_correct reward accepts the answer alone
+                record["correct_answers"] = correct
+        elif incorrect:  # a row without incorrect answers is still a training record, just not a question
             record.update(correct=correct, incorrect=incorrect)
     return record, why
 
@@ -222,8 +227,10 @@ def _make_record(row: dict, options: ImportOptions) -> tuple[dict | None, str]:
         return {"text": tutorial_text(prompt, answer)}, ""
     if options.fmt == "completions":
         return {"prompt": prompt, "completion": answer}, ""
-    messages = []
     system = _cell(row, options.system_column).strip()
+    if options.fmt == PROMPT_ANSWER:
+        return ({"system": system} if system else {}) | {"prompt": prompt, "answer": answer}, ""
+    messages = []
     if system:
         messages.append({"role": "system", "content": system})
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]

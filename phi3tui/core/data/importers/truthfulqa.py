@@ -7,6 +7,7 @@ from pathlib import Path
 
 from phi3tui.core.data.importers.common import (
     PREFERENCE,
+    PROMPT_ANSWER,
     DataImportError,
     ImportOptions,
     ImportResult,
@@ -36,10 +37,13 @@ def looks_like_truthfulqa(path: Path | str) -> bool:
 
 def import_truthfulqa(source: Path | str, out_dir: Path | str, options: ImportOptions | None = None) -> ImportResult:
     """Each row's Question and Best Answer become one record: the tutorial text format, chat or completions.
-    The Correct and Incorrect Answers go along as the record's "correct" and "incorrect" lists (multiple choice)."""
+    The Correct and Incorrect Answers go along as the record's "correct" and "incorrect" lists (multiple choice).
+    prompt-answer (GRPO): {"prompt": Question, "answer": Best Answer, "correct_answers": Correct Answers}."""
     columns, rows = read_rows(source)
     rows.close()
     choices = (CORRECT_ANSWERS, INCORRECT_ANSWERS) if {CORRECT_ANSWERS, INCORRECT_ANSWERS} <= set(columns) else None
+    if options is not None and options.fmt == PROMPT_ANSWER:
+        choices = (CORRECT_ANSWERS, None) if CORRECT_ANSWERS in columns else None
     options = replace(
         options or ImportOptions(), prompt_column=QUESTION, completion_column=BEST_ANSWER, text_column=None,
         choice_columns=choices,
