@@ -104,14 +104,6 @@ def main() -> None:
             (root / "sft" / f"{split}.jsonl").write_text(
                 "".join(json.dumps({"prompt": r["prompt"], "completion": r["answer"]}) + "\n" for r in records))
         ws = Workspace.open(root)
-        from phi3tui.core.data import DataSettings
-
-        if DataSettings().detect_format({"prompt": "Q?", "answer": "A."}) is None:
-            # Until the data checker knows the prompt-answer format (issue 27's data side), skip the gate's
-            # line-by-line data check for this process's runs.
-            from phi3tui.core.runs import gate
-
-            gate.data_errors = lambda values, root: []
         settings = dict(group_size=args.group_size, max_completion_length=args.max_completion_length,
                         temperature=0.8, beta=0.1, epsilon=0.2, learning_rate=1e-4, max_seq_length=64)
         common = dict(batch_size=1, max_seq_length=64, steps_per_report=100_000, steps_per_eval=100_000, val_batches=1,

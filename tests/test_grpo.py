@@ -26,16 +26,11 @@ def broken(prompts, completions, answer, **kwargs):
 
 
 @pytest.fixture
-def grpo_workspace(demo_workspace, monkeypatch):
-    """The demo workspace with prompt-answer data in grpo/. Until the data checker knows the prompt-answer format
-    (the data side of issue 27), the gate's line-by-line data check is skipped for it."""
-    from phi3tui.core.data import DataSettings
+def grpo_workspace(demo_workspace):
+    """The demo workspace with prompt-answer data in grpo/ (checked line by line by the gate like any data)."""
     from phi3tui.core.demo import write_demo_grpo_data
-    from phi3tui.core.runs import gate
 
     write_demo_grpo_data(demo_workspace / "grpo")
-    if DataSettings().detect_format({"prompt": "Q?", "answer": "A."}) is None:
-        monkeypatch.setattr(gate, "data_errors", lambda values, root: [])
     return demo_workspace
 
 
@@ -364,12 +359,8 @@ def test_headless_demo_runs_grpo_after_sft_from_its_adapter(grpo_workspace):
 
 
 def test_demo_headless_grpo_through_the_cli(tmp_path):
-    from phi3tui.core.data import DataSettings
     from tests.conftest import run_cli
 
     assert "--grpo" in run_cli("demo", "--help").stdout
-    if DataSettings().detect_format({"prompt": "Q?", "answer": "A."}) is None:
-        pytest.skip("the data checker does not know the prompt-answer format yet (the data side of issue 27): "
-                    "the gate refuses the GRPO data in the CLI's own process")
     done = run_cli("demo", str(tmp_path / "demo"), "--headless", "--grpo", timeout=1500)
     assert "reinforce (GRPO): ok" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]

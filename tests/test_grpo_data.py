@@ -128,20 +128,12 @@ def test_token_statistics_and_the_record_view_go_through_the_chat_template(demo_
 # -- the gate: train_mode against the data's format -----------------------------------------------------------
 
 
-@pytest.fixture
-def grpo_mode(monkeypatch):
-    """train_mode grpo as a known mode: branch s6-grpo adds it to core/train_modes.py (this keeps it when there)."""
-    from phi3tui.core.train_modes import TRAIN_MODES
-
-    monkeypatch.setitem(TRAIN_MODES, "grpo", TRAIN_MODES.get("grpo", "phi3tui.core.runs.grpo:GrpoTask"))
-
-
 def _gate(workspace: Path, **changes) -> list:
     values = load_config_values(workspace / "lora_config.yaml") | changes
     return [f for f in check_before_run(workspace, values) if f.level == "error"]
 
 
-def test_gate_accepts_prompt_answer_for_grpo_only(demo_workspace, grpo_mode):
+def test_gate_accepts_prompt_answer_for_grpo_only(demo_workspace):
     from phi3tui.core.demo import write_demo_preference_data
 
     write_good_folder(demo_workspace / "pa")
@@ -166,7 +158,7 @@ def test_gate_accepts_prompt_answer_for_grpo_only(demo_workspace, grpo_mode):
     assert _gate(demo_workspace, data="pref", train_mode="dpo") == []
 
 
-def test_gate_names_the_line_of_a_bad_prompt_answer_record(demo_workspace, grpo_mode):
+def test_gate_names_the_line_of_a_bad_prompt_answer_record(demo_workspace):
     folder = write_good_folder(demo_workspace / "pa")
     write_split(folder, "train", GOOD + [{"prompt": "q", "answer": 42}])
     errors = _gate(demo_workspace, data="pa", train_mode="grpo")

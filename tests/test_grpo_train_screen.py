@@ -119,8 +119,8 @@ async def test_o_shows_the_latest_sampled_group_and_follows_the_file(demo_worksp
 async def test_w_plots_a_grpo_runs_rewards_beside_the_loss(demo_workspace):
     """The plot is the task's (`plotted`), with no screen change: a run whose config says grpo and whose
     metrics.jsonl carries the GRPO keys shows them on w."""
-    grpo = pytest.importorskip("phi3tui.core.runs.grpo", reason="the GRPO task comes with branch s6-grpo")
-    task = grpo.GrpoTask
+    from phi3tui.core.runs.grpo import GrpoTask as task
+
     run_dir = finished_run(demo_workspace)
     config = run_dir / CONFIG_FILE
     config.write_text(config.read_text() + "\ntrain_mode: grpo\n")
