@@ -67,7 +67,7 @@ BAD_LINES = [
     ({"prompt": "q", "answer": "a", "system": {"role": "system"}}, "field-type",
      "'system' must be a string, not dict", "or delete the key"),
     ({"answer": "a"}, "missing-field", "no 'prompt' field: a prompt-answer record needs 'prompt' and 'answer'",
-     'add "prompt"'),
+     'rename the field that holds the question to "prompt" (or add "prompt"'),
     ({"prompt": "q", "completion": "c"}, "mixed-formats", "a completions record in a prompt-answer split",
      "write every record of train.jsonl in one format"),
 ]

@@ -433,7 +433,8 @@ class _SplitChecker:
         if s.answer_feature in value and s.prompt_feature not in value:  # half a prompt-answer record
             return self.problem("error", line, "missing-field", f"no '{s.prompt_feature}' field: a prompt-answer "
                                 f"record needs '{s.prompt_feature}' and '{s.answer_feature}' (keys: {keys})",
-                                f'add "{s.prompt_feature}": "…", or delete the line')
+                                f'rename the field that holds the question to "{s.prompt_feature}" (or add '
+                                f'"{s.prompt_feature}": "…"), or delete the line')
         self.problem(
             "error", line, "missing-field",
             f"no '{s.text_feature}', '{s.chat_feature}' or '{s.prompt_feature}'+'{s.completion_feature}' field (keys: {keys})",
