@@ -308,6 +308,11 @@ def test_grpo_run_records_rewards_resumes_exactly_and_its_adapter_loads_in_mlx_l
         return {s["iteration"]: [c["text"] for c in s["completions"]] for s in lines}
 
     assert samples(stopped) == samples(straight) and 20 in samples(straight)
+    # The groups sampled after the checkpoint by the stopped attempt are not kept beside the resumed ones.
+    def iterations(run_dir):
+        return [json.loads(line)["iteration"] for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+
+    assert iterations(stopped) == iterations(straight)
     latest = read_latest_samples(straight)
     assert latest["iteration"] == 20 and len(latest["completions"]) == 2
     assert set(latest["completions"][0]["rewards"]) == {"any_correct", "length:1-30"}

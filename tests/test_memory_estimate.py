@@ -136,3 +136,12 @@ def test_a_run_with_max_seq_length_65536_on_short_records_starts_and_finishes(de
                                                 save_every=100, val_batches=1), keep_awake="off")
     info = runs.wait_for_run(run_dir, timeout=300)
     assert info["state"] == "finished", info
+
+
+def test_figures_read_back_in_the_units_they_were_given(monkeypatch):
+    """A working set faked as 10.7 GB is said as 10.7 GB in the check's messages (decimal units everywhere)."""
+    from phi3tui.core.models import human_bytes
+
+    monkeypatch.setenv(WORKING_SET_ENV, "10.7")
+    assert human_bytes(memory_budget().bytes) == "10.7 GB"
+    assert human_bytes(7_640_000_000) == "7.6 GB" and human_bytes(1_500_000) == "1.5 MB"

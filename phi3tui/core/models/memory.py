@@ -68,10 +68,12 @@ class MemoryEstimate:
 
 
 def human_bytes(n: float) -> str:
+    """Decimal units (1 GB = 10⁹ bytes), as PHI3TUI_WORKING_SET_GB, MemoryBudget.gb and bench/ count: a working set
+    faked as 10.7 reads back as 10.7 GB."""
     for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
+        if abs(n) < 1000 or unit == "GB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
+        n /= 1000
     return f"{n:.1f} GB"
 
 

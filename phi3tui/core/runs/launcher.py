@@ -24,6 +24,7 @@ from phi3tui.core.files import atomic_copy, atomic_write_text, shell_command
 from phi3tui.core.run_folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
+    GRPO_SAMPLES,
     LOG_FILE,
     METRICS_FILE,
     RUN_FILE,
@@ -386,6 +387,22 @@ def _trim_metrics(run_dir: Path, iteration: int) -> tuple[int, tuple]:
     return tokens, best
 
 
+def _trim_samples(run_dir: Path, iteration: int) -> None:
+    """A GRPO run's sampled groups up to the checkpoint: the resumed run samples the groups after it again."""
+    path = run_dir / GRPO_SAMPLES
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            group = json.loads(line)
+        except ValueError:
+            continue  # a line cut by the stop
+        if isinstance(group, dict) and int(group.get("iteration", 0)) <= iteration:
+            kept.append(line + "\n")
+    atomic_write_text(path, "".join(kept))
+
+
 def smaller_batch(run_dir: Path, start: int) -> dict:
     """For `resume --smaller`: half the batch, twice grad_accumulation_steps (the same examples per update),
     and twice the iterations left (the same updates, so the schedule ends where it would). Rewrites config.yaml."""
@@ -423,6 +440,7 @@ def resume_run(run_dir: Path, smaller: bool = False) -> int:
                   what=f"the resume of run {run_dir.name}", run_dir=run_dir, resume_from=start)
     shrunk = smaller_batch(run_dir, start) if smaller else None
     tokens, (best_loss, best_it) = _trim_metrics(run_dir, start)
+    _trim_samples(run_dir, start)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
     resumes = list(info.get("resumes") or []) + [{"from": start, "time": time.time(), "after": state,
                                                    **({"smaller": shrunk} if shrunk else {})}]
