@@ -16,19 +16,24 @@ from tests.test_keys import _wait_screen
 WANTED = {"Evaluate": "Evaluate", "Export all": "Export: Run all", "Stop": "Train: Stop", "Resume": "Train: Resume"}
 
 
-async def palette_hits(pilot, app, query: str) -> list[str]:
-    """The palette's results for `query`, typed into it as a user would (palette left open)."""
+async def palette_hits(pilot, app, query: str, wanted: str) -> list[str]:
+    """The palette's results for `query`, typed into it as a user would (palette left open): read until `wanted`
+    is among them (or 5 s pass), then once more after a pause so late results are in too."""
     await pilot.press("ctrl+p")
     await _wait_screen(pilot, app, "CommandPalette")
     await pilot.press(*query)
     results = app.screen.query_one(CommandList)
-    hits: list[str] = []
+
+    def read() -> list[str]:
+        return [str(results.get_option_at_index(i).prompt) for i in range(results.option_count)]
+
     for _ in range(100):
         await pilot.pause(0.05)
-        hits = [str(results.get_option_at_index(i).prompt) for i in range(results.option_count)]
-        if hits and not app.screen.query("LoadingIndicator"):
+        # The palette's LoadingIndicator is always mounted; it is shown (class --visible) while it searches.
+        if any(wanted in hit for hit in read()) and not app.screen.query("LoadingIndicator.--visible"):
             break
-    return hits
+    await pilot.pause(0.1)
+    return read()
 
 
 @pytest.mark.parametrize("mode", [row.id for row in app_modes()])
@@ -37,11 +42,11 @@ async def test_the_palette_finds_every_screens_actions(demo_workspace, mode):
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause(0.3)
         for query, wanted in WANTED.items():
-            hits = await palette_hits(pilot, app, query)
+            hits = await palette_hits(pilot, app, query, wanted)
             assert any(wanted in hit for hit in hits), (mode, query, hits)
             await pilot.press("escape")
             await pilot.pause()
-        hits = await palette_hits(pilot, app, "keys")
+        hits = await palette_hits(pilot, app, "keys", "Help: keys")
         assert not any(hit.split("\n")[0].strip() == "Keys" for hit in hits), hits  # Textual's own, beside ours
         assert any("Help: keys" in hit for hit in hits), hits
 
@@ -50,7 +55,7 @@ async def test_a_palette_action_of_another_screen_goes_there(demo_workspace):
     app = Phi3App(Workspace.open(demo_workspace), start_mode="data")
     async with app.run_test(size=(100, 30)) as pilot:
         await _wait_screen(pilot, app, "DataScreen")
-        hits = await palette_hits(pilot, app, "Train: Resume")
+        hits = await palette_hits(pilot, app, "Train: Resume", "Train: Resume")
         assert any("Train: Resume" in hit for hit in hits), hits
         await pilot.press("enter")  # the first hit
         await _wait_screen(pilot, app, "TrainScreen")
