@@ -3,14 +3,11 @@ process imports (the launcher it needs here imports the runner)."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from phi3tui.core.adapters import LATEST_WEIGHTS
-from phi3tui.core.run_folder import ADAPTERS_DIR, METRICS_FILE, read_latest_samples
-from phi3tui.core.runs.launcher import start_run, wait_for_run
-from phi3tui.core.runs.state import RunState
+from phi3tui.core.run_folder import read_latest_samples
+from phi3tui.core.runs.demo_pass import run_demo_pass
 from phi3tui.core.runs.store import RunError
 
 DEMO_GRPO_DATA = "data-grpo"
@@ -28,21 +25,8 @@ def demo_step(workspace, state: dict) -> str:
     from phi3tui.core.demo import write_demo_grpo_data
 
     started = time.monotonic()
-    data = workspace.root / DEMO_GRPO_DATA
-    if not (data / "train.jsonl").is_file():
-        write_demo_grpo_data(data)
-    overrides = dict(DEMO_GRPO, data=DEMO_GRPO_DATA)
-    before = state.get("adapter_dir")
-    if before:
-        overrides["resume_adapter_file"] = str(Path(before) / LATEST_WEIGHTS)
-    run_dir = start_run(workspace, overrides=overrides)
-    info = wait_for_run(run_dir)
-    if info.get("state") != RunState.FINISHED:
-        raise RunError(f"GRPO run {run_dir.name} ended {info.get('state')}: {info.get('reason')} "
-                       f"(log: {run_dir / 'log.txt'})")
-    state["run_dir"] = run_dir
-    state["adapter_dir"] = run_dir / ADAPTERS_DIR
-    records = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text(encoding="utf-8").splitlines()]
+    run_dir, info, before, records = run_demo_pass(workspace, state, DEMO_GRPO_DATA, write_demo_grpo_data,
+                                                   DEMO_GRPO, "GRPO")
     train = [r for r in records if r.get("kind") == "train"]
     if not train or "reward_mean" not in train[-1]:
         raise RunError(f"GRPO run {run_dir.name} recorded no rewards (metrics.jsonl)")

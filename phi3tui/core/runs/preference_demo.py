@@ -3,14 +3,10 @@ only the runner process imports (the launcher it needs here imports the runner).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from phi3tui.core.adapters import LATEST_WEIGHTS
-from phi3tui.core.run_folder import ADAPTERS_DIR
-from phi3tui.core.runs.launcher import start_run, wait_for_run
-from phi3tui.core.runs.state import RunState
+from phi3tui.core.runs.demo_pass import run_demo_pass
 from phi3tui.core.runs.store import RunError, read_metrics
 
 
@@ -26,23 +22,10 @@ def demo_step(workspace, state: dict) -> str:
     from phi3tui.core.demo import write_demo_preference_data
 
     started = time.monotonic()
-    data = workspace.root / DEMO_PREFERENCE_DATA
-    if not (data / "train.jsonl").is_file():
-        write_demo_preference_data(data)
-    overrides = dict(DEMO_DPO, data=DEMO_PREFERENCE_DATA)
-    sft = state.get("adapter_dir")
-    if sft:
-        overrides["resume_adapter_file"] = str(Path(sft) / LATEST_WEIGHTS)
-    run_dir = start_run(workspace, overrides=overrides)
-    info = wait_for_run(run_dir)
-    if info.get("state") != RunState.FINISHED:
-        raise RunError(f"DPO run {run_dir.name} ended {info.get('state')}: {info.get('reason')} "
-                       f"(log: {run_dir / 'log.txt'})")
+    run_dir, info, sft, records = run_demo_pass(workspace, state, DEMO_PREFERENCE_DATA, write_demo_preference_data,
+                                                DEMO_DPO, "DPO")
     state["sft_adapter_dir"] = sft
-    state["run_dir"] = run_dir
-    state["adapter_dir"] = run_dir / ADAPTERS_DIR
-    val = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-    val = [r for r in val if r.get("kind") == "val"]
+    val = [r for r in records if r.get("kind") == "val"]
     if len(val) < 2 or len(read_metrics(run_dir).val_y) < 2:
         raise RunError(f"DPO run {run_dir.name} recorded {len(val)} validation(s); need two to compare")
     first, last = val[0], val[-1]
