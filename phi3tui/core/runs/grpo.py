@@ -33,6 +33,7 @@ from pathlib import Path
 
 from phi3tui.core.config import grpo_settings
 from phi3tui.core.data import DataSettings, prompt_messages
+from phi3tui.core.mlx_lm_private import logits_from
 from phi3tui.core.rewards import load_rewards
 from phi3tui.core.run_folder import GRPO_SAMPLES
 from phi3tui.core.runs.preference import PairDataset as PromptDataset  # a dataset of ready items, as the pairs'
@@ -93,7 +94,8 @@ def completion_logps(model, tokens, mask):
     import mlx.nn as nn
 
     start = tokens.shape[1] - 1 - mask.shape[1]
-    logits = model(tokens[:, :-1])[:, start:]
+    logits = logits_from(model, tokens[:, :-1], start)
+    # cross_entropy works in the logits' dtype (logsumexp − the target's logit): no float32 copy of the logits.
     logps = -nn.losses.cross_entropy(logits, tokens[:, start + 1 :]).astype(mx.float32)
     return mx.where(mask.astype(mx.bool_), logps, 0)
 
