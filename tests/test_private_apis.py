@@ -170,6 +170,52 @@ def test_masked_batches_hold_the_records_mlx_lms_batches_hold(demo_model):
     assert len(mine) == len(mlx) == 4 and all(a.shape == b.shape and (a == b).all() for a, b in zip(mine, mlx))
 
 
+@pytest.mark.parametrize("model_type, tied", [("phi3", False), ("phi3", True), ("llama", True)])
+def test_logits_from_applies_the_head_to_the_scored_positions_only(model_type, tied):
+    """mlx_lm_private.body_and_head / logits_from: the Phi-3 family's (and Llama's) model(x) is its output head
+    (lm_head, or the tied embedding's as_linear) over its body's hidden states, so GRPO's scores can apply the
+    head to the scored positions alone and give model(x)[:, start:]."""
+    import mlx.core as mx
+
+    from phi3tui.core.mlx_lm_private import body_and_head, logits_from
+
+    config = {"model_type": model_type, "hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 64,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5, "vocab_size": 97,
+              "tie_word_embeddings": tied}
+    model_class, args_class = model_classes(config)
+    mx.random.seed(5)
+    model = model_class(args_class.from_dict(config))
+    inputs = mx.random.randint(0, 97, (3, 20))
+    whole = model(inputs)
+    parts = body_and_head(model)
+    assert parts is not None, f"{model_type} (tied {tied}) must be recognised"
+    body, head = parts
+    assert mx.array_equal(head(body(inputs)), whole).item()
+    scored = logits_from(model, inputs, 13)
+    assert scored.shape == (3, 7, 97) and mx.allclose(scored, whole[:, 13:], atol=1e-5).item()
+
+
+def test_logits_from_calls_a_model_it_does_not_know_whole():
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    from phi3tui.core.mlx_lm_private import body_and_head, logits_from
+
+    class Doubled(nn.Module):  # a body (.model) and a head (.lm_head), but a __call__ that is not head(body(x))
+        def __init__(self):
+            super().__init__()
+            self.model = nn.Embedding(11, 8)
+            self.lm_head = nn.Linear(8, 11)
+
+        def __call__(self, inputs):
+            return 2 * self.lm_head(self.model(inputs))
+
+    model = Doubled()
+    inputs = mx.array([[1, 2, 3, 4]])
+    assert body_and_head(model) is None
+    assert mx.array_equal(logits_from(model, inputs, 1), model(inputs)[:, 1:]).item()
+
+
 # -- Textual --------------------------------------------------------------------------------------
 class Coloured(Screen):
     CSS = "Static { background: $primary; }"

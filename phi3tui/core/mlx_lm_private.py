@@ -155,3 +155,34 @@ class TrainLog:
     def row(self, iteration: int, train_loss: float, tokens_per_s: float, trained_tokens: int) -> None:
         if self.ui is not None:
             self.ui.run_row(iteration, train_loss, tokens_per_s, trained_tokens)
+
+
+# Model classes whose __call__(inputs) is exactly `self.lm_head(self.model(inputs))`, or
+# `self.model.embed_tokens.as_linear(self.model(inputs))` when args.tie_word_embeddings (mlx-lm 0.2x–0.3x):
+# the Phi-3 family (Phi-3, Phi-3.5 and Phi-4 mini ship model_type phi3) and the Llama layout it copies.
+BODY_AND_HEAD_MODULES = ("mlx_lm.models.phi3", "mlx_lm.models.llama")
+
+
+def body_and_head(model):
+    """(body, head) of a recognised mlx-lm model: body(inputs) the final-norm hidden states [B, L, H], head(h)
+    their logits, so that head(body(x)) is model(x). None for a model this does not know (then call it whole)."""
+    if type(model).__module__ not in BODY_AND_HEAD_MODULES or type(model).__name__ != "Model":
+        return None
+    body, args = getattr(model, "model", None), getattr(model, "args", None)
+    if body is None or args is None:
+        return None
+    if getattr(args, "tie_word_embeddings", False):
+        return body, body.embed_tokens.as_linear
+    head = getattr(model, "lm_head", None)
+    return None if head is None else (body, head)
+
+
+def logits_from(model, inputs, start: int):
+    """model(inputs)[:, start:] with the output head applied only to positions start.. where the model is
+    recognised (body_and_head): the full-vocabulary logits of the positions before are never made, nor kept
+    for a backward pass. Any other model is called whole and sliced."""
+    parts = body_and_head(model)
+    if parts is None:
+        return model(inputs)[:, start:]
+    body, head = parts
+    return head(body(inputs)[:, start:])

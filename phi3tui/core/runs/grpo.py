@@ -33,6 +33,7 @@ from pathlib import Path
 
 from phi3tui.core.config import grpo_settings
 from phi3tui.core.data import DataSettings, prompt_messages
+from phi3tui.core.mlx_lm_private import logits_from
 from phi3tui.core.rewards import load_rewards
 from phi3tui.core.run_folder import GRPO_SAMPLES
 from phi3tui.core.runs.preference import PairDataset as PromptDataset  # a dataset of ready items, as the pairs'
@@ -93,20 +94,24 @@ def completion_logps(model, tokens, mask):
     import mlx.nn as nn
 
     start = tokens.shape[1] - 1 - mask.shape[1]
-    logits = model(tokens[:, :-1])[:, start:]
+    logits = logits_from(model, tokens[:, :-1], start)
+    # cross_entropy works in the logits' dtype (logsumexp − the target's logit): no float32 copy of the logits.
     logps = -nn.losses.cross_entropy(logits, tokens[:, start + 1 :]).astype(mx.float32)
     return mx.where(mask.astype(mx.bool_), logps, 0)
 
 
 def completion_batch(prompts: list[list[int]], completions: list[list[int]]) -> tuple:
     """(tokens [R, L] int32, mask [R, T] bool) of prompt + completion rows, right-padded (a causal model's
-    scores of a row do not depend on the padding after it), L a multiple of 32 plus one as mlx-lm pads, T a
-    multiple of 16 (or L − 1)."""
+    scores of a row do not depend on the padding after it), L a multiple of 16 plus one, T a multiple of 16 (or
+    L − 1)."""
     import mlx.core as mx
     import numpy as np
 
     longest = max(len(p) + len(c) for p, c in zip(prompts, completions))
-    width = max(2, 1 + 32 * ((longest + 31) // 32))
+    # Padded to 16, not to mlx-lm's 32: every row of the group runs through the body padding included, and its
+    # activations are kept for the backward pass (32 pads 16 tokens a row on average, 16 pads 8); a multiple of
+    # 16 still keeps the shapes the compiled step is traced for few.
+    width = max(2, 1 + 16 * ((longest + 15) // 16))
     # Scored from the shortest prompt's end, the span rounded up to a multiple of 16 targets: few distinct
     # shapes, so the trainer's compiled step is traced again only for a new one, and few prompt logits kept.
     needed = width - min(len(p) for p in prompts)
