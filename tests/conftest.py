@@ -25,6 +25,39 @@ os.environ["PHI3TUI_CONFIG_DIR"] = tempfile.mkdtemp(prefix="phi3tui-test-config-
 os.environ["PHI3TUI_CACHE_DIR"] = tempfile.mkdtemp(prefix="phi3tui-test-cache-")  # the gate's data-check cache
 
 
+# -- pytest-xdist: README command 2 runs the suite on several worker processes (pyproject's addopts) -----------
+# Each worker builds the session fixtures it needs. Tests that share a machine-wide resource, or a fixture worth
+# building once, are sent to one worker: xdist's loadgroup keeps a group together.
+SHARED_FIXTURE_GROUPS = {
+    # trained by mlx-lm once per worker; its tests (chat, eval, their screens) are several minutes together
+    "trained_r1_template": "trained-r1",
+}
+# mlx.launch's ring backend listens on fixed ports from --starting-port: two of its runs at once collide.
+MLX_RING_GROUP = "mlx-ring-ports"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mlx_ring: starts ranks through mlx.launch's ring backend (fixed ports)")
+    # pytest-xdist registers it; without xdist (-p no:xdist) it is only a label
+    config.addinivalue_line("markers", "xdist_group(name): run with the other tests of this group on one worker")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("mlx_ring"):
+            item.add_marker(pytest.mark.xdist_group(MLX_RING_GROUP))
+            continue
+        group = next((g for f, g in SHARED_FIXTURE_GROUPS.items() if f in item.fixturenames), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker more than the cores (most tests spend part of their time waiting on a subprocess or
+    the app), at most 6 (each worker holds its own Python, MLX and fixtures)."""
+    return max(2, min(6, (os.cpu_count() or 1) + 1))
+
+
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory) -> Path:
     """The demo workspace, built once through core/demo.py. Do not modify: use `demo_workspace`."""

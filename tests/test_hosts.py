@@ -159,6 +159,7 @@ def kill_and_check_every_rank_ends(run_dir: Path) -> None:
 LONG = dict(iters=100000, steps_per_report=5, steps_per_eval=100000, save_every=100000, val_batches=1)
 
 
+@pytest.mark.mlx_ring
 def test_two_local_ranks_are_both_ended_by_kill(demo_workspace):
     run_dir = runs.start_run(Workspace.open(demo_workspace), overrides=LONG, hosts=["127.0.0.1", "127.0.0.1"])
     wait_for(lambda: hosts.pid_file(run_dir, 1).is_file() and (read_run_json(run_dir).get("iteration") or 0) >= 5,
@@ -185,6 +186,7 @@ def stop_and_check_every_rank_ends(run_dir: Path, workspace: Path) -> None:
     assert log.count(f"phi3tui runner: stopped: stopped at iteration {at}") == 2, log[-3000:]
 
 
+@pytest.mark.mlx_ring
 def test_two_local_ranks_are_both_ended_by_runs_stop(demo_workspace):
     run_dir = runs.start_run(Workspace.open(demo_workspace), overrides=LONG, hosts=["127.0.0.1", "127.0.0.1"])
     wait_for(lambda: hosts.pid_file(run_dir, 1).is_file() and (read_run_json(run_dir).get("iteration") or 0) >= 5,
@@ -239,6 +241,7 @@ def sshd_peer(tmp_path, monkeypatch):
         sshd.wait(timeout=10)
 
 
+@pytest.mark.mlx_ring
 def test_rank_through_a_real_sshd_gets_the_environment_and_is_ended_by_kill(demo_workspace, sshd_peer):
     ws = Workspace.open(demo_workspace)
     run_dir = runs.start_run(ws, overrides=LONG, hosts=["127.0.0.1", sshd_peer])
@@ -261,6 +264,7 @@ def test_rank_through_a_real_sshd_gets_the_environment_and_is_ended_by_kill(demo
     kill_and_check_every_rank_ends(run_dir)
 
 
+@pytest.mark.mlx_ring
 def test_runs_stop_reaches_a_rank_through_a_real_sshd(demo_workspace, sshd_peer):
     run_dir = runs.start_run(Workspace.open(demo_workspace), overrides=LONG, hosts=["127.0.0.1", sshd_peer])
     wait_for(lambda: hosts.pid_file(run_dir, 1).is_file() and (read_run_json(run_dir).get("iteration") or 0) >= 5,

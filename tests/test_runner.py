@@ -195,6 +195,7 @@ def test_missing_model_fails_with_error_and_log_tail(demo_workspace):
     assert "no-such-model-folder" in (info["error"] + "\n".join(info["log_tail"]))
 
 
+@pytest.mark.mlx_ring
 def test_two_ranks_on_localhost_write_one_metrics_stream(demo_workspace):
     ws = Workspace.open(demo_workspace)
     run_dir = runs.start_run(ws, overrides=dict(QUICK, iters=10), hosts=["127.0.0.1", "127.0.0.1"])
