@@ -61,8 +61,11 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-def sample(tree: Path, root: Path, env: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-c", ONE_SAMPLE, str(root)], cwd=tree, env={**env, "PYTHONPATH": str(tree)},
+def sample(tree: Path, root: Path, env: dict, cache: Path) -> dict:
+    # Each tree its own cache folder: the saved Config keys are keyed by the tree's own sources, so one shared
+    # folder would have each tree overwrite the other's copy and every sample import mlx-lm.
+    proc = subprocess.run([sys.executable, "-c", ONE_SAMPLE, str(root)], cwd=tree,
+                          env={**env, "PYTHONPATH": str(tree), "PHI3TUI_CACHE_DIR": str(cache)},
                           capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise SystemExit(f"sample in {tree} failed:\n{proc.stderr[-2000:]}")
@@ -87,17 +90,21 @@ def run(tmp: Path, args) -> None:
 
     root = tmp / "ws"
     build_demo(root)
-    env = dict(os.environ, PHI3TUI_CONFIG_DIR=str(tmp / "config"), PHI3TUI_CACHE_DIR=str(tmp / "cache"),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+    env = dict(os.environ, PHI3TUI_CONFIG_DIR=str(tmp / "config"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+    # This box's shells set PYTHONDONTWRITEBYTECODE, which would make every sample compile phi3tui's sources
+    # again (an installed package has its .pyc files): the untimed first sample writes them to the cache above.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     trees = {"this tree": REPO}
     if args.also_tree:
         trees["other tree"] = args.also_tree.resolve()
-    for tree in trees.values():
-        sample(tree, root, env)  # untimed: compiles the bytecode once, as an installed package has it
+    caches = {name: tmp / f"cache-{i}" for i, name in enumerate(trees)}
+    for name, tree in trees.items():
+        sample(tree, root, env, caches[name])  # untimed: compiles the bytecode once, as an installed package has it
     results: dict[str, list[dict]] = {name: [] for name in trees}
     for i in range(args.repeats):
         for name, tree in trees.items():
-            got = sample(tree, root, env)
+            got = sample(tree, root, env, caches[name])
             results[name].append(got)
             form, checked = got["form"], got["checked"]
             print(f"{i + 1} {name}: form {form[0]:.3f} s (CPU {form[1]:.2f}) · checked {checked[0]:.3f} s (CPU {checked[1]:.2f})",
