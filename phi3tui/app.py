@@ -14,7 +14,7 @@ from textual.signal import Signal
 from phi3tui import modes
 from phi3tui.core.workspace import Workspace
 from phi3tui.appearance import AppearanceMixin, rich_colour
-from phi3tui.textual_private import paint_now
+from phi3tui.textual_private import KeptStylesheet, paint_now
 from phi3tui.widgets.dialog_style import DIALOG_CSS
 
 # The app's own theme variables (used as $train-loss etc. in CSS, app.colour(...) in code),
@@ -45,7 +45,15 @@ def screen_class(mode_id: str) -> type[Screen]:
 
 
 def _mode_factory(mode_id: str):
-    return lambda: screen_class(mode_id)()
+    def make_screen() -> Screen:
+        from textual import active_app
+
+        screen = screen_class(mode_id)()
+        # Its widgets take their styles as they mount: Textual's two CSS refreshes for a new mode are not needed.
+        active_app.get().mark_css_current(screen)
+        return screen
+
+    return make_screen
 
 
 def mode_bindings() -> list[Binding]:
@@ -68,7 +76,7 @@ def opener_binding(view: modes.Mode) -> Binding | None:
     return None
 
 
-class Phi3App(AppearanceMixin, App):
+class Phi3App(AppearanceMixin, KeptStylesheet, App):
     TITLE = "phi3tui"
     CSS = """
     Screen { layout: vertical; }
@@ -141,6 +149,12 @@ class Phi3App(AppearanceMixin, App):
         if self.screen_stack:
             super().refresh_css(animate)
 
+    def update_styles(self, node, animate: bool = True) -> None:
+        # A widget not in the DOM yet, setting a class in its __init__ (an Input's compact and valid classes),
+        # is styled as it mounts: styling it now is thrown away (~1 ms an Input: 50 of them in the Config form).
+        if node.is_attached:
+            super().update_styles(node, animate)
+
     def colour(self, role: str) -> str:
         """A resolved colour (e.g. '#4EBF71', or 'red' in a 16-colour theme) for one of APP_COLOUR_ROLES,
         for plots and rich text."""
@@ -159,6 +173,7 @@ class Phi3App(AppearanceMixin, App):
         turn garbage collection back on (cli.main keeps it off until here), then start the queue's backstop."""
         self.painted = True
         paint_now(self.screen)
+        self.mark_css_current(self.screen)  # mounted after the start's one CSS refresh: none when shown again
         if not gc.isenabled():  # cli.main's start-up (an app in tests leaves the GC as it is)
             # What start-up made stays for the process's life: frozen, no collection walks it again. Without
             # the freeze, the first collection after gc.enable() would walk all of it at once (tens of ms)

@@ -2,16 +2,18 @@
 tests/test_private_apis.py pins what each one must do, so an upgrade that breaks one fails there first).
 
 Textual 8 has no public way to do these: mark the stylesheet stale so that screens of other modes restyle
-when a theme of the same name gets new colours; read the app's keymap as set_keymap normalised it; and, for
+when a theme of the same name gets new colours; read the app's keymap as set_keymap normalised it; for
 the first paint, let a Footer draw its keys in its first compose, render no frame that Textual would drop
-while the app starts, and draw a screen at once rather than at its update timer's next tick.
+while the app starts, and draw a screen at once rather than at its update timer's next tick; and spare a
+screen that is already styled with the CSS as it is the CSS refresh Textual runs for it (KeptStylesheet).
 """
 
 from __future__ import annotations
 
 from textual.widgets._footer import FooterKey  # a Footer's key (Textual exports Footer only)
 
-__all__ = ["FooterKey", "NoHiddenFirstFrame", "app_keymap", "footer_ready", "invalidate_css", "paint_now"]
+__all__ = ["FooterKey", "KeptStylesheet", "NoHiddenFirstFrame", "app_keymap", "footer_ready", "invalidate_css",
+           "paint_now"]
 
 
 def invalidate_css(app) -> None:
@@ -53,3 +55,28 @@ class NoHiddenFirstFrame:
         if app._batch_count and not getattr(app, "painted", True):
             return
         super()._compositor_refresh()
+
+
+class KeptStylesheet:
+    """An App mixin: a screen styled with the CSS as it is now is marked so (`mark_css_current`), and Textual does
+    not refresh the CSS for it.
+
+    Textual refreshes the CSS for each screen whose mark is behind the app's count (bumped by a theme change): when
+    it first shows a mode's screen (twice, in _init_mode and switch_mode) and when it returns to one whose mark
+    is behind. Each refresh parses every widget's CSS from scratch in a fresh stylesheet and restyles every widget
+    shown; for a screen that has just been made, or was mounted once the CSS was last refreshed, that changes
+    nothing: its widgets take their styles from the same stylesheet as they mount."""
+
+    _css_refreshed_at: int | None = None  # the app's count when the CSS was last refreshed (variables set, parsed)
+
+    def refresh_css(self, animate: bool = True) -> None:
+        count = self._css_update_count
+        super().refresh_css(animate)
+        if self.screen_stack:  # (Phi3App skips the refresh until there is a screen: nothing was parsed then)
+            self._css_refreshed_at = count
+
+    def mark_css_current(self, screen) -> None:
+        """Mark `screen` (new, or mounted since the last refresh) as styled with the CSS as it is, when no theme
+        change is waiting for a refresh; otherwise Textual refreshes it as usual."""
+        if self._css_refreshed_at == self._css_update_count:
+            screen._css_update_count = self._css_update_count
