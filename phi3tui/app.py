@@ -115,6 +115,7 @@ class Phi3App(AppearanceMixin, KeptStylesheet, App):
         self.runs_polled: Signal = Signal(self, "runs-polled")
         # Settings, themes and the keymap from the user's config folder (phi3tui/appearance.py).
         self.load_user_settings()
+        self.take_css_variables()  # the theme's: the first screen's CSS is parsed once, with them
 
     @property
     def model_worker(self):

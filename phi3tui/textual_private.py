@@ -75,6 +75,13 @@ class KeptStylesheet:
         if self.screen_stack:  # (Phi3App skips the refresh until there is a screen: nothing was parsed then)
             self._css_refreshed_at = count
 
+    def take_css_variables(self) -> None:
+        """Give the stylesheet the app's CSS variables now (call at the end of __init__, once the theme is set),
+        before anything is parsed or styled: the first screen's widgets are then styled with them as they mount,
+        and neither the CSS parsed with the default theme's variables nor the refresh for the theme is needed."""
+        self.stylesheet.set_variables(self.get_css_variables())
+        self._css_refreshed_at = self._css_update_count
+
     def mark_css_current(self, screen) -> None:
         """Mark `screen` (new, or mounted since the last refresh) as styled with the CSS as it is, when no theme
         change is waiting for a refresh; otherwise Textual refreshes it as usual."""
