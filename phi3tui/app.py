@@ -34,6 +34,12 @@ APP_COLOUR_ROLES = {
 RUN_POLL_S = 0.5
 
 
+# Screens whose modules are imported while the app is idle after the first paint, so that their first visit does not
+# wait for them: Config (~13 ms of imports; its first visit has a goal, ≤ 0.5 s to the whole form). The others
+# import plots or chat (~0.1 s each): not for every start.
+PRELOADED_MODES = ("config",)
+PRELOAD_AFTER_PAINT_S = 0.3
+
 # The footer shows the screen keys as one group: "12345 Screens".
 SCREEN_GROUP = Binding.Group("Screens", compact=True)
 
@@ -186,6 +192,12 @@ class Phi3App(AppearanceMixin, KeptStylesheet, App):
         self.run_worker(self.resume_queue, thread=True, group="queue-backstop")
         if self.start_view is not None:  # `--screen eval`: the view opens over its mode's screen, as its key would
             self.call_later(self.screen.run_action, self.start_view.opens)
+        self.set_timer(PRELOAD_AFTER_PAINT_S, self.preload_screens)
+
+    def preload_screens(self) -> None:
+        """Import the screens of PRELOADED_MODES now, while nothing is asked of the app (none is made)."""
+        for mode_id in PRELOADED_MODES:
+            screen_class(mode_id)
 
     def resume_queue(self) -> None:
         """The queue's backstop (core.runs.queue): a queue whose last runner died without handing on starts here."""

@@ -5,15 +5,17 @@ Textual 8 has no public way to do these: mark the stylesheet stale so that scree
 when a theme of the same name gets new colours; read the app's keymap as set_keymap normalised it; for
 the first paint, let a Footer draw its keys in its first compose, render no frame that Textual would drop
 while the app starts, and draw a screen at once rather than at its update timer's next tick; and spare a
-screen that is already styled with the CSS as it is the CSS refresh Textual runs for it (KeptStylesheet).
+screen that is already styled with the CSS as it is the CSS refresh and the restyles Textual runs for it
+(KeptStylesheet, StyledAsMounted).
 """
 
 from __future__ import annotations
 
+from textual import events
 from textual.widgets._footer import FooterKey  # a Footer's key (Textual exports Footer only)
 
-__all__ = ["FooterKey", "KeptStylesheet", "NoHiddenFirstFrame", "app_keymap", "footer_ready", "invalidate_css",
-           "paint_now"]
+__all__ = ["FooterKey", "KeptStylesheet", "NoHiddenFirstFrame", "StyledAsMounted", "app_keymap", "footer_ready",
+           "invalidate_css", "paint_now"]
 
 
 def invalidate_css(app) -> None:
@@ -87,3 +89,22 @@ class KeptStylesheet:
         change is waiting for a refresh; otherwise Textual refreshes it as usual."""
         if self._css_refreshed_at == self._css_update_count:
             screen._css_update_count = self._css_update_count
+
+
+class StyledAsMounted:
+    """A Screen mixin (with an app that is a KeptStylesheet): on a screen's first visit, no restyle of all of it.
+
+    Each ScreenResume restyles the whole screen (a mode's first visit has two: from _init_mode and switch_mode),
+    though on the first visit every widget has just taken its styles, as it mounted, from the same stylesheet. Until
+    the screen is first suspended, and while it is marked current with the app's CSS (KeptStylesheet), its resumes
+    say so (the event's refresh_styles, which Textual itself clears when an opaque screen is popped off)."""
+
+    _suspended_once = False
+
+    def post_message(self, message) -> bool:
+        if isinstance(message, events.ScreenSuspend):
+            self._suspended_once = True
+        elif (isinstance(message, events.ScreenResume) and not self._suspended_once
+              and self._css_update_count == self.app._css_update_count):
+            message.refresh_styles = False
+        return super().post_message(message)
