@@ -180,7 +180,6 @@ class Phi3App(AppearanceMixin, KeptStylesheet, App):
         turn garbage collection back on (cli.main keeps it off until here), then start the queue's backstop."""
         self.painted = True
         paint_now(self.screen)
-        self.mark_css_current(self.screen)  # mounted after the start's one CSS refresh: none when shown again
         if not gc.isenabled():  # cli.main's start-up (an app in tests leaves the GC as it is)
             # What start-up made stays for the process's life: frozen, no collection walks it again. Without
             # the freeze, the first collection after gc.enable() would walk all of it at once (tens of ms)

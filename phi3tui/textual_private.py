@@ -1,5 +1,6 @@
 """Every use of Textual's private parts, in one place (pyproject pins textual exactly;
-tests/test_private_apis.py pins what each one must do, so an upgrade that breaks one fails there first).
+tests/test_private_apis.py pins what each one must do, so an upgrade that breaks one fails there first;
+tests/test_style_once.py the styling ones).
 
 Textual 8 has no public way to do these: mark the stylesheet stale so that screens of other modes restyle
 when a theme of the same name gets new colours; read the app's keymap as set_keymap normalised it; for
@@ -74,8 +75,7 @@ class KeptStylesheet:
     def refresh_css(self, animate: bool = True) -> None:
         count = self._css_update_count
         super().refresh_css(animate)
-        if self.screen_stack:  # (Phi3App skips the refresh until there is a screen: nothing was parsed then)
-            self._css_refreshed_at = count
+        self._css_refreshed_at = count
 
     def take_css_variables(self) -> None:
         """Give the stylesheet the app's CSS variables now (call at the end of __init__, once the theme is set),
