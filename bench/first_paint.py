@@ -6,7 +6,9 @@ every 5 ms): for phi3tui "phi3tui · Data" (the Data screen's header), for the b
 The two alternate; prints each launch, the medians, then the ratios last: CPU (user + system time of the
 launched process until that moment, read from /proc; steadier on a loaded box) and wall clock. The demo workspace is built
 once in a temporary folder; both sides' bytecode is compiled by one untimed launch each into a private
-cache (PYTHONPYCACHEPREFIX), as an installed package has its .pyc files. User settings come from an empty config folder, as on a first start.
+cache (PYTHONPYCACHEPREFIX), as an installed package has its .pyc files; that launch also leaves in a private cache
+folder what phi3tui keeps between starts (core/kept_yaml.py: the start-up YAML already parsed), as any start after a
+user's first has it. User settings come from an empty config folder, as on a first start.
 
     python bench/first_paint.py [--repeats 5] [--screen data] [--also-tree DIR]
 
@@ -114,7 +116,8 @@ def main() -> None:
         (tmp / "config").mkdir()
         (tmp / "bare.py").write_text(BARE_APP)
         env = {
-            "PYTHONPATH": str(REPO), "PHI3TUI_CONFIG_DIR": str(tmp / "config"), "TERM": "xterm-256color",
+            "PYTHONPATH": str(REPO), "PHI3TUI_CONFIG_DIR": str(tmp / "config"), "PHI3TUI_CACHE_DIR": str(tmp / "cache"),
+            "TERM": "xterm-256color",
             # Both sides' bytecode in one private cache, written by the untimed first launch.
             "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",

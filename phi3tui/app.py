@@ -14,7 +14,7 @@ from textual.signal import Signal
 from phi3tui import modes
 from phi3tui.core.workspace import Workspace
 from phi3tui.appearance import AppearanceMixin, rich_colour
-from phi3tui.textual_private import paint_now
+from phi3tui.textual_private import KeptStylesheet, paint_now
 from phi3tui.widgets.dialog_style import DIALOG_CSS
 
 # The app's own theme variables (used as $train-loss etc. in CSS, app.colour(...) in code),
@@ -34,6 +34,12 @@ APP_COLOUR_ROLES = {
 RUN_POLL_S = 0.5
 
 
+# Screens whose modules are imported while the app is idle after the first paint, so that their first visit does not
+# wait for them: Config (~13 ms of imports; its first visit has a goal, ≤ 0.5 s to the whole form). The others
+# import plots or chat (~0.1 s each): not for every start.
+PRELOADED_MODES = ("config",)
+PRELOAD_AFTER_PAINT_S = 0.3
+
 # The footer shows the screen keys as one group: "12345 Screens".
 SCREEN_GROUP = Binding.Group("Screens", compact=True)
 
@@ -45,7 +51,15 @@ def screen_class(mode_id: str) -> type[Screen]:
 
 
 def _mode_factory(mode_id: str):
-    return lambda: screen_class(mode_id)()
+    def make_screen() -> Screen:
+        from textual import active_app
+
+        screen = screen_class(mode_id)()
+        # Its widgets take their styles as they mount: Textual's two CSS refreshes for a new mode are not needed.
+        active_app.get().mark_css_current(screen)
+        return screen
+
+    return make_screen
 
 
 def mode_bindings() -> list[Binding]:
@@ -68,7 +82,7 @@ def opener_binding(view: modes.Mode) -> Binding | None:
     return None
 
 
-class Phi3App(AppearanceMixin, App):
+class Phi3App(AppearanceMixin, KeptStylesheet, App):
     TITLE = "phi3tui"
     CSS = """
     Screen { layout: vertical; }
@@ -107,6 +121,7 @@ class Phi3App(AppearanceMixin, App):
         self.runs_polled: Signal = Signal(self, "runs-polled")
         # Settings, themes and the keymap from the user's config folder (phi3tui/appearance.py).
         self.load_user_settings()
+        self.take_css_variables()  # the theme's: the first screen's CSS is parsed once, with them
 
     @property
     def model_worker(self):
@@ -141,6 +156,12 @@ class Phi3App(AppearanceMixin, App):
         if self.screen_stack:
             super().refresh_css(animate)
 
+    def update_styles(self, node, animate: bool = True) -> None:
+        # A widget not in the DOM yet, setting a class in its __init__ (an Input's compact and valid classes),
+        # is styled as it mounts: styling it now is thrown away (~1 ms an Input: 50 of them in the Config form).
+        if node.is_attached:
+            super().update_styles(node, animate)
+
     def colour(self, role: str) -> str:
         """A resolved colour (e.g. '#4EBF71', or 'red' in a 16-colour theme) for one of APP_COLOUR_ROLES,
         for plots and rich text."""
@@ -170,6 +191,12 @@ class Phi3App(AppearanceMixin, App):
         self.run_worker(self.resume_queue, thread=True, group="queue-backstop")
         if self.start_view is not None:  # `--screen eval`: the view opens over its mode's screen, as its key would
             self.call_later(self.screen.run_action, self.start_view.opens)
+        self.set_timer(PRELOAD_AFTER_PAINT_S, self.preload_screens)
+
+    def preload_screens(self) -> None:
+        """Import the screens of PRELOADED_MODES now, while nothing is asked of the app (none is made)."""
+        for mode_id in PRELOADED_MODES:
+            screen_class(mode_id)
 
     def resume_queue(self) -> None:
         """The queue's backstop (core.runs.queue): a queue whose last runner died without handing on starts here."""

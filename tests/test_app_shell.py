@@ -93,7 +93,8 @@ async def test_quit_key_exits(demo_workspace, key):
 
 def test_no_heavy_import_before_first_paint(demo_template):
     """mlx, mlx_lm and transformers are not imported when the first screen is painted, nor phi3tui's own modules
-    that only a check, an import or a run needs; the stylesheet is parsed once with the theme before it."""
+    that only a check, an import or a run needs; each CSS source is parsed once before it, with the theme's
+    variables (nothing is parsed with the default theme's and again for the user's)."""
     code = f"""
 import asyncio, sys
 from phi3tui.app import Phi3App
@@ -102,19 +103,26 @@ from phi3tui.modes import app_modes, find
 
 HEAVY = ("mlx", "mlx.core", "mlx_lm", "transformers", "phi3tui.core.data.checks", "phi3tui.core.data.importers",
          "phi3tui.core.data.render", "phi3tui.core.runs.launcher", "phi3tui.core.runs.compare")
+from collections import Counter
+from textual.css import stylesheet as css_stylesheet
 first_paint = []
-parses = []
+parsed = Counter()  # CSS source (as Textual keys its parse cache) -> times parsed
+variables = []  # the app's variable for $primary each time a source was parsed
+parse_css = css_stylesheet.parse
+
+def counted_parse(scope, css, read_from, *args, **kwargs):
+    parsed[read_from, kwargs["tie_breaker"], scope] += 1
+    variables.append(kwargs["variable_tokens"]["primary"][0].value)
+    return parse_css(scope, css, read_from, *args, **kwargs)
+
+css_stylesheet.parse = counted_parse
 
 class Probe(Phi3App):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        reparse = self.stylesheet.reparse
-        self.stylesheet.reparse = lambda: (parses.append(1), reparse())
-
     def _display(self, screen, renderable):
         if renderable is not None and not first_paint and type(screen).__name__ == "DataScreen":
             first_paint.append(sorted(m for m in HEAVY if m in sys.modules))
-            first_paint.append(len(parses))
+            first_paint.append(sorted(str(source) for source, times in parsed.items() if times > 1))
+            first_paint.append(sorted(set(variables)) == [self.get_css_variables()["primary"]])
         return super()._display(screen, renderable)
 
 async def main():
@@ -122,11 +130,12 @@ async def main():
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         await app.workers.wait_for_complete()
-    print("FIRST_PAINT", first_paint[0] if first_paint else "never", "PARSES", first_paint[1:])
+    print("FIRST_PAINT", *first_paint if first_paint else ["never"])
 asyncio.run(main())
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert "FIRST_PAINT [] PARSES [1]" in proc.stdout, proc.stdout + proc.stderr
+    # [] no heavy module; [] no CSS source parsed twice; True: all parsed with the theme's own $primary.
+    assert "FIRST_PAINT [] [] True" in proc.stdout, proc.stdout + proc.stderr
 
 
 class FirstFrames(Phi3App):

@@ -18,15 +18,12 @@ problem naming the file, line and field; saving refuses to overwrite a file it c
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from phi3tui.core.app_dirs import APP_NAME, CACHE_DIR_ENV, CONFIG_DIR_ENV, cache_dir, config_dir  # noqa: F401
 from phi3tui.core.files import atomic_write_text
 
-APP_NAME = "phi3tui"
-CONFIG_DIR_ENV = "PHI3TUI_CONFIG_DIR"
-CACHE_DIR_ENV = "PHI3TUI_CACHE_DIR"
 SETTINGS_NAME = "settings.yaml"
 THEMES_DIR_NAME = "themes"
 DEFAULT_THEME = "phi3-dark"
@@ -38,24 +35,6 @@ STALLED_RUN_MODES = ("wait", "kill")  # what core/runs/stall.py does with a run 
 
 class SettingsError(Exception):
     """The settings file cannot be used as written. str() names the file, line and field."""
-
-
-def config_dir() -> Path:
-    override = os.environ.get(CONFIG_DIR_ENV)
-    if override:
-        return Path(override).expanduser()
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir(APP_NAME, appauthor=False))
-
-
-def cache_dir() -> Path:
-    override = os.environ.get(CACHE_DIR_ENV)
-    if override:
-        return Path(override).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir(APP_NAME, appauthor=False))
 
 
 def settings_path() -> Path:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phi3tui.core.kept_yaml import kept_parse
 from phi3tui.core.settings import SettingsError, read_yaml, user_themes_dir, yaml_line
 
 # The app's own colour roles (also APP_COLOUR_ROLES in app.py, which says which Textual colour each
@@ -81,12 +82,16 @@ def _read_fast(text: str, path: Path):
     """A built-in theme file through PyYAML's C loader: about 20x quicker than the round-trip parser, which
     then is not even imported on a start with no settings.yaml or user themes. No line numbers: a
     built-in file that fails is read again the slow way to say where (load_theme_file)."""
-    import yaml
+    def parse(text: str):
+        import yaml
 
-    try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        raise ThemeError(f"{path}: not valid YAML") from None
+        try:
+            return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError:
+            raise ThemeError(f"{path}: not valid YAML") from None
+
+    # Read before the first paint: kept_parse answers without importing PyYAML when the text was read before.
+    return kept_parse(text, "theme", parse)
 
 
 def parse_theme(

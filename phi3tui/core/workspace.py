@@ -11,39 +11,54 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from phi3tui.core.kept_yaml import kept_parse
 
 CONFIG_NAME = "lora_config.yaml"
 DATA_NAME = "data"
 RUNS_NAME = "runs"
 
-
-class MlxLmLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader plus the float resolver mlx-lm adds (so `1e-6` is a float, as in mlx_lm lora)."""
-
-
-class FastMlxLmLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """The same loader over libyaml's C parser when PyYAML has it: the values are the same (tags are
-    resolved by the same Python resolver), read about ten times faster; the header and the Data
-    screen read the config before the first paint."""
+# The loaders below subclass PyYAML's, so they are made on first use (`from phi3tui.core.workspace import
+# MlxLmLoader` still works): the first paint reads the config through kept_parse, without importing PyYAML.
+_LOADERS: dict[str, type] = {}
 
 
-_MLX_FLOAT = (
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:
+def _loaders() -> dict[str, type]:
+    """MlxLmLoader: PyYAML's SafeLoader plus the float resolver mlx-lm adds (so `1e-6` is a float, as in mlx_lm
+    lora). FastMlxLmLoader: the same over libyaml's C parser when PyYAML has it: the values are the same (tags are
+    resolved by the same Python resolver), read about ten times faster; the header and the Data screen read the
+    config before the first paint."""
+    if not _LOADERS:
+        import yaml
+
+        mlx_float = (
+            "tag:yaml.org,2002:float",
+            re.compile(
+                r"""^(?:
      [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
     |\.[0-9_]+(?:[eE][-+][0-9]+)?
     |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-for _loader in (MlxLmLoader, FastMlxLmLoader):
-    _loader.add_implicit_resolver(*_MLX_FLOAT)
+                re.X,
+            ),
+            list("-+0123456789."),
+        )
+        loaders = {
+            "MlxLmLoader": type("MlxLmLoader", (yaml.SafeLoader,), {"__module__": __name__}),
+            "FastMlxLmLoader": type("FastMlxLmLoader", (getattr(yaml, "CSafeLoader", yaml.SafeLoader),),
+                                    {"__module__": __name__}),
+        }
+        for loader in loaders.values():
+            loader.add_implicit_resolver(*mlx_float)
+        _LOADERS.update(loaders)
+    return _LOADERS
+
+
+def __getattr__(name: str):
+    if name in ("MlxLmLoader", "FastMlxLmLoader"):
+        return _loaders()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ConfigError(Exception):
@@ -61,21 +76,28 @@ def load_config_values(path: Path | str) -> dict:
         raise ConfigError(f"{path} does not exist; create it on the Config screen or with `phi3tui demo`") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    try:
-        try:
-            values = yaml.load(text, Loader=FastMlxLmLoader)
-        except yaml.YAMLError:  # read again by the Python parser, whose messages name the problem
-            values = yaml.load(text, Loader=MlxLmLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: YAML syntax error: {problem}; fix the line and try again") from None
+    values = kept_parse(text, "mlx-lm config", lambda text: _parse_config(text, path))
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values, not {type(values).__name__}")
     return values
+
+
+def _parse_config(text: str, path: Path):
+    import yaml
+
+    loaders = _loaders()
+    try:
+        try:
+            return yaml.load(text, Loader=loaders["FastMlxLmLoader"])
+        except yaml.YAMLError:  # read again by the Python parser, whose messages name the problem
+            return yaml.load(text, Loader=loaders["MlxLmLoader"])
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: YAML syntax error: {problem}; fix the line and try again") from None
 
 
 class NotAWorkspace(Exception):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.screen import Screen
 
-from phi3tui.textual_private import NoHiddenFirstFrame
+from phi3tui.textual_private import NoHiddenFirstFrame, StyledAsMounted
 from phi3tui.widgets.key_footer import KeyFooter
 from phi3tui.widgets.workspace_header import WorkspaceHeader
 
 
-class ModeScreen(NoHiddenFirstFrame, Screen):
+class ModeScreen(NoHiddenFirstFrame, StyledAsMounted, Screen):
     """Subclasses set TITLE and implement compose_body()."""
 
     TITLE = ""

@@ -167,11 +167,12 @@ class ConfigForm(VerticalScroll):
             yield GroupTitle(group, classes="group", id=self.group_id(group) + "-title")
             with GroupBody(id=self.group_id(group)):
                 for spec in (f for f in self.fields if f.group == group):
-                    with FieldRow():
+                    with FieldRow(id=self.field_id(spec.path) + "-row"):
                         yield Label(spec.key, classes="key")
                         yield self._input(spec)
                         yield Label(_show(spec.default) or "none", classes="default", markup=False)
-                    yield Static("", classes="bad", id=self.field_id(spec.path) + "-bad")
+                    # The line under a key that says why a value was refused comes with the first refusal
+                    # (bad_line): one hidden widget less per key on the first visit.
         if self.unknown:
             yield Label("other keys in this file (mlx-lm ignores them)", classes="group")
             yield Static(", ".join(self.unknown), classes="help", markup=False)
@@ -186,6 +187,19 @@ class ConfigForm(VerticalScroll):
         kind = {"int": "integer"}.get(spec.kind, "text")
         return TextBox(_show(value), placeholder=_show(spec.default), type=kind, id=wid, select_on_focus=False,
                        compact=True, number=spec.kind in ("int", "float"))
+
+    def bad_line(self, widget_id: str, create: bool = True) -> Static | None:
+        """The line under a key (by its input's id) that says why its value was refused; made the first time
+        one is needed (None without create, when there is none yet)."""
+        found = self.query("#" + widget_id + "-bad")
+        if found:
+            return found.first(Static)
+        if not create:
+            return None
+        bad = Static("", classes="bad", id=widget_id + "-bad")
+        row = self.query_one("#" + widget_id + "-row", FieldRow)
+        row.parent.mount(bad, after=row)
+        return bad
 
     # -- folding and n/N ---------------------------------------------------------------------
     def is_notable(self, spec) -> bool:
@@ -303,7 +317,9 @@ class ConfigForm(VerticalScroll):
                     pass  # the user is typing this value: leave the cursor alone
                 else:
                     widget.value = _show(value)
-                self.query_one("#" + self.field_id(spec.path) + "-bad", Static).remove_class("-shown")
+                bad = self.bad_line(self.field_id(spec.path), create=False)
+                if bad is not None:
+                    bad.remove_class("-shown")
             self._refused.clear()
             self._show_titles()
         finally:
@@ -313,7 +329,7 @@ class ConfigForm(VerticalScroll):
         """An edit the document could not make: show the values it still holds, and why, under the field."""
         self.set_values(values)
         if self.field_id(path) in self._by_id:
-            bad = self.query_one("#" + self.field_id(path) + "-bad", Static)
+            bad = self.bad_line(self.field_id(path))
             bad.update(message)
             bad.add_class("-shown")
             self._refused.add(self.field_id(path))
@@ -331,11 +347,11 @@ class ConfigForm(VerticalScroll):
         if self._loading or widget_id is None or widget_id not in self._by_id:
             return
         spec = self._by_id[widget_id]
-        bad = self.query_one("#" + widget_id + "-bad", Static)
         if isinstance(raw, str):
             try:
                 value = parse_value(spec.kind, raw)
             except BadValue as exc:
+                bad = self.bad_line(widget_id)
                 bad.update(f"{spec.key}: needs {exc}")
                 bad.add_class("-shown")
                 return
@@ -346,8 +362,10 @@ class ConfigForm(VerticalScroll):
             # loading ended, must not wipe the reason shown under it.
             return
         self._refused.discard(widget_id)
-        bad.update("")
-        bad.remove_class("-shown")
+        bad = self.bad_line(widget_id, create=False)
+        if bad is not None:
+            bad.update("")
+            bad.remove_class("-shown")
         if value != self._get(spec.path):
             self.post_message(self.Changed(spec.path, value))
 

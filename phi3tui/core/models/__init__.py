@@ -2,49 +2,27 @@
 (info), the Phi models known offline (catalog), its structure and what fine-tuning trains in it (plan), the memory
 a run needs (memory), and the Hugging Face cache and downloads (hub). Other packages import from here."""
 
+from phi3tui.core.lazy import lazy_attributes
 from phi3tui.core.mlx_thread import mlx_thread
-from phi3tui.core.models.catalog import (
-    KNOWN_MODELS_FILE,
-    KnownModel,
-    known_model,
-    known_model_modules,
-    known_models,
-    unsuited_reasons,
-)
-from phi3tui.core.models.files import PICKLE_SUFFIXES, model_folder_problem, safetensors_problem
-from phi3tui.core.models.hub import CachedModel, DownloadCancelled, cached_models, download_model, model_choices, model_folder
-from phi3tui.core.models.info import ModelInfo
-from phi3tui.core.models.locate import (
-    REPO_ID_RE,
-    ModelLocation,
-    ModelNotFound,
-    is_phi3_model,
-    locate_model,
-    model_file,
-    model_to_load,
-    read_model_config,
-    workspace_model,
-)
-from phi3tui.core.models.memory import (
-    BYTES_PER_DTYPE,
-    OPTIMIZERS,
-    MemoryEstimate,
-    batch_sequence_length,
-    estimate_memory,
-    human_bytes,
-    longest_batched,
-    weight_bytes,
-)
-from phi3tui.core.models.plan import (
-    FINE_TUNE_TYPES,
-    LoraPlan,
-    adaptable_modules,
-    adapter_layer_kinds,
-    apply_fine_tune,
-    build_structure,
-    plan_lora,
-    top_level_modules,
-)
+
+# Each name is imported from its module on first use (PEP 562): the first paint reads the config's model (locate)
+# and needs none of the catalog, memory, plan or hub modules, whose dataclasses and tables cost milliseconds.
+_LAZY = {
+    "KNOWN_MODELS_FILE": "catalog", "KnownModel": "catalog", "known_model": "catalog",
+    "known_model_modules": "catalog", "known_models": "catalog", "unsuited_reasons": "catalog",
+    "PICKLE_SUFFIXES": "files", "model_folder_problem": "files", "safetensors_problem": "files",
+    "CachedModel": "hub", "DownloadCancelled": "hub", "cached_models": "hub", "download_model": "hub",
+    "model_choices": "hub", "model_folder": "hub", "ModelInfo": "info", "REPO_ID_RE": "locate",
+    "ModelLocation": "locate", "ModelNotFound": "locate", "is_phi3_model": "locate", "locate_model": "locate",
+    "model_file": "locate", "model_to_load": "locate", "read_model_config": "locate", "workspace_model": "locate",
+    "BYTES_PER_DTYPE": "memory", "OPTIMIZERS": "memory", "MemoryEstimate": "memory",
+    "batch_sequence_length": "memory", "estimate_memory": "memory", "human_bytes": "memory",
+    "longest_batched": "memory", "weight_bytes": "memory", "FINE_TUNE_TYPES": "plan", "LoraPlan": "plan",
+    "adaptable_modules": "plan", "adapter_layer_kinds": "plan", "apply_fine_tune": "plan", "build_structure": "plan",
+    "plan_lora": "plan", "top_level_modules": "plan",
+}
+
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 __all__ = [
     "BYTES_PER_DTYPE", "CachedModel", "DownloadCancelled", "FINE_TUNE_TYPES", "KNOWN_MODELS_FILE", "KnownModel",

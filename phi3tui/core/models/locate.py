@@ -30,6 +30,19 @@ class ModelLocation:
 def locate_model(value: str, workspace_root: Path | str, search: tuple[Path | str, ...] = ()) -> ModelLocation:
     """A local folder (relative to the workspace, or first to one of the `search` folders), or a Hugging Face
     repo id looked up in the cache."""
+    local = _local_folder(value, workspace_root, search)
+    if local is not None:
+        return local
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(value, "config.json")
+    if isinstance(cached, str):
+        return ModelLocation(value, Path(cached).parent, "Hugging Face cache")
+    return ModelLocation(value, None, "not downloaded")
+
+
+def _local_folder(value: str, workspace_root: Path | str, search: tuple[Path | str, ...]) -> ModelLocation | None:
+    """locate_model's local folder; None for a well-formed repo id (not looked up). Raises ModelNotFound."""
     if not isinstance(value, str) or not value.strip():
         raise ModelNotFound("model is empty; give a local model folder or a Hugging Face repo id")
     given = Path(value).expanduser()
@@ -49,19 +62,16 @@ def locate_model(value: str, workspace_root: Path | str, search: tuple[Path | st
         raise ModelNotFound(
             f"model {value!r} is neither a folder (looked for {path}) nor a Hugging Face repo id (owner/name)"
         )
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(value, "config.json")
-    if isinstance(cached, str):
-        return ModelLocation(value, Path(cached).parent, "Hugging Face cache")
-    return ModelLocation(value, None, "not downloaded")
+    return None
 
 
 def model_to_load(value: str, workspace_root: Path | str, search: tuple[Path | str, ...] = ()) -> str:
     """What mlx-lm's load (and the export) takes for a `model:` value: the local folder as an absolute path,
-    or the repo id (mlx-lm finds it in the Hugging Face cache or downloads it). Raises ModelNotFound."""
-    location = locate_model(value, workspace_root, search)
-    return str(location.folder) if location.kind == "local folder" else location.value
+    or the repo id (mlx-lm finds it in the Hugging Face cache or downloads it). Raises ModelNotFound.
+    Whether a repo is in the cache does not change the answer, so it is not looked up: the Data screen asks
+    before the first paint, and importing huggingface_hub for the lookup costs ~0.1 s."""
+    local = _local_folder(value, workspace_root, search)
+    return str(local.folder) if local is not None else value
 
 
 def workspace_model(workspace) -> str:

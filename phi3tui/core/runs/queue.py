@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from phi3tui.core.files import atomic_write_text
 from phi3tui.core.run_folder import (
@@ -128,6 +127,8 @@ def plan_points(workspace: Workspace, config_path=None, overrides: dict | None =
     if not sweep:
         return base, [{}]
     points = sweep_grid(sweep)
+    import yaml  # here, not at the top: the app's first paint imports this module (the run watcher), not PyYAML
+
     for point in points:
         review = review_config(yaml.safe_dump(set_dotted({**base, **(overrides or {})}, point), sort_keys=False),
                                workspace.root)

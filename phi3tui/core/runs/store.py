@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from phi3tui.core.adapters import checkpoints_in
 from phi3tui.core.run_folder import (
     ADAPTERS_DIR,
     CONFIG_FILE,
@@ -372,6 +371,8 @@ def checkpoint_table(
     run_dir: Path, metrics: RunMetrics | None = None, last: int | None = None
 ) -> list[tuple[int, Path, float | None]]:
     """(iteration, file, nearest validation loss) for each numbered checkpoint (or the `last` few), oldest first."""
+    from phi3tui.core.adapters import checkpoints_in  # here: the app's first paint imports this module, not adapters
+
     metrics = metrics or read_metrics(run_dir)
     numbered = [c for c in checkpoints_in(run_dir / ADAPTERS_DIR) if c.iteration is not None]
     if last is not None:
