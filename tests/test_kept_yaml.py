@@ -52,7 +52,7 @@ def test_a_broken_copy_or_a_bad_file_is_parsed_as_usual(tmp_path):
     config.write_text("iters: 10\n")
     cache, config_dir = tmp_path / "cache", tmp_path / "config"
     read_in_fresh_process(config, cache, config_dir)
-    (cache / "start-yaml.pickle").write_bytes(b"not a pickle")
+    (cache / "start-yaml.json").write_text("{not json")
     again = read_in_fresh_process(config, cache, config_dir)
     assert again["yaml"] and again["values"] == {"iters": 10}
     config.write_text("iters: [10\n")  # a YAML error is raised as before, and never kept
@@ -73,3 +73,15 @@ def test_the_loaders_are_still_importable_and_read_floats_as_mlx_lm_does():
     # PyYAML's own SafeLoader reads the string '1e-5' (unless mlx_lm, once imported, has added its resolver to it).
     for loader in (MlxLmLoader, FastMlxLmLoader):
         assert yaml.load("lr: 1e-5", Loader=loader) == {"lr": 1e-5}
+
+
+def test_a_value_json_would_change_is_never_kept(tmp_path):
+    """A key that is not a string would come back from JSON as one: such a text is parsed by PyYAML every time."""
+    config = tmp_path / "lora_config.yaml"
+    config.write_text("iters: 10\nlr_schedule: {arguments: {1: 2}}\n")
+    cache, config_dir = tmp_path / "cache", tmp_path / "config"
+    first = read_in_fresh_process(config, cache, config_dir)
+    second = read_in_fresh_process(config, cache, config_dir)
+    assert first["yaml"] and second["yaml"]
+    assert second["values"] == first["values"]
+    assert "lr_schedule" not in (cache / "start-yaml.json").read_text()

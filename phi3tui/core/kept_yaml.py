@@ -6,34 +6,48 @@ process that has not imported PyYAML yet looks the text up here first: the key i
 name, so a copy is never stale (an edited file is a new text). The first time a text is seen it is parsed, which
 imports PyYAML, and kept for the next start; from then on this process keeps what it parses (its other start-up
 files too). A process that imported PyYAML before its first read (a command, the runner) just parses.
+The copies are JSON, never pickle (reading one runs no code), and only values that come back from JSON equal to
+what PyYAML gave are kept (not dates, nor keys that are not strings).
 """
 
 from __future__ import annotations
 
-import pickle
+import json
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from phi3tui.core.app_dirs import cache_dir
-from phi3tui.core.files import atomic_write_bytes
+from phi3tui.core.files import atomic_write_text
 
-KEPT_FILE = "start-yaml.pickle"
+KEPT_FILE = "start-yaml.json"
 KEPT_ENTRIES = 16  # the newest texts kept: a workspace's config and the themes, with room for a few workspaces
 _FORMAT = 1  # bump when what a loader returns for a text changes (a new resolver): old copies are then ignored
 
-_kept: dict[tuple[str, str], bytes] | None = None  # (loader, text) -> pickled value, once read in this process
+_kept: dict[tuple[str, str], str] | None = None  # (loader, text) -> the value as JSON, once read in this process
 _lock = threading.Lock()  # the app's worker threads read configs too
 
 
-def _read_kept() -> dict[tuple[str, str], bytes]:
+def _read_kept() -> dict[tuple[str, str], str]:
     try:
-        with open(cache_dir() / KEPT_FILE, "rb") as handle:
-            version, entries = pickle.load(handle)
-        return entries if version == _FORMAT and isinstance(entries, dict) else {}
+        with open(cache_dir() / KEPT_FILE, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        if saved.get("format") != _FORMAT:
+            return {}
+        return {(loader, text): value for loader, text, value in saved["entries"]
+                if isinstance(loader, str) and isinstance(text, str) and isinstance(value, str)}
     except Exception:  # none yet, cut short, from another version: start afresh
         return {}
+
+
+def _as_json(value: Any) -> str | None:
+    """The value as JSON, or None when JSON would not give it back equal (a date, a key that is not a string)."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        return None
+    return text if json.loads(text) == value else None
 
 
 def kept_parse(text: str, loader: str, parse: Callable[[str], Any]) -> Any:
@@ -48,19 +62,23 @@ def kept_parse(text: str, loader: str, parse: Callable[[str], Any]) -> Any:
         blob = _kept.get((loader, text))
     if blob is not None:
         try:
-            return pickle.loads(blob)  # a new copy each time: the caller may change what it gets
-        except Exception:
+            return json.loads(blob)  # a new copy each time: the caller may change what it gets
+        except ValueError:
             pass
     value = parse(text)
+    kept = _as_json(value)
+    if kept is None:
+        return value
     with _lock:
         _kept.pop((loader, text), None)
-        _kept[loader, text] = pickle.dumps(value)
+        _kept[loader, text] = kept
         while len(_kept) > KEPT_ENTRIES:
             _kept.pop(next(iter(_kept)))
         try:
             folder = cache_dir()
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(folder / KEPT_FILE, pickle.dumps((_FORMAT, _kept)))
+            entries = [[loader, text, value] for (loader, text), value in _kept.items()]
+            atomic_write_text(folder / KEPT_FILE, json.dumps({"format": _FORMAT, "entries": entries}))
         except OSError:  # a cache that cannot be written is skipped
             pass
     return value
