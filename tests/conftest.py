@@ -38,7 +38,7 @@ MLX_RING_GROUP = "mlx-ring-ports"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "mlx_ring: starts ranks through mlx.launch's ring backend (fixed ports)")
-    # pytest-xdist registers it; without xdist (-p no:xdist) it is only a label
+    # pytest-xdist registers it too; said here so that a run without xdist does not warn of an unknown mark
     config.addinivalue_line("markers", "xdist_group(name): run with the other tests of this group on one worker")
 
 
