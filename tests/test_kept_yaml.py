@@ -32,12 +32,18 @@ def read_in_fresh_process(config: Path, cache: Path, config_dir: Path) -> dict:
     return json.loads(proc.stdout)
 
 
-def test_a_second_read_gives_the_same_values_without_pyyaml_and_an_edit_is_read_afresh(tmp_path):
+def read_twice(tmp_path: Path, text: str) -> tuple[dict, dict, Path]:
+    """Write lora_config.yaml with `text`, read it in two fresh processes: (first, second, the cache folder)."""
     config = tmp_path / "lora_config.yaml"
-    config.write_text("model: some/model  # a comment\nlearning_rate: 1e-5\nlora_parameters: {rank: 8}\n")
+    config.write_text(text)
     cache, config_dir = tmp_path / "cache", tmp_path / "config"
-    first = read_in_fresh_process(config, cache, config_dir)
-    second = read_in_fresh_process(config, cache, config_dir)
+    return read_in_fresh_process(config, cache, config_dir), read_in_fresh_process(config, cache, config_dir), cache
+
+
+def test_a_second_read_gives_the_same_values_without_pyyaml_and_an_edit_is_read_afresh(tmp_path):
+    first, second, cache = read_twice(tmp_path, "model: some/model  # a comment\nlearning_rate: 1e-5\n"
+                                                "lora_parameters: {rank: 8}\n")
+    config, config_dir = tmp_path / "lora_config.yaml", tmp_path / "config"
     assert first["yaml"] and not second["yaml"]
     assert second["values"] == first["values"] == {"model": "some/model", "learning_rate": 1e-5,
                                                    "lora_parameters": {"rank": 8}}
@@ -77,11 +83,7 @@ def test_the_loaders_are_still_importable_and_read_floats_as_mlx_lm_does():
 
 def test_a_value_json_would_change_is_never_kept(tmp_path):
     """A key that is not a string would come back from JSON as one: such a text is parsed by PyYAML every time."""
-    config = tmp_path / "lora_config.yaml"
-    config.write_text("iters: 10\nlr_schedule: {arguments: {1: 2}}\n")
-    cache, config_dir = tmp_path / "cache", tmp_path / "config"
-    first = read_in_fresh_process(config, cache, config_dir)
-    second = read_in_fresh_process(config, cache, config_dir)
+    first, second, cache = read_twice(tmp_path, "iters: 10\nlr_schedule: {arguments: {1: 2}}\n")
     assert first["yaml"] and second["yaml"]
     assert second["values"] == first["values"]
     assert "lr_schedule" not in (cache / "start-yaml.json").read_text()
