@@ -42,6 +42,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "xdist_group(name): run with the other tests of this group on one worker")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group marks into each test's id
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("mlx_ring"):

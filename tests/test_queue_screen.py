@@ -10,6 +10,10 @@ from tests.conftest import run_cli
 from tests.test_train_screen import quick_config, start_by_key, wait_for
 
 
+def footer_text(app) -> str:
+    return " ".join(str(getattr(w, "description", "")) for w in app.screen.query("FooterKey"))
+
+
 def palette_titles(app) -> list[str]:
     return [c.title for c in app.get_system_commands(app.screen)]
 
@@ -22,8 +26,9 @@ async def test_new_run_while_one_runs_is_queued_and_the_queue_reorders_and_drops
         running = await start_by_key(app, pilot)
         try:
             screen = app.screen
-            footer = " ".join(str(getattr(w, "description", "")) for w in app.screen.query("FooterKey"))
-            assert "Queue" in footer and any("Queue" in t for t in palette_titles(app))
+            # The footer follows the run's state: it composes its keys again once the screen follows the run.
+            await wait_for(pilot, lambda: "Queue" in footer_text(app))
+            assert any("Queue" in t for t in palette_titles(app))
             for n in (1, 2):  # a run is live: n queues instead of starting a second runner
                 await pilot.press("n")
                 await wait_for(pilot, lambda: len(app.run_poll.queue) == n)
