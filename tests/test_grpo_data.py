@@ -239,3 +239,38 @@ async def test_import_form_offers_prompt_answer(demo_workspace, tmp_path):
     records = [r for split in ("train", "valid", "test") for r in read_split(out, split)]
     assert len(records) == 20
     assert records[3] == {"prompt": "Question 3?", "answer": "Answer 3.", "correct_answers": ["Answer 3.", "Right 3."]}
+
+
+# -- the runners' own reading of DPO pairs and GRPO prompts ---------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["dpo", "grpo"])
+def test_a_runners_reader_stops_at_a_bad_line_in_the_checkers_words(demo_template, tmp_path, task):
+    """DPO's and GRPO's runners read their splits through one reader (core/data/folder.py read_split_items): good
+    lines load; a line that is JSON but not an object, or a blank one, stops the run with the file, the line and the
+    words `phi3tui data check` uses for it, never a traceback."""
+    from phi3tui.core.demo import write_demo_preference_data
+    from phi3tui.core.runs.grpo import load_prompts
+    from phi3tui.core.runs.preference import load_pairs
+
+    folder = tmp_path / "data"
+    if task == "dpo":
+        write_demo_preference_data(folder)
+        load = load_pairs
+    else:
+        write_good_folder(folder)
+        load = load_prompts
+    tokenizer = load_tokenizer(demo_template / "model")
+    valid = folder / "valid.jsonl"
+    lines = valid.read_text(encoding="utf-8").splitlines(keepends=True)
+    loaded = load(folder, tokenizer, DataSettings())
+    assert [len(split) for split in loaded] == [
+        len((folder / f"{s}.jsonl").read_text(encoding="utf-8").splitlines()) for s in ("train", "valid", "test")]
+    for bad in ("[1, 2]\n", "\n"):
+        valid.write_text(lines[0] + bad + "".join(lines[1:]), encoding="utf-8")
+        checker = [p for p in validate_folder(DataFolder.open(folder)).problems if p.split == "valid" and p.line == 2]
+        assert checker and checker[0].level == "error", checker
+        with pytest.raises(ValueError) as raised:
+            load(folder, tokenizer, DataSettings())
+        assert str(raised.value) == (f"{valid}:2: {checker[0].message}; run `phi3tui data check` to list every "
+                                     "problem"), (bad, str(raised.value))

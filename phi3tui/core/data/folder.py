@@ -320,6 +320,35 @@ def parse_record(split: str, line: int, raw: bytes, settings: DataSettings) -> R
     return rec
 
 
+def read_split_items(data_dir: Path | str, kind: str, take: Callable[[dict], object]) -> tuple[list, list, list]:
+    """train/valid/test.jsonl read for a runner's own task (DPO's pairs, GRPO's prompts): each line must be one
+    JSON object, which `take` turns into an item or refuses with ValueError; an absent split is empty. The first
+    bad line raises ValueError naming the file and line, in the checker's words (`phi3tui data check` lists all)."""
+    splits = []
+    for split in SPLITS:
+        path = split_path(data_dir, split)
+        items: list = []
+        if path.is_file():
+            with open(path, "rb") as handle:
+                for line, raw in enumerate(handle, 1):
+                    try:
+                        value = json.loads(raw.decode("utf-8"))
+                    except ValueError:  # UnicodeDecodeError and JSONDecodeError alike; a blank line too
+                        problem = unreadable_line(line, raw)[1]
+                    else:
+                        if not isinstance(value, dict):
+                            problem = not_an_object(value)[1]
+                        else:
+                            try:
+                                items.append(take(value))
+                                continue
+                            except ValueError as exc:
+                                problem = f"not {kind} ({exc})"
+                    raise ValueError(f"{path}:{line}: {problem}; run `phi3tui data check` to list every problem")
+        splits.append(items)
+    return tuple(splits)
+
+
 # -- a data folder --------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from phi3tui.core.config import grpo_settings
 from phi3tui.core.data import DataSettings, prompt_messages
+from phi3tui.core.data.folder import read_split_items
 from phi3tui.core.mlx_lm_private import logits_from
 from phi3tui.core.rewards import load_rewards
 from phi3tui.core.run_folder import GRPO_SAMPLES
@@ -184,32 +185,17 @@ def load_prompts(data_dir: Path, tokenizer, settings: DataSettings) -> tuple[Pro
     """train/valid/test.jsonl of prompt-answer records, the prompt through the chat template (with its
     generation prompt), as (prompt ids, record) items; an absent split is empty. A bad line raises ValueError
     naming the file and line."""
-    out = []
-    for split in ("train", "valid", "test"):
-        path = Path(data_dir) / f"{split}.jsonl"
-        items = []
-        if path.is_file():
-            with open(path, encoding="utf-8") as handle:
-                for line, raw in enumerate(handle, 1):
-                    if not raw.strip():
-                        continue
-                    try:
-                        record = json.loads(raw)
-                        fields = (settings.prompt_feature, "answer")
-                        if not isinstance(record, dict) or not all(isinstance(record.get(f), str) and record[f].strip()
-                                                                   for f in fields):
-                            raise ValueError(f"needs non-empty {', '.join(fields)}")
-                        correct = record.get("correct_answers")
-                        if correct is not None and not (isinstance(correct, list) and all(isinstance(c, str) for c in correct)):
-                            raise ValueError("correct_answers must be a list of strings")
-                        ids = list(tokenizer.apply_chat_template(prompt_messages(record, settings),
-                                                                 add_generation_prompt=True))
-                    except ValueError as exc:
-                        raise ValueError(f"{path}:{line}: not a prompt-answer record ({exc}); run `phi3tui data "
-                                         "check` to list every problem") from None
-                    items.append((ids, record))
-        out.append(PromptDataset(items))
-    return tuple(out)
+    fields = (settings.prompt_feature, "answer")
+
+    def prompt(record: dict) -> tuple:
+        if not all(isinstance(record.get(f), str) and record[f].strip() for f in fields):
+            raise ValueError(f"needs non-empty {', '.join(fields)}")
+        correct = record.get("correct_answers")
+        if correct is not None and not (isinstance(correct, list) and all(isinstance(c, str) for c in correct)):
+            raise ValueError("correct_answers must be a list of strings")
+        return list(tokenizer.apply_chat_template(prompt_messages(record, settings), add_generation_prompt=True)), record
+
+    return tuple(PromptDataset(items) for items in read_split_items(data_dir, "a prompt-answer record", prompt))
 
 
 def iterate_prompts(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):

@@ -25,12 +25,12 @@ mlx and mlx_lm are imported inside the functions: the module is imported only by
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from pathlib import Path
 
 from phi3tui.core.config import preference_settings
 from phi3tui.core.data import DataSettings, preference_tokens
+from phi3tui.core.data.folder import read_split_items
 from phi3tui.core.models import adapter_layer_kinds
 
 
@@ -200,25 +200,14 @@ class PairDataset:
 def load_pairs(data_dir: Path, tokenizer, settings: DataSettings) -> tuple[PairDataset, PairDataset, PairDataset]:
     """train/valid/test.jsonl of preference records, tokenized; an absent split is empty. A bad line
     raises ValueError naming the file and line (`phi3tui data check` lists them all)."""
-    out = []
-    for split in ("train", "valid", "test"):
-        path = Path(data_dir) / f"{split}.jsonl"
-        items = []
-        if path.is_file():
-            with open(path, encoding="utf-8") as handle:
-                for line, raw in enumerate(handle, 1):
-                    try:
-                        record = json.loads(raw)
-                        fields = (settings.prompt_feature, settings.chosen_feature, settings.rejected_feature)
-                        if not all(isinstance(record.get(f), str) and record[f].strip() for f in fields):
-                            raise ValueError(f"needs non-empty {', '.join(fields)}")
-                        chosen, rejected, prompt_len = preference_tokens(record, tokenizer, settings)
-                    except ValueError as exc:
-                        raise ValueError(f"{path}:{line}: not a preference pair ({exc}); run `phi3tui data "
-                                         "check` to list every problem") from None
-                    items.append((chosen, rejected, prompt_len))
-        out.append(PairDataset(items))
-    return tuple(out)
+    fields = (settings.prompt_feature, settings.chosen_feature, settings.rejected_feature)
+
+    def pair(record: dict) -> tuple:
+        if not all(isinstance(record.get(f), str) and record[f].strip() for f in fields):
+            raise ValueError(f"needs non-empty {', '.join(fields)}")
+        return preference_tokens(record, tokenizer, settings)  # (chosen, rejected, prompt length)
+
+    return tuple(PairDataset(items) for items in read_split_items(data_dir, "a preference pair", pair))
 
 
 def iterate_pairs(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
