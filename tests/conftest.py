@@ -32,12 +32,14 @@ SHARED_FIXTURE_GROUPS = {
     # trained by mlx-lm once per worker; its tests (chat, eval, their screens) are several minutes together
     "trained_r1_template": "trained-r1",
 }
-# mlx.launch's ring backend listens on fixed ports from --starting-port: two of its runs at once collide.
+# Runs through mlx.launch's ring backend: each picks its own ports (core/runs/hosts.py starting_port, tested by a
+# test that runs two at once); they stay on one worker so that their many processes (two ranks, each with its
+# supervisor) do not crowd the cores all at once.
 MLX_RING_GROUP = "mlx-ring-ports"
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "mlx_ring: starts ranks through mlx.launch's ring backend (fixed ports)")
+    config.addinivalue_line("markers", "mlx_ring: starts ranks through mlx.launch's ring backend")
     # pytest-xdist registers it too; said here so that a run without xdist does not warn of an unknown mark
     config.addinivalue_line("markers", "xdist_group(name): run with the other tests of this group on one worker")
 

@@ -101,8 +101,9 @@ def test_launch_command_keeps_the_hostfiles_backend_and_passes_the_environment(t
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     written = hosts.write_plan(run_dir, plan)
-    cmd = hosts.launch_command("mlx.launch", plan, written, Path("/ws"), env, command)
+    cmd = hosts.launch_command("mlx.launch", plan, written, Path("/ws"), env, command, 40001)
     assert cmd[:5] == ["mlx.launch", "--backend", "jaccl", "--hostfile", str(written)]
+    assert cmd[cmd.index("--starting-port") + 1] == "40001"
     assert cmd[cmd.index("--") + 1:] == command
     passed = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--env"]
     assert sorted(passed) == ["HF_HUB_OFFLINE=1", "PYTHONPATH=/src", "PYTHONUNBUFFERED=1"]  # not HOME
@@ -111,7 +112,7 @@ def test_launch_command_keeps_the_hostfiles_backend_and_passes_the_environment(t
     assert [rank for rank, _ in plan.remote()] == [1]
 
     ring = hosts.plan_hosts(None, jaccl, "ring")  # asked for on the command line: ring
-    assert hosts.launch_command("mlx.launch", ring, written, Path("/ws"), env, command)[1:3] == ["--backend", "ring"]
+    assert hosts.launch_command("mlx.launch", ring, written, Path("/ws"), env, command, 40001)[1:3] == ["--backend", "ring"]
     with pytest.raises(hosts.HostsError, match="jaccl backend needs every host's RDMA devices.*mlx.distributed_config"):
         hosts.plan_hosts(["127.0.0.1", "127.0.0.1"], None, "jaccl")
 
@@ -166,6 +167,37 @@ def test_two_local_ranks_are_both_ended_by_kill(demo_workspace):
              "both ranks training", run_dir)
     assert len(runner_processes(run_dir)) == 2
     kill_and_check_every_rank_ends(run_dir)
+
+
+def test_each_run_gets_its_own_starting_port_past_ports_taken_here(tmp_path):
+    """mlx.launch's ring ranks listen from --starting-port up, one port per host and IP: each run starts at a place
+    of its own (from its id), and a port something listens on here moves it on."""
+    four = hosts.plan_hosts(["127.0.0.1"] * 4, None, "ring")
+    assert hosts.ports_needed(four) == 4
+    first = hosts.starting_port(four, "20261207-0600-aaaa")
+    assert first == hosts.starting_port(four, "20261207-0600-aaaa")  # a resume asks again and gets the same
+    assert hosts.PORTS_FROM <= first and first + 4 <= hosts.PORTS_TO
+    others = {hosts.starting_port(four, f"20261207-0600-{i:04d}") for i in range(20)}
+    assert len(others) >= 18, others  # different runs, different places
+    with socket.socket() as taken:
+        taken.bind(("", first + 2))  # a port of the first run's range is in use here
+        taken.listen()
+        moved = hosts.starting_port(four, "20261207-0600-aaaa")
+    assert moved != first and not (moved <= first + 2 < moved + 4)
+
+
+@pytest.mark.mlx_ring
+def test_two_distributed_runs_at_once_on_the_same_machines_both_train(demo_workspace):
+    """Two runs of two local ranks each, started together: with one fixed port their ranks would collide at the
+    start; each has its own, so both train, and both are ended by kill."""
+    ws = Workspace.open(demo_workspace)
+    both = [runs.start_run(ws, overrides=LONG, hosts=["127.0.0.1", "127.0.0.1"]) for _ in range(2)]
+    for run_dir in both:
+        wait_for(lambda: hosts.pid_file(run_dir, 1).is_file() and (read_run_json(run_dir).get("iteration") or 0) >= 5,
+                 "both ranks training", run_dir)
+    for run_dir in both:
+        assert len(runner_processes(run_dir)) == 2
+        kill_and_check_every_rank_ends(run_dir)
 
 
 def stop_and_check_every_rank_ends(run_dir: Path, workspace: Path) -> None:

@@ -25,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,9 +232,48 @@ def rank_environment(env: dict) -> dict:
     return keep
 
 
+# Where a run's --starting-port is picked: mlx.launch's own default (32323) is the first, so a lone run uses the
+# ports it always did; the range stays below macOS's ephemeral ports (49152 on).
+PORTS_FROM, PORTS_TO = 32323, 48000
+PORT_TRIES = 64
+
+
+def ports_needed(plan: HostPlan) -> int:
+    """Ports from --starting-port a run listens on: ring, one per host and IP (mlx.launch counts them up);
+    jaccl, its coordinator's one."""
+    return max(1, sum(len(h.ips) for h in plan.hosts)) if plan.backend == "ring" else 1
+
+
+def _free_here(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def starting_port(plan: HostPlan, run_id: str) -> int:
+    """This run's --starting-port. With mlx.launch's fixed default, a second run on the same machines (`train
+    --now` beside a running one, two queues) would listen on the first's ports and fail at its start. Each run
+    starts at a place of its own, from its id, and moves on past ports taken on this machine (another run's
+    ranks here); the remote hosts' own ports cannot be seen from here, and the place from the id keeps two runs
+    apart there too."""
+    needed = ports_needed(plan)
+    stride = max(16, needed)
+    slots = max(1, (PORTS_TO - PORTS_FROM - needed) // stride)
+    first = zlib.crc32(run_id.encode()) % slots
+    for attempt in range(min(PORT_TRIES, slots)):
+        base = PORTS_FROM + ((first + attempt) % slots) * stride
+        if all(_free_here(base + i) for i in range(needed)):
+            return base
+    return PORTS_FROM + first * stride  # all taken here: mlx.launch's own error then names the port
+
+
 def launch_command(mlx_launch: str, plan: HostPlan, hostfile: Path, workspace_root: Path, env: dict,
-                   command: list[str]) -> list[str]:
-    cmd = [mlx_launch, "--backend", plan.backend, "--hostfile", str(hostfile), "--cwd", str(workspace_root)]
+                   command: list[str], port: int) -> list[str]:
+    cmd = [mlx_launch, "--backend", plan.backend, "--hostfile", str(hostfile), "--cwd", str(workspace_root),
+           "--starting-port", str(port)]
     for key, value in sorted(rank_environment(env).items()):
         cmd += ["--env", f"{key}={value}"]
     return cmd + ["--", *command]

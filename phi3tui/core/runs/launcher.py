@@ -45,6 +45,7 @@ from phi3tui.core.runs.hosts import (
     plan_hosts,
     send_run_files,
     signal_remote_ranks,
+    starting_port,
     write_plan,
 )
 from phi3tui.core.workspace import Workspace, load_config_values
@@ -209,7 +210,8 @@ def runner_command(run_dir: Path, workspace_root: Path, env: dict) -> list[str]:
     plan = load_plan(run_dir)
     if plan is None:
         return cmd
-    return launch_command(mlx_launch_path(), plan, run_dir / LAUNCH_HOSTFILE, workspace_root, env, cmd)
+    return launch_command(mlx_launch_path(), plan, run_dir / LAUNCH_HOSTFILE, workspace_root, env, cmd,
+                          starting_port(plan, run_dir.name))
 
 
 def _remote_files(run_dir: Path, info: dict) -> tuple[list[str], list[str]]:
