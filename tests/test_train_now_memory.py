@@ -4,7 +4,10 @@ The Mac is faked through PHI3TUI_WORKING_SET_GB; the runs are real runners on th
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -66,6 +69,34 @@ def test_train_now_starts_when_both_fit(running):
     beside = ws.root / "runs" / now.stdout.split()[2]
     assert runs.wait_for_run(beside, timeout=240)["state"] == "finished"
     assert runs.run_info(first)["state"] == "running"
+
+
+def test_two_train_now_typed_at_once_where_one_more_fits_start_exactly_one(demo_workspace):
+    """Two `phi3tui train --now` at the same moment, beside a live run, on a Mac with room for one more: one
+    starts, the other counts it and is refused naming both runs; never both on memory that fits one."""
+    quick_config(demo_workspace, 2)
+    ws = Workspace.open(demo_workspace)
+    first = create_run(ws, overrides={"iters": 100000})  # live here, not started: it holds its estimate, steadily
+    (held,) = runs.memory_held_here(ws)
+    alone = review_config(ws.config_path.read_text(), ws.root).memory.total
+    assert held.source == "its estimate" and held.bytes == alone
+    # Room for one more run; not for two, whichever figure the newer one counts with: its estimate, or the MLX peak
+    # of its first report (the weights and a batch's activations: well above a quarter of the estimate).
+    room = held.bytes + alone + alone // 4
+    env = dict(os.environ, **{WORKING_SET_ENV: gb(room)})
+    both = [subprocess.Popen([sys.executable, "-m", "phi3tui", "train", "--now", "-w", str(ws.root)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    said = [proc.communicate(timeout=300) for proc in both]
+    assert sorted(proc.returncode for proc in both) == [0, 2], said
+    (out, _), = [s for proc, s in zip(both, said) if proc.returncode == 0]
+    (_, err), = [s for proc, s in zip(both, said) if proc.returncode == 2]
+    assert out.startswith("started run "), out
+    started = ws.root / "runs" / out.split()[2]
+    assert "above what MLX can use" in err and "; running here: " in err, err
+    beside = err.split("; running here: ", 1)[1]
+    assert f"run {first.name} " in beside and f"run {started.name} " in beside, err  # the one started just before too
+    assert sorted(d.name for d in runs.run_dirs(ws)) == sorted([first.name, started.name])
+    assert runs.wait_for_run(started, timeout=240)["state"] == "finished"
 
 
 def test_a_run_not_yet_reporting_counts_with_its_estimate(demo_workspace):

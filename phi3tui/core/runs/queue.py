@@ -232,27 +232,41 @@ def start_beside(workspace: Workspace, config_path=None, overrides: dict | None 
                  backend=None, keep_awake: str | None = None) -> Path:
     """`train --now`: start a run even while others run here, but only if all fit: the memory the live runs hold
     (memory_held_here) is counted as in use by the memory check, which refuses (ConfigRefused) naming both the new
-    run's estimate and each running run's figure."""
-    from phi3tui.core.runs.launcher import ConfigRefused, create_run, launch, prepare_run
+    run's estimate and each running run's figure. The start holds the queue's lock (the one start_alone and the
+    queue's starter hold), and a run started here since the check (another `train --now` typed at once) is counted
+    by a second check under it: two runs that fit only one at a time never both start. The first check runs
+    outside the lock, so a refused start writes nothing, not even runs/."""
+    from phi3tui.core.runs.launcher import create_run, launch
 
     held = memory_held_here(workspace)
+    prepared = _prepare_beside(workspace, held, config_path, overrides, hosts, hostfile, backend, keep_awake)
+    with queue_lock(workspace):
+        now_held = memory_held_here(workspace)
+        if {h.run_id for h in now_held} - {h.run_id for h in held}:
+            prepared = _prepare_beside(workspace, now_held, config_path, overrides, hosts, hostfile, backend,
+                                       keep_awake)
+        run_dir = create_run(workspace, prepared=prepared)
+        launch(run_dir)
+    return run_dir
+
+
+def _prepare_beside(workspace: Workspace, held: list[HeldMemory], config_path, overrides, hosts, hostfile, backend,
+                    keep_awake):
+    """The gate of a run started beside the `held` ones; a memory refusal names each of them and its figure."""
+    from phi3tui.core.runs.launcher import ConfigRefused, prepare_run
+
     in_use = sum(h.bytes for h in held)
     try:
-        prepared = prepare_run(workspace, config_path, overrides, hosts, hostfile, backend, keep_awake, in_use=in_use)
+        return prepare_run(workspace, config_path, overrides, hosts, hostfile, backend, keep_awake, in_use=in_use)
     except ConfigRefused as exc:
-        if not held:
+        if not held or not any(f.field == "memory" for f in exc.findings):
             raise
         import dataclasses
 
-        if not any(f.field == "memory" for f in exc.findings):
-            raise
         beside = "; running here: " + ", ".join(str(h) for h in held)
         findings = [dataclasses.replace(f, message=f.message + beside) if f.field == "memory" else f
                     for f in exc.findings]
         raise ConfigRefused(Path(config_path) if config_path else workspace.config_path, findings) from None
-    run_dir = create_run(workspace, prepared=prepared)
-    launch(run_dir)
-    return run_dir
 
 
 def start_or_queue(workspace: Workspace, config_path=None) -> list[Path]:
