@@ -11,6 +11,7 @@ from phi3tui.core.data.folder import (
     DataSettings,
     SPLITS,
     human_size,
+    read_split_items,
     split_sizes,
     workspace_data,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "prompt_messages",
     "processor",
     "read_rows",
+    "read_split_items",
     "record_problems",
     "render_record",
     "split_answers",

@@ -32,8 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from phi3tui.core.config import grpo_settings
-from phi3tui.core.data import DataSettings, prompt_messages
-from phi3tui.core.data.folder import read_split_items
+from phi3tui.core.data import DataSettings, prompt_messages, read_split_items
 from phi3tui.core.mlx_lm_private import logits_from
 from phi3tui.core.rewards import load_rewards
 from phi3tui.core.run_folder import GRPO_SAMPLES

@@ -29,8 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from phi3tui.core.config import preference_settings
-from phi3tui.core.data import DataSettings, preference_tokens
-from phi3tui.core.data.folder import read_split_items
+from phi3tui.core.data import DataSettings, preference_tokens, read_split_items
 from phi3tui.core.models import adapter_layer_kinds
 
 
