@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -125,3 +127,33 @@ def test_a_lock_held_by_a_stopped_process_never_blocks_the_watcher(demo_workspac
         os.kill(pid, signal.SIGCONT)
         runs.stop_run(run_dir)
         runs.wait_for_run(run_dir, timeout=120)
+
+
+def test_the_queue_goes_on_after_a_stalled_run_whose_supervisor_is_slow_to_exit(demo_workspace):
+    """A run killed as stalled keeps `stalled` as its end, and counts as live while its supervisor (run.json's pid)
+    lives. The supervisor hands on to the queue just before it exits: the next run must start once it has exited,
+    even when it exits slowly (a loaded machine), not be judged while it still lives and then never start."""
+    import psutil
+
+    from phi3tui.core.run_folder import update_run_json
+    from phi3tui.core.runs.launcher import create_run
+    from phi3tui.core.runs.state import RunState, transition
+
+    ws = Workspace.open(demo_workspace)
+    stalled = create_run(ws, overrides=dict(iters=2))
+    behind = runs.queue_runs(ws, overrides=dict(iters=2), start=False)[0]
+    # The supervisor's last moments: it hands on (supervisor.hand_on_queue), then takes 3 s to exit.
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; sys.stdin.readline(); "
+         "from phi3tui.core.runs.supervisor import hand_on_queue; hand_on_queue(Path(sys.argv[1])); time.sleep(3)",
+         str(stalled)], stdin=subprocess.PIPE, text=True)
+    update_run_json(stalled, pid=supervisor.pid, pid_started=psutil.Process(supervisor.pid).create_time())
+    transition(stalled, RunState.RUNNING, expect=(RunState.QUEUED,))
+    transition(stalled, RunState.STALLED, expect=(RunState.RUNNING,), reason="stalled: killed it (test)")
+    assert [d.name for d in runs.live_here(ws)] == [stalled.name]  # live while its supervisor lives
+    supervisor.stdin.write("go\n")
+    supervisor.stdin.close()
+    assert supervisor.wait(timeout=60) == 0
+    info = runs.wait_for_run(behind, timeout=300)
+    assert info["state"] == "finished", info
+    assert read_run_json(stalled)["state"] == "stalled"

@@ -375,12 +375,35 @@ def resume_queue_quietly(workspace: Workspace) -> Path | None:
         return None
 
 
+HAND_ON_WAIT_S = 60  # how long the queue's starter waits for the process that handed on to end
+
+
+def wait_for_process_end(pid: int, timeout: float = HAND_ON_WAIT_S) -> bool:
+    """Whether process `pid` ended (gone, or a zombie nobody has reaped yet) within `timeout` seconds."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
-    """main([WORKSPACE]): what a runner starts as it ends (runner.hand_on_queue)."""
+    """main([WORKSPACE, HANDED_ON_BY_PID]): what a runner starts as it ends (supervisor.hand_on_queue). It first
+    waits for that process to end: a run killed as stalled stays `stalled` and counts as live while its supervisor
+    lives, so judging before it is gone would leave the queue stuck (and a trainer ending holds its memory until
+    then)."""
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: main([WORKSPACE])", file=sys.stderr)
+    if len(argv) not in (1, 2) or (len(argv) == 2 and not argv[1].isdigit()):
+        print("usage: main([WORKSPACE, HANDED_ON_BY_PID])", file=sys.stderr)
         return 2
+    if len(argv) == 2:
+        wait_for_process_end(int(argv[1]))
     started = start_next(Workspace(Path(argv[0]).resolve()))
     if started is not None:
         print(f"phi3tui: queue: started run {started.name}", flush=True)

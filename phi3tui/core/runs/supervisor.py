@@ -21,7 +21,8 @@ OOM_KILL_SHARE = 0.8  # a SIGKILLed runner that had reached this share of the me
 
 def hand_on_queue(run_dir: Path) -> None:
     """As this run ends, start the next queued one (core/runs/queue.py) with nobody attached. In a
-    process of its own, detached: this one still holds its model's memory and is about to exit."""
+    process of its own, detached, which waits for this one to exit first: this one still holds its model's memory,
+    and a supervisor alive keeps its run live."""
     queue_file = run_dir.parent / QUEUE_FILE
     try:
         if queue_file.stat().st_size == 0:
@@ -29,7 +30,7 @@ def hand_on_queue(run_dir: Path) -> None:
         with open(run_dir / LOG_FILE, "ab") as log:
             # -c, not -m: the package's __init__ imports queue, which -m would run a second time.
             start = "import sys; from phi3tui.core.runs.queue import main; sys.exit(main(sys.argv[1:]))"
-            subprocess.Popen([sys.executable, "-c", start, str(run_dir.parent.parent)],
+            subprocess.Popen([sys.executable, "-c", start, str(run_dir.parent.parent), str(os.getpid())],
                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     except OSError:  # no queue, or it cannot start now: the next `phi3tui` starts it
         return
